@@ -1,0 +1,108 @@
+import type { V1Job } from '@kubernetes/client-node';
+import type { HubUser } from '../auth/hub.ts';
+import { jobNameLabel } from '../backend/types.ts';
+import { BadRequest } from '../http/errors.ts';
+import { buildJobObjects, buildNamespace } from '../k8s/builders.ts';
+import { jobNameFor, namespaceForUser } from '../k8s/names.ts';
+import type { JobSpec } from '../k8s/spec.ts';
+import { normalizeUpload, type ArchiveEntry } from '../uploads/archive.ts';
+import { signUploadReference, verifyUploadReference, type StoredCode } from '../uploads/reference.ts';
+import { jobDetail, newestFirst, type JobDetail } from '../views.ts';
+import type { Deps } from './deps.ts';
+
+/** The steps shared by the native API, the upstream-compatible API and every function target. */
+
+export async function storeUpload(deps: Deps, user: HubUser, entries: ArchiveEntry[]) {
+  const { settings, backend } = deps;
+  if (!entries.length) throw new BadRequest('code: the upload contains no files', 'code');
+  const upload = normalizeUpload(entries, { maxBytes: settings.maxUploadBytes, maxFiles: settings.maxUploadFiles });
+  await backend.ensureNamespace(buildNamespace(user.name));
+  const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
+  const code = await backend.storeCode(user.name, upload, expiresAt);
+  const reference = await signUploadReference({ user: user.name, code, bytes: upload.bytes, files: upload.files, sha256: upload.sha256 }, settings.uploadSecret, settings.uploadTtlSeconds);
+  return { reference, code, upload, expiresAt };
+}
+
+export async function submitJob(deps: Deps, user: HubUser, spec: JobSpec, inlineCode?: StoredCode): Promise<V1Job> {
+  const { settings, backend, admin } = deps;
+  let code = inlineCode;
+  try {
+    if (spec.upload) {
+      if (inlineCode) throw new BadRequest('upload: send either files or an upload reference, not both', 'upload');
+      code = (await verifyUploadReference(spec.upload, user.name, settings.uploadSecret)).code;
+    }
+    const objects = buildJobObjects(spec, { name: user.name, token: user.token }, jobNameFor(spec.name), {
+      settings,
+      profiles: admin.profiles,
+      template: admin.jobTemplate,
+      code,
+    });
+    if (settings.createUserNamespace) await backend.ensureNamespace(buildNamespace(user.name));
+    // Code uploaded with this very request belongs to this job alone; a referenced upload may serve others.
+    return await backend.createJob(objects, code, { removeCodeOnFailure: Boolean(inlineCode) });
+  } catch (error) {
+    if (inlineCode && !code) await backend.deleteCode(inlineCode).catch(() => undefined);
+    throw error;
+  }
+}
+
+export async function showJob(deps: Deps, user: HubUser, name: string): Promise<JobDetail> {
+  const namespace = namespaceForUser(user.name);
+  const job = await deps.backend.getJob(namespace, name);
+  const pods = await deps.backend.listPods(namespace, `${jobNameLabel}=${name}`);
+  return jobDetail(job, pods);
+}
+
+interface PageCursor {
+  createdAt: string;
+  name: string;
+}
+
+function encodeCursor(job: V1Job): string {
+  const cursor: PageCursor = { createdAt: new Date(job.metadata?.creationTimestamp ?? 0).toISOString(), name: job.metadata?.name ?? '' };
+  return Buffer.from(JSON.stringify(cursor)).toString('base64url');
+}
+
+function decodeCursor(token: string): PageCursor {
+  try {
+    const cursor = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as PageCursor;
+    if (typeof cursor.createdAt !== 'string' || typeof cursor.name !== 'string') throw new Error('shape');
+    return cursor;
+  } catch {
+    throw new BadRequest('continue: not a valid continue token', 'continue');
+  }
+}
+
+function isAfter(job: V1Job, cursor: PageCursor): boolean {
+  const created = new Date(job.metadata?.creationTimestamp ?? 0).toISOString();
+  return created < cursor.createdAt || (created === cursor.createdAt && (job.metadata?.name ?? '') > cursor.name);
+}
+
+/** All of the user's jobs, newest first; the cursor is (createdAt, name) so pages stay stable as jobs come and go. */
+export async function listAllJobs(deps: Deps, user: HubUser): Promise<V1Job[]> {
+  const namespace = namespaceForUser(user.name);
+  const jobs: V1Job[] = [];
+  let continueToken: string | undefined;
+  do {
+    const page = await deps.backend.listJobs(namespace, { limit: 500, continueToken });
+    jobs.push(...page.items);
+    continueToken = page.continueToken;
+  } while (continueToken);
+  return newestFirst(jobs);
+}
+
+export async function listJobsPage(deps: Deps, user: HubUser, limit: number, continueToken?: string) {
+  let jobs = await listAllJobs(deps, user);
+  if (continueToken) {
+    const cursor = decodeCursor(continueToken);
+    jobs = jobs.filter((job) => isAfter(job, cursor));
+  }
+  const page = jobs.slice(0, limit);
+  return { items: page, continueToken: jobs.length > limit ? encodeCursor(page[page.length - 1]!) : undefined };
+}
+
+export async function podsOfJob(deps: Deps, user: HubUser, name: string) {
+  const namespace = namespaceForUser(user.name);
+  await deps.backend.getJob(namespace, name);
+  return deps.backend.listPods(namespace, `${jobNameLabel}=${name}`);
+}

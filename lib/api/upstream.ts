@@ -1,0 +1,167 @@
+import { Transform } from 'node:stream';
+import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import { jobNameLabel } from '../backend/types.ts';
+import { BadRequest, HttpError } from '../http/errors.ts';
+import { queryFlag, readJson, type Reply, type RouteDefinition } from '../http/router.ts';
+import { namespaceForUser } from '../k8s/names.ts';
+import { expectObject } from '../k8s/spec.ts';
+import { specFromUpstreamManifest } from '../k8s/upstream-manifest.ts';
+import { toUpstreamWire } from '../k8s/wire.ts';
+import { readZip } from '../uploads/archive.ts';
+import type { Deps } from './deps.ts';
+import { jobLogs } from './logs.ts';
+import { listAllJobs, storeUpload, submitJob } from './operations.ts';
+import { authenticated } from './native.ts';
+
+/**
+ * The API of upstream kbatch-proxy, so the unmodified Python `kbatch` CLI works against this
+ * server: Python-client `to_dict()` bodies (snake_case, `+00:00` times) and `{"detail": ...}` errors.
+ */
+
+const jobStatusKeys = ['active', 'failed', 'ready', 'succeeded', 'startTime', 'completionTime', 'conditions'] as const;
+
+/** The CLI indexes `status.ready` and friends directly, so they must exist even when Kubernetes omits them. */
+function withStatusKeys(job: V1Job): V1Job {
+  const status: Record<string, unknown> = { ...job.status };
+  for (const key of jobStatusKeys) if (status[key] === undefined) status[key] = null;
+  return { ...job, status: status as V1Job['status'] };
+}
+
+function listBody(kind: string, apiVersion: string, items: unknown[]) {
+  return toUpstreamWire({ apiVersion, kind, items, metadata: { continue: null, remainingItemCount: null, resourceVersion: null, selfLink: null } });
+}
+
+/** Upstream sends each log line as one chunk without its newline; its CLI adds the newline back. */
+function upstreamLineChunks(): Transform {
+  let carry = '';
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      const lines = (carry + chunk.toString('utf8')).split('\n');
+      carry = lines.pop() ?? '';
+      for (const line of lines) if (line) this.push(line);
+      callback();
+    },
+    flush(callback) {
+      if (carry) this.push(carry);
+      callback();
+    },
+  });
+}
+
+async function logsReply(stream: NodeJS.ReadableStream & import('node:stream').Readable, follow: boolean): Promise<Reply> {
+  if (follow) return { stream: stream.pipe(upstreamLineChunks()) };
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return { text: Buffer.concat(chunks).toString('utf8') };
+}
+
+export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
+  return [
+    {
+      method: 'POST',
+      path: '/jobs',
+      handler: authenticated(deps, async (ctx, user) => {
+        const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
+        const spec = specFromUpstreamManifest(body.job);
+        let inline;
+        if (body.code !== null && body.code !== undefined) {
+          const configMap = expectObject(body.code, 'code');
+          const binary = (configMap.binary_data ?? configMap.binaryData) as Record<string, unknown> | undefined;
+          if (!binary || typeof binary.code !== 'string') throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
+          const zip = Buffer.from(binary.code, 'base64');
+          inline = (await storeUpload(deps, user, readZip(zip, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles }))).code;
+        }
+        const job = await submitJob(deps, user, spec, inline);
+        return { json: toUpstreamWire(withStatusKeys(job)) };
+      }),
+    },
+    {
+      method: 'POST',
+      path: '/cronjobs',
+      handler: authenticated(deps, async () => {
+        throw new HttpError(501, 'CronJobs are not supported by this kbatch server');
+      }),
+    },
+  ];
+}
+
+export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
+  const namespaceOf = (name: string) => namespaceForUser(name);
+  return [
+    {
+      method: 'GET',
+      path: '/jobs',
+      handler: authenticated(deps, async (_ctx, user) => {
+        const jobs = (await listAllJobs(deps, user)).reverse();
+        return { json: listBody('JobList', 'batch/v1', jobs.map(withStatusKeys)) };
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/jobs/:name',
+      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(withStatusKeys(await deps.backend.getJob(namespaceOf(user.name), ctx.params.name!))) })),
+    },
+    {
+      method: 'DELETE',
+      path: '/jobs/:name',
+      handler: authenticated(deps, async (ctx, user) => {
+        const job = await deps.backend.deleteJob(namespaceOf(user.name), ctx.params.name!);
+        return {
+          json: toUpstreamWire({
+            apiVersion: 'v1',
+            kind: 'Status',
+            status: 'Success',
+            code: 200,
+            message: `job ${job.metadata?.name} deleted (foreground: its pods are removed first)`,
+            reason: null,
+            details: { name: job.metadata?.name, group: 'batch', kind: 'jobs', uid: job.metadata?.uid },
+            metadata: {},
+          }),
+        };
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/jobs/logs/:name',
+      handler: authenticated(deps, async (ctx, user) => {
+        const follow = queryFlag(ctx.query, 'stream');
+        return logsReply(await jobLogs(deps, user, ctx.params.name!, { follow }, ctx.signal), follow);
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/pods',
+      handler: authenticated(deps, async (ctx, user) => {
+        const jobName = ctx.query.get('job_name');
+        const pods: V1Pod[] = await deps.backend.listPods(namespaceOf(user.name), jobName ? `${jobNameLabel}=${jobName}` : undefined);
+        return { json: listBody('PodList', 'v1', pods) };
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/pods/:name',
+      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getPod(namespaceOf(user.name), ctx.params.name!)) })),
+    },
+    {
+      method: 'GET',
+      path: '/pods/logs/:name',
+      handler: authenticated(deps, async (ctx, user) => {
+        const follow = queryFlag(ctx.query, 'stream');
+        const stream = await deps.backend.podLogs(namespaceOf(user.name), ctx.params.name!, { follow }, ctx.signal);
+        return logsReply(stream, follow);
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/cronjobs',
+      handler: authenticated(deps, async () => ({ json: listBody('CronJobList', 'batch/v1', []) })),
+    },
+    ...['GET', 'DELETE'].map((method) => ({
+      method: method as 'GET' | 'DELETE',
+      path: '/cronjobs/:name',
+      handler: authenticated(deps, async (ctx) => {
+        throw new HttpError(404, `cronjobs.batch "${ctx.params.name}" not found (this server does not run CronJobs)`);
+      }),
+    })),
+  ];
+}

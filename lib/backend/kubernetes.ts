@@ -1,0 +1,243 @@
+import { PassThrough, Readable } from 'node:stream';
+import * as k8s from '@kubernetes/client-node';
+import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
+import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, ownerReferenceTo, type JobObjects } from '../k8s/builders.ts';
+import { randomSuffix } from '../k8s/names.ts';
+import type { NormalizedUpload } from '../uploads/archive.ts';
+import type { StoredCode } from '../uploads/reference.ts';
+import type { Backend, ListOptions, LogOptions } from './types.ts';
+
+export interface KubernetesBackendOptions {
+  kubeconfig?: string;
+  configMapMaxBytes: number;
+  helperImage: string;
+  uploadPvcSize: string;
+  uploadPvcStorageClass?: string;
+  uploadPvcAccessMode: string;
+  logPollSeconds: number;
+}
+
+function isStatus(error: unknown, code: number): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
+}
+
+const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
+
+/** A chunk of a large upload; 700 KiB of binary stays under the 1 MiB ConfigMap limit once base64'd. */
+const chunkBytes = 700 * 1024;
+
+export class KubernetesBackend implements Backend {
+  readonly kind = 'kubernetes' as const;
+  private readonly kc: k8s.KubeConfig;
+  private readonly core: k8s.CoreV1Api;
+  private readonly batch: k8s.BatchV1Api;
+
+  constructor(private readonly options: KubernetesBackendOptions) {
+    this.kc = new k8s.KubeConfig();
+    if (options.kubeconfig) this.kc.loadFromFile(options.kubeconfig);
+    else this.kc.loadFromDefault();
+    this.core = this.kc.makeApiClient(k8s.CoreV1Api);
+    this.batch = this.kc.makeApiClient(k8s.BatchV1Api);
+  }
+
+  async ensureNamespace(namespace: k8s.V1Namespace): Promise<void> {
+    try {
+      await this.core.readNamespace({ name: namespace.metadata!.name! });
+      return;
+    } catch (error) {
+      if (!isStatus(error, 404)) throw error;
+    }
+    try {
+      await this.core.createNamespace({ body: namespace });
+    } catch (error) {
+      if (!isStatus(error, 409)) throw error;
+    }
+  }
+
+  async storeCode(username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
+    const id = randomSuffix(10);
+    const meta = { sha256: upload.sha256, files: upload.files, expiresAt };
+    if (upload.archive.length <= this.options.configMapMaxBytes) {
+      const body = buildCodeConfigMap(username, `kbatch-code-${id}`, upload.archive, meta);
+      await this.core.createNamespacedConfigMap({ namespace: body.metadata!.namespace!, body });
+      return { kind: 'configmap', namespace: body.metadata!.namespace!, name: body.metadata!.name! };
+    }
+    return this.storeCodeInClaim(username, id, upload, meta);
+  }
+
+  private async storeCodeInClaim(username: string, id: string, upload: NormalizedUpload, meta: { sha256: string; files: number; expiresAt: Date }): Promise<StoredCode> {
+    const claim = buildUploadsClaim(username, { ...this.options });
+    const namespace = claim.metadata!.namespace!;
+    try {
+      await this.core.createNamespacedPersistentVolumeClaim({ namespace, body: claim });
+    } catch (error) {
+      if (!isStatus(error, 409)) throw error;
+    }
+    const chunkNames: string[] = [];
+    try {
+      for (let offset = 0, i = 0; offset < upload.archive.length; offset += chunkBytes, i++) {
+        const name = `kbatch-code-${id}-${String(i).padStart(4, '0')}`;
+        const chunk = buildCodeConfigMap(username, name, upload.archive.subarray(offset, offset + chunkBytes), meta);
+        chunk.binaryData = { part: chunk.binaryData!['code.tgz']! };
+        await this.core.createNamespacedConfigMap({ namespace, body: chunk });
+        chunkNames.push(name);
+      }
+      const writer = buildUploadWriterJob(username, `kbatch-upload-${id}`, chunkNames, id, this.options);
+      const created = await this.batch.createNamespacedJob({ namespace, body: writer });
+      await Promise.all(chunkNames.map((name) => this.addOwner('configmap', namespace, name, created)));
+    } catch (error) {
+      await Promise.allSettled(chunkNames.map((name) => this.core.deleteNamespacedConfigMap({ name, namespace })));
+      throw error;
+    }
+    return { kind: 'pvc', namespace, claim: claim.metadata!.name!, path: id, configMaps: chunkNames };
+  }
+
+  async deleteCode(code: StoredCode): Promise<void> {
+    if (code.kind === 'configmap') {
+      await this.core.deleteNamespacedConfigMap({ name: code.name, namespace: code.namespace }).catch((error) => {
+        if (!isStatus(error, 404)) throw error;
+      });
+    }
+  }
+
+  private async addOwner(kind: 'configmap' | 'secret', namespace: string, name: string, job: k8s.V1Job): Promise<void> {
+    // Strategic merge keys ownerReferences by uid, so a shared upload gains one owner per job.
+    const body = { metadata: { ownerReferences: [ownerReferenceTo(job)] } };
+    if (kind === 'configmap') await this.core.patchNamespacedConfigMap({ name, namespace, body }, strategicMerge);
+    else await this.core.patchNamespacedSecret({ name, namespace, body }, strategicMerge);
+  }
+
+  async createJob(objects: JobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<k8s.V1Job> {
+    const { namespace, job, secret } = objects;
+    const cleanups: (() => Promise<unknown>)[] = [];
+    if (code && options.removeCodeOnFailure) cleanups.push(() => this.deleteCode(code));
+    try {
+      if (code?.kind === 'configmap') {
+        try {
+          await this.core.readNamespacedConfigMap({ name: code.name, namespace: code.namespace });
+        } catch (error) {
+          if (isStatus(error, 404)) throw new BadRequest('upload: the uploaded code no longer exists (its jobs were deleted); upload it again', 'upload');
+          throw error;
+        }
+      }
+      await this.core.createNamespacedSecret({ namespace, body: secret });
+      cleanups.push(() => this.core.deleteNamespacedSecret({ name: secret.metadata!.name!, namespace }));
+      const created = await this.batch.createNamespacedJob({ namespace, body: job });
+      cleanups.push(() => this.batch.deleteNamespacedJob({ name: created.metadata!.name!, namespace, propagationPolicy: 'Background' }));
+      await this.addOwner('secret', namespace, secret.metadata!.name!, created);
+      if (code?.kind === 'configmap') await this.addOwner('configmap', namespace, code.name, created);
+      return created;
+    } catch (error) {
+      const results = await Promise.allSettled(cleanups.reverse().map((cleanup) => cleanup()));
+      for (const result of results) {
+        if (result.status === 'rejected' && !isStatus(result.reason, 404)) console.error('kbatch: cleanup after failed submit failed:', (result.reason as Error).message);
+      }
+      throw error;
+    }
+  }
+
+  async listJobs(namespace: string, options: ListOptions) {
+    const list = await this.batch.listNamespacedJob({ namespace, limit: options.limit, _continue: options.continueToken });
+    return { items: list.items, continueToken: list.metadata?._continue || undefined };
+  }
+
+  async getJob(namespace: string, name: string): Promise<k8s.V1Job> {
+    return this.batch.readNamespacedJob({ name, namespace });
+  }
+
+  async deleteJob(namespace: string, name: string): Promise<k8s.V1Job> {
+    const job = await this.batch.readNamespacedJob({ name, namespace });
+    await this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Foreground' });
+    return job;
+  }
+
+  async listPods(namespace: string, labelSelector?: string): Promise<k8s.V1Pod[]> {
+    return (await this.core.listNamespacedPod({ namespace, labelSelector })).items;
+  }
+
+  async getPod(namespace: string, name: string): Promise<k8s.V1Pod> {
+    return this.core.readNamespacedPod({ name, namespace });
+  }
+
+  async podLogs(namespace: string, pod: string, options: LogOptions, signal: AbortSignal): Promise<Readable> {
+    const current = await this.getPod(namespace, pod);
+    const container = options.container ?? current.spec?.containers[0]?.name ?? 'job';
+    const cluster = this.kc.getCurrentCluster();
+    if (!cluster) throw new Upstream('No Kubernetes cluster configured');
+    const url = new URL(`${cluster.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`);
+    url.searchParams.set('container', container);
+    if (options.follow) url.searchParams.set('follow', 'true');
+    if (options.sinceTime) url.searchParams.set('sinceTime', options.sinceTime);
+    if (options.tailLines !== undefined) url.searchParams.set('tailLines', String(options.tailLines));
+    if (options.timestamps) url.searchParams.set('timestamps', 'true');
+
+    const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
+    await this.kc.applySecurityAuthentication(context);
+    const response = await fetch(url, {
+      headers: context.getHeaders(),
+      // @ts-expect-error undici's dispatcher carries the cluster CA and client certificate
+      dispatcher: context.getDispatcher(),
+      signal: controller.signal,
+    });
+    if (!response.ok || !response.body) {
+      signal.removeEventListener('abort', onAbort);
+      const text = await response.text().catch(() => '');
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        /* plain text error */
+      }
+      if (response.status === 404) throw new NotFound(message || `pod ${pod} not found`);
+      throw new k8s.ApiException(response.status, message, JSON.stringify({ message }), {});
+    }
+    const output = new PassThrough();
+    const source = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
+    source.pipe(output);
+    source.on('error', (error) => {
+      source.unpipe(output);
+      if (controller.signal.aborted) output.end();
+      else output.destroy(error);
+    });
+    output.on('close', () => {
+      controller.abort();
+      signal.removeEventListener('abort', onAbort);
+    });
+    if (options.follow) this.endWhenFinished(namespace, pod, controller, () => {
+      source.unpipe(output);
+      output.end();
+    });
+    return output;
+  }
+
+  /**
+   * The kubelet (and KWOK) keep a follow stream open after some container exits; the API has no
+   * "wait for completion" flag, so we watch the pod phase and end the stream once it is final.
+   */
+  private endWhenFinished(namespace: string, pod: string, controller: AbortController, end: () => void): void {
+    const poll = async () => {
+      while (!controller.signal.aborted) {
+        await new Promise((resolve) => setTimeout(resolve, this.options.logPollSeconds * 1000));
+        if (controller.signal.aborted) return;
+        let phase: string | undefined;
+        try {
+          phase = (await this.getPod(namespace, pod)).status?.phase;
+        } catch (error) {
+          if (isStatus(error, 404)) phase = 'Gone';
+          else continue;
+        }
+        if (phase === 'Succeeded' || phase === 'Failed' || phase === 'Gone') {
+          // Give the last lines in flight a moment to arrive before closing.
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          end();
+          controller.abort();
+          return;
+        }
+      }
+    };
+    void poll();
+  }
+}

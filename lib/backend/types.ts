@@ -1,0 +1,47 @@
+import type { Readable } from 'node:stream';
+import type { V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
+import type { JobObjects } from '../k8s/builders.ts';
+import type { NormalizedUpload } from '../uploads/archive.ts';
+import type { StoredCode } from '../uploads/reference.ts';
+
+export interface ListOptions {
+  limit?: number;
+  continueToken?: string;
+}
+
+export interface LogOptions {
+  follow: boolean;
+  /** RFC 3339; resumes a stream after the last line a client saw. */
+  sinceTime?: string;
+  tailLines?: number;
+  timestamps?: boolean;
+  container?: string;
+}
+
+/**
+ * Where jobs run. Both implementations speak Kubernetes object shapes, so handlers, views and the
+ * upstream wire format do not care whether a job is a real Job or a local process.
+ */
+export interface Backend {
+  readonly kind: 'kubernetes' | 'local';
+  ensureNamespace(namespace: V1Namespace): Promise<void>;
+  storeCode(username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode>;
+  deleteCode(code: StoredCode): Promise<void>;
+  /**
+   * Creates the Job and its Secret. On failure nothing created for it remains; on success the
+   * Secret and `code` (when stored as ConfigMaps) are owned by the Job, so deleting the Job removes them.
+   */
+  createJob(objects: JobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<V1Job>;
+  listJobs(namespace: string, options: ListOptions): Promise<{ items: V1Job[]; continueToken?: string }>;
+  getJob(namespace: string, name: string): Promise<V1Job>;
+  /** Foreground deletion: the Job is gone only after its pods, so "deleted" means nothing is running. */
+  deleteJob(namespace: string, name: string): Promise<V1Job>;
+  listPods(namespace: string, labelSelector?: string): Promise<V1Pod[]>;
+  getPod(namespace: string, name: string): Promise<V1Pod>;
+  /** A log stream that ends by itself when a followed pod finishes. */
+  podLogs(namespace: string, pod: string, options: LogOptions, signal: AbortSignal): Promise<Readable>;
+  close?(): Promise<void>;
+}
+
+export const jobNameLabel = 'batch.kubernetes.io/job-name';
+export const legacyJobNameLabel = 'job-name';

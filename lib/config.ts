@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** Every setting of the service, read once from the environment and validated at start. */
+export interface Settings {
+  port: number;
+  host: string;
+  /** `hub` checks tokens with JupyterHub; `none` (local backend only) acts as one local user. */
+  auth: 'hub' | 'none';
+  localUser: string | undefined;
+  /** Path prefix the Hub proxy keeps on every request, always with a trailing slash. */
+  prefix: string;
+  hubApiUrl: string;
+  serviceName: string;
+  authCacheSeconds: number;
+  backend: 'kubernetes' | 'local';
+  kubeconfig: string | undefined;
+  jobTtlSeconds: number | null;
+  jobExtraEnv: Record<string, string>;
+  jobTemplateFile: string | undefined;
+  profileFile: string | undefined;
+  createUserNamespace: boolean;
+  uploadSecret: Uint8Array;
+  uploadSecretIsEphemeral: boolean;
+  uploadTtlSeconds: number;
+  maxUploadBytes: number;
+  maxUploadFiles: number;
+  /** Archives up to this size go into a ConfigMap; larger ones into the per-user PVC. */
+  configMapMaxBytes: number;
+  uploadPvcSize: string;
+  uploadPvcStorageClass: string | undefined;
+  uploadPvcAccessMode: string;
+  helperImage: string;
+  localDataDir: string;
+  logPollSeconds: number;
+  shutdownGraceSeconds: number;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  return value;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
+}
+
+function stringMap(env: Env, name: string): Record<string, string> {
+  const raw = env[name];
+  if (!raw) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a JSON object of strings`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'string')) {
+    throw new ConfigError(`${name} must be a JSON object of strings`);
+  }
+  return parsed as Record<string, string>;
+}
+
+function normalizePrefix(raw: string): string {
+  let prefix = raw.startsWith('/') ? raw : `/${raw}`;
+  if (!prefix.endsWith('/')) prefix += '/';
+  return prefix;
+}
+
+function chooseBackend(env: Env): 'kubernetes' | 'local' {
+  const explicit = env.KBATCH_BACKEND;
+  if (explicit === 'kubernetes' || explicit === 'local') return explicit;
+  if (explicit) throw new ConfigError(`KBATCH_BACKEND must be "kubernetes" or "local", got "${explicit}"`);
+  const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST);
+  const kubeconfig = env.KUBECONFIG ?? join(homedir(), '.kube', 'config');
+  return inCluster || (env.KUBECONFIG !== undefined ? existsSync(kubeconfig) : false) ? 'kubernetes' : 'local';
+}
+
+export function loadSettings(env: Env = process.env): Settings {
+  const secret = env.KBATCH_UPLOAD_SECRET;
+  if (secret !== undefined && secret.length < 32) throw new ConfigError('KBATCH_UPLOAD_SECRET must be at least 32 characters');
+  const ttlRaw = env.KBATCH_JOB_TTL_SECONDS_AFTER_FINISHED;
+  const settings: Settings = {
+    port: integer(env, 'PORT', 8080),
+    host: env.KBATCH_HOST ?? (env.KUBERNETES_SERVICE_HOST ? '0.0.0.0' : '127.0.0.1'),
+    auth: 'hub',
+    localUser: env.KBATCH_LOCAL_USER || undefined,
+    prefix: normalizePrefix(env.KBATCH_PREFIX ?? env.JUPYTERHUB_SERVICE_PREFIX ?? '/services/kbatch/'),
+    hubApiUrl: (env.JUPYTERHUB_API_URL ?? 'http://127.0.0.1:8081/hub/api').replace(/\/+$/, ''),
+    serviceName: env.JUPYTERHUB_SERVICE_NAME ?? 'kbatch',
+    authCacheSeconds: integer(env, 'KBATCH_AUTH_CACHE_SECONDS', 60),
+    backend: chooseBackend(env),
+    kubeconfig: env.KUBECONFIG,
+    jobTtlSeconds: ttlRaw === 'none' || ttlRaw === 'null' ? null : integer(env, 'KBATCH_JOB_TTL_SECONDS_AFTER_FINISHED', 3600),
+    jobExtraEnv: stringMap(env, 'KBATCH_JOB_EXTRA_ENV'),
+    jobTemplateFile: env.KBATCH_JOB_TEMPLATE_FILE || undefined,
+    profileFile: env.KBATCH_PROFILE_FILE || undefined,
+    createUserNamespace: boolean(env, 'KBATCH_CREATE_USER_NAMESPACE', true),
+    uploadSecret: new TextEncoder().encode(secret ?? randomBytes(32).toString('hex')),
+    uploadSecretIsEphemeral: secret === undefined,
+    uploadTtlSeconds: integer(env, 'KBATCH_UPLOAD_TTL_SECONDS', 24 * 3600, 60),
+    maxUploadBytes: integer(env, 'KBATCH_MAX_UPLOAD_BYTES', 256 * 1024 * 1024, 1),
+    maxUploadFiles: integer(env, 'KBATCH_MAX_UPLOAD_FILES', 10_000, 1),
+    // etcd caps one object at 1.5 MiB and Kubernetes a ConfigMap at 1 MiB of data; base64 in
+    // the request body grows it by a third, so 768 KiB of archive stays safely below both.
+    configMapMaxBytes: integer(env, 'KBATCH_CONFIGMAP_MAX_BYTES', 768 * 1024, 1),
+    uploadPvcSize: env.KBATCH_UPLOAD_PVC_SIZE ?? '10Gi',
+    uploadPvcStorageClass: env.KBATCH_UPLOAD_PVC_STORAGE_CLASS || undefined,
+    uploadPvcAccessMode: env.KBATCH_UPLOAD_PVC_ACCESS_MODE ?? 'ReadWriteOnce',
+    helperImage: env.KBATCH_HELPER_IMAGE ?? 'busybox:1.37',
+    localDataDir: env.KBATCH_LOCAL_DIR ?? join(homedir(), '.local', 'share', 'kbatch'),
+    logPollSeconds: integer(env, 'KBATCH_LOG_POLL_SECONDS', 2, 1),
+    shutdownGraceSeconds: integer(env, 'KBATCH_SHUTDOWN_GRACE_SECONDS', 25),
+  };
+  const auth = env.KBATCH_AUTH ?? (env.JUPYTERHUB_API_URL ? 'hub' : settings.backend === 'local' ? 'none' : 'hub');
+  if (auth !== 'hub' && auth !== 'none') throw new ConfigError(`KBATCH_AUTH must be "hub" or "none", got "${auth}"`);
+  if (auth === 'none' && (settings.backend !== 'local' || !['127.0.0.1', 'localhost', '::1'].includes(settings.host))) {
+    throw new ConfigError('KBATCH_AUTH=none is only allowed with the local backend on a loopback address');
+  }
+  settings.auth = auth;
+  if (settings.configMapMaxBytes > 768 * 1024) throw new ConfigError('KBATCH_CONFIGMAP_MAX_BYTES must be at most 786432 (the 1 MiB ConfigMap limit after base64)');
+  if (!/^https?:\/\//.test(settings.hubApiUrl)) throw new ConfigError(`JUPYTERHUB_API_URL must be an http(s) URL, got "${settings.hubApiUrl}"`);
+  return settings;
+}
+
+export function readOptionalFile(path: string | undefined, name: string): string | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${name}: cannot read ${path}: ${(error as Error).message}`);
+  }
+}

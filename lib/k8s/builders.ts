@@ -1,0 +1,261 @@
+import type { V1ConfigMap, V1Container, V1EnvVar, V1Job, V1Namespace, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import { BadRequest } from '../http/errors.ts';
+import type { StoredCode } from '../uploads/reference.ts';
+import { mergeTemplate, type Profile, type Profiles } from './admin.ts';
+import { annotations, labels, namespaceForUser, userLabelValue } from './names.ts';
+import type { JobSpec } from './spec.ts';
+
+export interface JobSettings {
+  jobTtlSeconds: number | null;
+  jobExtraEnv: Record<string, string>;
+  helperImage: string;
+}
+
+export interface SubmitUser {
+  name: string;
+  token?: string;
+}
+
+export interface JobObjects {
+  namespace: string;
+  job: V1Job;
+  /** Holds every env value, so tokens never sit in the Job spec where `job show` would print them. */
+  secret: V1Secret;
+}
+
+export const codeMountPath = '/code';
+export const codeArchiveKey = 'code.tgz';
+
+export function buildNamespace(username: string): V1Namespace {
+  return {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: {
+      name: namespaceForUser(username),
+      labels: { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(username) },
+      annotations: { [annotations.username]: username },
+    },
+  };
+}
+
+export function ownerLabels(username: string): Record<string, string> {
+  return { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(username) };
+}
+
+export function resolveProfile(spec: JobSpec, profiles: Profiles): Profile | undefined {
+  if (spec.profile === undefined) return undefined;
+  const profile = profiles[spec.profile];
+  if (!profile) {
+    const known = Object.keys(profiles);
+    throw new BadRequest(`profile: unknown profile "${spec.profile}"${known.length ? ` (available: ${known.join(', ')})` : ' (the server defines no profiles)'}`, 'profile');
+  }
+  return profile;
+}
+
+/** Volumes, an unpacking init container and the /code mount for an upload, or a scratch /code without one. */
+export function codeVolumesFor(code: StoredCode | undefined, helperImage: string): { volumes: V1Volume[]; initContainers: V1Container[]; mount: V1VolumeMount } {
+  const mount: V1VolumeMount = { name: 'code', mountPath: codeMountPath };
+  const scratch: V1Volume = { name: 'code', emptyDir: {} };
+  if (!code || code.kind === 'local') return { volumes: [scratch], initContainers: [], mount };
+  if (code.kind === 'configmap') {
+    return {
+      volumes: [scratch, { name: 'code-archive', configMap: { name: code.name, items: [{ key: codeArchiveKey, path: codeArchiveKey }] } }],
+      initContainers: [
+        {
+          name: 'unpack-code',
+          image: helperImage,
+          command: ['tar', '-xzf', `/code-archive/${codeArchiveKey}`, '-C', codeMountPath],
+          volumeMounts: [mount, { name: 'code-archive', mountPath: '/code-archive', readOnly: true }],
+        },
+      ],
+      mount,
+    };
+  }
+  // Each job copies the upload so it can write in /code without touching other jobs' input.
+  return {
+    volumes: [scratch, { name: 'uploads', persistentVolumeClaim: { claimName: code.claim, readOnly: true } }],
+    initContainers: [
+      {
+        name: 'copy-code',
+        image: helperImage,
+        // The writer Job renames its directory into place only when complete, so wait for it.
+        command: ['sh', '-c', `for i in $(seq 600); do [ -d "/uploads/${code.path}" ] && break; sleep 1; done; cp -a "/uploads/${code.path}/." ${codeMountPath}/`],
+        volumeMounts: [mount, { name: 'uploads', mountPath: '/uploads', readOnly: true }],
+      },
+    ],
+    mount,
+  };
+}
+
+function envFromSecret(name: string, secretName: string): V1EnvVar {
+  return { name, valueFrom: { secretKeyRef: { name: secretName, key: name } } };
+}
+
+/**
+ * The Job, its env Secret and namespace for one submission. Pure: the job name (with its random
+ * suffix) is chosen by the caller so the Secret can be named after the Job before either exists.
+ */
+export function buildJobObjects(
+  spec: JobSpec,
+  user: SubmitUser,
+  jobName: string,
+  options: { settings: JobSettings; profiles: Profiles; template?: Record<string, unknown>; code?: StoredCode },
+): JobObjects {
+  const { settings } = options;
+  const profile = resolveProfile(spec, options.profiles);
+  const image = spec.image ?? profile?.image;
+  if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
+  const namespace = namespaceForUser(user.name);
+  const common = { ...(spec.labels ?? {}), ...ownerLabels(user.name) };
+  const userAnnotations: Record<string, string> = { [annotations.username]: user.name };
+  if (spec.profile) userAnnotations[annotations.profile] = spec.profile;
+
+  const envValues: Record<string, string> = {
+    ...(spec.env ?? {}),
+    ...settings.jobExtraEnv,
+    JUPYTER_IMAGE: image,
+    JUPYTER_IMAGE_SPEC: image,
+  };
+  if (user.token) envValues.JUPYTERHUB_API_TOKEN = user.token;
+  const code = codeVolumesFor(options.code, settings.helperImage);
+
+  const resources = {
+    requests: { ...(profile?.resources?.requests ?? {}), ...(spec.resources?.requests ?? {}) },
+    limits: { ...(profile?.resources?.limits ?? {}), ...(spec.resources?.limits ?? {}) },
+  };
+  const container: V1Container = {
+    name: 'job',
+    image,
+    workingDir: codeMountPath,
+    env: Object.keys(envValues).map((name) => envFromSecret(name, jobName)),
+    volumeMounts: [code.mount],
+  };
+  if (spec.command) container.command = spec.command;
+  if (spec.args) container.args = spec.args;
+  if (Object.keys(resources.requests).length || Object.keys(resources.limits).length) container.resources = resources;
+
+  const tolerations = [...(profile?.tolerations ?? []), ...(spec.tolerations ?? [])];
+  const terms = [...(profile?.nodeAffinityRequired ?? []), ...(spec.nodeAffinityRequired ?? [])];
+  const completions = spec.completions ?? 1;
+  const ttl = spec.ttlSecondsAfterFinished !== undefined && settings.jobTtlSeconds !== null
+    ? Math.min(spec.ttlSecondsAfterFinished, settings.jobTtlSeconds)
+    : (spec.ttlSecondsAfterFinished ?? settings.jobTtlSeconds);
+
+  let job: V1Job = {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name: jobName, namespace, labels: { ...common }, annotations: { ...userAnnotations } },
+    spec: {
+      backoffLimit: spec.backoffLimit ?? 0,
+      completions,
+      parallelism: Math.min(spec.parallelism ?? completions, completions),
+      ...(completions > 1 ? { completionMode: 'Indexed' } : {}),
+      ...(ttl !== null && ttl !== undefined ? { ttlSecondsAfterFinished: ttl } : {}),
+      ...(spec.activeDeadlineSeconds ? { activeDeadlineSeconds: spec.activeDeadlineSeconds } : {}),
+      template: {
+        metadata: { labels: { ...common }, annotations: { ...userAnnotations } },
+        spec: {
+          restartPolicy: 'Never',
+          // Jobs need no Kubernetes API access; the namespace's default account gets no token.
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          containers: [container],
+          initContainers: code.initContainers.length ? code.initContainers : undefined,
+          volumes: code.volumes,
+          tolerations: tolerations.length ? tolerations : undefined,
+          affinity: terms.length
+            ? { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } } }
+            : undefined,
+        },
+      },
+    },
+  };
+  if (options.template) job = mergeTemplate(job, options.template) as V1Job;
+  // The template may add, never override, what isolation depends on.
+  job.metadata = { ...job.metadata, name: jobName, namespace, labels: { ...job.metadata?.labels, ...common } };
+  const podSpec = job.spec!.template.spec!;
+  podSpec.serviceAccountName = undefined;
+  podSpec.hostNetwork = undefined;
+  podSpec.hostPID = undefined;
+  podSpec.hostIPC = undefined;
+  job = JSON.parse(JSON.stringify(job)) as V1Job;
+
+  const secret: V1Secret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: { name: jobName, namespace, labels: { ...common }, annotations: { [annotations.username]: user.name } },
+    data: Object.fromEntries(Object.entries(envValues).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')])),
+  };
+  return { namespace, job, secret };
+}
+
+export function ownerReferenceTo(job: V1Job) {
+  return { apiVersion: 'batch/v1', kind: 'Job', name: job.metadata!.name!, uid: job.metadata!.uid! };
+}
+
+export function buildCodeConfigMap(username: string, name: string, archive: Buffer, meta: { sha256: string; files: number; expiresAt: Date }): V1ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name,
+      namespace: namespaceForUser(username),
+      labels: { ...ownerLabels(username), [labels.upload]: meta.sha256.slice(0, 16) },
+      annotations: { [annotations.username]: username, [annotations.uploadExpires]: meta.expiresAt.toISOString(), 'kbatch.jupyter.org/files': String(meta.files) },
+    },
+    binaryData: { [codeArchiveKey]: archive.toString('base64') },
+    immutable: true,
+  };
+}
+
+export function buildUploadsClaim(username: string, settings: { uploadPvcSize: string; uploadPvcStorageClass?: string; uploadPvcAccessMode: string }): V1PersistentVolumeClaim {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: 'kbatch-uploads', namespace: namespaceForUser(username), labels: ownerLabels(username) },
+    spec: {
+      accessModes: [settings.uploadPvcAccessMode],
+      resources: { requests: { storage: settings.uploadPvcSize } },
+      ...(settings.uploadPvcStorageClass ? { storageClassName: settings.uploadPvcStorageClass } : {}),
+    },
+  };
+}
+
+/**
+ * A short Job that writes a large upload into the per-user PVC: the archive arrives split over
+ * ConfigMaps (each under the 1 MiB limit), the helper concatenates and unpacks them, and the chunks
+ * are owned by the helper Job so they disappear with it.
+ */
+export function buildUploadWriterJob(username: string, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string }): V1Job {
+  const namespace = namespaceForUser(username);
+  const chunkMounts = chunkNames.map((chunk, i) => ({ name: `chunk-${i}`, mountPath: `/chunks/${String(i).padStart(5, '0')}`, readOnly: true }));
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name, namespace, labels: { ...ownerLabels(username), [labels.component]: 'upload-writer' } },
+    spec: {
+      backoffLimit: 2,
+      ttlSecondsAfterFinished: 600,
+      template: {
+        metadata: { labels: { ...ownerLabels(username), [labels.component]: 'upload-writer' } },
+        spec: {
+          restartPolicy: 'Never',
+          automountServiceAccountToken: false,
+          containers: [
+            {
+              name: 'write',
+              image: settings.helperImage,
+              command: ['sh', '-c', `set -e; rm -rf "/uploads/${targetPath}.partial"; mkdir -p "/uploads/${targetPath}.partial"; cat /chunks/*/part | tar -xzf - -C "/uploads/${targetPath}.partial"; mv "/uploads/${targetPath}.partial" "/uploads/${targetPath}"`],
+              volumeMounts: [{ name: 'uploads', mountPath: '/uploads' }, ...chunkMounts],
+            },
+          ],
+          volumes: [
+            { name: 'uploads', persistentVolumeClaim: { claimName: 'kbatch-uploads' } },
+            ...chunkNames.map((chunk, i) => ({ name: `chunk-${i}`, configMap: { name: chunk } })),
+          ],
+        },
+      },
+    },
+  };
+}

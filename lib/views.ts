@@ -1,0 +1,117 @@
+import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import { annotations as annotationKeys } from './k8s/names.ts';
+
+export type JobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'suspended';
+
+export interface JobSummary {
+  name: string;
+  namespace: string;
+  user: string | undefined;
+  state: JobState;
+  image: string | undefined;
+  command: string[] | undefined;
+  args: string[] | undefined;
+  createdAt: string | undefined;
+  startedAt: string | undefined;
+  finishedAt: string | undefined;
+  durationSeconds: number | undefined;
+  completions: number;
+  parallelism: number;
+  active: number;
+  succeeded: number;
+  failed: number;
+  labels: Record<string, string>;
+}
+
+export interface PodView {
+  name: string;
+  phase: string;
+  node: string | undefined;
+  startedAt: string | undefined;
+  completionIndex: string | undefined;
+  containers: { name: string; state: string; reason?: string; message?: string; exitCode?: number }[];
+}
+
+export interface JobDetail extends JobSummary {
+  conditions: { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }[];
+  pods: PodView[];
+}
+
+function iso(value: Date | string | undefined): string | undefined {
+  if (!value) return undefined;
+  return new Date(value).toISOString();
+}
+
+function finalCondition(job: V1Job) {
+  return job.status?.conditions?.find((c) => (c.type === 'Complete' || c.type === 'Failed' || c.type === 'SuccessCriteriaMet' || c.type === 'FailureTarget') && c.status === 'True');
+}
+
+export function jobState(job: V1Job): JobState {
+  const final = finalCondition(job);
+  if (final?.type === 'Complete' || final?.type === 'SuccessCriteriaMet') return 'succeeded';
+  if (final?.type === 'Failed' || final?.type === 'FailureTarget') return 'failed';
+  if (job.spec?.suspend) return 'suspended';
+  if ((job.status?.ready ?? 0) > 0) return 'running';
+  if ((job.status?.active ?? 0) > 0 && job.status?.startTime && (job.status?.ready ?? undefined) === undefined) return 'running';
+  return 'pending';
+}
+
+export function jobSummary(job: V1Job, now: Date = new Date()): JobSummary {
+  const container = job.spec?.template.spec?.containers[0];
+  const final = finalCondition(job);
+  const startedAt = iso(job.status?.startTime);
+  const finishedAt = iso(job.status?.completionTime) ?? (final ? iso(final.lastTransitionTime) : undefined);
+  const end = finishedAt ? Date.parse(finishedAt) : now.getTime();
+  return {
+    name: job.metadata?.name ?? '',
+    namespace: job.metadata?.namespace ?? '',
+    user: job.metadata?.annotations?.[annotationKeys.username],
+    state: jobState(job),
+    image: container?.image,
+    command: container?.command,
+    args: container?.args,
+    createdAt: iso(job.metadata?.creationTimestamp),
+    startedAt,
+    finishedAt,
+    durationSeconds: startedAt ? Math.max(0, Math.round((end - Date.parse(startedAt)) / 1000)) : undefined,
+    completions: job.spec?.completions ?? 1,
+    parallelism: job.spec?.parallelism ?? 1,
+    active: job.status?.active ?? 0,
+    succeeded: job.status?.succeeded ?? 0,
+    failed: job.status?.failed ?? 0,
+    labels: job.metadata?.labels ?? {},
+  };
+}
+
+export function podView(pod: V1Pod): PodView {
+  const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
+  return {
+    name: pod.metadata?.name ?? '',
+    phase: pod.status?.phase ?? 'Unknown',
+    node: pod.spec?.nodeName,
+    startedAt: iso(pod.status?.startTime),
+    completionIndex: pod.metadata?.labels?.['batch.kubernetes.io/job-completion-index'],
+    containers: statuses.map((s) => {
+      if (s.state?.terminated) return { name: s.name, state: 'terminated', reason: s.state.terminated.reason, message: s.state.terminated.message, exitCode: s.state.terminated.exitCode };
+      if (s.state?.running) return { name: s.name, state: 'running' };
+      return { name: s.name, state: 'waiting', reason: s.state?.waiting?.reason, message: s.state?.waiting?.message };
+    }),
+  };
+}
+
+export function jobDetail(job: V1Job, pods: V1Pod[]): JobDetail {
+  return {
+    ...jobSummary(job),
+    conditions: (job.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message, lastTransitionTime: iso(c.lastTransitionTime) })),
+    pods: pods.map(podView),
+  };
+}
+
+function createdAt(job: V1Job): number {
+  return new Date(job.metadata?.creationTimestamp ?? 0).getTime();
+}
+
+/** Newest first, as people expect from a job list; ties broken by name so pages are stable. */
+export function newestFirst(jobs: V1Job[]): V1Job[] {
+  return [...jobs].sort((a, b) => createdAt(b) - createdAt(a) || (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
+}

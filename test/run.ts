@@ -1,0 +1,69 @@
+/**
+ * Runs every uvu suite (unit first, then integration against the real stack) each in its own
+ * process, and ends with one plain "N passed, N failed" line that CI reads.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname);
+const only = process.argv.slice(2);
+const groups = ['unit', 'integration'];
+const skipIntegration = process.env.KBATCH_SKIP_INTEGRATION === '1';
+
+interface Result {
+  file: string;
+  passed: number;
+  failed: number;
+  skipped: number;
+  code: number | null;
+  seconds: number;
+}
+
+function runFile(file: string): Promise<Result> {
+  const started = Date.now();
+  return new Promise((resolveResult) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      process.stdout.write(chunk);
+    });
+    child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    child.on('close', (code) => {
+      // uvu prints one summary per file; strip colours before reading it.
+      const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
+      const sum = (label: string) => [...plain.matchAll(new RegExp(`${label}:\\s+(\\d+)`, 'g'))].reduce((n, m) => n + Number(m[1]), 0);
+      const total = sum('Total');
+      const passed = sum('Passed');
+      const skipped = sum('Skipped');
+      let failed = total - passed - skipped;
+      // A crash before uvu's summary (or a failing before-hook) still counts as a failure.
+      if (code !== 0 && failed === 0) failed = 1;
+      resolveResult({ file, passed, failed, skipped, code, seconds: (Date.now() - started) / 1000 });
+    });
+  });
+}
+
+const results: Result[] = [];
+for (const group of groups) {
+  if (group === 'integration' && skipIntegration) continue;
+  const dir = join(root, group);
+  if (!existsSync(dir)) continue;
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.test.ts'))
+    .filter((f) => !only.length || only.some((o) => f.includes(o)))
+    .sort();
+  for (const file of files) {
+    console.log(`\n### ${group}/${file}`);
+    results.push(await runFile(join(dir, file)));
+  }
+}
+
+console.log('\n### summary');
+for (const r of results) console.log(`${r.failed ? 'FAIL' : 'ok  '} ${r.file.slice(root.length + 1).padEnd(40)} ${r.passed} passed, ${r.failed} failed (${r.seconds.toFixed(1)}s)`);
+const passed = results.reduce((n, r) => n + r.passed, 0);
+const failed = results.reduce((n, r) => n + r.failed, 0);
+const skipped = results.reduce((n, r) => n + r.skipped, 0);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(failed ? 1 : 0);

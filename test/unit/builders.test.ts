@@ -1,0 +1,115 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { V1Job } from '@kubernetes/client-node';
+import { mergeTemplate, parseJobTemplate, parseProfiles } from '../../lib/k8s/admin.ts';
+import { buildJobObjects, buildNamespace, codeVolumesFor } from '../../lib/k8s/builders.ts';
+import { parseJobSpec } from '../../lib/k8s/spec.ts';
+
+const settings = { jobTtlSeconds: 3600, jobExtraEnv: { DASK_GATEWAY: 'http://gw' }, helperImage: 'busybox:1.37' };
+const user = { name: 'Alice.Smith@x.org', token: 'secret-token' };
+const { profiles } = parseProfiles(`
+gpu:
+  image: pytorch:latest
+  resources: {requests: {cpu: "2"}, limits: {nvidia.com/gpu: "1"}}
+  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+  node_affinity_required: [{matchExpressions: [{key: kind, operator: In, values: [gpu]}]}]
+`);
+
+function build(input: Record<string, unknown>, extra: Partial<Parameters<typeof buildJobObjects>[3]> = {}) {
+  return buildJobObjects(parseJobSpec({ name: 'train', ...input }), user, 'train-abcde', { settings, profiles, ...extra });
+}
+
+const job = suite('buildJobObjects');
+job('puts the job in the user namespace with user label and annotation', () => {
+  const { job, namespace } = build({ image: 'python:3.12', command: ['python', 'main.py'] });
+  assert.is(namespace, 'kbatch-alice-smith-x-org--017c535');
+  assert.is(job.metadata!.namespace, namespace);
+  assert.is(job.metadata!.name, 'train-abcde');
+  assert.is(job.metadata!.annotations!['kbatch.jupyter.org/username'], 'Alice.Smith@x.org');
+  assert.is(job.spec!.template.metadata!.labels!['kbatch.jupyter.org/username'], 'alice-smith-x-org--017c535');
+  assert.is(job.spec!.ttlSecondsAfterFinished, 3600);
+  assert.is(job.spec!.backoffLimit, 0);
+});
+job('keeps every env value in the Secret, none in the Job', () => {
+  const { job, secret } = build({ image: 'python', env: { API_KEY: 'hunter2' } });
+  const env = job.spec!.template.spec!.containers[0]!.env!;
+  assert.equal(env.map((e) => e.name), ['API_KEY', 'DASK_GATEWAY', 'JUPYTER_IMAGE', 'JUPYTER_IMAGE_SPEC', 'JUPYTERHUB_API_TOKEN']);
+  assert.ok(env.every((e) => e.value === undefined && e.valueFrom?.secretKeyRef?.name === 'train-abcde'));
+  assert.is(Buffer.from(secret.data!.API_KEY!, 'base64').toString(), 'hunter2');
+  assert.is(Buffer.from(secret.data!.JUPYTERHUB_API_TOKEN!, 'base64').toString(), 'secret-token');
+  assert.not.ok(JSON.stringify(job).includes('hunter2'));
+});
+job('runs in /code with an unpacking init container for a ConfigMap upload', () => {
+  const { job } = build({ image: 'python' }, { code: { kind: 'configmap', namespace: 'ns', name: 'kbatch-code-x' } });
+  const pod = job.spec!.template.spec!;
+  assert.is(pod.containers[0]!.workingDir, '/code');
+  assert.equal(pod.containers[0]!.volumeMounts, [{ name: 'code', mountPath: '/code' }]);
+  assert.is(pod.initContainers![0]!.name, 'unpack-code');
+  assert.is(pod.volumes!.find((v) => v.name === 'code-archive')!.configMap!.name, 'kbatch-code-x');
+  assert.is(pod.automountServiceAccountToken, false);
+});
+job('copies a PVC upload into the job scratch dir', () => {
+  const { volumes, initContainers } = codeVolumesFor({ kind: 'pvc', namespace: 'ns', claim: 'kbatch-uploads', path: 'abc', configMaps: [] }, 'busybox');
+  assert.is(volumes[1]!.persistentVolumeClaim!.claimName, 'kbatch-uploads');
+  assert.match(initContainers[0]!.command!.join(' '), /cp -a "\/uploads\/abc\/\." \/code/);
+});
+job('applies a profile, user resources winning', () => {
+  const { job } = build({ profile: 'gpu', resources: { requests: { cpu: '4' } } });
+  const pod = job.spec!.template.spec!;
+  assert.is(pod.containers[0]!.image, 'pytorch:latest');
+  assert.equal(pod.containers[0]!.resources, { requests: { cpu: '4' }, limits: { 'nvidia.com/gpu': '1' } });
+  assert.is(pod.tolerations![0]!.key, 'nvidia.com/gpu');
+  assert.is(pod.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchExpressions![0]!.key, 'kind');
+});
+job('unknown profile is a 400 listing the known ones', () => {
+  assert.throws(() => build({ profile: 'nope', image: 'x' }), /unknown profile "nope" \(available: gpu\)/);
+});
+job('an image is required from the spec or the profile', () => {
+  assert.throws(() => build({}), /image: is required/);
+});
+job('indexed job arrays', () => {
+  const { job } = build({ image: 'x', completions: 4, parallelism: 2 });
+  assert.is(job.spec!.completionMode, 'Indexed');
+  assert.is(job.spec!.completions, 4);
+  assert.is(job.spec!.parallelism, 2);
+});
+job('user ttl cannot exceed the admin ttl', () => {
+  assert.is(build({ image: 'x', ttlSecondsAfterFinished: 99999 }).job.spec!.ttlSecondsAfterFinished, 3600);
+  assert.is(build({ image: 'x', ttlSecondsAfterFinished: 10 }).job.spec!.ttlSecondsAfterFinished, 10);
+});
+job('admin template merges (lists appended, scalars win) but cannot move the job', () => {
+  const template = parseJobTemplate(`
+apiVersion: batch/v1
+kind: Job
+metadata: {namespace: elsewhere, labels: {app.kubernetes.io/part-of: hub}}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      serviceAccountName: admin
+      tolerations: [{key: hub.jupyter.org/dedicated, operator: Equal, value: user, effect: NoSchedule}]
+`);
+  const { job } = build({ image: 'x' }, { template });
+  assert.is(job.metadata!.namespace, 'kbatch-alice-smith-x-org--017c535');
+  assert.is(job.metadata!.labels!['app.kubernetes.io/part-of'], 'hub');
+  assert.is(job.spec!.backoffLimit, 1);
+  assert.is(job.spec!.template.spec!.tolerations![0]!.key, 'hub.jupyter.org/dedicated');
+  assert.is(job.spec!.template.spec!.serviceAccountName, undefined);
+});
+job.run();
+
+const admin = suite('admin config validation');
+admin('profiles with unknown keys fail at start', () => {
+  assert.throws(() => parseProfiles('p: {image: x, hostNetwork: true}'), /unknown key "hostNetwork"/);
+});
+admin('mergeTemplate follows upstream rules', () => {
+  assert.equal(mergeTemplate({ a: [1], b: { c: 1, d: 2 }, e: 1 }, { a: [2], b: { c: 3 }, e: 2 }), { a: [1, 2], b: { c: 3, d: 2 }, e: 2 });
+});
+admin('namespace carries the user', () => {
+  const ns = buildNamespace('bob');
+  assert.is(ns.metadata!.name, 'kbatch-bob');
+  assert.is(ns.metadata!.annotations!['kbatch.jupyter.org/username'], 'bob');
+});
+admin.run();
+
+export type { V1Job };
