@@ -70,7 +70,7 @@ export function jobSummary(job: V1Job, now: Date = new Date()): JobSummary {
     image: container?.image,
     command: container?.command,
     args: container?.args,
-    createdAt: iso(job.metadata?.creationTimestamp),
+    createdAt: new Date(submittedAt(job)).toISOString(),
     startedAt,
     finishedAt,
     durationSeconds: startedAt ? Math.max(0, Math.round((end - Date.parse(startedAt)) / 1000)) : undefined,
@@ -107,11 +107,12 @@ export function jobDetail(job: V1Job, pods: V1Pod[]): JobDetail {
   };
 }
 
-function createdAt(job: V1Job): number {
-  return new Date(job.metadata?.creationTimestamp ?? 0).getTime();
+export function submittedAt(job: V1Job): number {
+  const precise = job.metadata?.annotations?.[annotationKeys.submittedAt];
+  return precise ? Date.parse(precise) : new Date(job.metadata?.creationTimestamp ?? 0).getTime();
 }
 
 /** Newest first, as people expect from a job list; ties broken by name so pages are stable. */
 export function newestFirst(jobs: V1Job[]): V1Job[] {
-  return [...jobs].sort((a, b) => createdAt(b) - createdAt(a) || (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
+  return [...jobs].sort((a, b) => submittedAt(b) - submittedAt(a) || (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
 }

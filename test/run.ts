@@ -2,7 +2,7 @@
  * Runs every uvu suite (unit first, then integration against the real stack) each in its own
  * process, and ends with one plain "N passed, N failed" line that CI reads.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -45,6 +45,17 @@ function runFile(file: string): Promise<Result> {
   });
 }
 
+/** Builds (or finds cached) what the integration suites start: control-plane binaries and the Hub venv. */
+function prepareStack(): void {
+  const started = Date.now();
+  for (const script of ['test/cluster/build.sh', 'test/hub/setup.sh']) {
+    if (!existsSync(join(root, '..', script))) continue;
+    const result = spawnSync('bash', [join(root, '..', script)], { stdio: ['ignore', 'ignore', 'inherit'] });
+    if (result.status !== 0) throw new Error(`${script} failed (exit ${result.status})`);
+  }
+  console.log(`### stack prepared in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+}
+
 const results: Result[] = [];
 for (const group of groups) {
   if (group === 'integration' && skipIntegration) continue;
@@ -54,6 +65,7 @@ for (const group of groups) {
     .filter((f) => f.endsWith('.test.ts'))
     .filter((f) => !only.length || only.some((o) => f.includes(o)))
     .sort();
+  if (group === 'integration' && files.length) prepareStack();
   for (const file of files) {
     console.log(`\n### ${group}/${file}`);
     results.push(await runFile(join(dir, file)));

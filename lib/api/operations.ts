@@ -3,11 +3,11 @@ import type { HubUser } from '../auth/hub.ts';
 import { jobNameLabel } from '../backend/types.ts';
 import { BadRequest } from '../http/errors.ts';
 import { buildJobObjects, buildNamespace } from '../k8s/builders.ts';
-import { jobNameFor, namespaceForUser } from '../k8s/names.ts';
+import { jobNameFor, labels, namespaceForUser } from '../k8s/names.ts';
 import type { JobSpec } from '../k8s/spec.ts';
 import { normalizeUpload, type ArchiveEntry } from '../uploads/archive.ts';
 import { signUploadReference, verifyUploadReference, type StoredCode } from '../uploads/reference.ts';
-import { jobDetail, newestFirst, type JobDetail } from '../views.ts';
+import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../views.ts';
 import type { Deps } from './deps.ts';
 
 /** The steps shared by the native API, the upstream-compatible API and every function target. */
@@ -59,7 +59,7 @@ interface PageCursor {
 }
 
 function encodeCursor(job: V1Job): string {
-  const cursor: PageCursor = { createdAt: new Date(job.metadata?.creationTimestamp ?? 0).toISOString(), name: job.metadata?.name ?? '' };
+  const cursor: PageCursor = { createdAt: new Date(submittedAt(job)).toISOString(), name: job.metadata?.name ?? '' };
   return Buffer.from(JSON.stringify(cursor)).toString('base64url');
 }
 
@@ -74,7 +74,7 @@ function decodeCursor(token: string): PageCursor {
 }
 
 function isAfter(job: V1Job, cursor: PageCursor): boolean {
-  const created = new Date(job.metadata?.creationTimestamp ?? 0).toISOString();
+  const created = new Date(submittedAt(job)).toISOString();
   return created < cursor.createdAt || (created === cursor.createdAt && (job.metadata?.name ?? '') > cursor.name);
 }
 
@@ -85,7 +85,8 @@ export async function listAllJobs(deps: Deps, user: HubUser): Promise<V1Job[]> {
   let continueToken: string | undefined;
   do {
     const page = await deps.backend.listJobs(namespace, { limit: 500, continueToken });
-    jobs.push(...page.items);
+    // Upload writer Jobs are kbatch's own plumbing, not the user's work.
+    jobs.push(...page.items.filter((job) => job.metadata?.labels?.[labels.component] !== 'upload-writer'));
     continueToken = page.continueToken;
   } while (continueToken);
   return newestFirst(jobs);

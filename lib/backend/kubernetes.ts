@@ -1,5 +1,6 @@
 import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
+import { fetch } from 'undici';
 import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
 import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, ownerReferenceTo, type JobObjects } from '../k8s/builders.ts';
 import { randomSuffix } from '../k8s/names.ts';
@@ -178,7 +179,6 @@ export class KubernetesBackend implements Backend {
     await this.kc.applySecurityAuthentication(context);
     const response = await fetch(url, {
       headers: context.getHeaders(),
-      // @ts-expect-error undici's dispatcher carries the cluster CA and client certificate
       dispatcher: context.getDispatcher(),
       signal: controller.signal,
     });

@@ -99,7 +99,7 @@ export function buildJobObjects(
   spec: JobSpec,
   user: SubmitUser,
   jobName: string,
-  options: { settings: JobSettings; profiles: Profiles; template?: Record<string, unknown>; code?: StoredCode },
+  options: { settings: JobSettings; profiles: Profiles; template?: Record<string, unknown>; code?: StoredCode; now?: Date },
 ): JobObjects {
   const { settings } = options;
   const profile = resolveProfile(spec, options.profiles);
@@ -107,7 +107,7 @@ export function buildJobObjects(
   if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
   const namespace = namespaceForUser(user.name);
   const common = { ...(spec.labels ?? {}), ...ownerLabels(user.name) };
-  const userAnnotations: Record<string, string> = { [annotations.username]: user.name };
+  const userAnnotations: Record<string, string> = { [annotations.username]: user.name, [annotations.submittedAt]: (options.now ?? new Date()).toISOString() };
   if (spec.profile) userAnnotations[annotations.profile] = spec.profile;
 
   const envValues: Record<string, string> = {

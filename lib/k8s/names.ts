@@ -50,4 +50,6 @@ export const annotations = {
   username: 'kbatch.jupyter.org/username',
   uploadExpires: 'kbatch.jupyter.org/upload-expires',
   profile: 'kbatch.jupyter.org/profile',
+  /** Millisecond submit time: creationTimestamp has whole seconds, too coarse to order a burst of submits. */
+  submittedAt: 'kbatch.jupyter.org/submitted-at',
 } as const;

@@ -27,8 +27,8 @@ export async function freePort(): Promise<number> {
 }
 
 /** Starts the one-process server (`server.ts`) as a real child process, the way `npm start` does. */
-export async function startServer(env: Record<string, string>, options: { prefix?: string } = {}): Promise<KbatchServer> {
-  const port = await freePort();
+export async function startServer(env: Record<string, string>, options: { prefix?: string; port?: number } = {}): Promise<KbatchServer> {
+  const port = options.port ?? (await freePort());
   const prefix = options.prefix ?? '/services/kbatch/';
   const logFile = join(mkdtempSync(join(tmpdir(), 'kbatch-server-')), 'server.log');
   const log = createWriteStream(logFile);

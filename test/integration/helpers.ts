@@ -1,0 +1,54 @@
+import * as k8s from '@kubernetes/client-node';
+
+export interface ApiResponse<T = any> {
+  status: number;
+  body: T;
+  text: string;
+  headers: Headers;
+}
+
+/** A tiny HTTP client for the tests: a token (or none), JSON or multipart bodies, parsed replies. */
+export function client(baseUrl: string, token?: string) {
+  return async function call<T = any>(method: string, path: string, options: { json?: unknown; form?: FormData; headers?: Record<string, string> } = {}): Promise<ApiResponse<T>> {
+    const headers: Record<string, string> = { ...options.headers };
+    if (token) headers.authorization = `token ${token}`;
+    let body: BodyInit | undefined;
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.json);
+    } else if (options.form) body = options.form;
+    const response = await fetch(new URL(path, baseUrl), { method, headers, body });
+    const text = await response.text();
+    let parsed: unknown = text;
+    if ((response.headers.get('content-type') ?? '').includes('json')) parsed = JSON.parse(text);
+    return { status: response.status, body: parsed as T, text, headers: response.headers };
+  };
+}
+
+export function adminClients(kubeconfig: string) {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  return { core: kc.makeApiClient(k8s.CoreV1Api), batch: kc.makeApiClient(k8s.BatchV1Api) };
+}
+
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export function codeForm(files: Record<string, string | Buffer>, spec?: unknown): FormData {
+  const form = new FormData();
+  if (spec !== undefined) form.append('spec', JSON.stringify(spec));
+  for (const [path, content] of Object.entries(files)) form.append('file', new Blob([typeof content === 'string' ? content : new Uint8Array(content)]), path);
+  return form;
+}

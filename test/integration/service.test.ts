@@ -1,0 +1,292 @@
+/**
+ * The kbatch service through the real stack: every request goes through JupyterHub's proxy to the
+ * one-process server, which checks tokens with the Hub and runs jobs on the control plane + KWOK
+ * as the low-privilege kbatch identity (knative/rbac.yaml).
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startStack } from '../stack/stack.ts';
+import { startServer } from '../stack/server.ts';
+import { adminClients, client, codeForm, eventually } from './helpers.ts';
+
+const stack = await startStack();
+const alice = client(stack.serviceUrl, stack.hub.tokens.alice);
+const bob = client(stack.serviceUrl, stack.hub.tokens.bob);
+const carol = client(stack.serviceUrl, stack.hub.tokens.carol);
+const anonymous = client(stack.serviceUrl);
+const admin = adminClients(stack.cluster.adminKubeconfig);
+const aliceNs = 'kbatch-alice';
+
+async function submit(spec: Record<string, unknown>) {
+  const res = await alice('POST', 'api/v1/jobs', { json: { image: 'busybox', command: ['sh', '-c', 'echo hi'], ...spec } });
+  assert.is(res.status, 201, res.text);
+  return res.body.name as string;
+}
+
+async function waitForState(name: string, states: string[]) {
+  return eventually(`job ${name} to reach ${states}`, async () => {
+    const res = await alice('GET', `api/v1/jobs/${name}`);
+    return states.includes(res.body.state) ? res.body : undefined;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+const auth = suite('auth through the Hub');
+auth('a request with alice\'s token reaches the server and resolves to alice', async () => {
+  const res = await alice('GET', 'authorized');
+  assert.is(res.status, 200);
+  assert.equal(res.body, { name: 'alice', groups: [], namespace: 'kbatch-alice' });
+});
+auth('no token is 401 with a JSON message', async () => {
+  const res = await anonymous('GET', 'api/v1/jobs');
+  assert.is(res.status, 401);
+  assert.match(res.body.detail, /Missing JupyterHub token/);
+});
+auth('a bad token is 401', async () => {
+  const res = await client(stack.serviceUrl, 'not-a-token')('GET', 'api/v1/jobs');
+  assert.is(res.status, 401);
+});
+auth('a valid token without the kbatch scope is 403', async () => {
+  const res = await carol('GET', 'api/v1/jobs');
+  assert.is(res.status, 403);
+  assert.match(res.body.detail, /access:services!service=kbatch/);
+});
+auth('an expired token is 401', async () => {
+  const token = await stack.hub.createToken('alice', { expiresIn: 1 });
+  await new Promise((r) => setTimeout(r, 2100));
+  assert.is((await client(stack.serviceUrl, token)('GET', 'authorized')).status, 401);
+});
+auth('an unreachable Hub is 503, not 500', async () => {
+  const server = await startServer({ KBATCH_BACKEND: 'kubernetes', KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api' });
+  try {
+    const res = await client(server.url, 'whatever')('GET', 'api/v1/jobs');
+    assert.is(res.status, 503);
+    assert.match(res.body.detail, /JupyterHub API unreachable/);
+  } finally {
+    await server.stop();
+  }
+});
+auth.run();
+
+// ---------------------------------------------------------------------------------------------
+const submitSuite = suite('submit');
+submitSuite('creates the namespace, a Job and an owned env Secret', async () => {
+  const name = await submit({ name: 'hello', env: { GREETING: 'hi there' }, labels: { team: 'ml' } });
+  assert.match(name, /^hello-[a-z0-9]{5}$/);
+  const ns = await admin.core.readNamespace({ name: aliceNs });
+  assert.is(ns.metadata!.annotations!['kbatch.jupyter.org/username'], 'alice');
+  const job = await admin.batch.readNamespacedJob({ name, namespace: aliceNs });
+  const pod = job.spec!.template.spec!;
+  assert.is(pod.containers[0]!.workingDir, '/code');
+  assert.is(job.metadata!.labels!.team, 'ml');
+  assert.is(job.metadata!.labels!['app.kubernetes.io/part-of'], 'kbatch-tests', 'admin template merged');
+  assert.is(job.spec!.ttlSecondsAfterFinished, 3600);
+  const secret = await admin.core.readNamespacedSecret({ name, namespace: aliceNs });
+  assert.is(Buffer.from(secret.data!.GREETING!, 'base64').toString(), 'hi there');
+  assert.is(Buffer.from(secret.data!.JUPYTERHUB_API_TOKEN!, 'base64').toString(), stack.hub.tokens.alice);
+  assert.equal(secret.metadata!.ownerReferences!.map((o) => [o.kind, o.name, o.uid]), [['Job', name, job.metadata!.uid]]);
+  assert.not.ok(JSON.stringify(job).includes('hi there'), 'env values stay out of the Job');
+});
+submitSuite('a profile fills image and resources', async () => {
+  const name = await submit({ name: 'prof', image: undefined, profile: 'small' });
+  const job = await admin.batch.readNamespacedJob({ name, namespace: aliceNs });
+  const container = job.spec!.template.spec!.containers[0]!;
+  assert.is(container.image, 'python:3.12-slim');
+  assert.equal(container.resources!.requests, { cpu: '250m', memory: '256Mi' });
+});
+submitSuite('refusals are 400s naming the field, and create nothing', async () => {
+  const before = (await admin.batch.listNamespacedJob({ namespace: aliceNs })).items.length;
+  for (const [spec, field] of [
+    [{ name: 'x', namespace: 'kube-system' }, 'namespace'],
+    [{ name: 'x', serviceAccountName: 'default' }, 'serviceAccountName'],
+    [{ name: 'x', hostNetwork: true }, 'hostNetwork'],
+    [{ name: 'x', volumes: [{ hostPath: { path: '/' } }] }, 'volumes'],
+    [{ name: 'Bad_Name' }, 'name'],
+    [{ name: 'x', profile: 'nope' }, 'profile'],
+    [{ name: 'x', command: 'python main.py' }, 'command'],
+  ] as const) {
+    const res = await alice('POST', 'api/v1/jobs', { json: { image: 'busybox', ...spec } });
+    assert.is(res.status, 400, `${field}: ${res.text}`);
+    assert.is(res.body.field, field);
+  }
+  const bad = await alice('POST', 'api/v1/jobs', { headers: { 'content-type': 'application/json' }, json: undefined });
+  assert.is(bad.status, 400);
+  assert.is((await admin.batch.listNamespacedJob({ namespace: aliceNs })).items.length, before);
+});
+submitSuite('a failed Job create leaves no Secret or ConfigMap behind', async () => {
+  const secretsBefore = (await admin.core.listNamespacedSecret({ namespace: aliceNs })).items.length;
+  const mapsBefore = (await admin.core.listNamespacedConfigMap({ namespace: aliceNs })).items.length;
+  // Passes our validation, fails the API server's: requests above limits.
+  const spec = { name: 'orphan', image: 'busybox', command: ['true'], resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } } };
+  const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, spec) });
+  assert.is(res.status, 422, res.text);
+  assert.match(res.body.detail, /must be less than or equal to memory limit/);
+  assert.is((await admin.core.listNamespacedSecret({ namespace: aliceNs })).items.length, secretsBefore);
+  assert.is((await admin.core.listNamespacedConfigMap({ namespace: aliceNs })).items.length, mapsBefore);
+});
+submitSuite('multipart submit stores the code in a ConfigMap the Job owns and unpacks at /code', async () => {
+  const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print("hello from code")', 'pkg/util.py': 'X = 1' }, { name: 'withcode', image: 'python:3.12', command: ['python', 'main.py'] }) });
+  assert.is(res.status, 201, res.text);
+  const job = await admin.batch.readNamespacedJob({ name: res.body.name, namespace: aliceNs });
+  const pod = job.spec!.template.spec!;
+  const archive = pod.volumes!.find((v) => v.name === 'code-archive')!.configMap!.name!;
+  const configMap = await admin.core.readNamespacedConfigMap({ name: archive, namespace: aliceNs });
+  assert.ok(configMap.binaryData!['code.tgz']);
+  assert.is(configMap.metadata!.ownerReferences![0]!.uid, job.metadata!.uid);
+  assert.equal(pod.initContainers![0]!.command, ['tar', '-xzf', '/code-archive/code.tgz', '-C', '/code']);
+});
+submitSuite.run();
+
+// ---------------------------------------------------------------------------------------------
+const uploads = suite('uploads');
+uploads('an upload returns a signed reference a later submit can use', async () => {
+  const up = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'main.py': 'print(1)', 'data/a.csv': 'a,b\n1,2\n' }) });
+  assert.is(up.status, 201, up.text);
+  assert.is(up.body.files, 2);
+  assert.is(up.body.storage, 'configmap');
+  const res = await alice('POST', 'api/v1/jobs', { json: { name: 'fromref', image: 'python', command: ['python', 'main.py'], upload: up.body.upload } });
+  assert.is(res.status, 201, res.text);
+});
+uploads('bob cannot use alice\'s upload reference, and a forged one is refused', async () => {
+  const up = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'main.py': 'print(1)' }) });
+  const res = await bob('POST', 'api/v1/jobs', { json: { name: 'steal', image: 'python', upload: up.body.upload } });
+  assert.is(res.status, 403);
+  const forged = up.body.upload.replace(/\.[^.]+$/, '.AAAA');
+  assert.is((await alice('POST', 'api/v1/jobs', { json: { name: 'forged', image: 'python', upload: forged } })).status, 400);
+});
+uploads('path traversal in an archive is refused', async () => {
+  const form = new FormData();
+  const { execFileSync } = await import('node:child_process');
+  const zip = execFileSync('python3', ['-c', 'import io,zipfile,sys\nb=io.BytesIO()\nz=zipfile.ZipFile(b,"w")\nz.writestr("../escape.sh","x")\nz.close()\nsys.stdout.buffer.write(b.getvalue())']);
+  form.append('archive', new Blob([new Uint8Array(zip)]), 'code.zip');
+  const res = await alice('POST', 'api/v1/uploads', { form });
+  assert.is(res.status, 400);
+  assert.match(res.body.detail, /escapes the upload root/);
+});
+uploads('an upload over the size limit is 413', async () => {
+  const res = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'big.bin': Buffer.alloc(9 * 1024 * 1024, 1) }) });
+  assert.is(res.status, 413, res.text);
+});
+uploads('a large upload goes to the per-user PVC through a writer Job', async () => {
+  const { randomBytes } = await import('node:crypto');
+  const res = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'main.py': 'print(1)', 'weights.bin': randomBytes(1536 * 1024) }) });
+  assert.is(res.status, 201, res.text);
+  assert.is(res.body.storage, 'pvc');
+  const pvc = await admin.core.readNamespacedPersistentVolumeClaim({ name: 'kbatch-uploads', namespace: aliceNs });
+  assert.equal(pvc.spec!.accessModes, ['ReadWriteOnce']);
+  const writers = (await admin.batch.listNamespacedJob({ namespace: aliceNs, labelSelector: 'kbatch.jupyter.org/component=upload-writer' })).items;
+  assert.is(writers.length, 1);
+  const chunks = writers[0]!.spec!.template.spec!.volumes!.filter((v) => v.configMap);
+  // Random data does not compress: 1.5 MiB of archive is three chunks of at most 700 KiB.
+  assert.is(chunks.length, 3);
+  const job = await alice('POST', 'api/v1/jobs', { json: { name: 'bigcode', image: 'python', command: ['python', 'main.py'], upload: res.body.upload } });
+  assert.is(job.status, 201, job.text);
+  const created = await admin.batch.readNamespacedJob({ name: job.body.name, namespace: aliceNs });
+  assert.is(created.spec!.template.spec!.volumes!.find((v) => v.name === 'uploads')!.persistentVolumeClaim!.claimName, 'kbatch-uploads');
+});
+uploads.run();
+
+// ---------------------------------------------------------------------------------------------
+const jobs = suite('list, show, logs, delete');
+jobs('list is newest first, paginates, and hides upload writers', async () => {
+  const first = await submit({ name: 'page' });
+  const second = await submit({ name: 'page' });
+  const all = (await alice('GET', 'api/v1/jobs?limit=500')).body.items.map((j: { name: string }) => j.name);
+  assert.is(all[0], second);
+  assert.is(all[1], first, 'same-second submissions still sort by submit time');
+  assert.not.ok(all.some((n: string) => n.startsWith('kbatch-upload-')));
+  const paged: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { body: { items: { name: string }[]; continue: string | null } } = await alice('GET', `api/v1/jobs?limit=2${cursor ? `&continue=${encodeURIComponent(cursor)}` : ''}`);
+    paged.push(...page.body.items.map((j) => j.name));
+    cursor = page.body.continue;
+  } while (cursor);
+  assert.equal(paged, all);
+  assert.is((await alice('GET', 'api/v1/jobs?limit=0')).status, 400);
+  assert.is((await alice('GET', 'api/v1/jobs?continue=garbage')).status, 400);
+});
+jobs('show has pods and conditions once the pod has run', async () => {
+  const name = await submit({ name: 'show' });
+  const detail = await waitForState(name, ['succeeded']);
+  assert.is(detail.pods.length, 1);
+  assert.is(detail.pods[0].phase, 'Succeeded');
+  assert.ok(detail.conditions.some((c: { type: string }) => c.type === 'Complete'));
+  assert.ok(detail.durationSeconds >= 0);
+});
+jobs('logs are read and a followed stream ends when the pod finishes', async () => {
+  await stack.cluster.setLogs(aliceNs, ['step 1', 'step 2']);
+  const name = await submit({ name: 'logs' });
+  await waitForState(name, ['running']);
+  const started = Date.now();
+  const res = await fetch(new URL(`api/v1/jobs/${name}/logs?follow=true`, stack.serviceUrl), { headers: { authorization: `token ${stack.hub.tokens.alice}` } });
+  assert.is(res.status, 200);
+  const text = await res.text();
+  assert.match(text, /step 1\nstep 2\n/);
+  const detail = await alice('GET', `api/v1/jobs/${name}`);
+  assert.is(detail.body.state, 'succeeded', 'the stream ended because the pod finished');
+  assert.ok(Date.now() - started < 20_000);
+  const plain = await alice('GET', `api/v1/jobs/${name}/logs`);
+  assert.is(plain.text, 'step 1\nstep 2\n');
+});
+jobs('since resumes after the last line seen', async () => {
+  const name = await submit({ name: 'since' });
+  await waitForState(name, ['running', 'succeeded']);
+  const future = new Date(Date.now() + 3600_000).toISOString();
+  const res = await alice('GET', `api/v1/jobs/${name}/logs?since=${future}`);
+  assert.is(res.status, 200);
+  assert.is(res.text, '');
+  assert.is((await alice('GET', `api/v1/jobs/${name}/logs?since=yesterday`)).status, 400);
+});
+jobs('bob cannot see, log or delete alice\'s job: 404', async () => {
+  const name = await submit({ name: 'private' });
+  assert.is((await bob('GET', `api/v1/jobs/${name}`)).status, 404);
+  assert.is((await bob('GET', `api/v1/jobs/${name}/logs`)).status, 404);
+  assert.is((await bob('DELETE', `api/v1/jobs/${name}`)).status, 404);
+  assert.not.ok((await bob('GET', 'api/v1/jobs')).body.items.some((j: { name: string }) => j.name === name));
+  assert.is((await alice('GET', `api/v1/jobs/${name}`)).status, 200);
+});
+jobs('delete is foreground and cascades to pods and the Secret', async () => {
+  const name = await submit({ name: 'gone' });
+  await waitForState(name, ['running', 'succeeded']);
+  const res = await alice('DELETE', `api/v1/jobs/${name}`);
+  assert.is(res.status, 200, res.text);
+  assert.is(res.body.deleted, name);
+  await eventually('job, pods and secret to disappear', async () => {
+    const job = await alice('GET', `api/v1/jobs/${name}`);
+    const pods = await admin.core.listNamespacedPod({ namespace: aliceNs, labelSelector: `batch.kubernetes.io/job-name=${name}` });
+    const secret = await admin.core.readNamespacedSecret({ name, namespace: aliceNs }).then(() => true, () => false);
+    return job.status === 404 && pods.items.length === 0 && !secret;
+  });
+  assert.is((await alice('DELETE', `api/v1/jobs/${name}`)).status, 404);
+});
+jobs('indexed arrays run one pod per index', async () => {
+  const name = await submit({ name: 'array', completions: 3, parallelism: 3 });
+  const detail = await waitForState(name, ['succeeded']);
+  assert.equal(detail.pods.map((p: { completionIndex: string }) => p.completionIndex).sort(), ['0', '1', '2']);
+});
+jobs.run();
+
+// ---------------------------------------------------------------------------------------------
+const docs = suite('OpenAPI');
+docs('is served and every documented path is routed', async () => {
+  const res = await anonymous('GET', 'openapi.json');
+  assert.is(res.status, 200);
+  assert.is(res.body.openapi, '3.1.0');
+  for (const [path, methods] of Object.entries(res.body.paths as Record<string, Record<string, unknown>>)) {
+    for (const method of Object.keys(methods)) {
+      const concrete = path.replace('{name}', 'does-not-exist').replace(/^\//, '');
+      const reply = await alice(method.toUpperCase(), concrete, method === 'post' ? { json: {} } : {});
+      assert.not.match(reply.text, /No route for/, `${method} ${path}`);
+      assert.ok(reply.status !== 405, `${method} ${path}`);
+    }
+  }
+});
+docs.run();
+
+// ---------------------------------------------------------------------------------------------
+const teardown = suite('stack');
+teardown('stops cleanly', async () => {
+  await stack.stop();
+});
+teardown.run();
