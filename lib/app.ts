@@ -6,7 +6,7 @@ import type { Settings } from './config.ts';
 import { createRouter, type RouteDefinition } from './http/router.ts';
 import { loadAdminConfig } from './k8s/admin.ts';
 import type { Deps } from './api/deps.ts';
-import { jobRoutes, submitRoutes, uploadRoutes } from './api/native.ts';
+import { healthRoutes, jobRoutes, submitRoutes, uploadRoutes } from './api/native.ts';
 import { upstreamJobRoutes, upstreamSubmitRoutes } from './api/upstream.ts';
 
 export type TargetName = 'submit' | 'jobs' | 'uploads' | 'all';
@@ -38,8 +38,8 @@ export function routesFor(target: TargetName, deps: Deps): RouteDefinition[] {
     uploads: () => uploadRoutes(deps),
     jobs: () => [...jobRoutes(deps), ...upstreamJobRoutes(deps)],
   };
-  if (target === 'all') return [...byTarget.submit(), ...byTarget.uploads(), ...byTarget.jobs()];
-  return byTarget[target]();
+  if (target === 'all') return [...healthRoutes(deps), ...byTarget.submit(), ...byTarget.uploads(), ...byTarget.jobs()];
+  return [...healthRoutes(deps), ...byTarget[target]()];
 }
 
 export function createHandler(target: TargetName, deps: Deps) {

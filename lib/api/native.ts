@@ -81,10 +81,16 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
   ];
 }
 
-export function jobRoutes(deps: Deps): RouteDefinition[] {
+/** Served by every function, so each Knative Service has a readiness probe and the Hub a liveness check. */
+export function healthRoutes(deps: Deps): RouteDefinition[] {
   return [
     { method: 'GET', path: '/', handler: async () => ({ json: { message: 'kbatch' } }) },
     { method: 'GET', path: '/healthz', handler: async () => ({ json: { ok: true, backend: deps.backend.kind } }) },
+  ];
+}
+
+export function jobRoutes(deps: Deps): RouteDefinition[] {
+  return [
     { method: 'GET', path: '/openapi.json', handler: async () => ({ json: openApiDocument(deps.settings.prefix) }) },
     { method: 'GET', path: '/profiles', handler: async () => ({ json: deps.admin.rawProfiles }) },
     {

@@ -27,6 +27,24 @@ function withStatusKeys(job: V1Job): V1Job {
   return { ...job, status: status as V1Job['status'] };
 }
 
+/**
+ * `kbatch job list` renders a duration with `fromisoformat(status.start_time)` (and `completion_time`
+ * once succeeded, and iterates `conditions` once failed), so a null there crashes the whole table:
+ * a job not yet started (just submitted, or suspended) or one whose success is recorded before its
+ * completion time. The list fills those from the nearest honest timestamp instead; `show` is untouched.
+ */
+function withListableTimes(job: V1Job): V1Job {
+  const status = { ...job.status };
+  const conditions = status.conditions ?? [];
+  status.startTime ??= job.metadata?.creationTimestamp;
+  if (status.succeeded && !status.completionTime) {
+    const done = conditions.find((c) => c.status === 'True' && (c.type === 'Complete' || c.type === 'SuccessCriteriaMet'));
+    status.completionTime = done?.lastTransitionTime ?? status.startTime;
+  }
+  if (status.failed) status.conditions = conditions;
+  return { ...job, status };
+}
+
 function listBody(kind: string, apiVersion: string, items: unknown[]) {
   return toUpstreamWire({ apiVersion, kind, items, metadata: { continue: null, remainingItemCount: null, resourceVersion: null, selfLink: null } });
 }
@@ -93,7 +111,7 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       path: '/jobs',
       handler: authenticated(deps, async (_ctx, user) => {
         const jobs = (await listAllJobs(deps, user)).reverse();
-        return { json: listBody('JobList', 'batch/v1', jobs.map(withStatusKeys)) };
+        return { json: listBody('JobList', 'batch/v1', jobs.map((job) => withStatusKeys(job))) };
       }),
     },
     {

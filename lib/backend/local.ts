@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, type WriteStream } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
@@ -74,13 +74,13 @@ export class LocalBackend implements Backend {
 
   private async saveJob(namespace: string, job: V1Job): Promise<void> {
     if (!existsSync(this.jobDir(namespace, job.metadata!.name!))) return;
-    await writeFile(join(this.jobDir(namespace, job.metadata!.name!), 'job.json'), JSON.stringify(job));
+    await writeAtomically(join(this.jobDir(namespace, job.metadata!.name!), 'job.json'), JSON.stringify(job));
   }
 
   private async savePod(namespace: string, jobName: string, pod: V1Pod): Promise<void> {
     if (!existsSync(this.jobDir(namespace, jobName))) return;
     await mkdir(join(this.jobDir(namespace, jobName), 'pods'), { recursive: true });
-    await writeFile(join(this.jobDir(namespace, jobName), 'pods', `${pod.metadata!.name}.json`), JSON.stringify(pod));
+    await writeAtomically(join(this.jobDir(namespace, jobName), 'pods', `${pod.metadata!.name}.json`), JSON.stringify(pod));
   }
 
   private async run(namespace: string, job: V1Job, argv: string[], env: Record<string, string>): Promise<void> {
@@ -313,6 +313,13 @@ export class LocalBackend implements Backend {
       }
     }
   }
+}
+
+/** Readers poll these files while jobs run; a rename never shows them a half-written one. */
+async function writeAtomically(path: string, content: string): Promise<void> {
+  const temporary = `${path}.${randomSuffix(6)}.tmp`;
+  await writeFile(temporary, content);
+  await rename(temporary, path);
 }
 
 function writeLogLine(log: WriteStream, line: string): void {

@@ -75,14 +75,16 @@ export function specFromUpstreamManifest(input: unknown): JobSpec {
 
   const userLabels = { ...(metadata.labels as Json | undefined), ...(templateMetadata.labels as Json | undefined) };
   const name = (present(metadata.generateName) ? metadata.generateName : metadata.name) as unknown;
+  // The Python client's V1ResourceRequirements.to_dict() also carries `claims: null`.
   const resources = optionalObject(container.resources, `${containerPath}.resources`);
+  onlyAllowed(resources, ['requests', 'limits'], `${containerPath}.resources`);
   return parseJobSpec({
     name,
     image: container.image,
     command: container.command,
     args: container.args,
     env: Object.keys(env).length ? env : undefined,
-    resources: present(resources.requests) || present(resources.limits) ? resources : undefined,
+    resources: present(resources.requests) || present(resources.limits) ? { requests: resources.requests, limits: resources.limits } : undefined,
     backoffLimit: spec.backoffLimit,
     parallelism: spec.parallelism,
     completions: spec.completions,
