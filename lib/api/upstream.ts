@@ -111,7 +111,7 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       path: '/jobs',
       handler: authenticated(deps, async (_ctx, user) => {
         const jobs = (await listAllJobs(deps, user)).reverse();
-        return { json: listBody('JobList', 'batch/v1', jobs.map((job) => withStatusKeys(job))) };
+        return { json: listBody('JobList', 'batch/v1', jobs.map((job) => withStatusKeys(withListableTimes(job)))) };
       }),
     },
     {

@@ -1,0 +1,260 @@
+/**
+ * Wire compatibility with the upstream Python `kbatch` CLI (PyPI `kbatch`, pinned in
+ * test/upstream/setup.sh): the unmodified CLI runs as a subprocess against the real stack, through
+ * the Hub's proxy, exactly as a user in a notebook would run it.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startStack } from '../stack/stack.ts';
+import { adminClients, eventually } from './helpers.ts';
+
+const venv = execFileSync('bash', [resolve(import.meta.dirname, '../upstream/setup.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+const stack = await startStack();
+const admin = adminClients(stack.cluster.adminKubeconfig);
+const aliceNs = 'kbatch-alice';
+const work = mkdtempSync(join(tmpdir(), 'kbatch-upstream-cli-'));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `kbatch ARGS` with a private config dir; never throws, so tests can assert on failures. */
+function kbatch(args: string[], options: { token?: string; configHome?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
+  const configHome = options.configHome ?? join(work, 'config-env-only');
+  mkdirSync(configHome, { recursive: true });
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: work,
+    XDG_CONFIG_HOME: configHome,
+    KBATCH_URL: stack.serviceUrl,
+    JUPYTERHUB_API_TOKEN: options.token ?? stack.hub.tokens.alice,
+    // rich: plain output, wide enough that table cells (job names, timestamps) are never wrapped.
+    COLUMNS: '250',
+    NO_COLOR: '1',
+    TERM: 'dumb',
+    ...options.env,
+  };
+  return new Promise((done) => {
+    execFile(join(venv, 'bin/kbatch'), args, { env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+function ok(run: Run, what: string): string {
+  assert.is(run.code, 0, `${what} exited ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
+  assert.not.match(run.stderr, /Traceback/, `${what} printed a traceback: ${run.stderr}`);
+  return run.stdout;
+}
+
+function noTraceback(run: Run) {
+  assert.not.match(run.stdout + run.stderr, /Traceback/, `traceback:\n${run.stdout}\n${run.stderr}`);
+}
+
+/** A code directory with a file at the top and one in a subdirectory. */
+function codeDir(): string {
+  const dir = mkdtempSync(join(work, 'code-'));
+  writeFileSync(join(dir, 'main.py'), 'from pkg import util\nprint("hello", util.X)\n');
+  mkdirSync(join(dir, 'pkg'));
+  writeFileSync(join(dir, 'pkg', 'util.py'), 'X = 1\n');
+  return dir;
+}
+
+const command = '--command=["sh","-c","python main.py"]';
+const logLines = ['upstream line 1', 'upstream line 2', 'upstream line 3'];
+let jobName = '';
+let podName = '';
+
+// ---------------------------------------------------------------------------------------------
+const configure = suite('configure and profiles');
+configure('kbatch --version is the pinned upstream release', async () => {
+  const version = ok(await kbatch(['--version']), 'kbatch --version');
+  assert.match(version, /version \d+\.\d+/);
+  console.error(`[upstream-cli] ${version.trim()} from ${venv}`);
+});
+configure('configure checks the credentials and writes its config file', async () => {
+  const configHome = join(work, 'config-configured');
+  const run = await kbatch(['configure', '--kbatch-url', stack.serviceUrl, '--token', stack.hub.tokens.alice], { configHome, env: { KBATCH_URL: '', JUPYTERHUB_API_TOKEN: '' } });
+  const out = ok(run, 'configure');
+  assert.match(out, /Wrote config to/);
+  const config = JSON.parse(readFileSync(join(configHome, 'kbatch/config.json'), 'utf8'));
+  assert.equal(config, { kbatch_url: stack.serviceUrl, token: stack.hub.tokens.alice });
+  // The written config alone is enough for later commands.
+  ok(await kbatch(['job', 'list', '-o', 'json'], { configHome, env: { KBATCH_URL: '', JUPYTERHUB_API_TOKEN: '' } }), 'job list with the written config');
+});
+configure('configure with a bad token fails cleanly with 401', async () => {
+  const run = await kbatch(['configure', '--kbatch-url', stack.serviceUrl, '--token', 'not-a-token'], { configHome: join(work, 'config-bad') });
+  assert.is.not(run.code, 0);
+});
+configure('profiles prints the server profiles', async () => {
+  const profiles = JSON.parse(ok(await kbatch(['profiles']), 'profiles'));
+  assert.equal(Object.keys(profiles).sort(), ['gpu', 'small']);
+  assert.is(profiles.small.image, 'python:3.12-slim');
+  assert.equal(profiles.small.resources.requests, { cpu: '250m', memory: '256Mi' });
+});
+configure.run();
+
+// ---------------------------------------------------------------------------------------------
+const jobs = suite('job submit, list, show, pods, logs');
+jobs('job submit with --code prints the generated name', async () => {
+  await stack.cluster.setLogs(aliceNs, logLines);
+  const out = ok(await kbatch(['job', 'submit', '--name=test', '--image=busybox', command, `--code=${codeDir()}`, '--env={"GREETING":"hi there"}']), 'job submit');
+  jobName = out.trim();
+  assert.match(jobName, /^test-[a-z0-9]+$/);
+});
+jobs('job list right after submit (pod pending) renders the table', async () => {
+  const out = ok(await kbatch(['job', 'list']), 'job list');
+  assert.match(out, /Jobs/);
+  assert.ok(out.includes(jobName), out);
+});
+jobs('job list -o json has the upstream snake_case shape', async () => {
+  const list = JSON.parse(ok(await kbatch(['job', 'list', '-o', 'json']), 'job list -o json'));
+  const job = list.items.find((j: any) => j.metadata.name === jobName);
+  assert.ok(job, JSON.stringify(list));
+  assert.match(job.metadata.creation_timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$/);
+  assert.ok('ready' in job.status && 'succeeded' in job.status && 'start_time' in job.status);
+  assert.is(list.kind, 'JobList');
+  assert.ok('_continue' in list.metadata, 'list metadata uses the Python client spelling');
+});
+jobs('job list survives a job that has not started (suspended: no start_time)', async () => {
+  // Not submittable through kbatch; made directly, as another client or an admin could.
+  const name = `suspended-${Date.now().toString(36)}`;
+  await admin.batch.createNamespacedJob({
+    namespace: aliceNs,
+    body: { metadata: { name }, spec: { suspend: true, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'job', image: 'busybox' }] } } } },
+  });
+  try {
+    const out = ok(await kbatch(['job', 'list']), 'job list');
+    const row = out.split('\n').find((l) => l.includes(name));
+    assert.ok(row && /pending/.test(row), out);
+  } finally {
+    await admin.batch.deleteNamespacedJob({ name, namespace: aliceNs, propagationPolicy: 'Background' });
+  }
+});
+jobs('job show prints the Job as JSON', async () => {
+  const job = JSON.parse(ok(await kbatch(['job', 'show', jobName]), 'job show'));
+  assert.is(job.metadata.name, jobName);
+  assert.is(job.metadata.namespace, aliceNs);
+  assert.is(job.api_version, 'batch/v1');
+  assert.is(job.spec.template.spec.containers[0].working_dir, '/code');
+});
+jobs('the created Job mounts the code ConfigMap and reads env from the user Secret', async () => {
+  const job = await admin.batch.readNamespacedJob({ name: jobName, namespace: aliceNs });
+  const pod = job.spec!.template.spec!;
+  const container = pod.containers[0]!;
+  assert.equal(container.command, ['sh', '-c', 'python main.py']);
+  assert.is(container.image, 'busybox');
+  assert.ok(container.volumeMounts!.some((m) => m.mountPath === '/code'), 'code volume at /code');
+  const configMapName = pod.volumes!.map((v) => v.configMap?.name).find(Boolean);
+  assert.ok(configMapName, `a ConfigMap volume: ${JSON.stringify(pod.volumes)}`);
+  const configMap = await admin.core.readNamespacedConfigMap({ name: configMapName!, namespace: aliceNs });
+  assert.ok(Object.keys(configMap.binaryData ?? {}).length > 0, 'the ConfigMap holds the code archive');
+  assert.is(configMap.metadata!.ownerReferences?.[0]?.uid, job.metadata!.uid);
+  assert.ok(pod.initContainers?.length, 'an init container unpacks the code');
+
+  const greeting = container.env!.find((e) => e.name === 'GREETING')!;
+  assert.ok(greeting.valueFrom?.secretKeyRef, `GREETING from a Secret: ${JSON.stringify(greeting)}`);
+  assert.is(greeting.value, undefined);
+  const secret = await admin.core.readNamespacedSecret({ name: greeting.valueFrom!.secretKeyRef!.name!, namespace: aliceNs });
+  assert.is(Buffer.from(secret.data!.GREETING!, 'base64').toString(), 'hi there');
+  assert.is(Buffer.from(secret.data!.JUPYTERHUB_API_TOKEN!, 'base64').toString(), stack.hub.tokens.alice);
+  assert.is(secret.metadata!.ownerReferences?.[0]?.uid, job.metadata!.uid);
+  assert.not.ok(JSON.stringify(job).includes('hi there'), 'env values stay out of the Job');
+});
+jobs('job logs --stream prints the lines and exits by itself when the pod finishes', async () => {
+  const started = Date.now();
+  const out = ok(await kbatch(['job', 'logs', jobName, '--stream'], { timeoutMs: 45_000 }), 'job logs --stream');
+  for (const line of logLines) assert.ok(out.includes(line), `missing ${line} in ${out}`);
+  assert.ok(Date.now() - started < 45_000);
+});
+jobs('pod list --job-name -o json eventually shows phase Succeeded', async () => {
+  const pod = await eventually('the pod to succeed', async () => {
+    const list = JSON.parse(ok(await kbatch(['pod', 'list', '--job-name', jobName, '-o', 'json']), 'pod list'));
+    assert.is(list.items.length, 1, JSON.stringify(list));
+    return list.items[0].status.phase === 'Succeeded' ? list.items[0] : undefined;
+  }, 30_000, 1000);
+  podName = pod.metadata.name;
+  assert.match(podName, new RegExp(`^${jobName}-`));
+});
+jobs('pod list (table and -o name) shows the pod', async () => {
+  const table = ok(await kbatch(['pod', 'list', '--job-name', jobName]), 'pod list');
+  assert.ok(table.includes(podName) && table.includes('Succeeded'), table);
+  const names = ok(await kbatch(['pod', 'list', '-o', 'name']), 'pod list -o name');
+  assert.ok(names.split('\n').includes(podName), names);
+});
+jobs('job list after the job succeeded renders it as done', async () => {
+  const out = await eventually('the job to be listed as done', async () => {
+    const text = ok(await kbatch(['job', 'list']), 'job list');
+    const row = text.split('\n').find((l) => l.includes(jobName));
+    return row && /done/.test(row) ? text : undefined;
+  }, 30_000, 1000);
+  assert.ok(out.includes(jobName));
+});
+jobs('job logs prints the log lines', async () => {
+  const out = ok(await kbatch(['job', 'logs', jobName]), 'job logs');
+  for (const line of logLines) assert.ok(out.includes(line), `missing ${line} in ${out}`);
+});
+jobs('pod logs prints the log lines, with and without --stream', async () => {
+  const out = ok(await kbatch(['pod', 'logs', podName]), 'pod logs');
+  for (const line of logLines) assert.ok(out.includes(line), `missing ${line} in ${out}`);
+  const streamed = ok(await kbatch(['pod', 'logs', podName, '--stream'], { timeoutMs: 30_000 }), 'pod logs --stream');
+  for (const line of logLines) assert.ok(streamed.includes(line), `missing ${line} in ${streamed}`);
+});
+jobs('job submit --profile fills image and resources', async () => {
+  const name = ok(await kbatch(['job', 'submit', '--name=prof', '--profile', 'small', '--command=["python","-c","print(1)"]']), 'job submit --profile').trim();
+  assert.match(name, /^prof-[a-z0-9]+$/);
+  const job = await admin.batch.readNamespacedJob({ name, namespace: aliceNs });
+  const container = job.spec!.template.spec!.containers[0]!;
+  assert.is(container.image, 'python:3.12-slim');
+  assert.equal(container.resources!.requests, { cpu: '250m', memory: '256Mi' });
+  assert.equal(container.resources!.limits, { memory: '512Mi' });
+});
+jobs.run();
+
+// ---------------------------------------------------------------------------------------------
+const errors = suite('errors and isolation');
+errors('an invalid name is a 400 from kbatch-proxy, not a traceback', async () => {
+  const run = await kbatch(['job', 'submit', '--name=List-files', '--image=busybox', '--command=["ls"]']);
+  assert.is(run.code, 1, `${run.stdout}\n${run.stderr}`);
+  assert.match(run.stderr, /kbatch-proxy error 400: /);
+  noTraceback(run);
+});
+errors('bob cannot see alice\'s job', async () => {
+  const run = await kbatch(['job', 'show', jobName], { token: stack.hub.tokens.bob });
+  assert.is(run.code, 1, `${run.stdout}\n${run.stderr}`);
+  assert.match(run.stderr, /kbatch-proxy error 404: /);
+  noTraceback(run);
+});
+errors('a token without the kbatch scope is refused with 403', async () => {
+  const run = await kbatch(['job', 'list'], { token: stack.hub.tokens.carol });
+  assert.is(run.code, 1, `${run.stdout}\n${run.stderr}`);
+  assert.match(run.stderr, /kbatch-proxy error 403: /);
+  noTraceback(run);
+});
+errors('job delete removes the job; show then says not found', async () => {
+  ok(await kbatch(['job', 'delete', jobName]), 'job delete');
+  const run = await eventually('the job to be gone', async () => {
+    const show = await kbatch(['job', 'show', jobName]);
+    return show.code !== 0 ? show : undefined;
+  }, 30_000, 1000);
+  assert.is(run.code, 1);
+  assert.match(run.stderr, /not found/);
+  assert.match(run.stderr, /kbatch-proxy error 404: /);
+  noTraceback(run);
+});
+errors.run();
+
+// ---------------------------------------------------------------------------------------------
+const teardown = suite('teardown');
+teardown('stop the stack', async () => {
+  rmSync(work, { recursive: true, force: true });
+  await stack.stop();
+});
+teardown.run();
