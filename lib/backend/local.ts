@@ -22,7 +22,39 @@ export class LocalBackend implements Backend {
   readonly kind = 'local' as const;
   private readonly running = new Map<string, ChildProcess>();
 
-  constructor(private readonly root: string) {}
+  private readonly recovered: Promise<void>;
+
+  constructor(private readonly root: string) {
+    this.recovered = this.failInterruptedJobs().catch((error: Error) => console.error('kbatch: local backend recovery failed:', error.message));
+  }
+
+  /**
+   * Processes die with the server. A job that was running when the last server stopped can never
+   * finish, so it is marked failed instead of showing "running" forever.
+   */
+  private async failInterruptedJobs(): Promise<void> {
+    let namespaces: string[] = [];
+    try {
+      namespaces = await readdir(join(this.root, 'namespaces'));
+    } catch {
+      return;
+    }
+    for (const namespace of namespaces) {
+      const { items } = await this.listJobs(namespace, {});
+      for (const job of items) {
+        if (job.status?.conditions?.length) continue;
+        const now = new Date();
+        for (const pod of await this.listPods(namespace, `${jobNameLabel}=${job.metadata!.name}`)) {
+          if (pod.status?.phase === 'Running' || pod.status?.phase === 'Pending') {
+            pod.status = { ...pod.status, phase: 'Failed', reason: 'ServerRestarted', message: 'the kbatch server stopped while this process ran' };
+            await this.savePod(namespace, job.metadata!.name!, pod);
+          }
+        }
+        job.status = { ...job.status, active: 0, ready: 0, conditions: [{ type: 'Failed', status: 'True', reason: 'ServerRestarted', message: 'the kbatch server stopped while the job ran', lastTransitionTime: now, lastProbeTime: now }] };
+        await this.saveJob(namespace, job);
+      }
+    }
+  }
 
   private jobDir(namespace: string, name: string): string {
     return join(this.root, 'namespaces', namespace, 'jobs', name);
@@ -188,6 +220,7 @@ export class LocalBackend implements Backend {
   }
 
   async listJobs(namespace: string, options: ListOptions) {
+    await this.recovered;
     let names: string[] = [];
     try {
       names = await readdir(join(this.root, 'namespaces', namespace, 'jobs'));
