@@ -6,8 +6,10 @@ import { serveFunction } from './lib/http/entrypoint.ts';
 /** All routes in one process: `npm start` locally, and the server the tests drive. */
 async function main(): Promise<void> {
   let settings;
+  let deps;
   try {
     settings = loadSettings();
+    deps = await createDeps(settings);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(`kbatch: configuration error: ${error.message}`);
@@ -15,7 +17,6 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const deps = await createDeps(settings);
   const handler = createHandler('all', deps);
   functions.http('kbatch', handler);
   const server = await serveFunction('kbatch', handler, {
