@@ -129,7 +129,14 @@ export function openApiDocument(prefix: string) {
       '/pods/': { get: { summary: 'Upstream: list pods (?job_name=)', security: auth, responses: { 200: { description: 'PodList' }, ...errors } } },
       '/pods/{name}': { get: { summary: 'Upstream: show pod', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1Pod' }, ...errors } } },
       '/pods/logs/{name}/': { get: { summary: 'Upstream: pod logs (?stream=true follows)', security: auth, parameters: [nameParam], responses: { 200: { description: 'text' }, ...errors } } },
-      '/cronjobs/': { get: { summary: 'Upstream: list cronjobs (always empty: not supported)', security: auth, responses: { 200: { description: 'CronJobList' } } }, post: { summary: 'Upstream: not supported', security: auth, responses: { 501: error } } },
+      '/cronjobs/': {
+        get: { summary: 'Upstream: list cronjobs', security: auth, responses: { 200: { description: 'CronJobList' }, ...errors } },
+        post: { summary: 'Upstream: submit {job: V1CronJob, code?}; 501 on the local backend', security: auth, responses: { 200: { description: 'created V1CronJob' }, 501: error, ...errors } },
+      },
+      '/cronjobs/{name}': {
+        get: { summary: 'Upstream: show cronjob', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1CronJob' }, ...errors } },
+        delete: { summary: 'Upstream: delete cronjob (foreground: its jobs and pods first)', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1Status' }, ...errors } },
+      },
     },
   };
 }

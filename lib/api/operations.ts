@@ -1,8 +1,8 @@
-import type { V1Job } from '@kubernetes/client-node';
+import type { V1CronJob, V1Job } from '@kubernetes/client-node';
 import type { HubUser } from '../auth/hub.ts';
 import { jobNameLabel } from '../backend/types.ts';
 import { BadRequest } from '../http/errors.ts';
-import { buildJobObjects, buildNamespace } from '../k8s/builders.ts';
+import { buildCronJobObjects, buildJobObjects, buildNamespace } from '../k8s/builders.ts';
 import { jobNameFor, labels, namespaceForUser } from '../k8s/names.ts';
 import type { JobSpec } from '../k8s/spec.ts';
 import { normalizeUpload, type ArchiveEntry } from '../uploads/archive.ts';
@@ -24,24 +24,39 @@ export async function storeUpload(deps: Deps, user: HubUser, entries: ArchiveEnt
 }
 
 export async function submitJob(deps: Deps, user: HubUser, spec: JobSpec, inlineCode?: StoredCode): Promise<V1Job> {
-  const { settings, backend, admin } = deps;
-  let code = inlineCode;
+  return submit(deps, user, spec, inlineCode, (code) => {
+    const objects = buildJobObjects(spec, { name: user.name, token: user.token }, jobNameFor(spec.name), jobOptions(deps, code));
+    return (removeCodeOnFailure) => deps.backend.createJob(objects, code, { removeCodeOnFailure });
+  });
+}
+
+export async function submitCronJob(deps: Deps, user: HubUser, spec: JobSpec, schedule: string, inlineCode?: StoredCode): Promise<V1CronJob> {
+  return submit(deps, user, spec, inlineCode, (code) => {
+    const objects = buildCronJobObjects(spec, schedule, { name: user.name, token: user.token }, jobNameFor(spec.name), jobOptions(deps, code));
+    return (removeCodeOnFailure) => deps.backend.createCronJob(objects, code, { removeCodeOnFailure });
+  });
+}
+
+function jobOptions(deps: Deps, code: StoredCode | undefined) {
+  return { settings: deps.settings, profiles: deps.admin.profiles, template: deps.admin.jobTemplate, code };
+}
+
+/** Resolves the code (inline or by signed reference), builds, ensures the namespace, creates. */
+async function submit<T>(deps: Deps, user: HubUser, spec: JobSpec, inlineCode: StoredCode | undefined, plan: (code: StoredCode | undefined) => (removeCodeOnFailure: boolean) => Promise<T>): Promise<T> {
+  const { settings, backend } = deps;
   try {
+    let code = inlineCode;
     if (spec.upload) {
       if (inlineCode) throw new BadRequest('upload: send either files or an upload reference, not both', 'upload');
       code = (await verifyUploadReference(spec.upload, user.name, settings.uploadSecret)).code;
     }
-    const objects = buildJobObjects(spec, { name: user.name, token: user.token }, jobNameFor(spec.name), {
-      settings,
-      profiles: admin.profiles,
-      template: admin.jobTemplate,
-      code,
-    });
+    const create = plan(code);
     if (settings.createUserNamespace) await backend.ensureNamespace(buildNamespace(user.name));
-    // Code uploaded with this very request belongs to this job alone; a referenced upload may serve others.
-    return await backend.createJob(objects, code, { removeCodeOnFailure: Boolean(inlineCode) });
+    // Code uploaded with this very request belongs to this submit alone; a referenced upload may serve others.
+    return await create(Boolean(inlineCode));
   } catch (error) {
-    if (inlineCode && !code) await backend.deleteCode(inlineCode).catch(() => undefined);
+    // The backend removes inline code once it has it; before that point it is ours to remove.
+    if (inlineCode) await backend.deleteCode(inlineCode).catch(() => undefined);
     throw error;
   }
 }

@@ -1,16 +1,17 @@
 import { Transform } from 'node:stream';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import type { HubUser } from '../auth/hub.ts';
 import { jobNameLabel } from '../backend/types.ts';
-import { BadRequest, HttpError } from '../http/errors.ts';
+import { BadRequest } from '../http/errors.ts';
 import { queryFlag, readJson, type Reply, type RouteDefinition } from '../http/router.ts';
 import { namespaceForUser } from '../k8s/names.ts';
 import { expectObject } from '../k8s/spec.ts';
-import { specFromUpstreamManifest } from '../k8s/upstream-manifest.ts';
+import { specFromUpstreamCronJob, specFromUpstreamManifest } from '../k8s/upstream-manifest.ts';
 import { toUpstreamWire } from '../k8s/wire.ts';
 import { readZip } from '../uploads/archive.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
-import { listAllJobs, storeUpload, submitJob } from './operations.ts';
+import { listAllJobs, storeUpload, submitCronJob, submitJob } from './operations.ts';
 import { authenticated } from './native.ts';
 
 /**
@@ -45,6 +46,20 @@ function withListableTimes(job: V1Job): V1Job {
   return { ...job, status };
 }
 
+/** A V1Status as upstream's delete returns, without its quirk of a Job squeezed into a Status. */
+function deletedStatus(kind: 'jobs' | 'cronjobs', name: string | undefined, uid: string | undefined) {
+  return toUpstreamWire({
+    apiVersion: 'v1',
+    kind: 'Status',
+    status: 'Success',
+    code: 200,
+    message: `${kind === 'jobs' ? 'job' : 'cronjob'} ${name} deleted (foreground: ${kind === 'jobs' ? 'its pods' : 'its jobs and their pods'} are removed first)`,
+    reason: null,
+    details: { name, group: 'batch', kind, uid },
+    metadata: {},
+  });
+}
+
 function listBody(kind: string, apiVersion: string, items: unknown[]) {
   return toUpstreamWire({ apiVersion, kind, items, metadata: { continue: null, remainingItemCount: null, resourceVersion: null, selfLink: null } });
 }
@@ -73,6 +88,16 @@ async function logsReply(stream: NodeJS.ReadableStream & import('node:stream').R
   return { text: Buffer.concat(chunks).toString('utf8') };
 }
 
+/** Upstream sends code as a ConfigMap dict whose `binary_data.code` is a base64 zip. */
+async function inlineCodeFrom(deps: Deps, user: HubUser, code: unknown) {
+  if (code === null || code === undefined) return undefined;
+  const configMap = expectObject(code, 'code');
+  const binary = (configMap.binary_data ?? configMap.binaryData) as Record<string, unknown> | undefined;
+  if (!binary || typeof binary.code !== 'string') throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
+  const zip = Buffer.from(binary.code, 'base64');
+  return (await storeUpload(deps, user, readZip(zip, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles }))).code;
+}
+
 export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
   return [
     {
@@ -81,23 +106,18 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
       handler: authenticated(deps, async (ctx, user) => {
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
         const spec = specFromUpstreamManifest(body.job);
-        let inline;
-        if (body.code !== null && body.code !== undefined) {
-          const configMap = expectObject(body.code, 'code');
-          const binary = (configMap.binary_data ?? configMap.binaryData) as Record<string, unknown> | undefined;
-          if (!binary || typeof binary.code !== 'string') throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
-          const zip = Buffer.from(binary.code, 'base64');
-          inline = (await storeUpload(deps, user, readZip(zip, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles }))).code;
-        }
-        const job = await submitJob(deps, user, spec, inline);
+        const job = await submitJob(deps, user, spec, await inlineCodeFrom(deps, user, body.code));
         return { json: toUpstreamWire(withStatusKeys(job)) };
       }),
     },
     {
       method: 'POST',
       path: '/cronjobs',
-      handler: authenticated(deps, async () => {
-        throw new HttpError(501, 'CronJobs are not supported by this kbatch server');
+      handler: authenticated(deps, async (ctx, user) => {
+        const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
+        const { spec, schedule } = specFromUpstreamCronJob(body.job);
+        const cronJob = await submitCronJob(deps, user, spec, schedule, await inlineCodeFrom(deps, user, body.code));
+        return { json: toUpstreamWire(cronJob) };
       }),
     },
   ];
@@ -124,18 +144,7 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       path: '/jobs/:name',
       handler: authenticated(deps, async (ctx, user) => {
         const job = await deps.backend.deleteJob(namespaceOf(user.name), ctx.params.name!);
-        return {
-          json: toUpstreamWire({
-            apiVersion: 'v1',
-            kind: 'Status',
-            status: 'Success',
-            code: 200,
-            message: `job ${job.metadata?.name} deleted (foreground: its pods are removed first)`,
-            reason: null,
-            details: { name: job.metadata?.name, group: 'batch', kind: 'jobs', uid: job.metadata?.uid },
-            metadata: {},
-          }),
-        };
+        return { json: deletedStatus('jobs', job.metadata?.name, job.metadata?.uid) };
       }),
     },
     {
@@ -172,14 +181,20 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/cronjobs',
-      handler: authenticated(deps, async () => ({ json: listBody('CronJobList', 'batch/v1', []) })),
+      handler: authenticated(deps, async (_ctx, user) => ({ json: listBody('CronJobList', 'batch/v1', await deps.backend.listCronJobs(namespaceOf(user.name))) })),
     },
-    ...['GET', 'DELETE'].map((method) => ({
-      method: method as 'GET' | 'DELETE',
+    {
+      method: 'GET',
       path: '/cronjobs/:name',
-      handler: authenticated(deps, async (ctx) => {
-        throw new HttpError(404, `cronjobs.batch "${ctx.params.name}" not found (this server does not run CronJobs)`);
+      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getCronJob(namespaceOf(user.name), ctx.params.name!)) })),
+    },
+    {
+      method: 'DELETE',
+      path: '/cronjobs/:name',
+      handler: authenticated(deps, async (ctx, user) => {
+        const cronJob = await deps.backend.deleteCronJob(namespaceOf(user.name), ctx.params.name!);
+        return { json: deletedStatus('cronjobs', cronJob.metadata?.name, cronJob.metadata?.uid) };
       }),
-    })),
+    },
   ];
 }

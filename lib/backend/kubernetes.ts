@@ -2,7 +2,7 @@ import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
-import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, ownerReferenceTo, type JobObjects } from '../k8s/builders.ts';
+import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, ownerReferenceTo, type CronJobObjects, type JobObjects, type OwnerReference } from '../k8s/builders.ts';
 import { randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -101,15 +101,43 @@ export class KubernetesBackend implements Backend {
     }
   }
 
-  private async addOwner(kind: 'configmap' | 'secret', namespace: string, name: string, job: k8s.V1Job): Promise<void> {
+  private async addOwner(kind: 'configmap' | 'secret', namespace: string, name: string, owner: k8s.V1Job | OwnerReference): Promise<void> {
     // Strategic merge keys ownerReferences by uid, so a shared upload gains one owner per job.
-    const body = { metadata: { ownerReferences: [ownerReferenceTo(job)] } };
+    const reference = 'uid' in owner ? owner : ownerReferenceTo(owner);
+    const body = { metadata: { ownerReferences: [reference] } };
     if (kind === 'configmap') await this.core.patchNamespacedConfigMap({ name, namespace, body }, strategicMerge);
     else await this.core.patchNamespacedSecret({ name, namespace, body }, strategicMerge);
   }
 
   async createJob(objects: JobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<k8s.V1Job> {
-    const { namespace, job, secret } = objects;
+    const { namespace, job } = objects;
+    return this.createOwner(objects, code, options, async () => {
+      const created = await this.batch.createNamespacedJob({ namespace, body: job });
+      const remove = () => this.batch.deleteNamespacedJob({ name: created.metadata!.name!, namespace, propagationPolicy: 'Background' });
+      return { created, reference: ownerReferenceTo(created), remove };
+    });
+  }
+
+  async createCronJob(objects: CronJobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<k8s.V1CronJob> {
+    const { namespace, cronJob } = objects;
+    return this.createOwner(objects, code, options, async () => {
+      const created = await this.batch.createNamespacedCronJob({ namespace, body: cronJob });
+      const remove = () => this.batch.deleteNamespacedCronJob({ name: created.metadata!.name!, namespace, propagationPolicy: 'Background' });
+      return { created, reference: ownerReferenceTo(created, 'CronJob'), remove };
+    });
+  }
+
+  /**
+   * Secret first, then the owner (Job or CronJob), then ownerReferences on the Secret and the code.
+   * Any failure undoes what this call made, so a refused submit leaves nothing behind.
+   */
+  private async createOwner<T>(
+    objects: { namespace: string; secret: k8s.V1Secret },
+    code: StoredCode | undefined,
+    options: { removeCodeOnFailure: boolean },
+    createOwnerObject: () => Promise<{ created: T; reference: OwnerReference; remove: () => Promise<unknown> }>,
+  ): Promise<T> {
+    const { namespace, secret } = objects;
     const cleanups: (() => Promise<unknown>)[] = [];
     if (code && options.removeCodeOnFailure) cleanups.push(() => this.deleteCode(code));
     try {
@@ -123,10 +151,10 @@ export class KubernetesBackend implements Backend {
       }
       await this.core.createNamespacedSecret({ namespace, body: secret });
       cleanups.push(() => this.core.deleteNamespacedSecret({ name: secret.metadata!.name!, namespace }));
-      const created = await this.batch.createNamespacedJob({ namespace, body: job });
-      cleanups.push(() => this.batch.deleteNamespacedJob({ name: created.metadata!.name!, namespace, propagationPolicy: 'Background' }));
-      await this.addOwner('secret', namespace, secret.metadata!.name!, created);
-      if (code?.kind === 'configmap') await this.addOwner('configmap', namespace, code.name, created);
+      const { created, reference, remove } = await createOwnerObject();
+      cleanups.push(remove);
+      await this.addOwner('secret', namespace, secret.metadata!.name!, reference);
+      if (code?.kind === 'configmap') await this.addOwner('configmap', namespace, code.name, reference);
       return created;
     } catch (error) {
       const results = await Promise.allSettled(cleanups.reverse().map((cleanup) => cleanup()));
@@ -135,6 +163,20 @@ export class KubernetesBackend implements Backend {
       }
       throw error;
     }
+  }
+
+  async listCronJobs(namespace: string): Promise<k8s.V1CronJob[]> {
+    return (await this.batch.listNamespacedCronJob({ namespace })).items;
+  }
+
+  async getCronJob(namespace: string, name: string): Promise<k8s.V1CronJob> {
+    return this.batch.readNamespacedCronJob({ name, namespace });
+  }
+
+  async deleteCronJob(namespace: string, name: string): Promise<k8s.V1CronJob> {
+    const cronJob = await this.batch.readNamespacedCronJob({ name, namespace });
+    await this.batch.deleteNamespacedCronJob({ name, namespace, propagationPolicy: 'Foreground' });
+    return cronJob;
   }
 
   async listJobs(namespace: string, options: ListOptions) {

@@ -5,8 +5,8 @@ import { chmod, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile }
 import { dirname, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
-import type { V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
-import { BadRequest, Conflict, NotFound } from '../http/errors.ts';
+import type { V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
+import { BadRequest, Conflict, HttpError, NotFound } from '../http/errors.ts';
 import type { JobObjects } from '../k8s/builders.ts';
 import { randomSuffix } from '../k8s/names.ts';
 import { readTar, type NormalizedUpload } from '../uploads/archive.ts';
@@ -102,6 +102,23 @@ export class LocalBackend implements Backend {
       if (code && options.removeCodeOnFailure) await this.deleteCode(code);
       throw error;
     }
+  }
+
+  // Schedules need a controller that outlives requests; the local backend has none.
+  async createCronJob(): Promise<V1CronJob> {
+    throw new HttpError(501, 'CronJobs need the Kubernetes backend; the local backend runs one-off jobs only');
+  }
+
+  async listCronJobs(): Promise<V1CronJob[]> {
+    return [];
+  }
+
+  async getCronJob(_namespace: string, name: string): Promise<V1CronJob> {
+    throw new NotFound(`cronjobs.batch "${name}" not found`);
+  }
+
+  async deleteCronJob(_namespace: string, name: string): Promise<V1CronJob> {
+    throw new NotFound(`cronjobs.batch "${name}" not found`);
   }
 
   private async saveJob(namespace: string, job: V1Job): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
-import type { V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
-import type { JobObjects } from '../k8s/builders.ts';
+import type { V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
+import type { CronJobObjects, JobObjects } from '../k8s/builders.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 
@@ -32,6 +32,12 @@ export interface Backend {
    * Secret and `code` (when stored as ConfigMaps) are owned by the Job, so deleting the Job removes them.
    */
   createJob(objects: JobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<V1Job>;
+  /** Like createJob, with the CronJob as owner of the Secret and code. */
+  createCronJob(objects: CronJobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<V1CronJob>;
+  listCronJobs(namespace: string): Promise<V1CronJob[]>;
+  getCronJob(namespace: string, name: string): Promise<V1CronJob>;
+  /** Foreground: its Jobs and their pods go first. */
+  deleteCronJob(namespace: string, name: string): Promise<V1CronJob>;
   listJobs(namespace: string, options: ListOptions): Promise<{ items: V1Job[]; continueToken?: string }>;
   getJob(namespace: string, name: string): Promise<V1Job>;
   /** Foreground deletion: the Job is gone only after its pods, so "deleted" means nothing is running. */

@@ -1,4 +1,4 @@
-import type { V1ConfigMap, V1Container, V1EnvVar, V1Job, V1Namespace, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1Namespace, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { BadRequest } from '../http/errors.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import { mergeTemplate, type Profile, type Profiles } from './admin.ts';
@@ -190,8 +190,54 @@ export function buildJobObjects(
   return { namespace, job, secret };
 }
 
-export function ownerReferenceTo(job: V1Job) {
-  return { apiVersion: 'batch/v1', kind: 'Job', name: job.metadata!.name!, uid: job.metadata!.uid! };
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+}
+
+export function ownerReferenceTo(owner: V1Job | V1CronJob, kind: 'Job' | 'CronJob' = 'Job'): OwnerReference {
+  return { apiVersion: 'batch/v1', kind, name: owner.metadata!.name!, uid: owner.metadata!.uid! };
+}
+
+/** Cron expressions (five fields) or the @-macros the CronJob controller understands. */
+const schedulePattern = /^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$/;
+
+export interface CronJobObjects {
+  namespace: string;
+  cronJob: V1CronJob;
+  secret: V1Secret;
+}
+
+/**
+ * A CronJob whose job template is exactly the Job a one-off submit would build; its env Secret and
+ * code are shared by every run and owned by the CronJob.
+ */
+export function buildCronJobObjects(
+  spec: JobSpec,
+  schedule: string,
+  user: SubmitUser,
+  name: string,
+  options: Parameters<typeof buildJobObjects>[3],
+): CronJobObjects {
+  if (!schedulePattern.test(schedule.trim())) throw new BadRequest(`schedule: "${schedule}" is not a cron expression (five fields, e.g. "0 22 * * 1-5") or @hourly/@daily/...`, 'schedule');
+  const { namespace, job, secret } = buildJobObjects(spec, user, name, options);
+  const cronJob: V1CronJob = {
+    apiVersion: 'batch/v1',
+    kind: 'CronJob',
+    metadata: { name, namespace, labels: job.metadata!.labels, annotations: job.metadata!.annotations },
+    spec: {
+      schedule: schedule.trim(),
+      // A run missed by more than five minutes (controller down) is skipped rather than started late.
+      startingDeadlineSeconds: 300,
+      concurrencyPolicy: 'Forbid',
+      successfulJobsHistoryLimit: 3,
+      failedJobsHistoryLimit: 3,
+      jobTemplate: { metadata: { labels: job.metadata!.labels, annotations: job.metadata!.annotations }, spec: job.spec! },
+    },
+  };
+  return { namespace, cronJob, secret };
 }
 
 export function buildCodeConfigMap(username: string, name: string, archive: Buffer, meta: { sha256: string; files: number; expiresAt: Date }): V1ConfigMap {

@@ -94,3 +94,17 @@ export function specFromUpstreamManifest(input: unknown): JobSpec {
     nodeAffinityRequired: present(required.nodeSelectorTerms) ? required.nodeSelectorTerms : undefined,
   });
 }
+
+/** The upstream CLI's CronJob: its `jobTemplate` is read exactly like a one-off Job. */
+export function specFromUpstreamCronJob(input: unknown): { spec: JobSpec; schedule: string } {
+  const manifest = camelCaseKeys(expectObject(input, 'job')) as Json;
+  onlyAllowed(manifest, ['apiVersion', 'kind', 'metadata', 'spec', 'status'], 'job');
+  if (present(manifest.kind) && manifest.kind !== 'CronJob') throw new BadRequest('job.kind: must be CronJob', 'job.kind');
+  const spec = optionalObject(manifest.spec, 'job.spec');
+  onlyAllowed(spec, ['schedule', 'startingDeadlineSeconds', 'jobTemplate'], 'job.spec');
+  if (typeof spec.schedule !== 'string' || !spec.schedule.trim()) throw new BadRequest('job.spec.schedule: is required', 'job.spec.schedule');
+  const template = optionalObject(spec.jobTemplate, 'job.spec.jobTemplate');
+  onlyAllowed(template, ['metadata', 'spec'], 'job.spec.jobTemplate');
+  const jobSpec = specFromUpstreamManifest({ kind: 'Job', metadata: manifest.metadata, spec: template.spec });
+  return { spec: jobSpec, schedule: spec.schedule };
+}

@@ -252,6 +252,41 @@ errors('job delete removes the job; show then says not found', async () => {
 errors.run();
 
 // ---------------------------------------------------------------------------------------------
+const cron = suite('cronjob submit, list, show, delete');
+let cronName = '';
+cron('cronjob submit with --code creates a CronJob that owns its Secret and code', async () => {
+  const out = ok(await kbatch(['cronjob', 'submit', '--name=nightly', '--image=busybox', command, '--schedule=0 22 * * 1-5', `--code=${codeDir()}`]), 'cronjob submit');
+  cronName = out.trim().split('\n').pop()!.trim();
+  assert.match(cronName, /^nightly-cron-[a-z0-9]{5}$/);
+  const cronJob = await admin.batch.readNamespacedCronJob({ name: cronName, namespace: aliceNs });
+  assert.is(cronJob.spec!.schedule, '0 22 * * 1-5');
+  const pod = cronJob.spec!.jobTemplate.spec!.template.spec!;
+  assert.is(pod.containers[0]!.workingDir, '/code');
+  const codeMap = pod.volumes!.find((v) => v.name === 'code-archive')!.configMap!.name!;
+  for (const owned of [await admin.core.readNamespacedSecret({ name: cronName, namespace: aliceNs }), await admin.core.readNamespacedConfigMap({ name: codeMap, namespace: aliceNs })]) {
+    assert.equal(owned.metadata!.ownerReferences!.map((o) => [o.kind, o.name]), [['CronJob', cronName]]);
+  }
+});
+cron('cronjob list and show', async () => {
+  assert.ok(ok(await kbatch(['cronjob', 'list']), 'cronjob list').includes(cronName));
+  const shown = JSON.parse(ok(await kbatch(['cronjob', 'show', cronName]), 'cronjob show'));
+  assert.is(shown.metadata.name, cronName);
+  assert.is(shown.spec.schedule, '0 22 * * 1-5');
+});
+cron('bob cannot see it; an invalid schedule is a 400', async () => {
+  assert.is((await kbatch(['cronjob', 'show', cronName], { token: stack.hub.tokens.bob })).code, 1);
+  const run = await kbatch(['cronjob', 'submit', '--name=bad', '--image=busybox', command, '--schedule=every day']);
+  assert.is(run.code, 1);
+  assert.match(run.stderr, /kbatch-proxy error 400: .*schedule/);
+  noTraceback(run);
+});
+cron('cronjob delete removes it', async () => {
+  ok(await kbatch(['cronjob', 'delete', cronName]), 'cronjob delete');
+  await eventually('the cronjob to be gone', async () => (await kbatch(['cronjob', 'show', cronName])).code === 1, 30_000, 1000);
+});
+cron.run();
+
+// ---------------------------------------------------------------------------------------------
 const teardown = suite('teardown');
 teardown('stop the stack', async () => {
   rmSync(work, { recursive: true, force: true });

@@ -113,3 +113,15 @@ admin('namespace carries the user', () => {
 admin.run();
 
 export type { V1Job };
+
+const cronSuite = suite('buildCronJobObjects');
+cronSuite('wraps the same job template and validates the schedule', async () => {
+  const { buildCronJobObjects } = await import('../../lib/k8s/builders.ts');
+  const { cronJob, secret } = buildCronJobObjects(parseJobSpec({ name: 'nightly', image: 'python' }), '@daily', user, 'nightly-abcde', { settings, profiles });
+  assert.is(cronJob.spec!.schedule, '@daily');
+  assert.is(cronJob.spec!.concurrencyPolicy, 'Forbid');
+  assert.is(cronJob.spec!.jobTemplate.spec!.template.spec!.containers[0]!.env![0]!.valueFrom!.secretKeyRef!.name, 'nightly-abcde');
+  assert.is(secret.metadata!.name, 'nightly-abcde');
+  assert.throws(() => buildCronJobObjects(parseJobSpec({ name: 'x', image: 'p' }), 'every day', user, 'x-abcde', { settings, profiles }), /schedule: "every day" is not a cron expression/);
+});
+cronSuite.run();

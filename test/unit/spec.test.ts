@@ -98,3 +98,22 @@ upstream('accepts bool fields as false/absent instead of crashing (upstream bug)
   assert.is(specFromUpstreamManifest(withPod({ containers: [container] })).image, 'alpine');
 });
 upstream.run();
+
+const cron = suite('specFromUpstreamCronJob');
+cron('reads the upstream CLI cronjob and its schedule', async () => {
+  const { specFromUpstreamCronJob } = await import('../../lib/k8s/upstream-manifest.ts');
+  const { spec: parsed, schedule } = specFromUpstreamCronJob({
+    api_version: 'batch/v1',
+    kind: 'CronJob',
+    metadata: { generate_name: 'nightly-cron-', labels: {}, annotations: {} },
+    spec: { schedule: '0 22 * * 1-5', starting_deadline_seconds: 300, job_template: { metadata: { generate_name: 'nightly-cron-' }, spec: manifest.spec } },
+  });
+  assert.is(schedule, '0 22 * * 1-5');
+  assert.is(parsed.name, 'nightly-cron');
+  assert.is(parsed.image, 'alpine');
+});
+cron('refuses fields outside the allow-list', async () => {
+  const { specFromUpstreamCronJob } = await import('../../lib/k8s/upstream-manifest.ts');
+  rejects({ kind: 'CronJob', spec: { schedule: '* * * * *', suspend: true, job_template: { spec: manifest.spec } } }, 'job.spec.suspend', specFromUpstreamCronJob);
+});
+cron.run();
