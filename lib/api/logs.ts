@@ -45,13 +45,14 @@ export async function jobLogs(deps: Deps, user: HubUser, jobName: string, reques
   let pods = await backend.listPods(namespace, `${jobNameLabel}=${jobName}`);
   if (!request.follow) {
     if (!pods.length) throw new NotFound(`No pods found for job ${jobName}${jobState(job) === 'pending' ? ' yet; it is still pending' : ''}`);
-    if (pods.length === 1) return backend.podLogs(namespace, pods[0]!.metadata!.name!, options, signal);
+    if (pods.length === 1 && (job.spec?.completions ?? 1) === 1 && (job.spec?.backoffLimit ?? 0) === 0) return backend.podLogs(namespace, pods[0]!.metadata!.name!, options, signal);
   }
   const output = new PassThrough();
   void (async () => {
     const seen = new Set<string>();
     const streams: Promise<void>[] = [];
-    const prefixed = pods.length > 1 || (job.spec?.completions ?? 1) > 1 || (job.spec?.backoffLimit ?? 0) > 0;
+    // Decided from the spec, not from the pods seen so far, so a resumed stream is prefixed the same way.
+    const prefixed = (job.spec?.completions ?? 1) > 1 || (job.spec?.backoffLimit ?? 0) > 0;
     for (;;) {
       for (const pod of pods) {
         const name = pod.metadata!.name!;

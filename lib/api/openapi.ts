@@ -1,3 +1,5 @@
+import packageJson from '../../package.json' with { type: 'json' };
+
 /** The HTTP API, described for clients and checked against the live routes in the tests. */
 export function openApiDocument(prefix: string) {
   const error = { $ref: '#/components/responses/Error' };
@@ -6,7 +8,7 @@ export function openApiDocument(prefix: string) {
   const errors = { 400: error, 401: error, 403: error, 404: error, 503: error };
   return {
     openapi: '3.1.0',
-    info: { title: 'kbatch', version: '0.1.0', description: 'Submit batch jobs to Kubernetes as a JupyterHub user. Authenticate with "Authorization: token <JupyterHub API token>".' },
+    info: { title: 'kbatch', version: packageJson.version, description: 'Submit batch jobs to Kubernetes as a JupyterHub user. Authenticate with "Authorization: token <JupyterHub API token>".' },
     servers: [{ url: prefix }],
     components: {
       securitySchemes: { hubToken: { type: 'apiKey', in: 'header', name: 'Authorization', description: '"token <JupyterHub API token>" or "Bearer <token>"' } },

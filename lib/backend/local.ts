@@ -322,7 +322,8 @@ export class LocalBackend implements Backend {
       for (const line of lines) {
         const space = line.indexOf(' ');
         const stamp = line.slice(0, space);
-        if (since !== undefined && Date.parse(stamp) <= since) continue;
+        // Inclusive, as Kubernetes' sinceTime is: a resuming client de-duplicates the boundary line.
+        if (since !== undefined && Date.parse(stamp) < since) continue;
         output.write((options.timestamps ? line : line.slice(space + 1)) + '\n');
       }
     };

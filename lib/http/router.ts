@@ -74,8 +74,9 @@ export function sendError(res: ServerResponse, error: unknown): void {
   const httpError = toHttpError(error);
   if (httpError.status >= 500 && !(error instanceof HttpError)) console.error('kbatch: unexpected error:', error);
   if (res.headersSent) {
-    // The status line is gone; the best we can do for a stream is to end it visibly.
-    res.end(`\n[kbatch] stream aborted: ${httpError.message}\n`);
+    // The 200 is gone: say why in-band, then cut the connection without the final chunk so
+    // any HTTP client sees an incomplete response rather than a clean end.
+    res.write(`\n[kbatch] stream aborted: ${httpError.message}\n`, () => res.destroy());
     return;
   }
   sendJson(res, httpError.status, errorBody(httpError));

@@ -214,6 +214,8 @@ export function parseJobSpec(input: Json): JobSpec {
     parse(value, rawKey, spec);
   }
   if (!spec.name) fail('name', 'is required');
-  if (spec.parallelism !== undefined && spec.completions === undefined) spec.completions = spec.parallelism;
+  // Without completions, Kubernetes would read parallelism as a work queue, which kbatch jobs are not.
+  if (spec.parallelism !== undefined && spec.completions === undefined) fail('parallelism', 'needs completions (an array of N tasks) to run in parallel');
+  if (spec.parallelism !== undefined && spec.completions !== undefined && spec.parallelism > spec.completions) fail('parallelism', `is more than completions (${spec.completions})`);
   return spec;
 }

@@ -52,7 +52,11 @@ spec('refuses bad quantities and env names', () => {
   rejects({ name: 'a', resources: { claims: [] } }, 'resources.claims');
 });
 spec('refuses reserved label keys', () => rejects({ name: 'a', labels: { 'kbatch.jupyter.org/username': 'bob' } }, 'labels.kbatch.jupyter.org/username'));
-spec('parallelism alone implies as many completions', () => assert.is(parseJobSpec({ name: 'a', parallelism: 3 }).completions, 3));
+spec('parallelism needs completions and cannot exceed them', () => {
+  rejects({ name: 'a', parallelism: 3 }, 'parallelism');
+  rejects({ name: 'a', parallelism: 3, completions: 2 }, 'parallelism');
+  assert.is(parseJobSpec({ name: 'a', parallelism: 2, completions: 4 }).parallelism, 2);
+});
 spec.run();
 
 const upstream = suite('specFromUpstreamManifest (the Python CLI body)');
