@@ -1,0 +1,33 @@
+import { readFileSync } from 'node:fs';
+import type { CliIo, Command } from '../command.ts';
+import { describeError } from '../errors.ts';
+
+export function clientVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
+export const versionCommand: Command = {
+  kind: 'command',
+  name: 'version',
+  summary: 'Show the client version, and the server version when one is configured.',
+  options: [],
+  async run(ctx) {
+    ctx.out(`kbatch ${clientVersion()}\n`);
+    // The server part is informational: no URL or no server still exits 0.
+    try {
+      const client = ctx.client();
+      // The API document carries the server version and needs no token.
+      const document = await client.json<{ info?: { version?: string } }>('GET', 'openapi.json', { timeoutMs: 5000 });
+      ctx.out(`server ${document.info?.version ?? 'unknown'} at ${client.baseUrl}\n`);
+    } catch (error) {
+      ctx.out(`server: ${describeError(error).message}\n`);
+    }
+    return 0;
+  },
+};
+
+export async function printVersion(io: CliIo): Promise<number> {
+  io.stdout.write(`kbatch ${clientVersion()}\n`);
+  return 0;
+}

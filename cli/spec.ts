@@ -1,0 +1,224 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { JobSpec, ResourceSpec } from '../lib/k8s/spec.ts';
+import { parseDuration, type ParsedArgs } from './args.ts';
+import { UsageError } from './errors.ts';
+
+/** What `job submit` sends plus what stays on this machine (the code path). */
+export interface SubmitPlan {
+  spec: JobSpec;
+  code: string | undefined;
+}
+
+type Json = unknown;
+type FileData = Record<string, Json>;
+
+/** Keys of a `-f job.yaml`: upstream's (name, image, command, args, env, code, profile, description) and ours. */
+const fileKeys: Record<string, string> = {
+  name: 'name',
+  image: 'image',
+  command: 'command',
+  args: 'args',
+  env: 'env',
+  code: 'code',
+  profile: 'profile',
+  description: 'description',
+  resources: 'resources',
+  cpu: 'cpu',
+  memory: 'memory',
+  gpu: 'gpu',
+  labels: 'labels',
+  tolerations: 'tolerations',
+  nodeAffinityRequired: 'nodeAffinityRequired',
+  node_affinity_required: 'nodeAffinityRequired',
+  upload: 'upload',
+  ttlSecondsAfterFinished: 'ttlSecondsAfterFinished',
+  ttl: 'ttlSecondsAfterFinished',
+  backoffLimit: 'backoffLimit',
+  retries: 'backoffLimit',
+  activeDeadlineSeconds: 'activeDeadlineSeconds',
+  timeout: 'activeDeadlineSeconds',
+  parallelism: 'parallelism',
+  completions: 'completions',
+  array: 'completions',
+};
+
+export function readJobFile(path: string): FileData {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new UsageError(`--file: cannot read ${path}`);
+  }
+  let data: Json;
+  try {
+    data = parseYaml(text);
+  } catch (error) {
+    throw new UsageError(`--file: ${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) throw new UsageError(`--file: ${path} must be a mapping of job settings`);
+  const result: FileData = {};
+  for (const [key, value] of Object.entries(data as FileData)) {
+    const canonical = fileKeys[key];
+    if (!canonical) throw new UsageError(`--file: unknown key "${key}" in ${path} (allowed: ${Object.keys(fileKeys).join(', ')})`);
+    if (value !== null && value !== undefined) result[canonical] = value;
+  }
+  return result;
+}
+
+function stringList(value: Json, what: string): string[] {
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw new UsageError(`${what} must be a list of strings, e.g. ["python", "main.py"]`);
+  return value;
+}
+
+/** `--command '["python","main.py"]'`, as upstream: a JSON list, so arguments with spaces survive. */
+export function parseJsonList(raw: string, flag: string): string[] {
+  let value: Json;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new UsageError(`${flag}: not valid JSON: ${raw}`, `${flag} takes a JSON list, e.g. ${flag} '["python", "main.py"]'`);
+  }
+  return stringList(value, flag);
+}
+
+function stringMap(value: Json, what: string): Record<string, string> {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`${what} must be a mapping of names to strings`);
+  const result: Record<string, string> = {};
+  for (const [key, item] of Object.entries(value)) {
+    if (typeof item === 'string') result[key] = item;
+    else if (typeof item === 'number' || typeof item === 'boolean') result[key] = String(item);
+    else throw new UsageError(`${what}.${key} must be a string`);
+  }
+  return result;
+}
+
+/** `--env` as a JSON object (upstream) or `KEY=VALUE` (repeatable); later values win. */
+export function parseEnvFlags(values: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const raw of values) {
+    if (raw.trim().startsWith('{')) {
+      let parsed: Json;
+      try {
+        parsed = JSON.parse(raw);
+      } catch {
+        throw new UsageError(`--env: not valid JSON: ${raw}`);
+      }
+      Object.assign(env, stringMap(parsed, '--env'));
+      continue;
+    }
+    const eq = raw.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--env: expected KEY=VALUE or a JSON object, got "${raw}"`);
+    env[raw.slice(0, eq)] = raw.slice(eq + 1);
+  }
+  return env;
+}
+
+export function parseLabelFlags(values: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const raw of values) {
+    const eq = raw.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--label: expected KEY=VALUE, got "${raw}"`);
+    labels[raw.slice(0, eq)] = raw.slice(eq + 1);
+  }
+  return labels;
+}
+
+function integerValue(value: Json, what: string): number {
+  if (typeof value === 'number' && Number.isInteger(value)) return value;
+  if (typeof value === 'string' && /^\d+$/.test(value.trim())) return Number(value);
+  throw new UsageError(`${what} must be an integer`);
+}
+
+function secondsValue(value: Json, what: string): number {
+  if (typeof value === 'number' && Number.isInteger(value)) return value;
+  if (typeof value === 'string') return parseDuration(value, what);
+  throw new UsageError(`${what} must be a number of seconds or a duration like 2h`);
+}
+
+function quantity(value: Json, what: string): string {
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'string' && value.trim()) return value.trim();
+  throw new UsageError(`${what} must be a quantity like 2, 500m or 4Gi`);
+}
+
+/** `--cpu 2` asks for and caps at 2 cores: requests equal to limits make the job's share predictable. */
+function applyResource(resources: ResourceSpec, key: string, value: string): void {
+  resources.requests = { ...resources.requests, [key]: value };
+  resources.limits = { ...resources.limits, [key]: value };
+}
+
+/**
+ * Merges a `-f` file with flags into a spec. Order as upstream (`_prep_job_data`): the file first,
+ * then every flag that was given overrides it; env and labels merge key by key.
+ */
+export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPlan {
+  const spec = {} as JobSpec;
+  const name = args.string('name') ?? (file.name as Json);
+  if (name === undefined || name === '') throw new UsageError('missing --name (or "name" in the --file)', 'e.g. kbatch job submit --name hello --image python:3.12 --command \'["python","-c","print(1)"]\'');
+  if (typeof name !== 'string') throw new UsageError('name must be a string');
+  spec.name = name;
+
+  const image = args.string('image') ?? file.image;
+  if (image !== undefined) {
+    if (typeof image !== 'string') throw new UsageError('image must be a string');
+    spec.image = image;
+  }
+  const profile = args.string('profile') ?? file.profile;
+  if (profile !== undefined) {
+    if (typeof profile !== 'string') throw new UsageError('profile must be a profile name');
+    spec.profile = profile;
+  }
+  if (!spec.image && !spec.profile) throw new UsageError('missing --image (or --profile with an image)', 'run kbatch profiles to see the profiles the server offers');
+
+  const command = args.string('command');
+  if (command !== undefined) spec.command = parseJsonList(command, '--command');
+  else if (file.command !== undefined) spec.command = stringList(file.command, 'command');
+  const commandArgs = args.string('args');
+  if (commandArgs !== undefined) spec.args = parseJsonList(commandArgs, '--args');
+  else if (file.args !== undefined) spec.args = stringList(file.args, 'args');
+
+  const env = { ...(file.env !== undefined ? stringMap(file.env, 'env') : {}), ...parseEnvFlags(args.strings('env')) };
+  if (Object.keys(env).length) spec.env = env;
+  const labels = { ...(file.labels !== undefined ? stringMap(file.labels, 'labels') : {}), ...parseLabelFlags(args.strings('label')) };
+  if (Object.keys(labels).length) spec.labels = labels;
+
+  const resources: ResourceSpec = {};
+  if (file.resources !== undefined) {
+    const given = file.resources as Record<string, Json>;
+    if (!given || typeof given !== 'object' || Array.isArray(given)) throw new UsageError('resources must be a mapping with requests and/or limits');
+    for (const [key, value] of Object.entries(given)) {
+      if (key !== 'requests' && key !== 'limits') throw new UsageError(`resources.${key} is not allowed (use requests or limits)`);
+      resources[key] = stringMap(value, `resources.${key}`);
+    }
+  }
+  const cpu = args.string('cpu') ?? file.cpu;
+  if (cpu !== undefined) applyResource(resources, 'cpu', quantity(cpu, '--cpu'));
+  const memory = args.string('memory') ?? file.memory;
+  if (memory !== undefined) applyResource(resources, 'memory', quantity(memory, '--memory'));
+  const gpu = args.string('gpu') ?? file.gpu;
+  if (gpu !== undefined) applyResource(resources, 'nvidia.com/gpu', quantity(gpu, '--gpu'));
+  if (resources.requests || resources.limits) spec.resources = resources;
+
+  const completions = args.integer('array', 1, 10_000) ?? (file.completions !== undefined ? integerValue(file.completions, 'completions') : undefined);
+  if (completions !== undefined) spec.completions = completions;
+  const parallelism = args.integer('parallelism', 1, 1000) ?? (file.parallelism !== undefined ? integerValue(file.parallelism, 'parallelism') : undefined);
+  if (parallelism !== undefined) spec.parallelism = parallelism;
+  const retries = args.integer('retries', 0, 100) ?? (file.backoffLimit !== undefined ? integerValue(file.backoffLimit, 'retries') : undefined);
+  if (retries !== undefined) spec.backoffLimit = retries;
+  const timeout = args.string('timeout') ?? file.activeDeadlineSeconds;
+  if (timeout !== undefined) spec.activeDeadlineSeconds = secondsValue(timeout, '--timeout');
+  const ttl = args.string('ttl') ?? file.ttlSecondsAfterFinished;
+  if (ttl !== undefined) spec.ttlSecondsAfterFinished = secondsValue(ttl, '--ttl');
+
+  // Passed through for the server to validate: they come from YAML only and have no flags.
+  if (file.tolerations !== undefined) spec.tolerations = file.tolerations as JobSpec['tolerations'];
+  if (file.nodeAffinityRequired !== undefined) spec.nodeAffinityRequired = file.nodeAffinityRequired as JobSpec['nodeAffinityRequired'];
+  if (file.upload !== undefined) spec.upload = String(file.upload);
+
+  const code = args.string('code') ?? file.code;
+  if (code !== undefined && typeof code !== 'string') throw new UsageError('code must be a path to a file or directory');
+  if (code !== undefined && spec.upload) throw new UsageError('give either --code or "upload", not both');
+  return { spec, code: code || undefined };
+}

@@ -1,0 +1,150 @@
+import { randomBytes } from 'node:crypto';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { basename, join, posix, relative, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { writeTar, type ArchiveEntry } from '../lib/uploads/archive.ts';
+import { UsageError } from './errors.ts';
+
+/** Never worth shipping to a job: version control, caches, dependency trees that belong in the image. */
+export const ignoredDirectories = new Set(['.git', '__pycache__', '.ipynb_checkpoints', 'node_modules']);
+
+export interface CodeArchive {
+  /** gzip'd tar, the server's canonical upload format. */
+  archive: Buffer;
+  files: number;
+  /** Bytes before compression. */
+  bytes: number;
+  skipped: string[];
+}
+
+export interface CollectResult {
+  entries: ArchiveEntry[];
+  /** Paths left out (ignored directories, special files, symlinks to directories outside), for a notice. */
+  skipped: string[];
+}
+
+function fileEntry(path: string, absolute: string, mode: number): ArchiveEntry {
+  return { path, type: 'file', mode: mode & 0o777 || 0o644, data: readFileSync(absolute) };
+}
+
+/** True when a relative symlink target stays inside the upload, so it can travel as a link. */
+function linkStaysInside(entryPath: string, target: string): boolean {
+  if (posix.isAbsolute(target)) return false;
+  const resolved = posix.normalize(posix.join(posix.dirname(entryPath), target));
+  return resolved !== '..' && !resolved.startsWith('../');
+}
+
+/**
+ * Entries for `--code`: a file travels as itself under its own name; a directory's contents land
+ * at the top of /code (as upstream kbatch does). Paths use `/`, sorted, so archives are reproducible.
+ */
+export function collectCodeEntries(codePath: string): CollectResult {
+  const root = resolve(codePath);
+  let rootStat;
+  try {
+    rootStat = statSync(root);
+  } catch {
+    throw new UsageError(`--code: ${codePath}: no such file or directory`);
+  }
+  if (rootStat.isFile()) return { entries: [fileEntry(basename(root), root, rootStat.mode)], skipped: [] };
+  if (!rootStat.isDirectory()) throw new UsageError(`--code: ${codePath} is neither a file nor a directory`);
+
+  const entries: ArchiveEntry[] = [];
+  const skipped: string[] = [];
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      const absolute = join(dir, name);
+      const path = relative(root, absolute).split(/[\\/]/).join('/');
+      const stat = lstatSync(absolute);
+      if (stat.isDirectory()) {
+        if (ignoredDirectories.has(name)) {
+          skipped.push(`${path}/`);
+          continue;
+        }
+        entries.push({ path, type: 'directory', mode: stat.mode & 0o777 || 0o755, data: Buffer.alloc(0) });
+        walk(absolute);
+      } else if (stat.isFile()) {
+        entries.push(fileEntry(path, absolute, stat.mode));
+      } else if (stat.isSymbolicLink()) {
+        const target = readlinkSync(absolute);
+        if (linkStaysInside(path, target)) {
+          entries.push({ path, type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: target });
+          continue;
+        }
+        // The server refuses links that leave the upload; a linked file is copied instead.
+        const targetStat = statSync(absolute, { throwIfNoEntry: false });
+        if (targetStat?.isFile()) entries.push(fileEntry(path, absolute, targetStat.mode));
+        else skipped.push(path);
+      } else {
+        skipped.push(path);
+      }
+    }
+  };
+  walk(root);
+  return { entries, skipped };
+}
+
+export function buildCodeArchive(codePath: string): CodeArchive {
+  const { entries, skipped } = collectCodeEntries(codePath);
+  const files = entries.filter((e) => e.type !== 'directory');
+  if (!files.length) throw new UsageError(`--code: ${codePath} contains no files to upload`);
+  return {
+    archive: gzipSync(writeTar(entries)),
+    files: files.length,
+    bytes: files.reduce((sum, e) => sum + e.data.length, 0),
+    skipped,
+  };
+}
+
+export interface MultipartBody {
+  contentType: string;
+  parts: Buffer[];
+  length: number;
+}
+
+function quoteHeader(value: string): string {
+  return value.replace(/[\r\n"\\]/g, (c) => encodeURIComponent(c));
+}
+
+/** `multipart/form-data` with text fields and one file part, built by hand so its length is known up front. */
+export function multipartBody(fields: Record<string, string>, file?: { field: string; filename: string; contentType: string; data: Buffer }): MultipartBody {
+  const boundary = `----kbatch${randomBytes(12).toString('hex')}`;
+  const parts: Buffer[] = [];
+  for (const [name, value] of Object.entries(fields)) {
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${quoteHeader(name)}"\r\n\r\n${value}\r\n`));
+  }
+  if (file) {
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="${quoteHeader(file.field)}"; filename="${quoteHeader(file.filename)}"\r\nContent-Type: ${file.contentType}\r\n\r\n`,
+      ),
+      file.data,
+      Buffer.from('\r\n'),
+    );
+  }
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return { contentType: `multipart/form-data; boundary=${boundary}`, parts, length: parts.reduce((n, p) => n + p.length, 0) };
+}
+
+/** 64 KiB: small enough for smooth progress, large enough not to matter for throughput. */
+const uploadChunkBytes = 64 * 1024;
+
+/**
+ * Streams buffers in chunks and reports how many bytes the HTTP client has taken so far. A chunk
+ * is counted when the next one is pulled, i.e. once the socket accepted it.
+ */
+export function progressStream(parts: Buffer[], onProgress: (sent: number) => void): Readable {
+  async function* chunks() {
+    let sent = 0;
+    for (const part of parts) {
+      for (let offset = 0; offset < part.length; offset += uploadChunkBytes) {
+        const chunk = part.subarray(offset, offset + uploadChunkBytes);
+        yield chunk;
+        sent += chunk.length;
+        onProgress(sent);
+      }
+    }
+  }
+  return Readable.from(chunks(), { objectMode: false, highWaterMark: uploadChunkBytes });
+}
