@@ -2,6 +2,8 @@
  * The CLI's error model: every failure becomes one of these and is printed as one or two lines on
  * stderr, never as a stack trace. Exit codes: 1 for API and job failures, 2 for usage errors.
  */
+import { networkErrorCode } from '../lib/net.ts';
+
 export class CliError extends Error {
   constructor(
     message: string,
@@ -62,19 +64,6 @@ export function apiErrorFor(status: number, detail: string, baseUrl: string, sub
   if (status >= 500) return new ApiError(`server error (HTTP ${status})${said}`, status, detail);
   const kind = status === 400 || status === 422 ? 'invalid request' : 'request failed';
   return new ApiError(`${kind} (HTTP ${status})${said}`, status, detail);
-}
-
-const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET']);
-
-/** The errno-style code of a failed request, looking through `cause` chains (node-fetch and undici differ). */
-export function networkErrorCode(error: unknown): string | undefined {
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && current && typeof current === 'object'; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && networkCodes.has(code)) return code;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
 }
 
 /** The request never got an HTTP answer: refused, reset, DNS failure. Log following retries these. */

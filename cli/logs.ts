@@ -1,5 +1,6 @@
 import type { ApiClient } from './client.ts';
-import { ApiError, CliError, networkErrorCode, UnreachableError } from './errors.ts';
+import { networkErrorCode } from '../lib/net.ts';
+import { ApiError, CliError, UnreachableError } from './errors.ts';
 
 export interface LogRequest {
   follow: boolean;

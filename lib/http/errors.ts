@@ -1,3 +1,5 @@
+import { networkErrorCode } from '../net.ts';
+
 /**
  * The one error model of the service. Every failure a handler can report is one of these;
  * `toHttpError` maps anything else (Kubernetes API errors included) onto them in one place.
@@ -84,18 +86,6 @@ function kubernetesMessage(body: unknown): string {
     return (body as { message: string }).message;
   }
   return 'Kubernetes API error';
-}
-
-const networkErrorCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
-
-function networkErrorCode(error: unknown): string | undefined {
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && current && typeof current === 'object'; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && networkErrorCodes.has(code)) return code;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
 }
 
 /** Translates any thrown value into an HttpError. Kubernetes statuses are relayed as-is (upstream kbatch does the same). */

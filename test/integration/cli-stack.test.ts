@@ -2,40 +2,23 @@
  * The real `kbatch` binary through the whole stack: JupyterHub's proxy, the one-process server on
  * the Kubernetes backend as the kbatch identity, and the control plane with KWOK running the pods.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startStack } from '../stack/stack.ts';
-import { adminClients } from './helpers.ts';
+import { adminClients, runProgram, type CliRun } from './helpers.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/kbatch.mjs');
 const stack = await startStack();
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const home = mkdtempSync(join(tmpdir(), 'kbatch-cli-stack-'));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 function kbatch(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: home, env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+  return runProgram([process.execPath, bin, ...args], { cwd: home, env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env }, timeoutMs: 90_000 });
 }
 
 function expectExit(run: Run, code: number): string {

@@ -3,7 +3,6 @@
  * server with the local backend: jobs run as local processes with their code unpacked as the
  * working directory, the same layout /code has in a pod.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort, startServer, type KbatchServer } from '../stack/server.ts';
+import { runProgram, type CliRun } from './helpers.ts';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 const bin = join(repoRoot, 'bin', 'kbatch.mjs');
@@ -18,33 +18,11 @@ const python = process.env.KBATCH_TEST_PYTHON ?? 'python3';
 const home = mkdtempSync(join(tmpdir(), 'kbatch-cli-home-'));
 const configFile = join(home, '.config', 'kbatch', 'config.json');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
+type Run = CliRun;
 
 /** Runs the CLI as a subprocess with a clean environment: no KBATCH_URL, no token, a fresh config home. */
 function kbatch(args: string[], env: Record<string, string> = {}, cwd = home): Promise<Run> {
-  const started = Date.now();
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolveRun({ code, stdout, stderr, seconds: (Date.now() - started) / 1000 });
-    });
-  });
+  return runProgram([process.execPath, bin, ...args], { cwd, env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env } });
 }
 
 function expectExit(run: Run, code: number): void {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import * as k8s from '@kubernetes/client-node';
 
 export interface ApiResponse<T = any> {
@@ -51,4 +52,29 @@ export function codeForm(files: Record<string, string | Buffer>, spec?: unknown)
   if (spec !== undefined) form.append('spec', JSON.stringify(spec));
   for (const [path, content] of Object.entries(files)) form.append('file', new Blob([typeof content === 'string' ? content : new Uint8Array(content)]), path);
   return form;
+}
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+}
+
+/** Runs a program to completion, collecting its output; never throws for a non-zero exit. */
+export function runProgram(argv: string[], options: { env: Record<string, string | undefined>; cwd: string; timeoutMs?: number }): Promise<CliRun> {
+  const started = Date.now();
+  return new Promise((done, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr, seconds: (Date.now() - started) / 1000 });
+    });
+  });
 }
