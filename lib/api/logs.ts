@@ -50,6 +50,7 @@ export async function jobLogs(deps: Deps, user: HubUser, jobName: string, reques
   const output = new PassThrough();
   void (async () => {
     const seen = new Set<string>();
+    const failures = new Map<string, number>();
     const streams: Promise<void>[] = [];
     // Decided from the spec, not from the pods seen so far, so a resumed stream is prefixed the same way.
     const prefixed = (job.spec?.completions ?? 1) > 1 || (job.spec?.backoffLimit ?? 0) > 0;
@@ -57,9 +58,19 @@ export async function jobLogs(deps: Deps, user: HubUser, jobName: string, reques
       for (const pod of pods) {
         const name = pod.metadata!.name!;
         if (seen.has(name) || !podHasStarted(pod)) continue;
+        let stream: Readable;
+        try {
+          stream = await backend.podLogs(namespace, name, options, signal);
+        } catch (error) {
+          // A container between states can refuse its log for a moment: retry a few rounds, then say so.
+          const count = (failures.get(name) ?? 0) + 1;
+          failures.set(name, count);
+          if (request.follow && count < 3) continue;
+          output.write(`[kbatch] no logs for pod ${name}: ${(error as Error).message}\n`);
+          seen.add(name);
+          continue;
+        }
         seen.add(name);
-        const stream = await backend.podLogs(namespace, name, options, signal).catch(() => undefined);
-        if (!stream) continue;
         streams.push(copyLines(stream, output, prefixed ? `[${name}] ` : ''));
         if (!request.follow) await streams[streams.length - 1];
       }
@@ -69,6 +80,7 @@ export async function jobLogs(deps: Deps, user: HubUser, jobName: string, reques
       if (state === 'succeeded' || state === 'failed') {
         pods = await backend.listPods(namespace, `${jobNameLabel}=${jobName}`);
         if (pods.every((p) => seen.has(p.metadata!.name!) || !podHasStarted(p))) break;
+        await sleep(500, signal);
         continue;
       }
       await sleep(deps.settings.logPollSeconds * 500, signal);

@@ -1,0 +1,59 @@
+import { Readable } from 'node:stream';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import type { Deps } from '../../lib/api/deps.ts';
+import { jobLogs } from '../../lib/api/logs.ts';
+import type { Backend } from '../../lib/backend/types.ts';
+import { loadSettings } from '../../lib/config.ts';
+
+/** An in-memory backend holding one finished job; only what jobLogs reads is implemented. */
+function fakeDeps(job: V1Job, pods: V1Pod[], logs: Record<string, string | Error>): Deps {
+  const backend = {
+    kind: 'local',
+    getJob: async () => job,
+    listPods: async () => pods,
+    getPod: async (_ns: string, name: string) => pods.find((p) => p.metadata!.name === name)!,
+    podLogs: async (_ns: string, name: string) => {
+      const log = logs[name];
+      if (log instanceof Error) throw log;
+      return Readable.from([log ?? '']);
+    },
+  } as unknown as Backend;
+  return { settings: loadSettings({}), backend, auth: undefined as never, admin: { profiles: {}, rawProfiles: {}, jobTemplate: undefined } };
+}
+
+const pod = (name: string): V1Pod => ({ metadata: { name, labels: { 'batch.kubernetes.io/job-name': 'j' } }, status: { phase: 'Succeeded' } });
+const finished = (completions: number): V1Job => ({ metadata: { name: 'j' }, spec: { completions, template: {} }, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
+const alice = { name: 'alice', groups: [], admin: false, scopes: [], token: '' };
+
+async function read(stream: Readable): Promise<string> {
+  let text = '';
+  for await (const chunk of stream) text += chunk.toString();
+  return text;
+}
+
+const logs = suite('jobLogs');
+logs('one pod: its log as is', async () => {
+  const deps = fakeDeps(finished(1), [pod('j-aaaaa')], { 'j-aaaaa': 'a\nb\n' });
+  assert.is(await read(await jobLogs(deps, alice, 'j', { follow: false }, new AbortController().signal)), 'a\nb\n');
+});
+logs('an array: every pod, each line prefixed with its pod', async () => {
+  const deps = fakeDeps(finished(2), [pod('j-aaaaa'), pod('j-bbbbb')], { 'j-aaaaa': 'one\n', 'j-bbbbb': 'two' });
+  assert.is(await read(await jobLogs(deps, alice, 'j', { follow: false }, new AbortController().signal)), '[j-aaaaa] one\n[j-bbbbb] two\n');
+});
+logs('a pod whose log cannot be read is named, not silently skipped', async () => {
+  const deps = fakeDeps(finished(2), [pod('j-aaaaa'), pod('j-bbbbb')], { 'j-aaaaa': new Error('container gone'), 'j-bbbbb': 'two\n' });
+  assert.is(await read(await jobLogs(deps, alice, 'j', { follow: false }, new AbortController().signal)), '[kbatch] no logs for pod j-aaaaa: container gone\n[j-bbbbb] two\n');
+  // A follower retries a few rounds first, then says so and still ends.
+  const followed = await read(await jobLogs(deps, alice, 'j', { follow: true }, new AbortController().signal));
+  assert.equal(followed.split('\n').sort(), ['', '[j-bbbbb] two', '[kbatch] no logs for pod j-aaaaa: container gone']);
+});
+logs('no pods yet is a 404 that says the job is pending', async () => {
+  const pending: V1Job = { metadata: { name: 'j' }, spec: { template: {} }, status: {} };
+  await jobLogs(fakeDeps(pending, [], {}), alice, 'j', { follow: false }, new AbortController().signal).then(
+    () => assert.unreachable(),
+    (error: Error) => assert.match(error.message, /No pods found for job j yet; it is still pending/),
+  );
+});
+logs.run();
