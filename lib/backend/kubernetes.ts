@@ -2,8 +2,8 @@ import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
-import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, ownerReferenceTo, type CronJobObjects, type JobObjects, type OwnerReference } from '../k8s/builders.ts';
-import { randomSuffix } from '../k8s/names.ts';
+import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type OwnerReference } from '../k8s/builders.ts';
+import { labels, namespaceForUser, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import type { Backend, ListOptions, LogOptions } from './types.ts';
@@ -56,6 +56,7 @@ export class KubernetesBackend implements Backend {
   }
 
   async storeCode(username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
+    await this.deleteAbandonedUploads(namespaceForUser(username));
     const id = randomSuffix(10);
     const meta = { sha256: upload.sha256, files: upload.files, expiresAt };
     if (upload.archive.length <= this.options.configMapMaxBytes) {
@@ -91,6 +92,18 @@ export class KubernetesBackend implements Backend {
       throw error;
     }
     return { kind: 'pvc', namespace, claim: claim.metadata!.name!, path: id, configMaps: chunkNames };
+  }
+
+  /** Stateless garbage collection: each new upload sweeps the user's expired, never-used ones. */
+  private async deleteAbandonedUploads(namespace: string): Promise<void> {
+    try {
+      const { items } = await this.core.listNamespacedConfigMap({ namespace, labelSelector: labels.upload });
+      const now = new Date();
+      await Promise.allSettled(items.filter((item) => isAbandonedUpload(item, now)).map((item) => this.core.deleteNamespacedConfigMap({ name: item.metadata!.name!, namespace })));
+    } catch (error) {
+      // Best effort: a first upload has no namespace yet, and a sweep must never fail an upload.
+      if (!isStatus(error, 404)) console.error('kbatch: sweeping abandoned uploads failed:', (error as Error).message);
+    }
   }
 
   async deleteCode(code: StoredCode): Promise<void> {

@@ -64,12 +64,23 @@ export class LocalBackend implements Backend {
     await mkdir(join(this.root, 'namespaces', namespace.metadata!.name!, 'jobs'), { recursive: true });
   }
 
-  async storeCode(_username: string, upload: NormalizedUpload): Promise<StoredCode> {
+  async storeCode(_username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
     const dir = join(this.root, 'uploads');
     await mkdir(dir, { recursive: true });
+    await this.deleteExpiredUploads(dir, expiresAt.getTime() - Date.now());
     const path = join(dir, `${randomSuffix(10)}.tgz`);
     await writeFile(path, upload.archive);
     return { kind: 'local', path };
+  }
+
+  /** Jobs unpack their own copy, so an upload file is only needed while its reference is valid. */
+  private async deleteExpiredUploads(dir: string, ttlMs: number): Promise<void> {
+    const cutoff = Date.now() - ttlMs;
+    for (const file of await readdir(dir)) {
+      const path = join(dir, file);
+      const modified = await stat(path).then((s) => s.mtimeMs, () => Date.now());
+      if (modified < cutoff) await rm(path, { force: true });
+    }
   }
 
   async deleteCode(code: StoredCode): Promise<void> {

@@ -38,6 +38,16 @@ export function buildNamespace(username: string): V1Namespace {
   };
 }
 
+/**
+ * Uploads nobody used before their reference expired: nothing owns them, so nothing else would
+ * ever delete them. Pure, so the rule is unit-tested; the backend lists and deletes.
+ */
+export function isAbandonedUpload(configMap: V1ConfigMap, now: Date): boolean {
+  const expires = configMap.metadata?.annotations?.[annotations.uploadExpires];
+  if (!expires || configMap.metadata?.ownerReferences?.length) return false;
+  return Date.parse(expires) < now.getTime();
+}
+
 export function ownerLabels(username: string): Record<string, string> {
   return { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(username) };
 }

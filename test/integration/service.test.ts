@@ -154,6 +154,14 @@ uploads('bob cannot use alice\'s upload reference, and a forged one is refused',
   const forged = up.body.upload.replace(/\.[^.]+$/, '.AAAA');
   assert.is((await alice('POST', 'api/v1/jobs', { json: { name: 'forged', image: 'python', upload: forged } })).status, 400);
 });
+uploads('an expired, never-used upload is swept by the next upload', async () => {
+  const up = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'old.py': 'print(1)' }) });
+  const name = (await admin.core.listNamespacedConfigMap({ namespace: aliceNs, labelSelector: 'kbatch.jupyter.org/upload' })).items.find((c) => !c.metadata!.ownerReferences && c.metadata!.creationTimestamp)!.metadata!.name!;
+  assert.is(up.status, 201);
+  await admin.core.patchNamespacedConfigMap({ name, namespace: aliceNs, body: { metadata: { annotations: { 'kbatch.jupyter.org/upload-expires': '2000-01-01T00:00:00Z' } } } }, (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', 'application/merge-patch+json'));
+  await alice('POST', 'api/v1/uploads', { form: codeForm({ 'new.py': 'print(2)' }) });
+  await admin.core.readNamespacedConfigMap({ name, namespace: aliceNs }).then(() => assert.unreachable('still there'), (error) => assert.is(error.code, 404));
+});
 uploads('path traversal in an archive is refused', async () => {
   const form = new FormData();
   const { execFileSync } = await import('node:child_process');

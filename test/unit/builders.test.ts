@@ -125,3 +125,15 @@ cronSuite('wraps the same job template and validates the schedule', async () => 
   assert.throws(() => buildCronJobObjects(parseJobSpec({ name: 'x', image: 'p' }), 'every day', user, 'x-abcde', { settings, profiles }), /schedule: "every day" is not a cron expression/);
 });
 cronSuite.run();
+
+const abandoned = suite('isAbandonedUpload');
+abandoned('only expired uploads that no job owns', async () => {
+  const { isAbandonedUpload } = await import('../../lib/k8s/builders.ts');
+  const now = new Date('2026-01-02T00:00:00Z');
+  const upload = (expires: string, owned = false) => ({ metadata: { annotations: { 'kbatch.jupyter.org/upload-expires': expires }, ownerReferences: owned ? [{ apiVersion: 'batch/v1', kind: 'Job', name: 'j', uid: 'u' }] : undefined } });
+  assert.ok(isAbandonedUpload(upload('2026-01-01T00:00:00Z'), now));
+  assert.not.ok(isAbandonedUpload(upload('2026-01-03T00:00:00Z'), now));
+  assert.not.ok(isAbandonedUpload(upload('2026-01-01T00:00:00Z', true), now));
+  assert.not.ok(isAbandonedUpload({ metadata: {} }, now));
+});
+abandoned.run();

@@ -31,7 +31,7 @@ const local = suite('LocalBackend runs jobs as processes');
 local('runs the command in /code-equivalent dir with the uploaded files and env', async () => {
   const backend = new LocalBackend(mkdtempSync(join(tmpdir(), 'kbatch-local-')));
   const upload = normalizeUpload([{ path: 'main.py', type: 'file', mode: 0o644, data: Buffer.from('import os\nprint("sum", 1+1, os.environ["GREETING"])\n') }], limits);
-  const code = await backend.storeCode('alice', upload);
+  const code = await backend.storeCode('alice', upload, new Date(Date.now() + 60_000));
   const objects = buildJobObjects(parseJobSpec({ name: 'py', image: 'python', command: ['python3', 'main.py'], env: { GREETING: 'hello' } }), { name: 'alice' }, 'py-aaaaa', { settings, profiles: {}, code });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, code, { removeCodeOnFailure: true });
