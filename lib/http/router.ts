@@ -176,7 +176,8 @@ export async function readBody(req: IncomingRequest, limitBytes: number): Promis
 }
 
 export async function readJson(req: IncomingRequest, limitBytes = 8 * 1024 * 1024): Promise<unknown> {
-  if (req.body !== undefined && !Buffer.isBuffer(req.body) && typeof req.body === 'object' && !req.rawBody) return req.body;
+  // functions-framework already parsed a JSON body; do not parse it twice.
+  if (req.body !== null && typeof req.body === 'object' && !Buffer.isBuffer(req.body) && /json/i.test(req.headers['content-type'] ?? '') && req.rawBody?.length) return req.body;
   const body = await readBody(req, limitBytes);
   if (body.length === 0) throw new BadRequest('Request body is empty; expected JSON');
   try {
