@@ -16,6 +16,7 @@ export interface KubernetesBackendOptions {
   uploadPvcStorageClass?: string;
   uploadPvcAccessMode: string;
   logPollSeconds: number;
+  uploadTtlSeconds: number;
 }
 
 function isStatus(error: unknown, code: number): boolean {

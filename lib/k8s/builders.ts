@@ -283,7 +283,11 @@ export function buildUploadsClaim(username: string, settings: { uploadPvcSize: s
  * ConfigMaps (each under the 1 MiB limit), the helper concatenates and unpacks them, and the chunks
  * are owned by the helper Job so they disappear with it.
  */
-export function buildUploadWriterJob(username: string, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string }): V1Job {
+export function buildUploadWriterJob(username: string, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string; uploadTtlSeconds: number }): V1Job {
+  // Jobs copy their upload when they start, so a directory is needed only while its reference is
+  // valid; each writer first sweeps the ones older than that (a day by default, plus slack).
+  const sweepMinutes = Math.ceil(settings.uploadTtlSeconds / 60) + 60;
+  const sweep = `find /uploads -mindepth 1 -maxdepth 1 -mmin +${sweepMinutes} -exec rm -rf {} + || true`;
   const namespace = namespaceForUser(username);
   const chunkMounts = chunkNames.map((chunk, i) => ({ name: `chunk-${i}`, mountPath: `/chunks/${String(i).padStart(5, '0')}`, readOnly: true }));
   return {
@@ -302,7 +306,7 @@ export function buildUploadWriterJob(username: string, name: string, chunkNames:
             {
               name: 'write',
               image: settings.helperImage,
-              command: ['sh', '-c', `set -e; rm -rf "/uploads/${targetPath}.partial"; mkdir -p "/uploads/${targetPath}.partial"; cat /chunks/*/part | tar -xzf - -C "/uploads/${targetPath}.partial"; mv "/uploads/${targetPath}.partial" "/uploads/${targetPath}"`],
+              command: ['sh', '-c', `${sweep}; set -e; rm -rf "/uploads/${targetPath}.partial"; mkdir -p "/uploads/${targetPath}.partial"; cat /chunks/*/part | tar -xzf - -C "/uploads/${targetPath}.partial"; mv "/uploads/${targetPath}.partial" "/uploads/${targetPath}"`],
               volumeMounts: [{ name: 'uploads', mountPath: '/uploads' }, ...chunkMounts],
             },
           ],

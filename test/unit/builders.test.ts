@@ -137,3 +137,14 @@ abandoned('only expired uploads that no job owns', async () => {
   assert.not.ok(isAbandonedUpload({ metadata: {} }, now));
 });
 abandoned.run();
+
+const writer = suite('buildUploadWriterJob');
+writer('unpacks the chunks atomically and sweeps directories older than the upload TTL', async () => {
+  const { buildUploadWriterJob } = await import('../../lib/k8s/builders.ts');
+  const job = buildUploadWriterJob('alice', 'kbatch-upload-x', ['c0', 'c1'], 'abc', { helperImage: 'busybox', uploadTtlSeconds: 86400 });
+  const script = job.spec!.template.spec!.containers[0]!.command!.join(' ');
+  assert.match(script, /find \/uploads -mindepth 1 -maxdepth 1 -mmin \+1500 -exec rm -rf/);
+  assert.match(script, /cat \/chunks\/\*\/part \| tar -xzf - -C "\/uploads\/abc.partial"; mv "\/uploads\/abc.partial" "\/uploads\/abc"/);
+  assert.equal(job.spec!.template.spec!.volumes!.map((v) => v.name), ['uploads', 'chunk-0', 'chunk-1']);
+});
+writer.run();
