@@ -3,13 +3,18 @@
  * process, and ends with one plain "N passed, N failed" line that CI reads.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname);
 const only = process.argv.slice(2);
 const groups = ['unit', 'integration'];
 const skipIntegration = process.env.KBATCH_SKIP_INTEGRATION === '1';
+// Every suite's temporary files (clusters, venv-free Hub state, uploads, logs) land in one
+// directory per run: removed after a green run, kept and named after a red one.
+const runTmp = mkdtempSync(join(tmpdir(), 'kbatch-test-run-'));
+const childEnv = { ...process.env, TMPDIR: runTmp };
 
 interface Result {
   file: string;
@@ -23,7 +28,7 @@ interface Result {
 function runFile(file: string): Promise<Result> {
   const started = Date.now();
   return new Promise((resolveResult) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
@@ -77,5 +82,7 @@ for (const r of results) console.log(`${r.failed ? 'FAIL' : 'ok  '} ${r.file.sli
 const passed = results.reduce((n, r) => n + r.passed, 0);
 const failed = results.reduce((n, r) => n + r.failed, 0);
 const skipped = results.reduce((n, r) => n + r.skipped, 0);
+if (failed) console.log(`temporary files and logs of this run: ${runTmp}`);
+else rmSync(runTmp, { recursive: true, force: true });
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed ? 1 : 0);

@@ -3,7 +3,7 @@
  * its own Knative Service), behind the real nginx gateway config from knative/gateway.yaml, behind
  * the real Hub, on the real control plane. No state is shared except Kubernetes and the signing key.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -17,6 +17,7 @@ import { serverSettings } from '../stack/stack.ts';
 import { client, codeForm, eventually } from './helpers.ts';
 
 const dist = mkdtempSync(join(tmpdir(), 'kbatch-dist-'));
+process.once('exit', () => rmSync(dist, { recursive: true, force: true }));
 await bundle(dist);
 const cluster = await startCluster();
 const gatewayPort = await freePort();

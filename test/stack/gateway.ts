@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { freePort } from './server.ts';
+import { freePort, killOnExit } from './server.ts';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
@@ -32,6 +32,8 @@ export async function startGateway(functions: Record<'kbatch-submit' | 'kbatch-u
     .replace('worker_processes 1;', `worker_processes 1;\n    pid ${dir}/nginx.pid;\n    error_log ${dir}/error.log;\n    daemon off;`);
   writeFileSync(join(dir, 'nginx.conf'), config);
   const child = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+  killOnExit(child);
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   for (;;) {

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
@@ -26,6 +26,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A test that dies before its teardown (a throw at top level, an assertion in setup) must not leave
+ * servers behind: the children run in their own process groups, so kill those groups on exit.
+ */
+export function killOnExit(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+  const kill = () => {
+    if (child.exitCode === null && child.pid) {
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+  process.once('exit', kill);
+  child.once('exit', () => process.off('exit', kill));
+}
+
 /** Starts the one-process server (`server.ts`) as a real child process, the way `npm start` does. */
 export async function startServer(env: Record<string, string>, options: { prefix?: string; port?: number; entry?: string[] } = {}): Promise<KbatchServer> {
   const port = options.port ?? (await freePort());
@@ -40,6 +58,7 @@ export async function startServer(env: Record<string, string>, options: { prefix
   });
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
+  killOnExit(child);
   const url = `http://127.0.0.1:${port}${prefix}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -65,6 +84,8 @@ export async function startServer(env: Record<string, string>, options: { prefix
       const timer = setTimeout(() => child.pid && process.kill(-child.pid, 'SIGKILL'), 5000);
       await exited;
       clearTimeout(timer);
+      // Logs are kept when a test dies early (they explain why); a clean stop removes them.
+      rmSync(dirname(logFile), { recursive: true, force: true });
     },
   };
 }
