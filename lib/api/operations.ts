@@ -26,14 +26,14 @@ export async function storeUpload(deps: Deps, user: HubUser, entries: ArchiveEnt
 export async function submitJob(deps: Deps, user: HubUser, spec: JobSpec, inlineCode?: StoredCode): Promise<V1Job> {
   return submit(deps, user, spec, inlineCode, (code) => {
     const objects = buildJobObjects(spec, { name: user.name, token: user.token }, jobNameFor(spec.name), jobOptions(deps, code));
-    return (removeCodeOnFailure) => deps.backend.createJob(objects, code, { removeCodeOnFailure });
+    return () => deps.backend.createJob(objects, code);
   });
 }
 
 export async function submitCronJob(deps: Deps, user: HubUser, spec: JobSpec, schedule: string, inlineCode?: StoredCode): Promise<V1CronJob> {
   return submit(deps, user, spec, inlineCode, (code) => {
     const objects = buildCronJobObjects(spec, schedule, { name: user.name, token: user.token }, jobNameFor(spec.name), jobOptions(deps, code));
-    return (removeCodeOnFailure) => deps.backend.createCronJob(objects, code, { removeCodeOnFailure });
+    return () => deps.backend.createCronJob(objects, code);
   });
 }
 
@@ -42,7 +42,7 @@ function jobOptions(deps: Deps, code: StoredCode | undefined) {
 }
 
 /** Resolves the code (inline or by signed reference), builds, ensures the namespace, creates. */
-async function submit<T>(deps: Deps, user: HubUser, spec: JobSpec, inlineCode: StoredCode | undefined, plan: (code: StoredCode | undefined) => (removeCodeOnFailure: boolean) => Promise<T>): Promise<T> {
+async function submit<T>(deps: Deps, user: HubUser, spec: JobSpec, inlineCode: StoredCode | undefined, plan: (code: StoredCode | undefined) => () => Promise<T>): Promise<T> {
   const { settings, backend } = deps;
   try {
     let code = inlineCode;
@@ -52,10 +52,9 @@ async function submit<T>(deps: Deps, user: HubUser, spec: JobSpec, inlineCode: S
     }
     const create = plan(code);
     if (settings.createUserNamespace) await backend.ensureNamespace(buildNamespace(user.name));
-    // Code uploaded with this very request belongs to this submit alone; a referenced upload may serve others.
-    return await create(Boolean(inlineCode));
+    return await create();
   } catch (error) {
-    // The backend removes inline code once it has it; before that point it is ours to remove.
+    // Code uploaded with this very request belongs to this submit alone; a referenced upload may serve others.
     if (inlineCode) await backend.deleteCode(inlineCode).catch(() => undefined);
     throw error;
   }

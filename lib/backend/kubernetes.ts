@@ -87,7 +87,7 @@ export class KubernetesBackend implements Backend {
       }
       const writer = buildUploadWriterJob(username, `kbatch-upload-${id}`, chunkNames, id, this.options);
       const created = await this.batch.createNamespacedJob({ namespace, body: writer });
-      await Promise.all(chunkNames.map((name) => this.addOwner('configmap', namespace, name, created)));
+      await Promise.all(chunkNames.map((name) => this.addOwner('configmap', namespace, name, ownerReferenceTo(created))));
     } catch (error) {
       await Promise.allSettled(chunkNames.map((name) => this.core.deleteNamespacedConfigMap({ name, namespace })));
       throw error;
@@ -115,26 +115,25 @@ export class KubernetesBackend implements Backend {
     }
   }
 
-  private async addOwner(kind: 'configmap' | 'secret', namespace: string, name: string, owner: k8s.V1Job | OwnerReference): Promise<void> {
+  private async addOwner(kind: 'configmap' | 'secret', namespace: string, name: string, owner: OwnerReference): Promise<void> {
     // Strategic merge keys ownerReferences by uid, so a shared upload gains one owner per job.
-    const reference = 'uid' in owner ? owner : ownerReferenceTo(owner);
-    const body = { metadata: { ownerReferences: [reference] } };
+    const body = { metadata: { ownerReferences: [owner] } };
     if (kind === 'configmap') await this.core.patchNamespacedConfigMap({ name, namespace, body }, strategicMerge);
     else await this.core.patchNamespacedSecret({ name, namespace, body }, strategicMerge);
   }
 
-  async createJob(objects: JobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<k8s.V1Job> {
+  async createJob(objects: JobObjects, code: StoredCode | undefined): Promise<k8s.V1Job> {
     const { namespace, job } = objects;
-    return this.createOwner(objects, code, options, async () => {
+    return this.createOwner(objects, code, async () => {
       const created = await this.batch.createNamespacedJob({ namespace, body: job });
       const remove = () => this.batch.deleteNamespacedJob({ name: created.metadata!.name!, namespace, propagationPolicy: 'Background' });
       return { created, reference: ownerReferenceTo(created), remove };
     });
   }
 
-  async createCronJob(objects: CronJobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<k8s.V1CronJob> {
+  async createCronJob(objects: CronJobObjects, code: StoredCode | undefined): Promise<k8s.V1CronJob> {
     const { namespace, cronJob } = objects;
-    return this.createOwner(objects, code, options, async () => {
+    return this.createOwner(objects, code, async () => {
       const created = await this.batch.createNamespacedCronJob({ namespace, body: cronJob });
       const remove = () => this.batch.deleteNamespacedCronJob({ name: created.metadata!.name!, namespace, propagationPolicy: 'Background' });
       return { created, reference: ownerReferenceTo(created, 'CronJob'), remove };
@@ -148,12 +147,10 @@ export class KubernetesBackend implements Backend {
   private async createOwner<T>(
     objects: { namespace: string; secret: k8s.V1Secret },
     code: StoredCode | undefined,
-    options: { removeCodeOnFailure: boolean },
     createOwnerObject: () => Promise<{ created: T; reference: OwnerReference; remove: () => Promise<unknown> }>,
   ): Promise<T> {
     const { namespace, secret } = objects;
     const cleanups: (() => Promise<unknown>)[] = [];
-    if (code && options.removeCodeOnFailure) cleanups.push(() => this.deleteCode(code));
     try {
       if (code?.kind === 'configmap') {
         try {

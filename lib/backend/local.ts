@@ -87,32 +87,27 @@ export class LocalBackend implements Backend {
     if (code.kind === 'local') await rm(code.path, { force: true });
   }
 
-  async createJob(objects: JobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<V1Job> {
+  async createJob(objects: JobObjects, code: StoredCode | undefined): Promise<V1Job> {
     const { namespace, job, secret } = objects;
     const name = job.metadata!.name!;
     const dir = this.jobDir(namespace, name);
-    try {
-      if (code && code.kind !== 'local') throw new BadRequest('upload: this upload was stored by a Kubernetes backend', 'upload');
-      if (code && !existsSync(code.path)) throw new BadRequest('upload: the uploaded code no longer exists; upload it again', 'upload');
-      if (existsSync(dir)) throw new Conflict(`job ${name} already exists`);
-      const container = job.spec!.template.spec!.containers[0]!;
-      const argv = [...(container.command ?? []), ...(container.args ?? [])];
-      if (!argv.length) throw new BadRequest('command: the local backend runs the command itself and needs one (images are not used)', 'command');
-      await mkdir(join(dir, 'code'), { recursive: true });
-      if (code) await unpackInto(code.path, join(dir, 'code'));
-      const created: V1Job = {
-        ...job,
-        metadata: { ...job.metadata, uid: randomUUID(), creationTimestamp: new Date(), resourceVersion: '1' },
-        status: { active: 0, succeeded: 0, failed: 0, ready: 0, startTime: new Date() },
-      };
-      await writeFile(join(dir, 'secret.json'), JSON.stringify(secret));
-      await this.saveJob(namespace, created);
-      void this.run(namespace, created, argv, decodeSecret(secret.data ?? {}));
-      return created;
-    } catch (error) {
-      if (code && options.removeCodeOnFailure) await this.deleteCode(code);
-      throw error;
-    }
+    if (code && code.kind !== 'local') throw new BadRequest('upload: this upload was stored by a Kubernetes backend', 'upload');
+    if (code && !existsSync(code.path)) throw new BadRequest('upload: the uploaded code no longer exists; upload it again', 'upload');
+    if (existsSync(dir)) throw new Conflict(`job ${name} already exists`);
+    const container = job.spec!.template.spec!.containers[0]!;
+    const argv = [...(container.command ?? []), ...(container.args ?? [])];
+    if (!argv.length) throw new BadRequest('command: the local backend runs the command itself and needs one (images are not used)', 'command');
+    await mkdir(join(dir, 'code'), { recursive: true });
+    if (code) await unpackInto(code.path, join(dir, 'code'));
+    const created: V1Job = {
+      ...job,
+      metadata: { ...job.metadata, uid: randomUUID(), creationTimestamp: new Date(), resourceVersion: '1' },
+      status: { active: 0, succeeded: 0, failed: 0, ready: 0, startTime: new Date() },
+    };
+    await writeFile(join(dir, 'secret.json'), JSON.stringify(secret));
+    await this.saveJob(namespace, created);
+    void this.run(namespace, created, argv, decodeSecret(secret.data ?? {}));
+    return created;
   }
 
   // Schedules need a controller that outlives requests; the local backend has none.

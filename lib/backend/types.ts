@@ -28,12 +28,13 @@ export interface Backend {
   storeCode(username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode>;
   deleteCode(code: StoredCode): Promise<void>;
   /**
-   * Creates the Job and its Secret. On failure nothing created for it remains; on success the
-   * Secret and `code` (when stored as ConfigMaps) are owned by the Job, so deleting the Job removes them.
+   * Creates the Job and its Secret. On failure nothing this call created remains (the code was
+   * stored earlier; removing it is the caller's choice); on success the Secret and `code` (when
+   * stored as ConfigMaps) are owned by the Job, so deleting the Job removes them.
    */
-  createJob(objects: JobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<V1Job>;
+  createJob(objects: JobObjects, code: StoredCode | undefined): Promise<V1Job>;
   /** Like createJob, with the CronJob as owner of the Secret and code. */
-  createCronJob(objects: CronJobObjects, code: StoredCode | undefined, options: { removeCodeOnFailure: boolean }): Promise<V1CronJob>;
+  createCronJob(objects: CronJobObjects, code: StoredCode | undefined): Promise<V1CronJob>;
   listCronJobs(namespace: string): Promise<V1CronJob[]>;
   getCronJob(namespace: string, name: string): Promise<V1CronJob>;
   /** Foreground: its Jobs and their pods go first. */

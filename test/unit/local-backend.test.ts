@@ -34,7 +34,7 @@ local('runs the command in /code-equivalent dir with the uploaded files and env'
   const code = await backend.storeCode('alice', upload, new Date(Date.now() + 60_000));
   const objects = buildJobObjects(parseJobSpec({ name: 'py', image: 'python', command: ['python3', 'main.py'], env: { GREETING: 'hello' } }), { name: 'alice' }, 'py-aaaaa', { settings, profiles: {}, code });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
-  await backend.createJob(objects, code, { removeCodeOnFailure: true });
+  await backend.createJob(objects, code);
   const job = await waitForEnd(backend, objects.namespace, 'py-aaaaa');
   assert.is(jobState(job), 'succeeded');
   const [pod] = await backend.listPods(objects.namespace, 'batch.kubernetes.io/job-name=py-aaaaa');
@@ -45,7 +45,7 @@ local('indexed arrays get JOB_COMPLETION_INDEX; failures respect backoffLimit', 
   const backend = new LocalBackend(mkdtempSync(join(tmpdir(), 'kbatch-local-')));
   const objects = buildJobObjects(parseJobSpec({ name: 'arr', image: 'x', command: ['sh', '-c', 'echo index=$JOB_COMPLETION_INDEX; exit $((JOB_COMPLETION_INDEX == 2))'], completions: 3, parallelism: 3, backoffLimit: 1 }), { name: 'bob' }, 'arr-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
-  await backend.createJob(objects, undefined, { removeCodeOnFailure: false });
+  await backend.createJob(objects, undefined);
   const job = await waitForEnd(backend, objects.namespace, 'arr-aaaaa');
   assert.is(jobState(job), 'failed');
   assert.is(job.status!.succeeded, 2);
@@ -55,7 +55,7 @@ local('follow streams lines as they come and ends with the process', async () =>
   const backend = new LocalBackend(mkdtempSync(join(tmpdir(), 'kbatch-local-')));
   const objects = buildJobObjects(parseJobSpec({ name: 'slow', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo line $i; sleep 0.3; done'] }), { name: 'bob' }, 'slow-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
-  await backend.createJob(objects, undefined, { removeCodeOnFailure: false });
+  await backend.createJob(objects, undefined);
   await new Promise((r) => setTimeout(r, 100));
   const [pod] = await backend.listPods(objects.namespace);
   const started = Date.now();
@@ -67,7 +67,7 @@ local('delete kills the process and removes the job', async () => {
   const backend = new LocalBackend(mkdtempSync(join(tmpdir(), 'kbatch-local-')));
   const objects = buildJobObjects(parseJobSpec({ name: 'sleep', image: 'x', command: ['sleep', '30'] }), { name: 'bob' }, 'sleep-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
-  await backend.createJob(objects, undefined, { removeCodeOnFailure: false });
+  await backend.createJob(objects, undefined);
   await new Promise((r) => setTimeout(r, 200));
   await backend.deleteJob(objects.namespace, 'sleep-aaaaa');
   await backend.getJob(objects.namespace, 'sleep-aaaaa').then(() => assert.unreachable(), (e) => assert.is(e.status, 404));
