@@ -216,7 +216,12 @@ jobs('list is newest first, paginates, and hides upload writers', async () => {
 });
 jobs('show has pods and conditions once the pod has run', async () => {
   const name = await submit({ name: 'show' });
-  const detail = await waitForState(name, ['succeeded']);
+  // Kubernetes >= 1.31 sets SuccessCriteriaMet (already "succeeded" for us) a moment before Complete.
+  const detail = await eventually(`job ${name} to be Complete`, async () => {
+    const res = await alice('GET', `api/v1/jobs/${name}`);
+    return res.body.conditions?.some((c: { type: string }) => c.type === 'Complete') ? res.body : undefined;
+  });
+  assert.is(detail.state, 'succeeded');
   assert.is(detail.pods.length, 1);
   assert.is(detail.pods[0].phase, 'Succeeded');
   assert.ok(detail.conditions.some((c: { type: string }) => c.type === 'Complete'));
