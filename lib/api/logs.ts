@@ -42,18 +42,19 @@ export async function jobLogs(deps: Deps, user: HubUser, jobName: string, reques
     if (pod.metadata?.labels?.[jobNameLabel] !== jobName) throw new NotFound(`pod ${request.pod} does not belong to job ${jobName}`);
     return podLogsWhenStarted(deps, namespace, request.pod, options, signal);
   }
+  // A job that can have several pods (an array, or retries) gets each line prefixed with its pod.
+  // Decided from the spec, not from the pods seen so far, so a resumed stream is prefixed the same way.
+  const prefixed = (job.spec?.completions ?? 1) > 1 || (job.spec?.backoffLimit ?? 0) > 0;
   let pods = await backend.listPods(namespace, `${jobNameLabel}=${jobName}`);
   if (!request.follow) {
     if (!pods.length) throw new NotFound(`No pods found for job ${jobName}${jobState(job) === 'pending' ? ' yet; it is still pending' : ''}`);
-    if (pods.length === 1 && (job.spec?.completions ?? 1) === 1 && (job.spec?.backoffLimit ?? 0) === 0) return backend.podLogs(namespace, pods[0]!.metadata!.name!, options, signal);
+    if (pods.length === 1 && !prefixed) return backend.podLogs(namespace, pods[0]!.metadata!.name!, options, signal);
   }
   const output = new PassThrough();
   void (async () => {
     const seen = new Set<string>();
     const failures = new Map<string, number>();
     const streams: Promise<void>[] = [];
-    // Decided from the spec, not from the pods seen so far, so a resumed stream is prefixed the same way.
-    const prefixed = (job.spec?.completions ?? 1) > 1 || (job.spec?.backoffLimit ?? 0) > 0;
     for (;;) {
       for (const pod of pods) {
         const name = pod.metadata!.name!;
