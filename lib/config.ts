@@ -83,9 +83,9 @@ function chooseBackend(env: Env): 'kubernetes' | 'local' {
   const explicit = env.KBATCH_BACKEND;
   if (explicit === 'kubernetes' || explicit === 'local') return explicit;
   if (explicit) throw new ConfigError(`KBATCH_BACKEND must be "kubernetes" or "local", got "${explicit}"`);
+  // Only an explicit KUBECONFIG counts: a stray ~/.kube/config must not turn `npm start` into cluster mode.
   const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST);
-  const kubeconfig = env.KUBECONFIG ?? join(homedir(), '.kube', 'config');
-  return inCluster || (env.KUBECONFIG !== undefined ? existsSync(kubeconfig) : false) ? 'kubernetes' : 'local';
+  return inCluster || (env.KUBECONFIG !== undefined && existsSync(env.KUBECONFIG)) ? 'kubernetes' : 'local';
 }
 
 export function loadSettings(env: Env = process.env): Settings {
