@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Forbidden, Unauthorized, Upstream } from '../http/errors.ts';
+import { Forbidden, Unauthorized, Unavailable } from '../http/errors.ts';
 
 export interface HubUser {
   name: string;
@@ -103,13 +103,13 @@ export class HubAuth implements Authenticator {
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
       });
     } catch (error) {
-      throw new Upstream(`JupyterHub API unreachable at ${this.options.hubApiUrl}: ${(error as Error).message}`, 503);
+      throw new Unavailable(`JupyterHub API unreachable at ${this.options.hubApiUrl}: ${(error as Error).message}`);
     }
     // The Hub answers 403 (not 401) for unknown or expired tokens.
     if (response.status === 401 || response.status === 403) return null;
-    if (!response.ok) throw new Upstream(`JupyterHub API answered ${response.status}`, 503);
+    if (!response.ok) throw new Unavailable(`JupyterHub API answered ${response.status}`);
     const model = (await response.json()) as HubModel;
-    if (typeof model?.name !== 'string') throw new Upstream('JupyterHub API returned no user name', 503);
+    if (typeof model?.name !== 'string') throw new Unavailable('JupyterHub API returned no user name');
     return model;
   }
 }

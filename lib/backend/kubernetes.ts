@@ -1,7 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
-import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
+import { BadGateway, BadRequest, NotFound } from '../http/errors.ts';
 import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type OwnerReference } from '../k8s/builders.ts';
 import { labels, namespaceForUser, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
@@ -217,7 +217,7 @@ export class KubernetesBackend implements Backend {
     const current = await this.getPod(namespace, pod);
     const container = options.container ?? current.spec?.containers[0]?.name ?? 'job';
     const cluster = this.kc.getCurrentCluster();
-    if (!cluster) throw new Upstream('No Kubernetes cluster configured');
+    if (!cluster) throw new BadGateway('No Kubernetes cluster configured');
     const url = new URL(`${cluster.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`);
     url.searchParams.set('container', container);
     if (options.follow) url.searchParams.set('follow', 'true');

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BadRequest, HttpError, NotFound, PayloadTooLarge, toHttpError } from './errors.ts';
+import type { ErrorBody } from '../contract.ts';
+import { BadRequest, HttpError, MethodNotAllowed, NotFound, PayloadTooLarge, toHttpError } from './errors.ts';
 
 /** A request as functions-framework hands it over: Express may already have buffered the body. */
 export type IncomingRequest = IncomingMessage & { rawBody?: Buffer; body?: unknown };
@@ -59,9 +60,11 @@ function match(route: Route, segments: string[]): Record<string, string> | undef
   return params;
 }
 
-export function errorBody(error: HttpError): Record<string, unknown> {
-  // `detail` is what the upstream Python CLI prints; `status` and `field` help everyone else.
-  return { detail: error.message, status: error.status, ...error.details };
+export function errorBody(error: HttpError): ErrorBody {
+  // `detail` is what the upstream Python CLI prints; `status`, `reason` and `field` serve everyone else.
+  const body: ErrorBody = { detail: error.message, status: error.status, reason: error.reason };
+  if (error.field !== undefined) body.field = error.field;
+  return body;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -144,8 +147,8 @@ export function createRouter(prefix: string, routes: RouteDefinition[]) {
         await sendReply(ctx, reply);
         return;
       }
-      if (allowed) throw new HttpError(405, `Method ${req.method} not allowed on ${url.pathname}`);
-      throw new NotFound(`No route for ${req.method} ${url.pathname}`);
+      if (allowed) throw new MethodNotAllowed(`Method ${req.method} not allowed on ${url.pathname}`);
+      throw new NotFound(`No route for ${req.method} ${url.pathname}`, 'NoRoute');
     } catch (error) {
       sendError(res, error);
     }

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HubAuth, tokenFromHeaders } from '../../lib/auth/hub.ts';
-import { Forbidden, Unauthorized, Upstream } from '../../lib/http/errors.ts';
+import { Forbidden, Unauthorized, Unavailable } from '../../lib/http/errors.ts';
 
 /** A stand-in for GET /hub/api/user, counting calls. The real Hub is exercised in test/integration. */
 function fakeHub(users: Record<string, { name: string; scopes: string[] }>, delayMs = 0) {
@@ -67,8 +67,9 @@ auth('coalesces concurrent lookups of one token', async () => {
 auth('an unreachable Hub is a 503', async () => {
   const a = new HubAuth({ hubApiUrl: 'http://127.0.0.1:1', serviceName: 'kbatch', cacheSeconds: 60 });
   await a.authenticate({ authorization: 'token x' }).then(() => assert.unreachable(), (e) => {
-    assert.instance(e, Upstream);
-    assert.is((e as Upstream).status, 503);
+    assert.instance(e, Unavailable);
+    assert.is((e as Unavailable).status, 503);
+    assert.is((e as Unavailable).reason, 'Unavailable');
   });
 });
 auth.run();

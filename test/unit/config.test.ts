@@ -30,14 +30,36 @@ config('bad values stop the start with a message', () => {
 config.run();
 
 const errors = suite('toHttpError');
-errors('relays Kubernetes statuses with their message', () => {
-  const error = toHttpError({ code: 422, body: JSON.stringify({ message: 'Job.batch "x" is invalid' }) });
-  assert.is(error.status, 422);
-  assert.is(error.message, 'Job.batch "x" is invalid');
+const kubernetes = (code: number, message: string) => toHttpError({ code, body: JSON.stringify({ kind: 'Status', message }) });
+errors('relays what the user got wrong with Kubernetes\' message and a reason', () => {
+  const cases: [number, number, string][] = [
+    [422, 422, 'Invalid'],
+    [404, 404, 'NotFound'],
+    [409, 409, 'Conflict'],
+    [400, 400, 'BadRequest'],
+  ];
+  for (const [code, status, reason] of cases) {
+    const error = kubernetes(code, 'Job.batch "x" is invalid');
+    assert.equal([error.status, error.reason, error.message], [status, reason, 'Job.batch "x" is invalid'], `Kubernetes ${code}`);
+  }
 });
-errors('a refused connection to Kubernetes is 503', () => {
+errors('a refusal of the service\'s own identity is the service\'s 500, never the user\'s 403', () => {
+  for (const code of [401, 403]) {
+    const error = kubernetes(code, 'jobs.batch is forbidden: User "system:serviceaccount:kbatch:kbatch" cannot create');
+    assert.is(error.status, 500);
+    assert.is(error.reason, 'Internal');
+    assert.match(error.message, /administrator/);
+  }
+});
+errors('a refused connection to Kubernetes is 503 Unavailable', () => {
   const cause = Object.assign(new Error('connect'), { code: 'ECONNREFUSED' });
-  assert.is(toHttpError(new TypeError('fetch failed', { cause })).status, 503);
+  const error = toHttpError(new TypeError('fetch failed', { cause }));
+  assert.equal([error.status, error.reason], [503, 'Unavailable']);
+});
+errors('anything else is a 500 whose message leaks nothing', () => {
+  const error = toHttpError(new Error('ENOENT: /app/dist/secret/path.js'));
+  assert.equal([error.status, error.reason, error.message], [500, 'Internal', 'Internal server error']);
+  assert.is(toHttpError({ code: 500, body: '<html>stack at /app/x.js</html>' }).message.includes('/app/'), false);
 });
 errors.run();
 

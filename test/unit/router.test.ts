@@ -22,18 +22,22 @@ router('matches under the Hub prefix and without it, slash or not', async () => 
   assert.equal((await get('/services/kbatch/jobs/a%2Db')).body, { name: 'a-b' });
   assert.equal((await get('/jobs/x/')).body, { name: 'x' });
 });
-router('unknown paths are 404 and wrong methods 405, as JSON', async () => {
-  assert.is((await get('/services/kbatch/nope')).status, 404);
-  assert.is((await get('/jobs/x', 'DELETE')).status, 405);
+router('unknown paths are 404 NoRoute and wrong methods 405 MethodNotAllowed, as JSON', async () => {
+  const missing = await get('/services/kbatch/nope');
+  assert.is(missing.status, 404);
+  assert.is(missing.body.reason, 'NoRoute');
+  const wrong = await get('/jobs/x', 'DELETE');
+  assert.is(wrong.status, 405);
+  assert.is(wrong.body.reason, 'MethodNotAllowed');
 });
 router('typed errors map to their status with detail and field', async () => {
-  assert.equal(await get('/fail'), { status: 400, body: { detail: 'name: nope', status: 400, field: 'name' } });
+  assert.equal(await get('/fail'), { status: 400, body: { detail: 'name: nope', status: 400, reason: 'BadRequest', field: 'name' } });
 });
 router('unexpected errors are a 500 that leaks nothing', async () => {
   const original = console.error;
   console.error = () => undefined;
   try {
-    assert.equal(await get('/crash'), { status: 500, body: { detail: 'Internal server error', status: 500 } });
+    assert.equal(await get('/crash'), { status: 500, body: { detail: 'Internal server error', status: 500, reason: 'Internal' } });
   } finally {
     console.error = original;
   }
