@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -42,11 +42,13 @@ export class ConfigError extends Error {}
 
 type Env = Record<string, string | undefined>;
 
-function integer(env: Env, name: string, fallback: number, min = 0): number {
+function integer(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  const value = /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got "${raw}"`);
+  }
   return value;
 }
 
@@ -79,30 +81,68 @@ function normalizePrefix(raw: string): string {
   return prefix;
 }
 
-function chooseBackend(env: Env): 'kubernetes' | 'local' {
+function isFile(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
+}
+
+/** The kubeconfig named by KUBECONFIG (a list, as kubectl takes it: the first file that exists); naming none that exists is an error. */
+function explicitKubeconfig(env: Env): string | undefined {
+  const raw = env.KUBECONFIG;
+  if (raw === undefined || raw === '') return undefined;
+  const paths = raw.split(':').filter(Boolean);
+  const found = paths.find((path) => isFile(path));
+  if (!found) throw new ConfigError(`KUBECONFIG names ${paths.length > 1 ? 'no file that exists' : 'a file that does not exist'}: ${raw}`);
+  return found;
+}
+
+function chooseBackend(env: Env): { backend: 'kubernetes' | 'local'; kubeconfig: string | undefined } {
   const explicit = env.KBATCH_BACKEND;
-  if (explicit === 'kubernetes' || explicit === 'local') return explicit;
-  if (explicit) throw new ConfigError(`KBATCH_BACKEND must be "kubernetes" or "local", got "${explicit}"`);
-  // Only an explicit KUBECONFIG counts: a stray ~/.kube/config must not turn `npm start` into cluster mode.
+  if (explicit && explicit !== 'kubernetes' && explicit !== 'local') throw new ConfigError(`KBATCH_BACKEND must be "kubernetes" or "local", got "${explicit}"`);
+  const kubeconfig = explicitKubeconfig(env);
   const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST);
-  return inCluster || (env.KUBECONFIG !== undefined && existsSync(env.KUBECONFIG)) ? 'kubernetes' : 'local';
+  if (explicit === 'local') return { backend: 'local', kubeconfig };
+  if (explicit === 'kubernetes') {
+    if (kubeconfig || inCluster) return { backend: 'kubernetes', kubeconfig };
+    // Asked for explicitly, the usual ~/.kube/config counts too (as for kubectl).
+    const home = join(env.HOME ?? homedir(), '.kube', 'config');
+    if (isFile(home)) return { backend: 'kubernetes', kubeconfig: home };
+    throw new ConfigError('KBATCH_BACKEND=kubernetes needs a cluster: set KUBECONFIG, run in a cluster, or provide ~/.kube/config');
+  }
+  // Chosen implicitly, only an explicit KUBECONFIG counts: a stray ~/.kube/config must not turn `npm start` into cluster mode.
+  return { backend: inCluster || kubeconfig ? 'kubernetes' : 'local', kubeconfig };
+}
+
+/**
+ * The upload signing key: whoever knows it can forge upload references for any user, so the
+ * placeholder shipped in knative/config.yaml and other obvious stand-ins are refused, as are short keys.
+ */
+function uploadSecret(env: Env): string | undefined {
+  const secret = env.KBATCH_UPLOAD_SECRET;
+  if (secret === undefined) return undefined;
+  const hint = 'generate one with: openssl rand -hex 32';
+  if (Buffer.byteLength(secret, 'utf8') < 32) throw new ConfigError(`KBATCH_UPLOAD_SECRET must be at least 32 bytes; ${hint}`);
+  const placeholder = /replace|change.?me|change.?it|placeholder|example|your.?(?:secret|key)|<|todo|xxxx/i;
+  const distinct = new Set(secret).size;
+  if (placeholder.test(secret) || distinct < 8) throw new ConfigError(`KBATCH_UPLOAD_SECRET looks like a placeholder, not a secret; ${hint}`);
+  return secret;
 }
 
 export function loadSettings(env: Env = process.env): Settings {
-  const secret = env.KBATCH_UPLOAD_SECRET;
-  if (secret !== undefined && secret.length < 32) throw new ConfigError('KBATCH_UPLOAD_SECRET must be at least 32 characters');
+  const secret = uploadSecret(env);
+  const { backend, kubeconfig } = chooseBackend(env);
   const ttlRaw = env.KBATCH_JOB_TTL_SECONDS_AFTER_FINISHED;
   const settings: Settings = {
-    port: integer(env, 'PORT', 8080),
+    port: integer(env, 'PORT', 8080, 0, 65535),
     host: env.KBATCH_HOST ?? (env.KUBERNETES_SERVICE_HOST ? '0.0.0.0' : '127.0.0.1'),
     auth: 'hub',
     localUser: env.KBATCH_LOCAL_USER || undefined,
     prefix: normalizePrefix(env.KBATCH_PREFIX ?? env.JUPYTERHUB_SERVICE_PREFIX ?? '/services/kbatch/'),
     hubApiUrl: (env.JUPYTERHUB_API_URL ?? 'http://127.0.0.1:8081/hub/api').replace(/\/+$/, ''),
     serviceName: env.JUPYTERHUB_SERVICE_NAME ?? 'kbatch',
-    authCacheSeconds: integer(env, 'KBATCH_AUTH_CACHE_SECONDS', 60),
-    backend: chooseBackend(env),
-    kubeconfig: env.KUBECONFIG,
+    // Short, because a token revoked at the Hub keeps working for this long.
+    authCacheSeconds: integer(env, 'KBATCH_AUTH_CACHE_SECONDS', 30),
+    backend,
+    kubeconfig,
     jobTtlSeconds: ttlRaw === 'none' || ttlRaw === 'null' ? null : integer(env, 'KBATCH_JOB_TTL_SECONDS_AFTER_FINISHED', 3600),
     jobExtraEnv: stringMap(env, 'KBATCH_JOB_EXTRA_ENV'),
     jobTemplateFile: env.KBATCH_JOB_TEMPLATE_FILE || undefined,

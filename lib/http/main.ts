@@ -24,7 +24,8 @@ export function isMainModule(metaUrl: string): boolean {
 /** Startup failures are one line and an exit code, never a stack trace: 2 for configuration, 1 for the rest. */
 function exitOnStartupError(error: unknown): never {
   if (error instanceof ConfigError) {
-    logLine(`kbatch: configuration error: ${error.message}`);
+    // One line even when a parser's message carries a code frame.
+    logLine(`kbatch: configuration error: ${error.message.split('\n')[0]!.trim()}`);
     process.exit(2);
   }
   logLine(`kbatch: cannot start: ${describeError(error)}`);
