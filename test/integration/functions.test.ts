@@ -34,6 +34,35 @@ const gateway = await startGateway({ 'kbatch-submit': functions.submit.port, 'kb
 const serviceUrl = `${hub.url}/services/kbatch/`;
 const alice = client(serviceUrl, hub.tokens.alice);
 
+/** Reads a streamed body as it arrives; `until` resolves false when the text does not show up in time. */
+function readUntil(response: Response) {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  let ended = false;
+  return {
+    text: () => text,
+    async until(wanted: string, timeoutMs: number): Promise<boolean> {
+      const deadline = Date.now() + timeoutMs;
+      while (!text.includes(wanted) && !ended) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) return false;
+        let timer: NodeJS.Timeout | undefined;
+        const chunk = await Promise.race([
+          reader.read().catch(() => ({ done: true as const, value: undefined })),
+          new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), remaining))),
+        ]);
+        clearTimeout(timer);
+        if (chunk === 'timeout') return false;
+        if (chunk.done) ended = true;
+        else text += decoder.decode(chunk.value);
+      }
+      return text.includes(wanted);
+    },
+    cancel: () => reader.cancel().catch(() => undefined),
+  };
+}
+
 const shape = suite('three bundled functions behind the gateway and the Hub');
 shape('each function serves only its own routes', async () => {
   const direct = (fn: KbatchServer) => client(fn.url, hub.tokens.alice);
@@ -67,26 +96,16 @@ shape('SIGTERM ends an in-flight log follow with the resume marker and the jobs 
   const name = created.body.name as string;
   await eventually('pod running', async () => (await alice('GET', `api/v1/jobs/${name}`)).body.state === 'running');
   const response = await fetch(new URL(`api/v1/jobs/${name}/logs?follow=true`, serviceUrl), { headers: { authorization: `token ${hub.tokens.alice}` } });
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  let text = '';
-  await eventually('first line', async () => {
-    const { value } = await reader.read();
-    text += decoder.decode(value);
-    return text.includes('draining works');
-  });
+  const stream = readUntil(response);
+  assert.ok(await stream.until('draining works', 15_000), stream.text());
   const exited = new Promise<number | null>((r) => functions.jobs.process.once('exit', (code) => r(code)));
   functions.jobs.process.kill('SIGTERM');
-  const ended = await (async () => {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      text += decoder.decode(value);
-    }
-  })().catch(() => undefined);
-  assert.is(ended, undefined);
+  // The Hub's proxy (http-proxy-3) does not pass the cut connection on, so a client stops at the marker.
+  const marker = `${streamAbortMarker}server shutting down; resume\n`;
+  const sawMarker = await stream.until(marker, 5000);
+  await stream.cancel();
   // The CLI sees the marker and resumes from its last line, on another replica.
-  assert.ok(text.endsWith(`${streamAbortMarker}server shutting down; resume\n`), text);
+  assert.ok(sawMarker && stream.text().endsWith(marker), stream.text());
   assert.is(await exited, 0);
 });
 shape.run();
