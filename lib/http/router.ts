@@ -21,11 +21,16 @@ function splitPath(path: string): string[] {
 }
 
 function decodeSegment(segment: string): string {
+  let value: string;
   try {
-    return decodeURIComponent(segment);
+    value = decodeURIComponent(segment);
   } catch {
     throw new BadRequest(`The path segment "${segment.slice(0, 100)}" has invalid percent-encoding`);
   }
+  // No Kubernetes name is "." or "..", and passed on into an API URL they would climb out of it
+  // (URL parsing resolves them: .../pods/.. reads the namespace itself).
+  if (value === '.' || value === '..') throw new BadRequest(`"${value}" is not a name`);
+  return value;
 }
 
 function match(route: Route, segments: string[]): Record<string, string> | undefined {
