@@ -33,15 +33,30 @@ function decodeSegment(segment: string): string {
   return value;
 }
 
+/**
+ * Every `:name` in kbatch's routes names a Kubernetes object (job, pod, cronjob): an RFC 1123
+ * subdomain. Checked here, before any handler, because the API server decodes the path it is sent:
+ * a "/" in a name (from %2F) would address another resource (".../jobs/" lists or deletes them all).
+ */
+const kubernetesName = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+
+function checkParam(key: string, value: string): void {
+  if (key === 'name' && !kubernetesName.test(value)) {
+    throw new BadRequest(`name: "${value.slice(0, 100)}" is not a valid name (lowercase letters, digits, "-" and ".", at most 253)`, 'name');
+  }
+}
+
 function match(route: Route, segments: string[]): Record<string, string> | undefined {
   if (route.segments.length !== segments.length) return undefined;
   const params: Record<string, string> = {};
   for (let i = 0; i < segments.length; i++) {
     const pattern = route.segments[i]!;
     const actual = segments[i]!;
-    if (pattern.startsWith(':')) params[pattern.slice(1)] = decodeSegment(actual);
+    if (pattern.startsWith(':')) params[pattern.slice(1)] = actual;
     else if (pattern !== actual) return undefined;
   }
+  // Only a path that matches in full is judged: its parameters decoded and checked.
+  for (const [key, raw] of Object.entries(params)) checkParam(key, (params[key] = decodeSegment(raw)));
   return params;
 }
 

@@ -53,6 +53,7 @@ const get = (path: string, method = 'GET') =>
 const router = suite('router');
 router('matches under the Hub prefix and without it, slash or not', async () => {
   assert.equal((await get('/services/kbatch/jobs/a%2Db')).body, { name: 'a-b' });
+  assert.equal((await get('/services/kbatch/jobs/job-1.x')).body, { name: 'job-1.x' });
   assert.equal((await get('/jobs/x/')).body, { name: 'x' });
   assert.equal((await get('/jobs/x?a=%zz')).body, { name: 'x' });
 });
@@ -70,6 +71,15 @@ router('bad percent-encoding in a path, and names that would climb out of an API
     assert.is(res.status, 400, path);
     assert.is(res.body.reason, 'BadRequest');
   }
+});
+router('a name that is not a Kubernetes name is refused before any handler runs', async () => {
+  for (const path of ['/jobs/a%2Fb', '/jobs/%2F', '/jobs/UPPER', '/jobs/a%20b', '/jobs/-x', `/jobs/${'a'.repeat(254)}`, '/jobs/%F0%9F%98%80', '/jobs/a%00b']) {
+    const res = await get(path);
+    assert.is(res.status, 400, path);
+    assert.is(res.body.field, 'name', path);
+  }
+  assert.is((await get('/jobs/UPPER/elsewhere')).status, 404, 'a path that does not match is judged as unknown, not as a bad name');
+  assert.equal((await get(`/jobs/${'a'.repeat(253)}`)).body, { name: 'a'.repeat(253) });
 });
 router('typed errors map to their status with detail, reason and field', async () => {
   assert.equal(await get('/fail'), { status: 400, body: { detail: 'name: nope', status: 400, reason: 'BadRequest', field: 'name' } });
