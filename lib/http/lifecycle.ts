@@ -50,19 +50,16 @@ export function logLine(line: string): void {
   log(line);
 }
 
-/** Counts what reached the last-resort handlers; the fuzz test reads the log line instead. */
-export let lastResortCount = 0;
-
 /**
  * No request may end the process. An exception or rejection nobody caught is logged on one line
  * and, when it belongs to a request, answered on that request; the process keeps serving.
  */
+let installed = false;
 export function installLastResort(logger?: (line: string) => void): void {
   if (logger) log = logger;
   if (installed) return;
   installed = true;
   const report = (kind: string, error: unknown) => {
-    lastResortCount++;
     const scope = requestScope.getStore();
     logLine(`kbatch: last resort: ${kind}${scope ? ` during ${requestLabel(scope.req)}` : ''}: ${describeError(error)}; still serving`);
     if (scope) {
@@ -76,4 +73,3 @@ export function installLastResort(logger?: (line: string) => void): void {
   process.on('uncaughtException', (error) => report('uncaught exception', error));
   process.on('unhandledRejection', (reason) => report('unhandled rejection', reason));
 }
-let installed = false;

@@ -156,6 +156,11 @@ async function sendStream(ctx: RequestContext, reply: Extract<Reply, { stream: u
 
 export async function sendReply(ctx: RequestContext, reply: Reply): Promise<void> {
   const { res } = ctx;
+  // Already answered (the last resort answered a stray error of this request): drop the late reply.
+  if (answered.has(res) || res.headersSent) {
+    if ('stream' in reply && reply.stream instanceof Readable) reply.stream.destroy();
+    return;
+  }
   if ('json' in reply) return sendJson(res, reply.status ?? 200, reply.json, reply.headers);
   if ('empty' in reply) return writeWhole(res, reply.status, {});
   if ('text' in reply) {

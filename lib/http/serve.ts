@@ -20,8 +20,12 @@ function answerClientError(error: NodeJS.ErrnoException & { bytesParsed?: number
     socket.destroy();
     return;
   }
-  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
-  const detail = status === 431 ? 'Request headers are too large' : 'Malformed HTTP request';
+  const byCode: Record<string, [number, string]> = {
+    HPE_HEADER_OVERFLOW: [431, 'Request headers are too large'],
+    HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Chunk extensions are too large'],
+    ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request headers did not arrive in time'],
+  };
+  const [status, detail] = byCode[error.code ?? ''] ?? [400, 'Malformed HTTP request'];
   const body: ErrorBody = { detail, status, reason: status === 413 ? 'PayloadTooLarge' : 'BadRequest' };
   const payload = JSON.stringify(body);
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`);
