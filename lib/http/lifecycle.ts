@@ -50,11 +50,11 @@ export function logLine(line: string): void {
   log(line);
 }
 
+let installed = false;
 /**
  * No request may end the process. An exception or rejection nobody caught is logged on one line
  * and, when it belongs to a request, answered on that request; the process keeps serving.
  */
-let installed = false;
 export function installLastResort(logger?: (line: string) => void): void {
   if (logger) log = logger;
   if (installed) return;
