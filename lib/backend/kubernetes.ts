@@ -3,6 +3,7 @@ import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
 import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type OwnerReference } from '../k8s/builders.ts';
+import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
 import { labels, namespaceForUser, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -33,13 +34,19 @@ export class KubernetesBackend implements Backend {
   private readonly kc: k8s.KubeConfig;
   private readonly core: k8s.CoreV1Api;
   private readonly batch: k8s.BatchV1Api;
+  private readonly auth: PooledKubeAuthentication;
 
   constructor(private readonly options: KubernetesBackendOptions) {
     this.kc = new k8s.KubeConfig();
     if (options.kubeconfig) this.kc.loadFromFile(options.kubeconfig);
     else this.kc.loadFromDefault();
-    this.core = this.kc.makeApiClient(k8s.CoreV1Api);
-    this.batch = this.kc.makeApiClient(k8s.BatchV1Api);
+    this.auth = new PooledKubeAuthentication(this.kc);
+    this.core = makePooledApiClient(this.kc, this.auth, k8s.CoreV1Api);
+    this.batch = makePooledApiClient(this.kc, this.auth, k8s.BatchV1Api);
+  }
+
+  async close(): Promise<void> {
+    await this.auth.close();
   }
 
   async ensureNamespace(namespace: k8s.V1Namespace): Promise<void> {
@@ -229,10 +236,10 @@ export class KubernetesBackend implements Backend {
     const onAbort = () => controller.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
-    await this.kc.applySecurityAuthentication(context);
+    await this.auth.applySecurityAuthentication(context);
     const response = await fetch(url, {
       headers: context.getHeaders(),
-      dispatcher: context.getDispatcher(),
+      dispatcher: context.getDispatcher() as import('undici').Dispatcher | undefined,
       signal: controller.signal,
     });
     if (!response.ok || !response.body) {
