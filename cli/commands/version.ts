@@ -16,10 +16,8 @@ export const versionCommand: Command = {
     ctx.out(`kbatch ${clientVersion()}\n`);
     // The server part is informational: no URL or no server still exits 0.
     try {
-      const client = ctx.client();
-      // The API document carries the server version and needs no token.
-      const document = await client.json<{ info?: { version?: string } }>('GET', 'openapi.json', { timeoutMs: 5000 });
-      ctx.out(`server ${document.info?.version ?? 'unknown'} at ${client.baseUrl}\n`);
+      const api = ctx.api();
+      ctx.out(`server ${(await api.serverVersion(5000)) ?? 'unknown'} at ${api.baseUrl}\n`);
     } catch (error) {
       ctx.out(`server: ${describeError(error).message}\n`);
     }
