@@ -94,6 +94,7 @@ export class KbatchApi {
 
   submitJobWithCode(upload: UploadBody, idempotencyKey: string): Promise<JobDetail> {
     return this.http.json<JobDetail>('POST', apiPaths.jobs, {
+      upload: true,
       body: upload.stream,
       // An upload over a slow link may take long; progress shows it is moving.
       timeoutMs: 0,

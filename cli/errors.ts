@@ -44,6 +44,8 @@ export const kbatchScope = 'access:services!service=kbatch';
 export interface RequestSubject {
   /** e.g. `job hello-x7k2p` */
   what?: string;
+  /** The body is uploaded code: a 413 without a reason (an older server, a proxy) is about its size. */
+  upload?: boolean;
 }
 
 /** What an error answer said: the contract's body when it is one, else the body as short text. */
@@ -98,7 +100,7 @@ function reasonFromStatus(status: number, subject: RequestSubject, fromKbatch: b
   if (status === 403) return 'Forbidden';
   // A JSON 404 about something we asked for is that thing missing; any other 404 is a wrong URL.
   if (status === 404) return fromKbatch && subject.what ? 'NotFound' : 'NoRoute';
-  if (status === 413) return 'PayloadTooLarge';
+  if (status === 413) return subject.upload ? 'UploadTooLarge' : 'PayloadTooLarge';
   if (status === 502 || status === 504) return 'BadGateway';
   if (status === 503) return 'Unavailable';
   return undefined;
