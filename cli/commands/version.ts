@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
+// Imported, not read at run time, so the bundle (dist/kbatch.mjs) carries the version it was built from.
+import packageJson from '../../package.json' with { type: 'json' };
 import type { CliIo, Command } from '../command.ts';
 import { describeError } from '../errors.ts';
 
 export function clientVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-  return pkg.version ?? 'unknown';
+  return (packageJson as { version?: string }).version ?? 'unknown';
 }
 
 export const versionCommand: Command = {
