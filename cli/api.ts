@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { apiPaths, idempotencyKeyHeader } from '../lib/contract.ts';
 import type { JobSpec } from '../lib/k8s/spec.ts';
 import type { JobDetail, JobSummary } from '../lib/views.ts';
-import type { ApiClient, HttpResponse } from './client.ts';
+import { ApiClient, type FetchLike, type HttpResponse } from './client.ts';
 
 /**
  * Every call the CLI makes, typed, with every path taken from the shared contract: commands call
@@ -47,6 +47,11 @@ export interface UploadBody {
 
 export class KbatchApi {
   constructor(readonly http: ApiClient) {}
+
+  /** The API at a URL (ending with a slash) with a token; `fetch` is replaced in tests. */
+  static at(baseUrl: string, token: string | undefined, fetch?: FetchLike): KbatchApi {
+    return new KbatchApi(new ApiClient(baseUrl, token, fetch));
+  }
 
   get baseUrl(): string {
     return this.http.baseUrl;

@@ -1,6 +1,6 @@
 import { parseArgs, type OptionSpec, type ParsedArgs } from './args.ts';
 import { KbatchApi } from './api.ts';
-import { ApiClient, type FetchLike } from './client.ts';
+import type { FetchLike } from './client.ts';
 import { configPath, readConfigFile, resolveConnection, type Connection, type Env } from './config.ts';
 import { UsageError } from './errors.ts';
 
@@ -141,7 +141,7 @@ function makeContext(args: ParsedArgs, io: CliIo): CommandContext {
     },
     api() {
       const { url, token } = ctx.connection();
-      return new KbatchApi(new ApiClient(url, token, io.fetch));
+      return KbatchApi.at(url, token, io.fetch);
     },
   };
   return ctx;

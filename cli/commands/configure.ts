@@ -1,5 +1,4 @@
 import { KbatchApi } from '../api.ts';
-import { ApiClient } from '../client.ts';
 import type { Command } from '../command.ts';
 import { configPath, normalizeUrl, writeConfigFile } from '../config.ts';
 import { UsageError } from '../errors.ts';
@@ -27,7 +26,7 @@ export const configureCommand: Command = {
     const url = normalizeUrl(raw);
     const savedToken = ctx.args.string('token') || undefined;
     const checkToken = savedToken ?? (ctx.io.env.JUPYTERHUB_API_TOKEN || undefined);
-    const me = await new KbatchApi(new ApiClient(url, checkToken, ctx.io.fetch)).whoAmI();
+    const me = await KbatchApi.at(url, checkToken, ctx.io.fetch).whoAmI();
     const path = configPath(ctx.io.env);
     writeConfigFile(path, { kbatch_url: url, token: savedToken ?? null });
     ctx.out(`Logged in to ${url} as ${me.name}${me.namespace ? ` (namespace ${me.namespace})` : ''}\n`);
