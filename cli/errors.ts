@@ -57,8 +57,13 @@ export interface ErrorAnswer {
   json: boolean;
 }
 
+/** Readable text of a foreign body: an HTML page loses its head, scripts and tags (the Hub's 503 page is mostly script). */
 function shortText(text: string): string {
-  const plain = text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+  const plain = text
+    .replace(/<(head|script|style)\b[\s\S]*?<\/\1\s*>/gi, ' ')
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return plain.length > 300 ? `${plain.slice(0, 300)}…` : plain;
 }
 

@@ -18,10 +18,10 @@ export function isTransient(error: unknown): boolean {
   return error instanceof UnreachableError || networkErrorCode(error) !== undefined || isPrematureClose(error);
 }
 
-/** One short phrase for a notice: the CLI's own message, or the network code. */
+/** One short phrase for a notice: the CLI's own message (cut to a line), or the network code. */
 export function failureText(error: unknown): string {
-  if (error instanceof CliError) return error.message;
-  return networkErrorCode(error) ?? (error as Error)?.message ?? String(error);
+  const text = error instanceof CliError ? error.message : (networkErrorCode(error) ?? (error as Error)?.message ?? String(error));
+  return text.length > 160 ? `${text.slice(0, 160)}…` : text;
 }
 
 export interface ReconnectOptions {

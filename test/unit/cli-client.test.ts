@@ -208,3 +208,19 @@ configure('without a URL it is a usage error', async () => {
   assert.match(r.stderr, /missing URL/);
 });
 configure.run();
+
+const pages = suite('error pages that are not kbatch\'s');
+pages('the Hub\'s 503 page reads as its visible text, not its scripts', async () => {
+  const page = `<!DOCTYPE html><html><head><title>JupyterHub</title><script>require.config({ urlArgs: "v=1" });</script></head>
+    <body><script>window.jhdata = {};</script><div class="error"><h1>503 : Service Unavailable</h1><p>Your server is not running.</p></div></body></html>`;
+  const { server, url } = await cannedServer(503, page, 'text/html');
+  try {
+    const r = await kbatch(['job', 'list'], { KBATCH_URL: url });
+    assert.is(r.code, 1);
+    assert.match(r.stderr, /^kbatch: kbatch is unavailable \(HTTP 503\): 503 : Service Unavailable Your server is not running\.\n/);
+    assert.not.match(r.stderr, /require\.config|jhdata/);
+  } finally {
+    server.close();
+  }
+});
+pages.run();
