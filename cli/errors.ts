@@ -105,7 +105,7 @@ function reasonFromStatus(status: number, subject: RequestSubject, fromKbatch: b
   if (status === 403) return 'Forbidden';
   // A JSON 404 about something we asked for is that thing missing; any other 404 is a wrong URL.
   if (status === 404) return fromKbatch && subject.what ? 'NotFound' : 'NoRoute';
-  if (status === 413) return subject.upload ? 'UploadTooLarge' : 'PayloadTooLarge';
+  if (status === 413) return 'PayloadTooLarge';
   if (status === 502 || status === 504) return 'BadGateway';
   if (status === 503) return 'Unavailable';
   return undefined;
@@ -138,6 +138,8 @@ export function apiErrorFor(status: number, answer: ErrorAnswer, baseUrl: string
     case 'UploadTooLarge':
       return error(`upload too large (HTTP 413)${said}`, hints.upload);
     case 'PayloadTooLarge':
+      // On an upload the code is what is too large, whichever of the two reasons the server chose.
+      if (subject.upload) return error(`upload too large (HTTP 413)${said}`, hints.upload);
       return error(`request too large (HTTP 413)${said}`, hints.body);
     case 'Unavailable':
     case 'BadGateway':

@@ -69,14 +69,26 @@ refused('stops sending at the 413, closes the connection and exits 1 with the up
     server.close();
   }
 });
-refused('an old server\'s 413 without a reason on an upload still gets the upload hint', async () => {
-  const { fetch } = scripted([answer(413, { detail: 'Upload is larger than 1 bytes', status: 413 })]);
-  const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-submit-code-'));
-  writeFileSync(join(dir, 'main.py'), 'print(1)\n');
-  const r = await kbatch(['job', 'submit', '-n', 'x', '--image', 'busybox', '--code', dir], {}, fetch);
+for (const [what, payload] of [
+  ['no reason (an older server, a proxy)', { detail: 'Upload is larger than 1 bytes', status: 413 }],
+  ['the generic PayloadTooLarge reason', { detail: 'Upload is larger than 1 bytes', status: 413, reason: 'PayloadTooLarge' }],
+] as const) {
+  refused(`a 413 on an upload with ${what} still gets the upload hint`, async () => {
+    const { fetch } = scripted([answer(413, payload)]);
+    const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-submit-code-'));
+    writeFileSync(join(dir, 'main.py'), 'print(1)\n');
+    const r = await kbatch(['job', 'submit', '-n', 'x', '--image', 'busybox', '--code', dir], {}, fetch);
+    assert.is(r.code, 1);
+    assert.match(r.stderr, /upload too large \(HTTP 413\)/);
+    assert.match(r.stderr, /hint: leave large data out of --code/);
+  });
+}
+refused('a 413 on a plain submit is about the request, not about code', async () => {
+  const { fetch } = scripted([answer(413, { detail: 'Request body exceeds 1048576 bytes', status: 413, reason: 'PayloadTooLarge' })]);
+  const r = await kbatch(['job', 'submit', '-n', 'x', '--image', 'busybox'], {}, fetch);
   assert.is(r.code, 1);
-  assert.match(r.stderr, /upload too large \(HTTP 413\)/);
-  assert.match(r.stderr, /hint: leave large data out of --code/);
+  assert.match(r.stderr, /request too large \(HTTP 413\): Request body exceeds/);
+  assert.match(r.stderr, /hint: large values \(env, args\) belong in --code/);
 });
 refused.run();
 
