@@ -4,7 +4,7 @@
  * KWOK running the pods.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -89,7 +89,7 @@ cli('bob cannot see alice\'s job; carol is told about the missing scope', async 
   assert.match(asCarol.stderr, /access:services!service=kbatch/);
 });
 cli('an upload over the server\'s limit is refused at once: exit 1 with the upload hint, no lingering connection', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-stack-big-'));
+  const dir = mkdtempSync(join(home, 'big-'));
   // 12 MiB that gzip cannot shrink, over the stack's 8 MiB upload limit.
   writeFileSync(join(dir, 'blob.bin'), randomBytes(12 * 1024 * 1024));
   const run = await kbatch(['job', 'submit', '--name', 'big', '--image', 'busybox', '--command', '["true"]', '--code', dir]);
@@ -130,5 +130,6 @@ const teardown = suite('teardown');
 teardown('stops the stack', async () => {
   await restarted?.stop();
   await stack.stop();
+  rmSync(home, { recursive: true, force: true });
 });
 teardown.run();

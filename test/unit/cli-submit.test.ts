@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,13 +11,18 @@ import type { FetchLike } from '../../cli/http.ts';
 import { idempotencyKeyHeader } from '../../lib/contract.ts';
 import { answer, reset, scripted } from './cli-fakes.ts';
 
+/** Every directory this file makes lives here, removed when the process ends. */
+const scratch = mkdtempSync(join(tmpdir(), 'kbatch-cli-submit-'));
+process.once('exit', () => rmSync(scratch, { recursive: true, force: true }));
+const scratchDir = () => mkdtempSync(join(scratch, 'd-'));
+
 async function kbatch(argv: string[], env: Record<string, string>, fetch?: FetchLike) {
   let stdout = '';
   let stderr = '';
   const code = await runCli(argv, {
     stdout: { write: (t) => void (stdout += t), isTTY: false },
     stderr: { write: (t) => void (stderr += t), isTTY: false },
-    env: { XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'kbatch-cli-submit-')), KBATCH_URL: 'http://kbatch.test/services/kbatch/', ...env },
+    env: { XDG_CONFIG_HOME: scratchDir(), KBATCH_URL: 'http://kbatch.test/services/kbatch/', ...env },
     fetch,
   });
   return { code, stdout, stderr };
@@ -25,7 +30,7 @@ async function kbatch(argv: string[], env: Record<string, string>, fetch?: Fetch
 
 /** 24 MiB that gzip cannot shrink: far more than loopback socket buffers hold, so a sender that keeps going blocks. */
 function bigProject(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-submit-code-'));
+  const dir = scratchDir();
   writeFileSync(join(dir, 'data.bin'), randomBytes(24 * 1024 * 1024));
   return dir;
 }
@@ -75,7 +80,7 @@ for (const [what, payload] of [
 ] as const) {
   refused(`a 413 on an upload with ${what} still gets the upload hint`, async () => {
     const { fetch } = scripted([answer(413, payload)]);
-    const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-submit-code-'));
+    const dir = scratchDir();
     writeFileSync(join(dir, 'main.py'), 'print(1)\n');
     const r = await kbatch(['job', 'submit', '-n', 'x', '--image', 'busybox', '--code', dir], {}, fetch);
     assert.is(r.code, 1);
@@ -124,7 +129,7 @@ idempotent('a code upload carries the key too, and a retry sends the whole body 
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-submit-code-'));
+  const dir = scratchDir();
   writeFileSync(join(dir, 'main.py'), 'print(1)\n');
   try {
     const r = await kbatch(['job', 'submit', '-n', 'j', '--image', 'busybox', '--code', dir], { KBATCH_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` });
