@@ -52,8 +52,11 @@ function wrapResponse(response: IncomingMessage, request: ClientRequest, uploadU
 
 function send(url: URL, init: HttpRequest): Promise<{ response: IncomingMessage; request: ClientRequest; uploadUnfinished: boolean }> {
   return new Promise((resolve, reject) => {
-    const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: init.method, headers: init.headers, signal: init.signal });
     const body = init.body;
+    const headers = { ...init.headers };
+    // A body in hand gets its length, as fetch sends it; some gateways refuse a chunked POST.
+    if (body !== undefined && !(body instanceof Readable)) headers['content-length'] = String(Buffer.byteLength(body));
+    const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: init.method, headers, signal: init.signal });
     // `on`, not `once`: a socket cut after the answer arrived may still report an error, and an
     // error event nobody listens to would end the process.
     request.on('error', (error) => {

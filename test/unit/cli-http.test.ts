@@ -80,3 +80,21 @@ redirects('a GET follows them, as fetch does; a POST does not (its body is gone)
   }
 });
 redirects.run();
+
+const framing = suite('request framing');
+framing('a JSON body is sent with its length, not chunked', async () => {
+  let seen: Record<string, string | string[] | undefined> = {};
+  const { server, url } = await serve((req, res) => {
+    seen = req.headers;
+    req.resume();
+    req.on('end', () => res.end('{}'));
+  });
+  try {
+    await (await nodeFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.from('{"name":"é"}') })).text();
+    assert.is(seen['content-length'], String(Buffer.byteLength('{"name":"é"}')));
+    assert.is(seen['transfer-encoding'], undefined);
+  } finally {
+    server.close();
+  }
+});
+framing.run();
