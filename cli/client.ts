@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { apiErrorFor, CliError, readErrorAnswer, unreachable, UnreachableError, type RequestSubject } from './errors.ts';
-import { nodeFetch, type FetchLike, type HttpResponse } from './http.ts';
+import { fetchTransport, type FetchLike, type HttpResponse } from './http.ts';
 
 export type { FetchLike, HttpResponse } from './http.ts';
 
@@ -24,7 +24,7 @@ export class ApiClient {
   constructor(
     readonly baseUrl: string,
     private readonly token: string | undefined,
-    private readonly fetchImpl: FetchLike = nodeFetch,
+    private readonly fetchImpl: FetchLike = fetchTransport,
   ) {}
 
   url(path: string, query: RequestOptions['query'] = {}): string {

@@ -1,12 +1,12 @@
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
+import crossFetch from 'cross-fetch';
 
 /**
- * The slice of fetch the CLI uses, on node:http rather than a fetch implementation, because an
- * upload needs what fetch does not give: the moment the server answers (a 413 after the first
- * megabytes, say), stop sending and close the connection, instead of pushing the rest of the body
- * into a socket nobody reads while the process stays alive for minutes.
+ * The slice of fetch the CLI uses. cross-fetch's types claim the DOM API, but on Node it is node-fetch
+ * 2, whose bodies are Node streams (both are async-iterable) and which accepts a Readable as a request
+ * body: that is how uploads stream and report progress.
  */
 export interface HttpResponse {
   status: number;
@@ -25,72 +25,41 @@ export interface HttpRequest {
 
 export type FetchLike = (url: string, init: HttpRequest) => Promise<HttpResponse>;
 
-/** Redirects a fetch would follow for a GET; more than this is a loop. */
-const maxRedirects = 5;
+type NodeFetchResponse = HttpResponse & { body: Readable | null };
+const nodeFetch = crossFetch as unknown as (url: string, init: Record<string, unknown>) => Promise<NodeFetchResponse>;
 
-function wrapResponse(response: IncomingMessage, request: ClientRequest, uploadUnfinished: boolean): HttpResponse {
-  const status = response.statusCode ?? 0;
-  // The request cannot be reused when its body was cut short: close the socket once the answer is read.
-  if (uploadUnfinished) response.once('end', () => request.destroy());
-  return {
-    status,
-    ok: status >= 200 && status < 300,
-    headers: {
-      get(name: string) {
-        const value = response.headers[name.toLowerCase()];
-        return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
-      },
-    },
-    async text() {
-      const chunks: Buffer[] = [];
-      for await (const chunk of response) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks).toString('utf8');
-    },
-    body: response,
-  };
-}
-
-function send(url: URL, init: HttpRequest): Promise<{ response: IncomingMessage; request: ClientRequest; uploadUnfinished: boolean }> {
-  return new Promise((resolve, reject) => {
-    const body = init.body;
-    const headers = { ...init.headers };
-    // A body in hand gets its length, as fetch sends it; some gateways refuse a chunked POST.
-    if (body !== undefined && !(body instanceof Readable)) headers['content-length'] = String(Buffer.byteLength(body));
-    const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: init.method, headers, signal: init.signal });
-    // `on`, not `once`: a socket cut after the answer arrived may still report an error, and an
-    // error event nobody listens to would end the process.
-    request.on('error', (error) => {
-      if (body instanceof Readable) body.destroy();
-      reject(error);
+/**
+ * fetch for the CLI, with one thing fetch does not do by itself: when the server answers before an
+ * upload is fully sent (a 413 after the first megabytes, say), read the answer, then stop sending and
+ * close the connection, instead of pushing the rest of the body into a socket nobody reads while the
+ * process stays alive for minutes. Bodies are never decompressed (log streams pass through as sent).
+ */
+export const fetchTransport: FetchLike = async (url, init) => {
+  const controller = new AbortController();
+  const forwardAbort = () => controller.abort();
+  init.signal?.addEventListener('abort', forwardAbort, { once: true });
+  const upload = init.body instanceof Readable ? init.body : undefined;
+  let uploadFinished = upload === undefined;
+  upload?.once('end', () => (uploadFinished = true));
+  // An upload gets a connection of its own, so it can be closed without touching any other request.
+  const agent = upload ? (url.startsWith('https:') ? new HttpsAgent() : new HttpAgent()) : undefined;
+  try {
+    const response = await nodeFetch(url, {
+      method: init.method,
+      headers: init.headers,
+      body: init.body,
+      signal: controller.signal,
+      agent,
+      compress: false,
+      redirect: init.method === 'GET' ? 'follow' : 'manual',
     });
-    request.once('response', (response) => {
-      // An answer before the whole body was sent is the server refusing it: stop sending now.
-      const uploadUnfinished = !request.writableFinished;
-      if (uploadUnfinished && body instanceof Readable) {
-        body.unpipe(request);
-        body.destroy();
-      }
-      resolve({ response, request, uploadUnfinished });
-    });
-    if (body instanceof Readable) {
-      body.on('error', (error) => request.destroy(error));
-      body.pipe(request);
-    } else request.end(body);
-  });
-}
-
-/** fetch-like GET/POST/DELETE on node:http(s): follows redirects of GET requests, never decompresses. */
-export const nodeFetch: FetchLike = async (url, init) => {
-  let target = new URL(url);
-  for (let redirects = 0; ; redirects++) {
-    const { response, request, uploadUnfinished } = await send(target, init);
-    const location = response.headers.location;
-    const status = response.statusCode ?? 0;
-    if (init.method === 'GET' && location && status >= 300 && status < 400 && redirects < maxRedirects) {
-      response.resume();
-      target = new URL(location, target);
-      continue;
-    }
-    return wrapResponse(response, request, uploadUnfinished);
+    if (uploadFinished) return response;
+    // An answer before the whole body was sent is the server refusing it: keep the answer, stop sending.
+    const text = await response.text();
+    upload?.destroy();
+    agent?.destroy();
+    return { status: response.status, ok: response.ok, headers: response.headers, text: async () => text, body: Readable.from([Buffer.from(text)]) };
+  } finally {
+    init.signal?.removeEventListener('abort', forwardAbort);
   }
 };
