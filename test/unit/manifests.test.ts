@@ -184,6 +184,9 @@ function callsInSource(): Set<string> {
     const source = read(file);
     for (const match of source.matchAll(/\b(\w+)\.(deleteCollection|create|read|list|patch|replace|delete)(Namespaced)?([A-Z]\w*)\(\s*\{/g)) {
       const [, client, verb, , type] = match as unknown as [string, string, string, string, string];
+      // Kubernetes API clients are named after their group (core, batch, rbacApi ...); `this.createOwner({`
+      // and other methods of ours are not calls to the API.
+      if (!/^(core|batch|apps|rbac|networking|policy|storage|coordination|autoscaling|custom)|Api$/i.test(client)) continue;
       const group = Object.entries(groups).find(([prefix]) => client.toLowerCase().startsWith(prefix))?.[1];
       assert.ok(group !== undefined, `${file}: unknown API client ${client}; teach this test its API group`);
       const resource = type.endsWith('Log') ? `${type.slice(0, -3).toLowerCase()}s/log` : `${type.toLowerCase()}s`;
@@ -217,7 +220,9 @@ roles('Secrets can be created, owned and deleted, never read: no get, list or wa
 });
 roles('every call the server makes is granted', () => {
   const grants = granted();
-  const missing = [...callsInSource()].filter((call) => !grants.has(call));
+  const calls = callsInSource();
+  assert.ok(calls.has('/secrets:create') && calls.has('batch/jobs:create'), 'the source scan finds the server\'s calls');
+  const missing = [...calls].filter((call) => !grants.has(call));
   assert.equal(missing, [], `knative/rbac.yaml lacks ${missing.join(', ')}`);
 });
 roles('nothing is granted that the server does not call', () => {
