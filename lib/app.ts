@@ -1,7 +1,7 @@
 import { HubAuth, type Authenticator } from './auth/hub.ts';
 import { LocalUserAuth } from './auth/local.ts';
 import type { Backend } from './backend/types.ts';
-import { LocalBackend } from './backend/local.ts';
+import { LocalBackend } from './backend/local/index.ts';
 import type { Settings } from './config.ts';
 import { createRouter, type RouteDefinition } from './http/router.ts';
 import { loadAdminConfig } from './k8s/admin.ts';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LocalBackend } from '../../lib/backend/local.ts';
+import { LocalBackend } from '../../lib/backend/local/index.ts';
 import { buildJobObjects } from '../../lib/k8s/builders.ts';
 import { parseJobSpec } from '../../lib/k8s/spec.ts';
 import { normalizeUpload } from '../../lib/uploads/archive.ts';
