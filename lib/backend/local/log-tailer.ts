@@ -89,7 +89,9 @@ export function tailLog(file: string, options: LogOptions, signal: AbortSignal, 
       while (options.follow && !stopped()) {
         const current = await size();
         if (current > offset) {
+          // Bytes came: the pod is writing, so no need to ask whether it finished until a poll brings none.
           await readTo(current);
+          await sleep(followPollMs, signal);
           continue;
         }
         if (await isFinished()) {
