@@ -89,6 +89,14 @@ local('delete kills the process and removes the job', async () => {
   await backend.deleteJob(objects.namespace, 'sleep-aaaaa');
   await backend.getJob(objects.namespace, 'sleep-aaaaa').then(() => assert.unreachable(), (e) => assert.is(e.status, 404));
 });
+local('two creates of one name: one job, one Conflict', async () => {
+  const backend = newBackend();
+  const objects = buildJobObjects(parseJobSpec({ name: 'twin', image: 'x', command: ['true'] }), { name: 'bob' }, 'twin-aaaaa', { settings, profiles: {} });
+  await backend.ensureNamespace({ metadata: { name: objects.namespace } });
+  const results = await Promise.allSettled([backend.createJob(objects, undefined), backend.createJob(objects, undefined)]);
+  assert.equal(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+  assert.is((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason.status, 409);
+});
 local.run();
 
 /** A job submitted by `user`, in the namespace the builders give that user. */

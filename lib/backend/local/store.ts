@@ -187,8 +187,12 @@ export class LocalStore {
   async createJobDir(namespace: string, name: string, codePath: string | undefined): Promise<string> {
     if (!isObjectName(name)) throw new BadRequest(`name: "${name}" is not a valid job name`, 'name');
     const dir = this.jobDir(namespace, name);
-    if (existsSync(dir)) throw new Conflict(`job ${name} already exists`);
-    await mkdir(join(dir, 'code'), { recursive: true });
+    await mkdir(dirname(dir), { recursive: true });
+    // Not recursive: of two creates of one name, exactly one makes the directory.
+    await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+      throw error.code === 'EEXIST' ? new Conflict(`job ${name} already exists`) : error;
+    });
+    await mkdir(join(dir, 'code'));
     if (codePath) await unpackInto(codePath, join(dir, 'code'));
     return dir;
   }
