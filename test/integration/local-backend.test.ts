@@ -3,7 +3,7 @@
  * cluster, with Hub auth switched on. Jobs are local processes whose working directory holds the upload.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -132,19 +132,32 @@ traversal('traversal in job, pod and job_name values is NotFound (or nothing), n
 });
 traversal.run();
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const restart = suite('the local server restarted on the same data');
 restart('a job running when the server was killed is failed with ServerRestarted, and the list answers at once', async () => {
   const data = mkdtempSync(join(tmpdir(), 'kbatch-local-'));
   const env = { KBATCH_BACKEND: 'local', KBATCH_AUTH: 'none', KBATCH_LOCAL_USER: 'dana', KBATCH_LOCAL_DIR: data };
   const first = await startServer(env);
   let second: Awaited<ReturnType<typeof startServer>> | undefined;
+  let leftover: number | undefined;
   try {
     const before = client(first.url);
-    // Ends by itself once nobody reads its output (the dead server's pipe), so the crash leaves no process behind.
-    const created = await before('POST', 'api/v1/jobs', { json: { name: 'long', image: 'x', command: ['sh', '-c', 'while echo tick; do sleep 0.2; done'] } });
+    const created = await before('POST', 'api/v1/jobs', { json: { name: 'long', image: 'x', command: ['sh', '-c', 'echo tick; exec sleep 60'] } });
     assert.is(created.status, 201, created.text);
     const name = created.body.name as string;
     await eventually('job running', async () => (await before('GET', `api/v1/jobs/${name}`)).body.state === 'running');
+    const pod = (await before('GET', `api/v1/jobs/${name}`)).body.pods[0].name as string;
+    const namespace = (await before('GET', `api/v1/jobs/${name}`)).body.namespace as string;
+    const record = join(data, 'namespaces', namespace, 'jobs', name, 'pods', `${pod}.process`);
+    leftover = await eventually('process recorded', async () => existsSync(record) && (JSON.parse(readFileSync(record, 'utf8')) as { pid: number }).pid);
     const exited = new Promise((r) => first.process.once('exit', r));
     process.kill(-first.process.pid!, 'SIGKILL');
     await exited;
@@ -163,7 +176,10 @@ restart('a job running when the server was killed is failed with ServerRestarted
     // A follower of the dead job's log ends instead of waiting forever.
     const logs = await fetch(new URL(`api/v1/jobs/${name}/logs?follow=true`, second.url), { signal: AbortSignal.timeout(5000) });
     assert.match(await logs.text(), /^tick\n/);
+    // The killed server's process (its own process group) was killed by the new one.
+    await eventually('leftover process gone', async () => !isAlive(leftover!), 5000, 50);
   } finally {
+    if (leftover && isAlive(leftover)) process.kill(-leftover, 'SIGKILL');
     await second?.stop();
     // The first server was killed: stop() would wait for an exit that already happened.
     if (first.process.exitCode === null && first.process.signalCode === null) await first.stop();

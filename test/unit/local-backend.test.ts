@@ -107,6 +107,15 @@ async function submit(backend: LocalBackend, user: string, command: string[], na
   return objects.namespace;
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function onlyPod(backend: LocalBackend, namespace: string, job: string): Promise<V1Pod> {
   for (let i = 0; i < 50; i++) {
     const [pod] = await backend.listPods(namespace, { jobName: job });
@@ -143,6 +152,33 @@ restart('list answers at once and the interrupted job and its pod are failed wit
   assert.is(after.status!.phase, 'Failed');
   assert.is(after.status!.reason, 'ServerRestarted');
   assert.ok(after.status!.containerStatuses![0]!.state!.terminated, 'the container shows as terminated, not running');
+});
+restart('the processes a killed server left running are killed', async () => {
+  const root = dataDir();
+  // The first backend stands for a server killed outright: its detached process keeps running.
+  const crashed = newBackend(root);
+  const namespace = await submit(crashed, 'alice', ['sleep', '30'], 'orphan-aaaaa');
+  const pod = (await onlyPod(crashed, namespace, 'orphan-aaaaa')).metadata!.name!;
+  const recordFile = join(root, 'namespaces', namespace, 'jobs', 'orphan-aaaaa', 'pods', `${pod}.process`);
+  for (let i = 0; i < 50 && !existsSync(recordFile); i++) await new Promise((r) => setTimeout(r, 20));
+  const { pid } = JSON.parse(readFileSync(recordFile, 'utf8')) as { pid: number };
+  assert.ok(isAlive(pid));
+  await newBackend(root).listJobs(namespace, {});
+  for (let i = 0; i < 50 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.not.ok(isAlive(pid), 'the leftover process is gone');
+});
+restart('a process record whose process is gone, or that names another process, kills nothing', async () => {
+  const root = dataDir();
+  const store = new LocalStore(root);
+  const namespace = namespaceForUser('alice');
+  await store.ensureNamespace(buildNamespace('alice'));
+  await store.createJobDir(namespace, 'stale-aaaaa', undefined);
+  await store.saveJob(namespace, { metadata: { name: 'stale-aaaaa', namespace }, spec: { template: {} }, status: {} });
+  await store.savePod(namespace, { metadata: { name: 'stale-aaaaa-bcdfg', namespace, labels: { 'batch.kubernetes.io/job-name': 'stale-aaaaa' } }, status: { phase: 'Running' } });
+  // This very test process, but recorded with another start time: a pid reused since.
+  writeFileSync(store.podFile(namespace, 'stale-aaaaa-bcdfg', 'process'), JSON.stringify({ pid: process.pid, bootId: 'x', startTime: '1' }));
+  await newBackend(root).listJobs(namespace, {});
+  assert.ok(isAlive(process.pid));
 });
 restart('finished jobs are left as they were', async () => {
   const root = dataDir();

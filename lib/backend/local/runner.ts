@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { randomSuffix } from '../../k8s/names.ts';
@@ -91,6 +92,7 @@ export class LocalRunner {
         detached: true,
       });
       this.running.set(key, child);
+      if (child.pid) void recordProcess(this.store.podFile(namespace, podName, 'process'), child.pid);
       const startedAt = new Date();
       pod.status = { ...pod.status, phase: 'Running', startTime: startedAt, containerStatuses: [{ name: 'job', ready: true, restartCount: 0, image, imageID: '', state: { running: { startedAt } } }] };
       // Chained, so the final status is never overtaken by this earlier write.
@@ -151,9 +153,51 @@ function signalGroup(child: ChildProcess | undefined, signal: NodeJS.Signals): v
 }
 
 /**
- * Processes die with the server. A job that was running when the last server stopped can never
- * finish, so it is marked failed instead of showing "running" forever. Reads the store directly:
- * the backend's own methods wait for this recovery to finish.
+ * Which process runs a pod, told apart from a later process that reuses its pid: the kernel's boot
+ * id and the process's start time (Linux /proc). Where /proc is missing nothing is recorded, and a
+ * restart only marks the job failed.
+ */
+interface ProcessRecord {
+  pid: number;
+  bootId: string;
+  startTime: string;
+}
+
+async function processIdentity(pid: number): Promise<ProcessRecord | undefined> {
+  try {
+    const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime); the command name before it may hold spaces and parentheses.
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return startTime ? { pid, bootId, startTime } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function recordProcess(file: string, pid: number): Promise<void> {
+  const identity = await processIdentity(pid);
+  if (identity) await writeFile(file, JSON.stringify(identity)).catch(() => undefined);
+}
+
+/** Kills the process group a dead server left running, if that very process still runs. */
+async function killLeftover(file: string): Promise<void> {
+  const recorded = await readFile(file, 'utf8').then((text) => JSON.parse(text) as ProcessRecord, () => undefined);
+  if (!recorded || !Number.isInteger(recorded.pid) || recorded.pid <= 1) return;
+  const current = await processIdentity(recorded.pid);
+  if (current?.bootId !== recorded.bootId || current.startTime !== recorded.startTime) return;
+  try {
+    process.kill(-recorded.pid, 'SIGKILL');
+  } catch {
+    /* gone meanwhile */
+  }
+}
+
+/**
+ * A job that was running when the last server stopped can never finish: it is marked failed
+ * instead of showing "running" forever, and its processes (in their own groups, so a server
+ * killed outright leaves them running) are killed. Reads the store directly: the backend's own
+ * methods wait for this recovery to finish.
  */
 export async function failInterruptedJobs(store: LocalStore): Promise<void> {
   for (const namespace of await store.listNamespaces()) {
@@ -163,6 +207,7 @@ export async function failInterruptedJobs(store: LocalStore): Promise<void> {
       const now = new Date();
       for (const pod of await store.listPods(namespace, name)) {
         if (pod.status?.phase !== 'Running' && pod.status?.phase !== 'Pending') continue;
+        await killLeftover(store.podFile(namespace, pod.metadata!.name!, 'process'));
         const startedAt = pod.status.startTime;
         pod.status = {
           ...pod.status,

@@ -16,7 +16,8 @@ import type { StoredCode } from '../../uploads/reference.ts';
  *   <root>/namespaces/<namespace>/jobs/<job>/job.json        the V1Job
  *   <root>/namespaces/<namespace>/jobs/<job>/secret.json     its env Secret
  *   <root>/namespaces/<namespace>/jobs/<job>/code/           the working directory of its processes
- *   <root>/namespaces/<namespace>/jobs/<job>/pods/<pod>.json the V1Pod; <pod>.log its timestamped output
+ *   <root>/namespaces/<namespace>/jobs/<job>/pods/<pod>.json the V1Pod; <pod>.log its timestamped output;
+ *                                                            <pod>.process which process runs it (runner.ts)
  *   <root>/uploads/<random>.tgz                              uploaded code until its reference expires
  *
  * Names arrive from requests (URL paths, query strings), so each one is checked against the
@@ -87,7 +88,7 @@ export class LocalStore {
   }
 
   /** The pod's record (`.json`) or log (`.log`), found from its name alone: no directory listing. */
-  podFile(namespace: string, podName: string, kind: 'json' | 'log'): string {
+  podFile(namespace: string, podName: string, kind: 'json' | 'log' | 'process'): string {
     const job = isObjectName(podName) ? jobOfPod(podName) : undefined;
     if (!job) throw new NotFound(`pods "${podName}" not found`);
     return join(this.jobDir(namespace, job), 'pods', `${podName}.${kind}`);
