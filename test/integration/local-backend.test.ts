@@ -3,12 +3,13 @@
  * cluster, with Hub auth switched on. Jobs are local processes whose working directory holds the upload.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { namespaceForUser } from '../../lib/k8s/names.ts';
 import { startHub } from '../stack/hub.ts';
 import { freePort, startServer } from '../stack/server.ts';
 import { client, eventually } from './helpers.ts';
@@ -140,6 +141,22 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+const owned = suite('a local namespace recorded as another user\'s is refused');
+owned('bob, whose namespace directory records mallory as owner, can neither list nor submit', async () => {
+  const namespace = namespaceForUser('bob');
+  mkdirSync(join(dataDir, 'namespaces', namespace, 'jobs'), { recursive: true });
+  const record = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, annotations: { 'kbatch.jupyter.org/username': 'mallory' } } };
+  writeFileSync(join(dataDir, 'namespaces', namespace, 'namespace.json'), JSON.stringify(record));
+  const listed = await bob('GET', 'api/v1/jobs');
+  assert.is(listed.status, 403, listed.text);
+  assert.is(listed.body.reason, 'NamespaceOwnedByOther', listed.text);
+  const submitted = await bob('POST', 'api/v1/jobs', { json: { name: 'x', image: 'x', command: ['true'] } });
+  assert.is(submitted.status, 403, submitted.text);
+  assert.is(submitted.body.reason, 'NamespaceOwnedByOther');
+  assert.equal(readdirSync(join(dataDir, 'namespaces', namespace, 'jobs')), [], 'nothing was created there');
+});
+owned.run();
 
 const restart = suite('the local server restarted on the same data');
 restart('a job running when the server was killed is failed with ServerRestarted, and the list answers at once', async () => {

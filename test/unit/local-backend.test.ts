@@ -26,6 +26,9 @@ function newBackend(root = dataDir()): LocalBackend {
   return backend;
 }
 
+/** A user as the authenticator resolves it: the name and the namespace it maps to. */
+const owner = (name: string) => ({ name, namespace: namespaceForUser(name) });
+
 const settings = { jobTtlSeconds: 3600, jobExtraEnv: {}, helperImage: 'busybox' };
 const limits = { maxBytes: 1e8, maxFiles: 1e4 };
 
@@ -48,19 +51,19 @@ const local = suite('LocalBackend runs jobs as processes');
 local('runs the command in /code-equivalent dir with the uploaded files and env', async () => {
   const backend = newBackend();
   const upload = normalizeUpload([{ path: 'main.py', type: 'file', mode: 0o644, data: Buffer.from('import os\nprint("sum", 1+1, os.environ["GREETING"])\n') }], limits);
-  const code = await backend.storeCode('alice', upload, new Date(Date.now() + 60_000));
-  const objects = buildJobObjects(parseJobSpec({ name: 'py', image: 'python', command: ['python3', 'main.py'], env: { GREETING: 'hello' } }), { name: 'alice' }, 'py-aaaaa', { settings, profiles: {}, code });
+  const code = await backend.storeCode(owner('alice'), upload, new Date(Date.now() + 60_000));
+  const objects = buildJobObjects(parseJobSpec({ name: 'py', image: 'python', command: ['python3', 'main.py'], env: { GREETING: 'hello' } }), { name: 'alice', namespace: 'kbatch-alice' }, 'py-aaaaa', { settings, profiles: {}, code });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, code);
   const job = await waitForEnd(backend, objects.namespace, 'py-aaaaa');
   assert.is(jobState(job), 'succeeded');
-  const [pod] = await backend.listPods(objects.namespace, 'batch.kubernetes.io/job-name=py-aaaaa');
+  const [pod] = await backend.listPods(objects.namespace, { jobName: 'py-aaaaa' });
   assert.ok(pod);
   assert.is(await text(await backend.podLogs(objects.namespace, pod!.metadata!.name!, { follow: false }, new AbortController().signal)), 'sum 2 hello\n');
 });
 local('indexed arrays get JOB_COMPLETION_INDEX; failures respect backoffLimit', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'arr', image: 'x', command: ['sh', '-c', 'echo index=$JOB_COMPLETION_INDEX; exit $((JOB_COMPLETION_INDEX == 2))'], completions: 3, parallelism: 3, backoffLimit: 1 }), { name: 'bob' }, 'arr-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'arr', image: 'x', command: ['sh', '-c', 'echo index=$JOB_COMPLETION_INDEX; exit $((JOB_COMPLETION_INDEX == 2))'], completions: 3, parallelism: 3, backoffLimit: 1 }), { name: 'bob', namespace: 'kbatch-bob' }, 'arr-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   const job = await waitForEnd(backend, objects.namespace, 'arr-aaaaa');
@@ -70,7 +73,7 @@ local('indexed arrays get JOB_COMPLETION_INDEX; failures respect backoffLimit', 
 });
 local('follow streams lines as they come and ends with the process', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'slow', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo line $i; sleep 0.3; done'] }), { name: 'bob' }, 'slow-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'slow', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo line $i; sleep 0.3; done'] }), { name: 'bob', namespace: 'kbatch-bob' }, 'slow-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   await new Promise((r) => setTimeout(r, 100));
@@ -82,7 +85,7 @@ local('follow streams lines as they come and ends with the process', async () =>
 });
 local('delete kills the process and removes the job', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'sleep', image: 'x', command: ['sleep', '30'] }), { name: 'bob' }, 'sleep-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'sleep', image: 'x', command: ['sleep', '30'] }), { name: 'bob', namespace: 'kbatch-bob' }, 'sleep-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   await new Promise((r) => setTimeout(r, 200));
@@ -91,7 +94,7 @@ local('delete kills the process and removes the job', async () => {
 });
 local('two creates of one name: one job, one Conflict', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'twin', image: 'x', command: ['true'] }), { name: 'bob' }, 'twin-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'twin', image: 'x', command: ['true'] }), owner('bob'), 'twin-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   const results = await Promise.allSettled([backend.createJob(objects, undefined), backend.createJob(objects, undefined)]);
   assert.equal(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
@@ -101,8 +104,8 @@ local.run();
 
 /** A job submitted by `user`, in the namespace the builders give that user. */
 async function submit(backend: LocalBackend, user: string, command: string[], name = 'job-aaaaa', extra: Record<string, unknown> = {}) {
-  const objects = buildJobObjects(parseJobSpec({ name: 'job', image: 'x', command, ...extra }), { name: user }, name, { settings, profiles: {} });
-  await backend.ensureNamespace(buildNamespace(user));
+  const objects = buildJobObjects(parseJobSpec({ name: 'job', image: 'x', command, ...extra }), owner(user), name, { settings, profiles: {} });
+  await backend.ensureNamespace(buildNamespace(owner(user)));
   await backend.createJob(objects, undefined);
   return objects.namespace;
 }
@@ -131,7 +134,7 @@ restart('list answers at once and the interrupted job and its pod are failed wit
   // The state a server leaves when it is killed mid-job: a job with no condition and a running pod.
   const store = new LocalStore(root);
   const namespace = namespaceForUser('alice');
-  await store.ensureNamespace(buildNamespace('alice'));
+  await store.ensureNamespace(buildNamespace(owner('alice')));
   await store.createJobDir(namespace, 'crashed-aaaaa', undefined);
   const job: V1Job = { metadata: { name: 'crashed-aaaaa', namespace, creationTimestamp: new Date() }, spec: { template: {} }, status: { active: 1, ready: 1 } };
   await store.saveJob(namespace, job);
@@ -171,7 +174,7 @@ restart('a process record whose process is gone, or that names another process, 
   const root = dataDir();
   const store = new LocalStore(root);
   const namespace = namespaceForUser('alice');
-  await store.ensureNamespace(buildNamespace('alice'));
+  await store.ensureNamespace(buildNamespace(owner('alice')));
   await store.createJobDir(namespace, 'stale-aaaaa', undefined);
   await store.saveJob(namespace, { metadata: { name: 'stale-aaaaa', namespace }, spec: { template: {} }, status: {} });
   await store.savePod(namespace, { metadata: { name: 'stale-aaaaa-bcdfg', namespace, labels: { 'batch.kubernetes.io/job-name': 'stale-aaaaa' } }, status: { phase: 'Running' } });
@@ -191,7 +194,7 @@ restart('finished jobs are left as they were', async () => {
 });
 restart('a job submitted while recovery runs is not mistaken for an interrupted one', async () => {
   const root = dataDir();
-  await newBackend(root).ensureNamespace(buildNamespace('alice'));
+  await newBackend(root).ensureNamespace(buildNamespace(owner('alice')));
   const backend = newBackend(root);
   const namespace = await submit(backend, 'alice', ['sh', '-c', 'sleep 0.3'], 'fresh-aaaaa');
   assert.is(jobState(await waitForEnd(backend, namespace, 'fresh-aaaaa')), 'succeeded');
@@ -244,7 +247,7 @@ traversal('job, pod and namespace names with traversal, separators, dots or bad 
   await waitForEnd(backend, alice, 'secret-aaaaa');
   const alicePod = (await onlyPod(backend, alice, 'secret-aaaaa')).metadata!.name!;
   const bob = namespaceForUser('bob');
-  await backend.ensureNamespace(buildNamespace('bob'));
+  await backend.ensureNamespace(buildNamespace(owner('bob')));
   // A file outside the data directory, next to it, that a traversal would reach.
   const outside = join(root, '..', `outside-${Date.now()}`);
   mkdirSync(join(outside, 'pods'), { recursive: true });
@@ -258,7 +261,6 @@ traversal('job, pod and namespace names with traversal, separators, dots or bad 
     await backend.getJob(bob, name).then(() => assert.unreachable(`getJob ${JSON.stringify(name)}`), (e) => assert.is(e.status, 404, name));
     await backend.deleteJob(bob, name).then(() => assert.unreachable(`deleteJob ${JSON.stringify(name)}`), (e) => assert.is(e.status, 404, name));
     assert.equal(await backend.listPods(bob, { jobName: name }), [], `listPods ${JSON.stringify(name)}`);
-    assert.equal(await backend.listPods(bob, `batch.kubernetes.io/job-name=${name}`), [], `listPods selector ${JSON.stringify(name)}`);
   }
   const podNames = [`../../${alice}/jobs/secret-aaaaa/pods/${alicePod}`, `..%2F${alicePod}`, `../${alicePod}`, `${alicePod}/..`, '..-aaaaa', '.-aaaaa', '../../../outside-aaaaa', 'a/b-aaaaa', alicePod.toUpperCase()];
   for (const name of podNames) {
@@ -278,45 +280,52 @@ traversal('job, pod and namespace names with traversal, separators, dots or bad 
 });
 traversal('a forged local upload path outside the uploads directory is refused', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'up', image: 'x', command: ['true'] }), { name: 'bob' }, 'up-aaaaa', { settings, profiles: {} });
-  await backend.ensureNamespace(buildNamespace('bob'));
+  const objects = buildJobObjects(parseJobSpec({ name: 'up', image: 'x', command: ['true'] }), owner('bob'), 'up-aaaaa', { settings, profiles: {} });
+  await backend.ensureNamespace(buildNamespace(owner('bob')));
   await backend.createJob(objects, { kind: 'local', path: '/etc/hostname' }).then(() => assert.unreachable(), (e) => assert.is(e.status, 400));
 });
 traversal.run();
 
-const owner = suite('a namespace belongs to the user who created it');
-owner('the owner is recorded and another user whose name maps to the same namespace is refused', async () => {
+const ownership = suite('a namespace records the user who created it');
+ownership('the first user is recorded; ensureNamespace and namespaceOwner answer that owner to anyone', async () => {
   const root = dataDir();
   const backend = newBackend(root);
-  const alice = buildNamespace('alice');
-  await backend.ensureNamespace(alice);
-  await backend.ensureNamespace(alice);
-  const recorded = JSON.parse(readFileSync(join(root, 'namespaces', alice.metadata!.name!, 'namespace.json'), 'utf8'));
+  const alice = buildNamespace(owner('alice'));
+  const name = alice.metadata!.name!;
+  assert.is(await backend.namespaceOwner(name), undefined, 'no namespace yet');
+  assert.is(await backend.ensureNamespace(alice), 'alice');
+  assert.is(await backend.ensureNamespace(alice), 'alice');
+  const recorded = JSON.parse(readFileSync(join(root, 'namespaces', name, 'namespace.json'), 'utf8'));
   assert.is(recorded.metadata.annotations['kbatch.jupyter.org/username'], 'alice');
   const impostor = { ...alice, metadata: { ...alice.metadata, annotations: { 'kbatch.jupyter.org/username': 'Alice' } } };
-  const error = await backend.ensureNamespace(impostor).then(() => undefined, (e) => e);
-  assert.ok(error, 'refused');
-  assert.is(error.status, 403);
-  assert.is(error.reason, 'NamespaceOwnedByOther');
+  assert.is(await backend.ensureNamespace(impostor), 'alice', 'the record is never changed; the caller refuses');
+  assert.is(await backend.namespaceOwner(name), 'alice');
+  assert.is(await newBackend(root).namespaceOwner(name), 'alice', 'kept across restarts');
 });
-owner('of two users racing to create one namespace, exactly one owns it', async () => {
+ownership('of users racing to create one namespace, exactly one is recorded and all are told the same owner', async () => {
   const backend = newBackend();
-  const base = buildNamespace('carol');
+  const base = buildNamespace(owner('carol'));
   const as = (user: string) => ({ ...base, metadata: { ...base.metadata, annotations: { 'kbatch.jupyter.org/username': user } } });
-  const results = await Promise.allSettled(['carol', 'mallory', 'eve', 'trent'].map((user) => backend.ensureNamespace(as(user))));
-  assert.is(results.filter((r) => r.status === 'fulfilled').length, 1);
+  const answers = await Promise.all(['carol', 'mallory', 'eve', 'trent'].map((user) => backend.ensureNamespace(as(user))));
+  assert.is(new Set(answers).size, 1, answers.join(' '));
+  assert.is(await backend.namespaceOwner(base.metadata!.name!), answers[0]);
 });
-owner('a namespace from before owners were recorded is owned by the user of its jobs', async () => {
+ownership('a namespace from before owners were recorded is owned by the user of its jobs', async () => {
   const root = dataDir();
   const backend = newBackend(root);
   const namespace = await submit(backend, 'alice', ['true'], 'old-aaaaa');
   await waitForEnd(backend, namespace, 'old-aaaaa');
   rmSync(join(root, 'namespaces', namespace, 'namespace.json'));
-  const impostor = { ...buildNamespace('alice'), metadata: { ...buildNamespace('alice').metadata, annotations: { 'kbatch.jupyter.org/username': 'mallory' } } };
-  await backend.ensureNamespace(impostor).then(() => assert.unreachable(), (e) => assert.is(e.status, 403));
-  await backend.ensureNamespace(buildNamespace('alice'));
+  const impostor = { ...buildNamespace(owner('alice')), metadata: { ...buildNamespace(owner('alice')).metadata, annotations: { 'kbatch.jupyter.org/username': 'mallory' } } };
+  assert.is(await backend.ensureNamespace(impostor), 'alice');
+  assert.is(await backend.namespaceOwner(namespace), 'alice');
 });
-owner.run();
+ownership('a namespace without a record and without jobs answers null (usable, as on Kubernetes)', async () => {
+  const root = dataDir();
+  mkdirSync(join(root, 'namespaces', 'made-by-hand', 'jobs'), { recursive: true });
+  assert.is(await newBackend(root).namespaceOwner('made-by-hand'), null);
+});
+ownership.run();
 
 const cleanup = suite('cleanup');
 cleanup('stops the processes and removes the data', async () => {

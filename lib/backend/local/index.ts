@@ -6,14 +6,10 @@ import { BadRequest, HttpError, NotFound } from '../../http/errors.ts';
 import type { JobObjects } from '../../k8s/builders.ts';
 import type { NormalizedUpload } from '../../uploads/archive.ts';
 import type { StoredCode } from '../../uploads/reference.ts';
-import { jobNameLabel, type Backend, type ListOptions, type LogOptions } from '../types.ts';
+import type { Backend, ListOptions, LogOptions, PodFilter } from '../types.ts';
 import { tailLog } from './log-tailer.ts';
 import { decodeSecret, failInterruptedJobs, LocalRunner } from './runner.ts';
 import { isObjectName, LocalStore } from './store.ts';
-
-export interface PodFilter {
-  jobName?: string;
-}
 
 /**
  * The embedded backend for machines without a cluster: a Job runs as local processes (the image is
@@ -33,12 +29,15 @@ export class LocalBackend implements Backend {
     this.recovered = failInterruptedJobs(this.store).catch((error: Error) => console.error('kbatch: local backend recovery failed:', error.message));
   }
 
-  async ensureNamespace(namespace: V1Namespace): Promise<void> {
-    await this.recovered;
-    await this.store.ensureNamespace(namespace);
+  async namespaceOwner(namespace: string): Promise<string | null | undefined> {
+    return this.store.namespaceOwner(namespace);
   }
 
-  async storeCode(_username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
+  async ensureNamespace(namespace: V1Namespace): Promise<string | null> {
+    return this.store.ensureNamespace(namespace);
+  }
+
+  async storeCode(_owner: unknown, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
     return this.store.storeUpload(upload, expiresAt);
   }
 
@@ -110,13 +109,9 @@ export class LocalBackend implements Backend {
     return job;
   }
 
-  /**
-   * The transitional `string` form is what callers on this branch still pass (`<job-name label>=<job>`);
-   * it goes when the identity branch's `listPods(namespace, { jobName })` lands everywhere.
-   */
-  async listPods(namespace: string, filter?: PodFilter | string): Promise<V1Pod[]> {
+  async listPods(namespace: string, filter: PodFilter = {}): Promise<V1Pod[]> {
     await this.recovered;
-    const jobName = typeof filter === 'string' ? jobNameOfSelector(filter) : filter?.jobName;
+    const { jobName } = filter;
     // A name that cannot exist matches no pods; it never becomes a path.
     if (jobName !== undefined && !isObjectName(jobName)) return [];
     return this.store.listPods(namespace, jobName);
@@ -143,12 +138,6 @@ export class LocalBackend implements Backend {
   async close(): Promise<void> {
     this.runner.close();
   }
-}
-
-/** TRANSITIONAL (see listPods): only the exact job-name selector the callers build is understood; any other matches nothing. */
-function jobNameOfSelector(selector: string): string {
-  const prefix = `${jobNameLabel}=`;
-  return selector.startsWith(prefix) ? selector.slice(prefix.length) : '';
 }
 
 function exists(path: string): Promise<boolean> {

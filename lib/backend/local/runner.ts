@@ -4,8 +4,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
-import { randomSuffix } from '../../k8s/names.ts';
-import { jobNameLabel, legacyJobNameLabel } from '../types.ts';
+import { labels, randomSuffix } from '../../k8s/names.ts';
 import type { LocalStore } from './store.ts';
 
 /**
@@ -80,7 +79,7 @@ export class LocalRunner {
   private spawnPod(namespace: string, pod: V1Pod, argv: string[], env: Record<string, string>): Promise<number> {
     const podName = pod.metadata!.name!;
     const key = `${namespace}/${podName}`;
-    const jobDir = this.store.jobDir(namespace, pod.metadata!.labels![jobNameLabel]!);
+    const jobDir = this.store.jobDir(namespace, pod.metadata!.labels![labels.jobName]!);
     const log = createWriteStream(this.store.podFile(namespace, podName, 'log'));
     const image = pod.spec!.containers[0]!.image!;
     return new Promise((resolve) => {
@@ -248,7 +247,7 @@ function podFor(job: V1Job, podName: string, index: number, indexed: boolean): V
       namespace: job.metadata!.namespace,
       uid: randomUUID(),
       creationTimestamp: new Date(),
-      labels: { ...template.metadata?.labels, [jobNameLabel]: name, [legacyJobNameLabel]: name, ...(indexed ? { 'batch.kubernetes.io/job-completion-index': String(index) } : {}) },
+      labels: { ...template.metadata?.labels, [labels.jobName]: name, [labels.legacyJobName]: name, ...(indexed ? { [labels.jobCompletionIndex]: String(index) } : {}) },
       annotations: { ...template.metadata?.annotations },
       ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name, uid: job.metadata!.uid!, controller: true }],
     },

@@ -4,7 +4,7 @@ import { chmod, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile }
 import { dirname, join, resolve, sep } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
-import { BadRequest, Conflict, Forbidden, NotFound } from '../../http/errors.ts';
+import { BadRequest, Conflict, NotFound } from '../../http/errors.ts';
 import { annotations, randomSuffix } from '../../k8s/names.ts';
 import { readTar, type NormalizedUpload } from '../../uploads/archive.ts';
 import type { StoredCode } from '../../uploads/reference.ts';
@@ -58,14 +58,6 @@ async function writeAtomically(path: string, content: string): Promise<void> {
   await rename(temporary, path);
 }
 
-/**
- * Until the http branch lands `new Forbidden(message, reason)`, the reason rides on the error the
- * same way (a `reason` property), so the merge only swaps this for the constructor call.
- */
-function namespaceOwnedByOther(message: string): Forbidden {
-  return Object.assign(new Forbidden(message), { reason: 'NamespaceOwnedByOther' as const });
-}
-
 export class LocalStore {
   readonly root: string;
 
@@ -101,38 +93,40 @@ export class LocalStore {
   }
 
   /**
-   * Creates the namespace with its owner, or checks the owner of an existing one. The owner is the
-   * Hub name in the username annotation: a different user whose name maps to the same namespace is
-   * refused, so they can never list, read or delete the owner's jobs.
+   * The owner recorded on a namespace: `undefined` when it does not exist (or cannot, by its name),
+   * `null` when it exists without a record.
    */
-  async ensureNamespace(namespace: V1Namespace): Promise<void> {
+  async namespaceOwner(name: string): Promise<string | null | undefined> {
+    if (!isNamespaceName(name)) return undefined;
+    const recorded = await this.readNamespace(name);
+    if (recorded) return recorded.metadata?.annotations?.[annotations.username] ?? null;
+    if (!existsSync(this.namespaceDir(name))) return undefined;
+    return this.recordLegacyOwner(name);
+  }
+
+  /**
+   * Creates the namespace with its owner record unless it exists, and answers the owner recorded
+   * now, for the caller to check (lib/api/namespace.ts). The directory is made complete under a
+   * temporary name and renamed into place, so a namespace never exists without its record and of
+   * two first requests racing for one namespace exactly one becomes its owner.
+   */
+  async ensureNamespace(namespace: V1Namespace): Promise<string | null> {
     const name = namespace.metadata?.name ?? '';
     if (!isNamespaceName(name)) throw new BadRequest(`namespace: "${name}" is not a valid namespace name`);
-    const owner = namespace.metadata?.annotations?.[annotations.username];
-    const dir = this.namespaceDir(name);
-    await mkdir(join(dir, 'jobs'), { recursive: true });
-    const record = join(dir, 'namespace.json');
-    let recorded = await this.readNamespace(name);
-    if (!recorded) {
-      // Namespaces written before owners were recorded: their jobs name the user who made them.
-      const legacyOwner = await this.ownerOfExistingJobs(name);
-      const created: V1Namespace = {
-        ...namespace,
-        metadata: {
-          ...namespace.metadata,
-          annotations: { ...namespace.metadata?.annotations, ...(legacyOwner !== undefined ? { [annotations.username]: legacyOwner } : {}) },
-          uid: randomUUID(),
-          creationTimestamp: new Date(),
-        },
-      };
-      // Exclusive create: of two first requests racing for one namespace, exactly one becomes its owner.
-      await writeFile(record, JSON.stringify(created), { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EEXIST') throw error;
-      });
-      recorded = await this.readNamespace(name);
+    const existing = await this.namespaceOwner(name);
+    if (existing !== undefined) return existing;
+    // A leading dot is no valid namespace name, so listings never take this for one.
+    const temporary = join(this.namespacesDir(), `.${name}.${randomSuffix(8)}.tmp`);
+    await mkdir(join(temporary, 'jobs'), { recursive: true });
+    const created: V1Namespace = { ...namespace, metadata: { ...namespace.metadata, uid: randomUUID(), creationTimestamp: new Date() } };
+    await writeFile(join(temporary, 'namespace.json'), JSON.stringify(created));
+    try {
+      await rename(temporary, this.namespaceDir(name));
+    } catch (error) {
+      await rm(temporary, { recursive: true, force: true });
+      if (!['EEXIST', 'ENOTEMPTY'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
     }
-    const recordedOwner = recorded?.metadata?.annotations?.[annotations.username];
-    if (recordedOwner !== owner) throw namespaceOwnedByOther(`namespace ${name} belongs to another user`);
+    return (await this.namespaceOwner(name)) ?? null;
   }
 
   async readNamespace(name: string): Promise<V1Namespace | undefined> {
@@ -144,12 +138,19 @@ export class LocalStore {
     }
   }
 
-  private async ownerOfExistingJobs(namespace: string): Promise<string | undefined> {
+  /**
+   * Namespaces written before owners were recorded: their jobs name the user who made them, and
+   * that is recorded now. One without jobs has nothing to protect and stays without a record.
+   */
+  private async recordLegacyOwner(namespace: string): Promise<string | null> {
     for (const name of await this.listJobNames(namespace)) {
       const owner = (await this.readJob(namespace, name).catch(() => undefined))?.metadata?.annotations?.[annotations.username];
-      if (owner !== undefined) return owner;
+      if (owner === undefined) continue;
+      const record: V1Namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, annotations: { [annotations.username]: owner }, uid: randomUUID(), creationTimestamp: new Date() } };
+      await writeFile(join(this.namespaceDir(namespace), 'namespace.json'), JSON.stringify(record), { flag: 'wx' }).catch(() => undefined);
+      return (await this.readNamespace(namespace))?.metadata?.annotations?.[annotations.username] ?? null;
     }
-    return undefined;
+    return null;
   }
 
   uploadsDir(): string {
