@@ -1,11 +1,12 @@
 import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1Namespace, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { BadRequest } from '../http/errors.ts';
 import type { StoredCode } from '../uploads/reference.ts';
-import { mergeTemplate, type Profile, type Profiles } from './admin.ts';
+import { checkResourceMaximums, checkResourceShape, checkScheduling, jobPolicyOf, type JobPolicy } from '../jobs/policy.ts';
+import { allProfiles, mergeTemplate, profileNamed, profileNames, type Profile, type Profiles } from './admin.ts';
 import { annotations, labels, namespaceForUser, userLabelValue } from './names.ts';
 import type { JobSpec } from './spec.ts';
 
-export interface JobSettings {
+export interface JobSettings extends Partial<JobPolicy> {
   jobTtlSeconds: number | null;
   jobExtraEnv: Record<string, string>;
   helperImage: string;
@@ -54,12 +55,28 @@ export function ownerLabels(username: string): Record<string, string> {
 
 export function resolveProfile(spec: JobSpec, profiles: Profiles): Profile | undefined {
   if (spec.profile === undefined) return undefined;
-  const profile = profiles[spec.profile];
+  const profile = profileNamed(profiles, spec.profile);
   if (!profile) {
-    const known = Object.keys(profiles);
+    const known = profileNames(profiles);
     throw new BadRequest(`profile: unknown profile "${spec.profile}"${known.length ? ` (available: ${known.join(', ')})` : ' (the server defines no profiles)'}`, 'profile');
   }
   return profile;
+}
+
+/**
+ * The admin's job policy (lib/jobs/policy.ts) on what the user asked for: resources within the
+ * maximums, limits at least requests once the profile's are added, scheduling only as permitted.
+ */
+export function checkJobPolicy(spec: JobSpec, profile: Profile | undefined, profiles: Profiles, policy: JobPolicy): void {
+  const granted = allProfiles(profiles);
+  checkScheduling(spec, policy, { tolerations: granted.flatMap((p) => p.tolerations ?? []), terms: granted.flatMap((p) => p.nodeAffinityRequired ?? []) });
+  checkResourceMaximums(spec.resources, policy);
+  if (profile?.resources) {
+    checkResourceShape({
+      requests: { ...profile.resources.requests, ...spec.resources?.requests },
+      limits: { ...profile.resources.limits, ...spec.resources?.limits },
+    });
+  }
 }
 
 /** Volumes, an unpacking init container and the /code mount for an upload, or a scratch /code without one. */
@@ -113,6 +130,7 @@ export function buildJobObjects(
 ): JobObjects {
   const { settings } = options;
   const profile = resolveProfile(spec, options.profiles);
+  checkJobPolicy(spec, profile, options.profiles, jobPolicyOf(settings));
   const image = spec.image ?? profile?.image;
   if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
   const namespace = namespaceForUser(user.name);
