@@ -1,4 +1,6 @@
 import packageJson from '../../package.json' with { type: 'json' };
+import { errorReasons } from '../contract.ts';
+import { ErrorSchema, JobSpecSchema, UpstreamCronJobSchema, UpstreamJobSchema, upstreamSubmitBody } from '../jobs/schemas.ts';
 
 /** The HTTP API, described for clients and checked against the live routes in the tests. */
 export function openApiDocument(prefix: string) {
@@ -16,30 +18,11 @@ export function openApiDocument(prefix: string) {
         Error: { description: 'An error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
       },
       schemas: {
-        Error: { type: 'object', required: ['detail', 'status'], properties: { detail: { type: 'string' }, status: { type: 'integer' }, field: { type: 'string' } } },
-        JobSpec: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['name'],
-          properties: {
-            name: { type: 'string', description: 'Name prefix; the server appends a random suffix' },
-            image: { type: 'string' },
-            command: { type: 'array', items: { type: 'string' } },
-            args: { type: 'array', items: { type: 'string' } },
-            env: { type: 'object', additionalProperties: { type: 'string' } },
-            profile: { type: 'string' },
-            resources: { type: 'object', properties: { requests: { type: 'object' }, limits: { type: 'object' } } },
-            ttlSecondsAfterFinished: { type: 'integer' },
-            backoffLimit: { type: 'integer', description: 'Retries before the job fails' },
-            activeDeadlineSeconds: { type: 'integer' },
-            parallelism: { type: 'integer' },
-            completions: { type: 'integer', description: 'More than 1 makes an indexed job array (JOB_COMPLETION_INDEX)' },
-            labels: { type: 'object', additionalProperties: { type: 'string' } },
-            tolerations: { type: 'array', items: { type: 'object' } },
-            nodeAffinityRequired: { type: 'array', items: { type: 'object' } },
-            upload: { type: 'string', description: 'Reference returned by POST /api/v1/uploads' },
-          },
-        },
+        // Request bodies are the very schemas the server validates with (lib/jobs/schemas.ts).
+        Error: { ...ErrorSchema, properties: { ...ErrorSchema.properties, reason: { enum: [...errorReasons], description: 'Machine-readable; clients branch on it' } } },
+        JobSpec: JobSpecSchema,
+        UpstreamJobBody: upstreamSubmitBody(UpstreamJobSchema),
+        UpstreamCronJobBody: upstreamSubmitBody(UpstreamCronJobSchema),
         JobSummary: {
           type: 'object',
           required: ['name', 'state'],
@@ -87,7 +70,19 @@ export function openApiDocument(prefix: string) {
         post: {
           summary: 'Submit a job (JSON JobSpec, or multipart with a "spec" field plus code parts)',
           security: auth,
-          requestBody: { content: { 'application/json': { schema: { $ref: '#/components/schemas/JobSpec' } }, 'multipart/form-data': { schema: { type: 'object' } } } },
+          requestBody: {
+            content: {
+              'application/json': { schema: { $ref: '#/components/schemas/JobSpec' } },
+              'multipart/form-data': {
+                schema: {
+                  type: 'object',
+                  required: ['spec'],
+                  properties: { spec: { type: 'string', description: 'The JobSpec as JSON (same schema)', contentMediaType: 'application/json', contentSchema: { $ref: '#/components/schemas/JobSpec' } } },
+                  additionalProperties: { type: 'string', format: 'binary', description: 'Code: an "archive" part, or one part per file' },
+                },
+              },
+            },
+          },
           responses: { 201: { description: 'Created', content: { 'application/json': { schema: { $ref: '#/components/schemas/JobDetail' } } } }, 409: error, 413: error, 422: error, ...errors },
         },
         get: {
@@ -121,7 +116,12 @@ export function openApiDocument(prefix: string) {
       },
       '/jobs/': {
         get: { summary: 'Upstream kbatch-proxy: list jobs (V1JobList, snake_case)', security: auth, responses: { 200: { description: 'JobList' }, ...errors } },
-        post: { summary: 'Upstream kbatch-proxy: submit {job: V1Job, code?: V1ConfigMap with a base64 zip}', security: auth, responses: { 200: { description: 'created V1Job' }, ...errors } },
+        post: {
+          summary: 'Upstream kbatch-proxy: submit {job: V1Job, code?: V1ConfigMap with a base64 zip}',
+          security: auth,
+          requestBody: { content: { 'application/json': { schema: { $ref: '#/components/schemas/UpstreamJobBody' } } } },
+          responses: { 200: { description: 'created V1Job' }, ...errors },
+        },
       },
       '/jobs/{name}': {
         get: { summary: 'Upstream: show job', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1Job' }, ...errors } },
@@ -133,7 +133,12 @@ export function openApiDocument(prefix: string) {
       '/pods/logs/{name}/': { get: { summary: 'Upstream: pod logs (?stream=true follows)', security: auth, parameters: [nameParam], responses: { 200: { description: 'text' }, ...errors } } },
       '/cronjobs/': {
         get: { summary: 'Upstream: list cronjobs', security: auth, responses: { 200: { description: 'CronJobList' }, ...errors } },
-        post: { summary: 'Upstream: submit {job: V1CronJob, code?}; 501 on the local backend', security: auth, responses: { 200: { description: 'created V1CronJob' }, 501: error, ...errors } },
+        post: {
+          summary: 'Upstream: submit {job: V1CronJob, code?}; 501 on the local backend',
+          security: auth,
+          requestBody: { content: { 'application/json': { schema: { $ref: '#/components/schemas/UpstreamCronJobBody' } } } },
+          responses: { 200: { description: 'created V1CronJob' }, 501: error, ...errors },
+        },
       },
       '/cronjobs/{name}': {
         get: { summary: 'Upstream: show cronjob', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1CronJob' }, ...errors } },

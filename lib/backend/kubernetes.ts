@@ -2,13 +2,13 @@ import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
-import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type OwnerReference } from '../k8s/builders.ts';
+import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type OwnerReference } from '../k8s/builders.ts';
 import { labels, namespaceForUser, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import type { Backend, ListOptions, LogOptions } from './types.ts';
 
-export interface KubernetesBackendOptions {
+export interface KubernetesBackendOptions extends NamespacePolicySettings {
   kubeconfig?: string;
   configMapMaxBytes: number;
   helperImage: string;
@@ -54,6 +54,12 @@ export class KubernetesBackend implements Backend {
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
     }
+    // The admin's quota and default limits come with the namespace (schemas engineer; builders.buildNamespacePolicy).
+    const name = namespace.metadata!.name!;
+    const { quota, limitRange } = buildNamespacePolicy(name, this.options);
+    const exists = (error: unknown) => { if (!isStatus(error, 409)) throw error; };
+    if (quota) await this.core.createNamespacedResourceQuota({ namespace: name, body: quota }).catch(exists);
+    if (limitRange) await this.core.createNamespacedLimitRange({ namespace: name, body: limitRange }).catch(exists);
   }
 
   async storeCode(username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {

@@ -1,4 +1,4 @@
-import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1Namespace, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1LimitRange, V1Namespace, V1ResourceQuota, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { BadRequest } from '../http/errors.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import { checkResourceMaximums, checkResourceShape, checkScheduling, jobPolicyOf, type JobPolicy } from '../jobs/policy.ts';
@@ -36,6 +36,28 @@ export function buildNamespace(username: string): V1Namespace {
       labels: { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(username) },
       annotations: { [annotations.username]: username },
     },
+  };
+}
+
+export interface NamespacePolicySettings {
+  namespaceQuota?: Record<string, string>;
+  namespaceLimitRange?: Partial<Record<'default' | 'defaultRequest' | 'max' | 'min', Record<string, string>>>;
+}
+
+/**
+ * The admin's ResourceQuota and LimitRange for a user namespace (KBATCH_NAMESPACE_QUOTA and
+ * KBATCH_NAMESPACE_LIMIT_RANGE), created with it; none when unset. Kubernetes enforces them on
+ * every pod, so together with the per-job maximums a user cannot take the cluster with many jobs.
+ */
+export function buildNamespacePolicy(namespace: string, settings: NamespacePolicySettings): { quota?: V1ResourceQuota; limitRange?: V1LimitRange } {
+  const metadata = () => ({ name: 'kbatch', namespace, labels: { [labels.managedBy]: 'kbatch' } });
+  const hard = settings.namespaceQuota;
+  const range = settings.namespaceLimitRange;
+  return {
+    ...(hard && Object.keys(hard).length ? { quota: { apiVersion: 'v1', kind: 'ResourceQuota', metadata: metadata(), spec: { hard: { ...hard } } } } : {}),
+    ...(range && Object.keys(range).length
+      ? { limitRange: { apiVersion: 'v1', kind: 'LimitRange', metadata: metadata(), spec: { limits: [{ type: 'Container', ...structuredClone(range) }] } } }
+      : {}),
   };
 }
 

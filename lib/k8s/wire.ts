@@ -44,7 +44,8 @@ export function camelCase(key: string): string {
   // pod_i_ps -> podIPs, pod_ip -> podIP: the Python client's acronym spellings.
   const acronyms: Record<string, string> = { pod_ip: 'podIP', host_ip: 'hostIP', pod_i_ps: 'podIPs', host_i_ps: 'hostIPs', cluster_ip: 'clusterIP', cluster_i_ps: 'clusterIPs' };
   if (Object.hasOwn(acronyms, key)) return acronyms[key]!;
-  return key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  // Only an underscore inside a word joins it: `__proto__` stays itself (and is refused by name).
+  return key.replace(/(?<=[a-z0-9])_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
 /** Python's `datetime.isoformat()` for UTC, which upstream clients parse with `fromisoformat`. */
