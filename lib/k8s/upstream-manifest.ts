@@ -1,3 +1,4 @@
+import { BadRequest } from '../http/errors.ts';
 import { UpstreamCronJobSchema, UpstreamJobSchema, type UpstreamJob } from '../jobs/schemas.ts';
 import { checker, fail, withoutAbsent } from '../jobs/validation.ts';
 import { expectObject, parseJobSpec, type JobSpec } from './spec.ts';
@@ -72,6 +73,18 @@ function manifestPath(field: string, path: string, metadataPath: string): string
     if (field === native || field.startsWith(`${native}.`) || field.startsWith(`${native}[`)) return manifest + field.slice(native.length);
   }
   return undefined;
+}
+
+/**
+ * A 400 about the native spec read from a manifest (e.g. the job policy, checked when the Job is
+ * built) restated with the manifest's field path, so the upstream CLI user sees where it is in
+ * their job. Anything else is returned unchanged.
+ */
+export function inManifestTerms(error: unknown, kind: 'job' | 'cronjob'): unknown {
+  const field = (error as { field?: unknown }).field;
+  if (!(error instanceof BadRequest) || typeof field !== 'string') return error;
+  const where = kind === 'job' ? manifestPath(field, 'job', 'job.metadata') : manifestPath(field, 'job.spec.jobTemplate', 'job.metadata');
+  return where ? new BadRequest(`${where}: ${error.message.slice(field.length + 2)}`, where) : error;
 }
 
 /**

@@ -246,3 +246,16 @@ upstreamHostile('a deeply nested manifest is a 400', () => {
   rejects({ ...manifest, status: deep }, 'body', specFromUpstreamManifest);
 });
 upstreamHostile.run();
+
+const terms = suite('inManifestTerms: policy errors restated where the manifest holds the field');
+terms('job and cronjob paths', async () => {
+  const { inManifestTerms } = await import('../../lib/k8s/upstream-manifest.ts');
+  const job = inManifestTerms(new BadRequest('tolerations[0]: never allowed', 'tolerations[0]'), 'job') as BadRequest;
+  assert.is(job.field, 'job.spec.template.spec.tolerations[0]');
+  assert.is(job.message, 'job.spec.template.spec.tolerations[0]: never allowed');
+  const cron = inManifestTerms(new BadRequest('resources.limits.cpu: too much', 'resources.limits.cpu'), 'cronjob') as BadRequest;
+  assert.is(cron.field, 'job.spec.jobTemplate.spec.template.spec.containers[0].resources.limits.cpu');
+  const other = new Error('x');
+  assert.is(inManifestTerms(other, 'job'), other);
+});
+terms.run();
