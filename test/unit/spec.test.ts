@@ -138,6 +138,8 @@ const hostile: [string, Record<string, unknown>, string, string?][] = [
   ['a list where labels go', { labels: ['team'] }, 'labels', 'must be an object'],
   ['__proto__ as a label key', { labels: JSON.parse('{"__proto__": {"polluted": "yes"}}') }, 'labels.__proto__'],
   ['an invalid label value', { labels: { team: 'a b' } }, 'labels.team', 'label value'],
+  ['a label prefix over 253 characters', { labels: { [`${'a'.repeat(254)}/b`]: 'x' } }, `labels.${'a'.repeat(254)}/b`, 'label key'],
+  ['a label name over 63 characters', { labels: { [`x.org/${'a'.repeat(64)}`]: 'x' } }, `labels.x.org/${'a'.repeat(64)}`, 'label key'],
   ['a list where resources go', { resources: ['cpu'] }, 'resources', 'must be an object'],
   ['a list where requests go', { resources: { requests: ['cpu'] } }, 'resources.requests', 'must be an object'],
   ['__proto__ as a resource name', { resources: { requests: JSON.parse('{"__proto__": "1"}') } }, 'resources.requests.__proto__'],
@@ -212,6 +214,10 @@ types('scheduling in the Python spelling is read too', () => {
   const parsed = parseJobSpec({ name: 'a', tolerations: [{ key: 'k', operator: 'Exists', toleration_seconds: 5 }], nodeAffinityRequired: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }] }] });
   assert.equal(parsed.tolerations, [{ key: 'k', operator: 'Exists', tolerationSeconds: 5 }]);
   assert.equal(parsed.nodeAffinityRequired, [{ matchExpressions: [{ key: 'a', operator: 'In', values: ['b'] }] }]);
+});
+types('the longest valid label key is accepted', () => {
+  const key = `${'a'.repeat(253)}/${'b'.repeat(63)}`;
+  assert.equal(parseJobSpec({ name: 'a', labels: { [key]: 'x' } }).labels, { [key]: 'x' });
 });
 types('limits equal to requests, in different units, are fine', () => {
   parseJobSpec({ name: 'a', resources: { requests: { cpu: '1', memory: '1Gi' }, limits: { cpu: '1000m', memory: '1073741824' } } });
