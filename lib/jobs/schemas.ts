@@ -36,8 +36,8 @@ export const limits = {
   selectorRequirements: 16,
   selectorValues: 64,
   uploadReferenceLength: 8192,
-  /** A week: longer jobs belong on a different system. */
-  maxSeconds: 7 * 24 * 3600,
+  /** A year, for deadlines and TTLs (the admin's TTL cap applies on top). */
+  maxSeconds: 365 * 24 * 3600,
   maxRetries: 100,
   /** An array of 10,000 tasks, at most 1,000 at a time (Kubernetes allows 100,000 indexes). */
   maxCompletions: 10_000,
@@ -92,7 +92,7 @@ export const Toleration = Type.Object(
   {
     key: Type.Optional(Type.String({ maxLength: 317 })),
     operator: Type.Optional(Type.Union([Type.Literal('Exists'), Type.Literal('Equal')], { 'x-message': 'must be Exists or Equal' })),
-    value: Type.Optional(Type.String({ maxLength: 63 })),
+    value: Type.Optional(Type.String({ maxLength: 63, pattern: patterns.labelValue, 'x-message': 'is not a valid taint value' })),
     effect: Type.Optional(
       Type.Union([Type.Literal('NoSchedule'), Type.Literal('PreferNoSchedule'), Type.Literal('NoExecute')], { 'x-message': 'must be NoSchedule, PreferNoSchedule or NoExecute' }),
     ),
