@@ -131,6 +131,20 @@ upstream('cronjobs: a wildcard toleration in the job template', async () => {
   const cronJob = { api_version: 'batch/v1', kind: 'CronJob', metadata: { generate_name: 'evil-' }, spec: { schedule: '@daily', job_template: { spec: job.spec } } };
   assertRefused(await bob('POST', 'cronjobs/', { json: { job: cronJob } }), 'job.spec.jobTemplate.spec.template.spec.tolerations[0]', 'tolerations[0]');
 });
+upstream('a 100,000-deep manifest is a 400, and the server lives on', async () => {
+  const deep = `{"job": {"kind": "Job", "status": ${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}}`;
+  for (const path of ['jobs/', 'cronjobs/']) {
+    const res = await fetch(new URL(path, stack.serviceUrl), { method: 'POST', headers: { authorization: `token ${stack.hub.tokens.bob}`, 'content-type': 'application/json' }, body: deep });
+    const text = await res.text();
+    assert.is(res.status, 400, `${path}: ${text}`);
+    assert.is(JSON.parse(text).status, 400);
+  }
+  assert.is((await bob('GET', 'authorized')).status, 200);
+});
+upstream('Object members as manifest keys are refused by name', async () => {
+  const job = { ...upstreamJob(), constructor: { name: 'x' } };
+  assertRefused(await bob('POST', 'jobs/', { json: { job } }), 'job.constructor');
+});
 upstream('nothing was created in bob\'s namespace', () => assertNothingCreated('kbatch-bob'));
 upstream.run();
 
