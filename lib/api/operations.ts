@@ -1,38 +1,38 @@
 import type { V1CronJob, V1Job } from '@kubernetes/client-node';
-import type { HubUser } from '../auth/hub.ts';
-import { jobNameLabel } from '../backend/types.ts';
+import type { User } from '../auth/types.ts';
 import { BadRequest } from '../http/errors.ts';
-import { buildCronJobObjects, buildJobObjects, buildNamespace } from '../k8s/builders.ts';
-import { jobNameFor, labels, namespaceForUser } from '../k8s/names.ts';
+import { buildCronJobObjects, buildJobObjects } from '../k8s/builders.ts';
+import { jobNameFor, labels } from '../k8s/names.ts';
 import type { JobSpec } from '../k8s/spec.ts';
 import { normalizeUpload, type ArchiveEntry } from '../uploads/archive.ts';
 import { signUploadReference, verifyUploadReference, type StoredCode } from '../uploads/reference.ts';
 import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../views.ts';
 import type { Deps } from './deps.ts';
+import { ensureOwnNamespace } from './namespace.ts';
 
 /** The steps shared by the native API, the upstream-compatible API and every function target. */
 
-export async function storeUpload(deps: Deps, user: HubUser, entries: ArchiveEntry[]) {
+export async function storeUpload(deps: Deps, user: User, entries: ArchiveEntry[]) {
   const { settings, backend } = deps;
   if (!entries.length) throw new BadRequest('code: the upload contains no files', 'code');
   const upload = normalizeUpload(entries, { maxBytes: settings.maxUploadBytes, maxFiles: settings.maxUploadFiles });
-  await backend.ensureNamespace(buildNamespace(user.name));
+  await ensureOwnNamespace(deps, user);
   const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
-  const code = await backend.storeCode(user.name, upload, expiresAt);
+  const code = await backend.storeCode(user, upload, expiresAt);
   const reference = await signUploadReference({ user: user.name, code, bytes: upload.bytes, files: upload.files, sha256: upload.sha256 }, settings.uploadSecret, settings.uploadTtlSeconds);
   return { reference, code, upload, expiresAt };
 }
 
-export async function submitJob(deps: Deps, user: HubUser, spec: JobSpec, inlineCode?: StoredCode): Promise<V1Job> {
+export async function submitJob(deps: Deps, user: User, spec: JobSpec, inlineCode?: StoredCode): Promise<V1Job> {
   return submit(deps, user, spec, inlineCode, (code) => {
-    const objects = buildJobObjects(spec, { name: user.name, token: user.token }, jobNameFor(spec.name), jobOptions(deps, code));
+    const objects = buildJobObjects(spec, user, jobNameFor(spec.name), jobOptions(deps, code));
     return () => deps.backend.createJob(objects, code);
   });
 }
 
-export async function submitCronJob(deps: Deps, user: HubUser, spec: JobSpec, schedule: string, inlineCode?: StoredCode): Promise<V1CronJob> {
+export async function submitCronJob(deps: Deps, user: User, spec: JobSpec, schedule: string, inlineCode?: StoredCode): Promise<V1CronJob> {
   return submit(deps, user, spec, inlineCode, (code) => {
-    const objects = buildCronJobObjects(spec, schedule, { name: user.name, token: user.token }, jobNameFor(spec.name), jobOptions(deps, code));
+    const objects = buildCronJobObjects(spec, schedule, user, jobNameFor(spec.name), jobOptions(deps, code));
     return () => deps.backend.createCronJob(objects, code);
   });
 }
@@ -42,7 +42,7 @@ function jobOptions(deps: Deps, code: StoredCode | undefined) {
 }
 
 /** Resolves the code (inline or by signed reference), builds, ensures the namespace, creates. */
-async function submit<T>(deps: Deps, user: HubUser, spec: JobSpec, inlineCode: StoredCode | undefined, plan: (code: StoredCode | undefined) => () => Promise<T>): Promise<T> {
+async function submit<T>(deps: Deps, user: User, spec: JobSpec, inlineCode: StoredCode | undefined, plan: (code: StoredCode | undefined) => () => Promise<T>): Promise<T> {
   const { settings, backend } = deps;
   try {
     let code = inlineCode;
@@ -51,7 +51,7 @@ async function submit<T>(deps: Deps, user: HubUser, spec: JobSpec, inlineCode: S
       code = (await verifyUploadReference(spec.upload, user.name, settings.uploadSecret)).code;
     }
     const create = plan(code);
-    if (settings.createUserNamespace) await backend.ensureNamespace(buildNamespace(user.name));
+    if (settings.createUserNamespace) await ensureOwnNamespace(deps, user);
     return await create();
   } catch (error) {
     // Code uploaded with this very request belongs to this submit alone; a referenced upload may serve others.
@@ -60,10 +60,9 @@ async function submit<T>(deps: Deps, user: HubUser, spec: JobSpec, inlineCode: S
   }
 }
 
-export async function showJob(deps: Deps, user: HubUser, name: string): Promise<JobDetail> {
-  const namespace = namespaceForUser(user.name);
-  const job = await deps.backend.getJob(namespace, name);
-  const pods = await deps.backend.listPods(namespace, `${jobNameLabel}=${name}`);
+export async function showJob(deps: Deps, user: User, name: string): Promise<JobDetail> {
+  const job = await deps.backend.getJob(user.namespace, name);
+  const pods = await deps.backend.listPods(user.namespace, { jobName: name });
   return jobDetail(job, pods);
 }
 
@@ -93,8 +92,8 @@ function isAfter(job: V1Job, cursor: PageCursor): boolean {
 }
 
 /** All of the user's jobs, newest first; the cursor is (createdAt, name) so pages stay stable as jobs come and go. */
-export async function listAllJobs(deps: Deps, user: HubUser): Promise<V1Job[]> {
-  const namespace = namespaceForUser(user.name);
+export async function listAllJobs(deps: Deps, user: User): Promise<V1Job[]> {
+  const { namespace } = user;
   const jobs: V1Job[] = [];
   let continueToken: string | undefined;
   do {
@@ -106,7 +105,7 @@ export async function listAllJobs(deps: Deps, user: HubUser): Promise<V1Job[]> {
   return newestFirst(jobs);
 }
 
-export async function listJobsPage(deps: Deps, user: HubUser, limit: number, continueToken?: string) {
+export async function listJobsPage(deps: Deps, user: User, limit: number, continueToken?: string) {
   let jobs = await listAllJobs(deps, user);
   if (continueToken) {
     const cursor = decodeCursor(continueToken);
@@ -116,8 +115,7 @@ export async function listJobsPage(deps: Deps, user: HubUser, limit: number, con
   return { items: page, continueToken: jobs.length > limit ? encodeCursor(page[page.length - 1]!) : undefined };
 }
 
-export async function podsOfJob(deps: Deps, user: HubUser, name: string) {
-  const namespace = namespaceForUser(user.name);
-  await deps.backend.getJob(namespace, name);
-  return deps.backend.listPods(namespace, `${jobNameLabel}=${name}`);
+export async function podsOfJob(deps: Deps, user: User, name: string) {
+  await deps.backend.getJob(user.namespace, name);
+  return deps.backend.listPods(user.namespace, { jobName: name });
 }

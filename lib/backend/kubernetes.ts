@@ -2,11 +2,12 @@ import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
-import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type OwnerReference } from '../k8s/builders.ts';
-import { labels, namespaceForUser, randomSuffix } from '../k8s/names.ts';
+import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type Owner, type OwnerReference } from '../k8s/builders.ts';
+import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
+import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
-import type { Backend, ListOptions, LogOptions } from './types.ts';
+import type { Backend, ListOptions, LogOptions, PodFilter } from './types.ts';
 
 export interface KubernetesBackendOptions extends NamespacePolicySettings {
   kubeconfig?: string;
@@ -25,6 +26,12 @@ function isStatus(error: unknown, code: number): boolean {
 
 const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
 
+/**
+ * A write re-reads a namespace it has not seen for this long: owners never change, but an admin may
+ * delete a namespace, and then the next submit must create it again.
+ */
+const namespaceRecheckMs = 60_000;
+
 /** A chunk of a large upload; 700 KiB of binary stays under the 1 MiB ConfigMap limit once base64'd. */
 const chunkBytes = 700 * 1024;
 
@@ -33,49 +40,84 @@ export class KubernetesBackend implements Backend {
   private readonly kc: k8s.KubeConfig;
   private readonly core: k8s.CoreV1Api;
   private readonly batch: k8s.BatchV1Api;
+  private readonly auth: PooledKubeAuthentication;
+  /** Owner records of namespaces seen by this process, and when each was last read. */
+  private readonly owners = new Map<string, { owner: string | null; seen: number }>();
 
   constructor(private readonly options: KubernetesBackendOptions) {
     this.kc = new k8s.KubeConfig();
     if (options.kubeconfig) this.kc.loadFromFile(options.kubeconfig);
     else this.kc.loadFromDefault();
-    this.core = this.kc.makeApiClient(k8s.CoreV1Api);
-    this.batch = this.kc.makeApiClient(k8s.BatchV1Api);
+    this.auth = new PooledKubeAuthentication(this.kc);
+    this.core = makePooledApiClient(this.kc, this.auth, k8s.CoreV1Api);
+    this.batch = makePooledApiClient(this.kc, this.auth, k8s.BatchV1Api);
   }
 
-  async ensureNamespace(namespace: k8s.V1Namespace): Promise<void> {
+  async close(): Promise<void> {
+    await this.auth.close();
+  }
+
+  /** One read per namespace per process: a recorded owner never changes, so the answer is kept. */
+  async namespaceOwner(name: string): Promise<string | null | undefined> {
+    const known = this.owners.get(name);
+    return known ? known.owner : this.readOwner(name);
+  }
+
+  private async readOwner(name: string): Promise<string | null | undefined> {
     try {
-      await this.core.readNamespace({ name: namespace.metadata!.name! });
-      return;
+      return this.rememberOwner(await this.core.readNamespace({ name }));
     } catch (error) {
-      if (!isStatus(error, 404)) throw error;
+      // Not cached: a namespace that does not exist (any more) may be created by another process.
+      if (isStatus(error, 404)) {
+        this.owners.delete(name);
+        return undefined;
+      }
+      throw error;
     }
+  }
+
+  private rememberOwner(namespace: k8s.V1Namespace): string | null {
+    const owner = namespace.metadata?.annotations?.[annotations.username] ?? null;
+    this.owners.set(namespace.metadata!.name!, { owner, seen: Date.now() });
+    return owner;
+  }
+
+  async ensureNamespace(namespace: k8s.V1Namespace): Promise<string | null> {
+    const name = namespace.metadata!.name!;
+    const known = this.owners.get(name);
+    if (known && Date.now() - known.seen < namespaceRecheckMs) return known.owner;
+    const existing = await this.readOwner(name);
+    if (existing !== undefined) return existing;
     try {
-      await this.core.createNamespace({ body: namespace });
+      const created = await this.core.createNamespace({ body: namespace });
+      // The admin's quota and default limits come with the namespace (builders.buildNamespacePolicy).
+      const { quota, limitRange } = buildNamespacePolicy(name, this.options);
+      if (quota) await this.core.createNamespacedResourceQuota({ namespace: name, body: quota });
+      if (limitRange) await this.core.createNamespacedLimitRange({ namespace: name, body: limitRange });
+      return this.rememberOwner(created);
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
     }
-    // The admin's quota and default limits come with the namespace (schemas engineer; builders.buildNamespacePolicy).
-    const name = namespace.metadata!.name!;
-    const { quota, limitRange } = buildNamespacePolicy(name, this.options);
-    const exists = (error: unknown) => { if (!isStatus(error, 409)) throw error; };
-    if (quota) await this.core.createNamespacedResourceQuota({ namespace: name, body: quota }).catch(exists);
-    if (limitRange) await this.core.createNamespacedLimitRange({ namespace: name, body: limitRange }).catch(exists);
+    // Created by a concurrent request in between: whose it is decides, so read it.
+    const owner = await this.readOwner(name);
+    if (owner === undefined) throw new Upstream(`namespace ${name} was created and deleted concurrently; try again`, 503);
+    return owner;
   }
 
-  async storeCode(username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
-    await this.deleteAbandonedUploads(namespaceForUser(username));
+  async storeCode(owner: Owner, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
+    await this.deleteAbandonedUploads(owner.namespace);
     const id = randomSuffix(10);
     const meta = { sha256: upload.sha256, files: upload.files, expiresAt };
     if (upload.archive.length <= this.options.configMapMaxBytes) {
-      const body = buildCodeConfigMap(username, `kbatch-code-${id}`, upload.archive, meta);
+      const body = buildCodeConfigMap(owner, `kbatch-code-${id}`, upload.archive, meta);
       await this.core.createNamespacedConfigMap({ namespace: body.metadata!.namespace!, body });
       return { kind: 'configmap', namespace: body.metadata!.namespace!, name: body.metadata!.name! };
     }
-    return this.storeCodeInClaim(username, id, upload, meta);
+    return this.storeCodeInClaim(owner, id, upload, meta);
   }
 
-  private async storeCodeInClaim(username: string, id: string, upload: NormalizedUpload, meta: { sha256: string; files: number; expiresAt: Date }): Promise<StoredCode> {
-    const claim = buildUploadsClaim(username, { ...this.options });
+  private async storeCodeInClaim(owner: Owner, id: string, upload: NormalizedUpload, meta: { sha256: string; files: number; expiresAt: Date }): Promise<StoredCode> {
+    const claim = buildUploadsClaim(owner, { ...this.options });
     const namespace = claim.metadata!.namespace!;
     try {
       await this.core.createNamespacedPersistentVolumeClaim({ namespace, body: claim });
@@ -86,12 +128,12 @@ export class KubernetesBackend implements Backend {
     try {
       for (let offset = 0, i = 0; offset < upload.archive.length; offset += chunkBytes, i++) {
         const name = `kbatch-code-${id}-${String(i).padStart(4, '0')}`;
-        const chunk = buildCodeConfigMap(username, name, upload.archive.subarray(offset, offset + chunkBytes), meta);
+        const chunk = buildCodeConfigMap(owner, name, upload.archive.subarray(offset, offset + chunkBytes), meta);
         chunk.binaryData = { part: chunk.binaryData!['code.tgz']! };
         await this.core.createNamespacedConfigMap({ namespace, body: chunk });
         chunkNames.push(name);
       }
-      const writer = buildUploadWriterJob(username, `kbatch-upload-${id}`, chunkNames, id, this.options);
+      const writer = buildUploadWriterJob(owner, `kbatch-upload-${id}`, chunkNames, id, this.options);
       const created = await this.batch.createNamespacedJob({ namespace, body: writer });
       await Promise.all(chunkNames.map((name) => this.addOwner('configmap', namespace, name, ownerReferenceTo(created))));
     } catch (error) {
@@ -211,7 +253,8 @@ export class KubernetesBackend implements Backend {
     return job;
   }
 
-  async listPods(namespace: string, labelSelector?: string): Promise<k8s.V1Pod[]> {
+  async listPods(namespace: string, filter: PodFilter = {}): Promise<k8s.V1Pod[]> {
+    const labelSelector = filter.jobName === undefined ? undefined : podsOfJobSelector(filter.jobName);
     return (await this.core.listNamespacedPod({ namespace, labelSelector })).items;
   }
 
@@ -235,10 +278,10 @@ export class KubernetesBackend implements Backend {
     const onAbort = () => controller.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
-    await this.kc.applySecurityAuthentication(context);
+    await this.auth.applySecurityAuthentication(context);
     const response = await fetch(url, {
       headers: context.getHeaders(),
-      dispatcher: context.getDispatcher(),
+      dispatcher: context.getDispatcher() as import('undici').Dispatcher | undefined,
       signal: controller.signal,
     });
     if (!response.ok || !response.body) {

@@ -1,9 +1,10 @@
-import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1LimitRange, V1Namespace, V1ResourceQuota, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { User } from '../auth/types.ts';
+import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1LimitRange, V1Namespace, V1PersistentVolumeClaim, V1ResourceQuota, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { BadRequest } from '../http/errors.ts';
-import type { StoredCode } from '../uploads/reference.ts';
 import { checkResourceMaximums, checkResourceShape, checkScheduling, jobPolicyOf, type JobPolicy } from '../jobs/policy.ts';
+import type { StoredCode } from '../uploads/reference.ts';
 import { allProfiles, mergeTemplate, profileNamed, profileNames, type Profile, type Profiles } from './admin.ts';
-import { annotations, labels, namespaceForUser, userLabelValue } from './names.ts';
+import { annotations, labels, userLabelValue } from './names.ts';
 import type { JobSpec } from './spec.ts';
 
 export interface JobSettings extends Partial<JobPolicy> {
@@ -12,8 +13,10 @@ export interface JobSettings extends Partial<JobPolicy> {
   helperImage: string;
 }
 
-export interface SubmitUser {
-  name: string;
+/** Whose objects these are: the exact Hub name (annotations) and the namespace resolved from it. */
+export type Owner = Pick<User, 'name' | 'namespace'>;
+
+export interface SubmitUser extends Owner {
   token?: string;
 }
 
@@ -27,14 +30,15 @@ export interface JobObjects {
 export const codeMountPath = '/code';
 export const codeArchiveKey = 'code.tgz';
 
-export function buildNamespace(username: string): V1Namespace {
+/** The user's namespace; its `username` annotation is the owner record kbatch checks before acting there. */
+export function buildNamespace(owner: Owner): V1Namespace {
   return {
     apiVersion: 'v1',
     kind: 'Namespace',
     metadata: {
-      name: namespaceForUser(username),
-      labels: { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(username) },
-      annotations: { [annotations.username]: username },
+      name: owner.namespace,
+      labels: ownerLabels(owner),
+      annotations: { [annotations.username]: owner.name },
     },
   };
 }
@@ -71,8 +75,8 @@ export function isAbandonedUpload(configMap: V1ConfigMap, now: Date): boolean {
   return Date.parse(expires) < now.getTime();
 }
 
-export function ownerLabels(username: string): Record<string, string> {
-  return { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(username) };
+export function ownerLabels(owner: Owner): Record<string, string> {
+  return { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(owner.namespace) };
 }
 
 export function resolveProfile(spec: JobSpec, profiles: Profiles): Profile | undefined {
@@ -155,8 +159,8 @@ export function buildJobObjects(
   checkJobPolicy(spec, profile, options.profiles, jobPolicyOf(settings));
   const image = spec.image ?? profile?.image;
   if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
-  const namespace = namespaceForUser(user.name);
-  const common = { ...(spec.labels ?? {}), ...ownerLabels(user.name) };
+  const { namespace } = user;
+  const common = { ...(spec.labels ?? {}), ...ownerLabels(user) };
   const userAnnotations: Record<string, string> = { [annotations.username]: user.name, [annotations.submittedAt]: (options.now ?? new Date()).toISOString() };
   if (spec.profile) userAnnotations[annotations.profile] = spec.profile;
 
@@ -290,26 +294,26 @@ export function buildCronJobObjects(
   return { namespace, cronJob, secret };
 }
 
-export function buildCodeConfigMap(username: string, name: string, archive: Buffer, meta: { sha256: string; files: number; expiresAt: Date }): V1ConfigMap {
+export function buildCodeConfigMap(owner: Owner, name: string, archive: Buffer, meta: { sha256: string; files: number; expiresAt: Date }): V1ConfigMap {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {
       name,
-      namespace: namespaceForUser(username),
-      labels: { ...ownerLabels(username), [labels.upload]: meta.sha256.slice(0, 16) },
-      annotations: { [annotations.username]: username, [annotations.uploadExpires]: meta.expiresAt.toISOString(), 'kbatch.jupyter.org/files': String(meta.files) },
+      namespace: owner.namespace,
+      labels: { ...ownerLabels(owner), [labels.upload]: meta.sha256.slice(0, 16) },
+      annotations: { [annotations.username]: owner.name, [annotations.uploadExpires]: meta.expiresAt.toISOString(), 'kbatch.jupyter.org/files': String(meta.files) },
     },
     binaryData: { [codeArchiveKey]: archive.toString('base64') },
     immutable: true,
   };
 }
 
-export function buildUploadsClaim(username: string, settings: { uploadPvcSize: string; uploadPvcStorageClass?: string; uploadPvcAccessMode: string }): V1PersistentVolumeClaim {
+export function buildUploadsClaim(owner: Owner, settings: { uploadPvcSize: string; uploadPvcStorageClass?: string; uploadPvcAccessMode: string }): V1PersistentVolumeClaim {
   return {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',
-    metadata: { name: 'kbatch-uploads', namespace: namespaceForUser(username), labels: ownerLabels(username) },
+    metadata: { name: 'kbatch-uploads', namespace: owner.namespace, labels: ownerLabels(owner) },
     spec: {
       accessModes: [settings.uploadPvcAccessMode],
       resources: { requests: { storage: settings.uploadPvcSize } },
@@ -323,22 +327,22 @@ export function buildUploadsClaim(username: string, settings: { uploadPvcSize: s
  * ConfigMaps (each under the 1 MiB limit), the helper concatenates and unpacks them, and the chunks
  * are owned by the helper Job so they disappear with it.
  */
-export function buildUploadWriterJob(username: string, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string; uploadTtlSeconds: number }): V1Job {
+export function buildUploadWriterJob(owner: Owner, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string; uploadTtlSeconds: number }): V1Job {
   // Jobs copy their upload when they start, so a directory is needed only while its reference is
   // valid; each writer first sweeps the ones older than that (a day by default, plus slack).
   const sweepMinutes = Math.ceil(settings.uploadTtlSeconds / 60) + 60;
   const sweep = `find /uploads -mindepth 1 -maxdepth 1 -mmin +${sweepMinutes} -exec rm -rf {} + || true`;
-  const namespace = namespaceForUser(username);
+  const { namespace } = owner;
   const chunkMounts = chunkNames.map((chunk, i) => ({ name: `chunk-${i}`, mountPath: `/chunks/${String(i).padStart(5, '0')}`, readOnly: true }));
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { name, namespace, labels: { ...ownerLabels(username), [labels.component]: 'upload-writer' } },
+    metadata: { name, namespace, labels: { ...ownerLabels(owner), [labels.component]: 'upload-writer' } },
     spec: {
       backoffLimit: 2,
       ttlSecondsAfterFinished: 600,
       template: {
-        metadata: { labels: { ...ownerLabels(username), [labels.component]: 'upload-writer' } },
+        metadata: { labels: { ...ownerLabels(owner), [labels.component]: 'upload-writer' } },
         spec: {
           restartPolicy: 'Never',
           automountServiceAccountToken: false,

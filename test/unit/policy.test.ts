@@ -19,7 +19,7 @@ pinned:
 `);
 
 function build(input: Record<string, unknown>, settings: Partial<JobSettings> = {}) {
-  return buildJobObjects(parseJobSpec({ name: 'job', image: 'python', ...input }), { name: 'alice' }, 'job-abcde', { settings: { ...base, ...settings }, profiles });
+  return buildJobObjects(parseJobSpec({ name: 'job', image: 'python', ...input }), { name: 'alice', namespace: 'kbatch-alice' }, 'job-abcde', { settings: { ...base, ...settings }, profiles });
 }
 
 function refuses(input: Record<string, unknown>, field: string, words: string, settings: Partial<JobSettings> = {}) {
@@ -101,7 +101,7 @@ scheduling('the upstream manifest goes through the same rules', () => {
     spec: { template: { spec: { containers: [{ image: 'alpine' }], tolerations: [{ operator: 'Exists' }] } } },
   };
   const spec = specFromUpstreamManifest(manifest);
-  assert.throws(() => buildJobObjects(spec, { name: 'a' }, 'x-abcde', { settings: base, profiles }), (e: unknown) => (e as BadRequest).field === 'tolerations[0]');
+  assert.throws(() => buildJobObjects(spec, { name: 'a', namespace: 'kbatch-a' }, 'x-abcde', { settings: base, profiles }), (e: unknown) => (e as BadRequest).field === 'tolerations[0]');
 });
 scheduling.run();
 
@@ -110,7 +110,7 @@ for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'v
   names(name, () => refuses({ profile: name }, 'profile', 'unknown profile'));
 }
 names('a plain-object profile table is read through own properties too', () => {
-  assert.throws(() => buildJobObjects(parseJobSpec({ name: 'a', image: 'x', profile: 'toString' }), { name: 'a' }, 'a-abcde', { settings: base, profiles: {} }), /unknown profile/);
+  assert.throws(() => buildJobObjects(parseJobSpec({ name: 'a', image: 'x', profile: 'toString' }), { name: 'a', namespace: 'kbatch-a' }, 'a-abcde', { settings: base, profiles: {} }), /unknown profile/);
 });
 names.run();
 
