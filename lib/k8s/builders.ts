@@ -90,6 +90,18 @@ export function resolveProfile(spec: JobSpec, profiles: Profiles): Profile | und
 }
 
 /**
+ * Everything about a spec that depends on the admin's configuration (profile, image, job policy),
+ * with no side effect: a submit can call it before storing any code, and buildJobObjects calls it again.
+ */
+export function checkSubmission(spec: JobSpec, options: { settings: JobSettings; profiles: Profiles }): { profile: Profile | undefined; image: string } {
+  const profile = resolveProfile(spec, options.profiles);
+  checkJobPolicy(spec, profile, options.profiles, jobPolicyOf(options.settings));
+  const image = spec.image ?? profile?.image;
+  if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
+  return { profile, image };
+}
+
+/**
  * The admin's job policy (lib/jobs/policy.ts) on what the user asked for: resources within the
  * maximums, limits at least requests once the profile's are added, scheduling only as permitted.
  */
@@ -155,10 +167,7 @@ export function buildJobObjects(
   options: { settings: JobSettings; profiles: Profiles; template?: Record<string, unknown>; code?: StoredCode; now?: Date },
 ): JobObjects {
   const { settings } = options;
-  const profile = resolveProfile(spec, options.profiles);
-  checkJobPolicy(spec, profile, options.profiles, jobPolicyOf(settings));
-  const image = spec.image ?? profile?.image;
-  if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
+  const { profile, image } = checkSubmission(spec, options);
   const { namespace } = user;
   const common = { ...(spec.labels ?? {}), ...ownerLabels(user) };
   const userAnnotations: Record<string, string> = { [annotations.username]: user.name, [annotations.submittedAt]: (options.now ?? new Date()).toISOString() };

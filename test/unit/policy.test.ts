@@ -178,3 +178,12 @@ settings('bad values stop the start with a message', () => {
   for (const [env, message] of bad) assert.throws(() => loadSettings(env), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message));
 });
 settings.run();
+
+const early = suite('checkSubmission: the admin-dependent checks, before anything is stored');
+early('resolves the profile and image, and refuses what buildJobObjects would', async () => {
+  const { checkSubmission } = await import('../../lib/k8s/builders.ts');
+  assert.is(checkSubmission(parseJobSpec({ name: 'a', profile: 'gpu' }), { settings: base, profiles }).image, 'pytorch');
+  assert.throws(() => checkSubmission(parseJobSpec({ name: 'a' }), { settings: base, profiles }), (e: unknown) => (e as BadRequest).field === 'image');
+  assert.throws(() => checkSubmission(parseJobSpec({ name: 'a', image: 'x', resources: { limits: { cpu: '65' } } }), { settings: base, profiles }), (e: unknown) => (e as BadRequest).field === 'resources.limits.cpu');
+});
+early.run();
