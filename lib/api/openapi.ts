@@ -10,16 +10,33 @@ export function openApiDocument(prefix: string) {
   const errors = { 400: error, 401: error, 403: error, 404: error, 503: error };
   return {
     openapi: '3.1.0',
-    info: { title: 'kbatch', version: packageJson.version, description: 'Submit batch jobs to Kubernetes as a JupyterHub user. Authenticate with "Authorization: token <JupyterHub API token>".' },
+    info: {
+      title: 'kbatch',
+      version: packageJson.version,
+      description: 'Submit batch jobs to Kubernetes as a JupyterHub user. Authenticate with "Authorization: token <JupyterHub API token>".',
+    },
     servers: [{ url: prefix }],
     components: {
-      securitySchemes: { hubToken: { type: 'apiKey', in: 'header', name: 'Authorization', description: '"token <JupyterHub API token>" or "Bearer <token>"' } },
+      securitySchemes: {
+        hubToken: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'Authorization',
+          description: '"token <JupyterHub API token>" or "Bearer <token>"',
+        },
+      },
       responses: {
         Error: { description: 'An error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
       },
       schemas: {
         // Request bodies are the very schemas the server validates with (lib/jobs/schemas.ts).
-        Error: { ...ErrorSchema, properties: { ...ErrorSchema.properties, reason: { enum: [...errorReasons], description: 'Machine-readable; clients branch on it' } } },
+        Error: {
+          ...ErrorSchema,
+          properties: {
+            ...ErrorSchema.properties,
+            reason: { enum: [...errorReasons], description: 'Machine-readable; clients branch on it' },
+          },
+        },
         JobSpec: JobSpecSchema,
         UpstreamJobBody: upstreamSubmitBody(UpstreamJobSchema),
         UpstreamCronJobBody: upstreamSubmitBody(UpstreamCronJobSchema),
@@ -43,19 +60,32 @@ export function openApiDocument(prefix: string) {
         JobDetail: {
           allOf: [
             { $ref: '#/components/schemas/JobSummary' },
-            { type: 'object', properties: { conditions: { type: 'array', items: { type: 'object' } }, pods: { type: 'array', items: { type: 'object' } } } },
+            {
+              type: 'object',
+              properties: { conditions: { type: 'array', items: { type: 'object' } }, pods: { type: 'array', items: { type: 'object' } } },
+            },
           ],
         },
         Upload: {
           type: 'object',
           required: ['upload', 'files', 'bytes', 'storage'],
-          properties: { upload: { type: 'string' }, files: { type: 'integer' }, bytes: { type: 'integer' }, archiveBytes: { type: 'integer' }, sha256: { type: 'string' }, storage: { enum: ['configmap', 'pvc', 'local'] }, expiresAt: { type: 'string', format: 'date-time' } },
+          properties: {
+            upload: { type: 'string' },
+            files: { type: 'integer' },
+            bytes: { type: 'integer' },
+            archiveBytes: { type: 'integer' },
+            sha256: { type: 'string' },
+            storage: { enum: ['configmap', 'pvc', 'local'] },
+            expiresAt: { type: 'string', format: 'date-time' },
+          },
         },
       },
     },
     paths: {
       '/': { get: { summary: 'Liveness', responses: { 200: { description: '{"message": "kbatch"}' } } } },
-      '/authorized': { get: { summary: 'Who am I', security: auth, responses: { 200: { description: 'name, groups, namespace' }, ...errors } } },
+      '/authorized': {
+        get: { summary: 'Who am I', security: auth, responses: { 200: { description: 'name, groups, namespace' }, ...errors } },
+      },
       '/profiles/': { get: { summary: 'Admin-defined job profiles', responses: { 200: { description: 'profile name to settings' } } } },
       '/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1' } } } },
       '/api/v1/uploads': {
@@ -63,7 +93,11 @@ export function openApiDocument(prefix: string) {
           summary: 'Upload code (streamed multipart: one "archive" part with a zip/tar/tar.gz, or one part per file, filename = path)',
           security: auth,
           requestBody: { content: { 'multipart/form-data': { schema: { type: 'object' } } } },
-          responses: { 201: { description: 'Upload stored', content: { 'application/json': { schema: { $ref: '#/components/schemas/Upload' } } } }, 413: error, ...errors },
+          responses: {
+            201: { description: 'Upload stored', content: { 'application/json': { schema: { $ref: '#/components/schemas/Upload' } } } },
+            413: error,
+            ...errors,
+          },
         },
       },
       '/api/v1/jobs': {
@@ -77,13 +111,26 @@ export function openApiDocument(prefix: string) {
                 schema: {
                   type: 'object',
                   required: ['spec'],
-                  properties: { spec: { type: 'string', description: 'The JobSpec as JSON (same schema)', contentMediaType: 'application/json', contentSchema: { $ref: '#/components/schemas/JobSpec' } } },
+                  properties: {
+                    spec: {
+                      type: 'string',
+                      description: 'The JobSpec as JSON (same schema)',
+                      contentMediaType: 'application/json',
+                      contentSchema: { $ref: '#/components/schemas/JobSpec' },
+                    },
+                  },
                   additionalProperties: { type: 'string', format: 'binary', description: 'Code: an "archive" part, or one part per file' },
                 },
               },
             },
           },
-          responses: { 201: { description: 'Created', content: { 'application/json': { schema: { $ref: '#/components/schemas/JobDetail' } } } }, 409: error, 413: error, 422: error, ...errors },
+          responses: {
+            201: { description: 'Created', content: { 'application/json': { schema: { $ref: '#/components/schemas/JobDetail' } } } },
+            409: error,
+            413: error,
+            422: error,
+            ...errors,
+          },
         },
         get: {
           summary: 'List jobs, newest first',
@@ -96,8 +143,21 @@ export function openApiDocument(prefix: string) {
         },
       },
       '/api/v1/jobs/{name}': {
-        get: { summary: 'Show a job with its pods and conditions', security: auth, parameters: [nameParam], responses: { 200: { description: 'JobDetail', content: { 'application/json': { schema: { $ref: '#/components/schemas/JobDetail' } } } }, ...errors } },
-        delete: { summary: 'Delete a job (foreground: pods first, then owned Secret/ConfigMap)', security: auth, parameters: [nameParam], responses: { 200: { description: '{deleted}' }, ...errors } },
+        get: {
+          summary: 'Show a job with its pods and conditions',
+          security: auth,
+          parameters: [nameParam],
+          responses: {
+            200: { description: 'JobDetail', content: { 'application/json': { schema: { $ref: '#/components/schemas/JobDetail' } } } },
+            ...errors,
+          },
+        },
+        delete: {
+          summary: 'Delete a job (foreground: pods first, then owned Secret/ConfigMap)',
+          security: auth,
+          parameters: [nameParam],
+          responses: { 200: { description: '{deleted}' }, ...errors },
+        },
       },
       '/api/v1/jobs/{name}/logs': {
         get: {
@@ -115,7 +175,11 @@ export function openApiDocument(prefix: string) {
         },
       },
       '/jobs/': {
-        get: { summary: 'Upstream kbatch-proxy: list jobs (V1JobList, snake_case)', security: auth, responses: { 200: { description: 'JobList' }, ...errors } },
+        get: {
+          summary: 'Upstream kbatch-proxy: list jobs (V1JobList, snake_case)',
+          security: auth,
+          responses: { 200: { description: 'JobList' }, ...errors },
+        },
         post: {
           summary: 'Upstream kbatch-proxy: submit {job: V1Job, code?: V1ConfigMap with a base64 zip}',
           security: auth,
@@ -124,13 +188,46 @@ export function openApiDocument(prefix: string) {
         },
       },
       '/jobs/{name}': {
-        get: { summary: 'Upstream: show job', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1Job' }, ...errors } },
-        delete: { summary: 'Upstream: delete job', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1Status' }, ...errors } },
+        get: {
+          summary: 'Upstream: show job',
+          security: auth,
+          parameters: [nameParam],
+          responses: { 200: { description: 'V1Job' }, ...errors },
+        },
+        delete: {
+          summary: 'Upstream: delete job',
+          security: auth,
+          parameters: [nameParam],
+          responses: { 200: { description: 'V1Status' }, ...errors },
+        },
       },
-      '/jobs/logs/{name}/': { get: { summary: 'Upstream: job logs (?stream=true follows)', security: auth, parameters: [nameParam], responses: { 200: { description: 'text' }, ...errors } } },
-      '/pods/': { get: { summary: 'Upstream: list pods (?job_name=)', security: auth, responses: { 200: { description: 'PodList' }, ...errors } } },
-      '/pods/{name}': { get: { summary: 'Upstream: show pod', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1Pod' }, ...errors } } },
-      '/pods/logs/{name}/': { get: { summary: 'Upstream: pod logs (?stream=true follows)', security: auth, parameters: [nameParam], responses: { 200: { description: 'text' }, ...errors } } },
+      '/jobs/logs/{name}/': {
+        get: {
+          summary: 'Upstream: job logs (?stream=true follows)',
+          security: auth,
+          parameters: [nameParam],
+          responses: { 200: { description: 'text' }, ...errors },
+        },
+      },
+      '/pods/': {
+        get: { summary: 'Upstream: list pods (?job_name=)', security: auth, responses: { 200: { description: 'PodList' }, ...errors } },
+      },
+      '/pods/{name}': {
+        get: {
+          summary: 'Upstream: show pod',
+          security: auth,
+          parameters: [nameParam],
+          responses: { 200: { description: 'V1Pod' }, ...errors },
+        },
+      },
+      '/pods/logs/{name}/': {
+        get: {
+          summary: 'Upstream: pod logs (?stream=true follows)',
+          security: auth,
+          parameters: [nameParam],
+          responses: { 200: { description: 'text' }, ...errors },
+        },
+      },
       '/cronjobs/': {
         get: { summary: 'Upstream: list cronjobs', security: auth, responses: { 200: { description: 'CronJobList' }, ...errors } },
         post: {
@@ -141,8 +238,18 @@ export function openApiDocument(prefix: string) {
         },
       },
       '/cronjobs/{name}': {
-        get: { summary: 'Upstream: show cronjob', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1CronJob' }, ...errors } },
-        delete: { summary: 'Upstream: delete cronjob (foreground: its jobs and pods first)', security: auth, parameters: [nameParam], responses: { 200: { description: 'V1Status' }, ...errors } },
+        get: {
+          summary: 'Upstream: show cronjob',
+          security: auth,
+          parameters: [nameParam],
+          responses: { 200: { description: 'V1CronJob' }, ...errors },
+        },
+        delete: {
+          summary: 'Upstream: delete cronjob (foreground: its jobs and pods first)',
+          security: auth,
+          parameters: [nameParam],
+          responses: { 200: { description: 'V1Status' }, ...errors },
+        },
       },
     },
   };

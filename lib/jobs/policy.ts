@@ -32,7 +32,9 @@ export const defaultJobPolicy: JobPolicy = { maxJobResources: defaultMaxJobResou
 
 /** Resources Kubernetes itself defines may be fractional; every other (extended) resource is counted in whole units. */
 function isNativeResource(name: string): boolean {
-  return ['cpu', 'memory', 'ephemeral-storage', 'storage'].includes(name) || name.startsWith('hugepages-') || name.startsWith('kubernetes.io/');
+  return (
+    ['cpu', 'memory', 'ephemeral-storage', 'storage'].includes(name) || name.startsWith('hugepages-') || name.startsWith('kubernetes.io/')
+  );
 }
 
 /** Parses one quantity of a request or limit; negative or unparsable values and fractional GPUs are refused. */
@@ -46,11 +48,14 @@ export function quantityOf(value: string, resource: string, field: string): Quan
 
 /** Every quantity parses, and each limit is at least its request (Kubernetes would refuse the pod later, after objects were stored). */
 export function checkResourceShape(resources: ResourceSpec | undefined, field = 'resources'): void {
-  const requests = new Map(Object.entries(resources?.requests ?? {}).map(([name, value]) => [name, quantityOf(value, name, `${field}.requests.${name}`)]));
+  const requests = new Map(
+    Object.entries(resources?.requests ?? {}).map(([name, value]) => [name, quantityOf(value, name, `${field}.requests.${name}`)]),
+  );
   for (const [name, value] of Object.entries(resources?.limits ?? {})) {
     const limit = quantityOf(value, name, `${field}.limits.${name}`);
     const request = requests.get(name);
-    if (request && compareQuantities(limit, request) < 0) fail(`${field}.limits.${name}`, `${value} is less than the request (${request.text}); a limit must be at least its request`);
+    if (request && compareQuantities(limit, request) < 0)
+      fail(`${field}.limits.${name}`, `${value} is less than the request (${request.text}); a limit must be at least its request`);
   }
 }
 
@@ -95,7 +100,10 @@ export function checkScheduling(
     if (isWildcardToleration(toleration)) fail(field, 'a toleration without a key tolerates every taint and is never allowed');
     if (fromProfiles.tolerations.some((allowed) => sameToleration(allowed, toleration))) return;
     if (!tolerationKeys.has(toleration.key!)) {
-      fail(`${field}.key`, `"${toleration.key}" is not a taint users may tolerate (${tolerationKeys.size ? `allowed: ${[...tolerationKeys].join(', ')}` : 'the admin allows none'}); ${hint}`);
+      fail(
+        `${field}.key`,
+        `"${toleration.key}" is not a taint users may tolerate (${tolerationKeys.size ? `allowed: ${[...tolerationKeys].join(', ')}` : 'the admin allows none'}); ${hint}`,
+      );
     }
   });
   const labelKeys = new Set(policy.allowedNodeLabelKeys);
@@ -106,7 +114,10 @@ export function checkScheduling(
     if (term.matchFields?.length) fail(`${field}.matchFields`, `selects nodes by name, which users may not do; ${hint}`);
     term.matchExpressions?.forEach((requirement, j) => {
       if (!labelKeys.has(requirement.key)) {
-        fail(`${field}.matchExpressions[${j}].key`, `"${requirement.key}" is not a node label users may select on (${labelKeys.size ? `allowed: ${[...labelKeys].join(', ')}` : 'the admin allows none'}); ${hint}`);
+        fail(
+          `${field}.matchExpressions[${j}].key`,
+          `"${requirement.key}" is not a node label users may select on (${labelKeys.size ? `allowed: ${[...labelKeys].join(', ')}` : 'the admin allows none'}); ${hint}`,
+        );
       }
     });
   });

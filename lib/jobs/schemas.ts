@@ -47,9 +47,11 @@ export const limits = {
 const patterns = {
   envName: '^[-._a-zA-Z][-._a-zA-Z0-9]*$',
   // A qualified name: an optional DNS-subdomain prefix of at most 253 characters, then a name of at most 63.
-  labelKey: '^((?=[^/]{1,253}/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$',
+  labelKey:
+    '^((?=[^/]{1,253}/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$',
   labelValue: '^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$',
-  resourceName: '^((?=[^/]{1,253}/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$',
+  resourceName:
+    '^((?=[^/]{1,253}/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$',
   /** The shape only; lib/k8s/quantity.ts parses the value exactly. */
   quantity: '^[+-]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$',
   image: '^\\S+$',
@@ -71,14 +73,21 @@ function keyedMap<V extends TSchema>(value: V, keys: { pattern: string; maxLengt
 const Scalar = (maxLength: number, extra: Record<string, unknown> = {}) =>
   Type.Union([Type.String({ maxLength, ...extra }), Type.Number(), Type.Boolean()], { 'x-message': 'must be a string' });
 
-const Integer = (minimum: number, maximum: number, description?: string) => Type.Integer({ minimum, maximum, ...(description ? { description } : {}) });
+const Integer = (minimum: number, maximum: number, description?: string) =>
+  Type.Integer({ minimum, maximum, ...(description ? { description } : {}) });
 
 const StringList = (maxItems: number, maxLength: number) => Type.Array(Type.String({ maxLength }), { maxItems });
 
 export const QuantityMap = keyedMap(
-  Type.Union([Type.String({ maxLength: 64, pattern: patterns.quantity, 'x-message': 'is not a valid quantity (e.g. 500m, 2, 1.5Gi)' }), Type.Number()], {
-    'x-message': 'must be a quantity such as 500m, 2 or 1.5Gi',
-  }),
+  Type.Union(
+    [
+      Type.String({ maxLength: 64, pattern: patterns.quantity, 'x-message': 'is not a valid quantity (e.g. 500m, 2, 1.5Gi)' }),
+      Type.Number(),
+    ],
+    {
+      'x-message': 'must be a quantity such as 500m, 2 or 1.5Gi',
+    },
+  ),
   { pattern: patterns.resourceName, maxLength: 253, 'x-message': 'is not a valid resource name' },
   limits.resourceNames,
 );
@@ -94,7 +103,9 @@ export const Toleration = Type.Object(
     operator: Type.Optional(Type.Union([Type.Literal('Exists'), Type.Literal('Equal')], { 'x-message': 'must be Exists or Equal' })),
     value: Type.Optional(Type.String({ maxLength: 63, pattern: patterns.labelValue, 'x-message': 'is not a valid taint value' })),
     effect: Type.Optional(
-      Type.Union([Type.Literal('NoSchedule'), Type.Literal('PreferNoSchedule'), Type.Literal('NoExecute')], { 'x-message': 'must be NoSchedule, PreferNoSchedule or NoExecute' }),
+      Type.Union([Type.Literal('NoSchedule'), Type.Literal('PreferNoSchedule'), Type.Literal('NoExecute')], {
+        'x-message': 'must be NoSchedule, PreferNoSchedule or NoExecute',
+      }),
     ),
     tolerationSeconds: Type.Optional(Integer(0, limits.maxSeconds)),
   },
@@ -137,7 +148,14 @@ export const LabelMap = keyedMap(
 export const JobSpecSchema = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: limits.nameLength, description: 'Name prefix; the server appends a random suffix' }),
-    image: Type.Optional(Type.String({ minLength: 1, maxLength: limits.imageLength, pattern: patterns.image, 'x-message': 'must be a non-empty image reference without spaces' })),
+    image: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: limits.imageLength,
+        pattern: patterns.image,
+        'x-message': 'must be a non-empty image reference without spaces',
+      }),
+    ),
     command: Type.Optional(StringList(limits.commandItems, limits.commandItemLength)),
     args: Type.Optional(StringList(limits.commandItems, limits.commandItemLength)),
     env: Type.Optional(EnvMap),
@@ -147,13 +165,22 @@ export const JobSpecSchema = Type.Object(
     backoffLimit: Type.Optional(Integer(0, limits.maxRetries, 'Alias: retries. Retries before the job fails')),
     activeDeadlineSeconds: Type.Optional(Integer(1, limits.maxSeconds)),
     parallelism: Type.Optional(Integer(1, limits.maxParallelism, 'Needs completions; at most completions')),
-    completions: Type.Optional(Integer(1, limits.maxCompletions, 'Alias: array. More than 1 makes an indexed job array (JOB_COMPLETION_INDEX)')),
-    labels: Type.Optional(LabelMap),
-    tolerations: Type.Optional(Type.Array(Toleration, { maxItems: limits.tolerations, description: 'Only keys the admin allows, or exactly those of a profile' })),
-    nodeAffinityRequired: Type.Optional(
-      Type.Array(NodeSelectorTerm, { maxItems: limits.nodeSelectorTerms, description: 'Only node label keys the admin allows, or exactly the terms of a profile; no matchFields' }),
+    completions: Type.Optional(
+      Integer(1, limits.maxCompletions, 'Alias: array. More than 1 makes an indexed job array (JOB_COMPLETION_INDEX)'),
     ),
-    upload: Type.Optional(Type.String({ minLength: 1, maxLength: limits.uploadReferenceLength, description: 'Reference returned by POST api/v1/uploads' })),
+    labels: Type.Optional(LabelMap),
+    tolerations: Type.Optional(
+      Type.Array(Toleration, { maxItems: limits.tolerations, description: 'Only keys the admin allows, or exactly those of a profile' }),
+    ),
+    nodeAffinityRequired: Type.Optional(
+      Type.Array(NodeSelectorTerm, {
+        maxItems: limits.nodeSelectorTerms,
+        description: 'Only node label keys the admin allows, or exactly the terms of a profile; no matchFields',
+      }),
+    ),
+    upload: Type.Optional(
+      Type.String({ minLength: 1, maxLength: limits.uploadReferenceLength, description: 'Reference returned by POST api/v1/uploads' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -169,7 +196,11 @@ export const jobSpecAliases = { retries: 'backoffLimit', ttl: 'ttlSecondsAfterFi
  * list only what a kbatch job may hold: everything else present is refused, naming its path.
  */
 
-const Annotations = keyedMap(Type.String({ maxLength: 64 * 1024 }), { pattern: '^.+$', maxLength: 317, 'x-message': 'is not a valid annotation key' }, limits.annotations);
+const Annotations = keyedMap(
+  Type.String({ maxLength: 64 * 1024 }),
+  { pattern: '^.+$', maxLength: 317, 'x-message': 'is not a valid annotation key' },
+  limits.annotations,
+);
 
 const UpstreamMetadata = Type.Object(
   {
@@ -188,9 +219,15 @@ export const UpstreamContainer = Type.Object(
     command: Type.Optional(StringList(limits.commandItems, limits.commandItemLength)),
     args: Type.Optional(StringList(limits.commandItems, limits.commandItemLength)),
     env: Type.Optional(
-      Type.Array(Type.Object({ name: Type.String({ minLength: 1, maxLength: 256 }), value: Type.Optional(Scalar(limits.envValueLength)) }, { additionalProperties: false }), {
-        maxItems: limits.envEntries,
-      }),
+      Type.Array(
+        Type.Object(
+          { name: Type.String({ minLength: 1, maxLength: 256 }), value: Type.Optional(Scalar(limits.envValueLength)) },
+          { additionalProperties: false },
+        ),
+        {
+          maxItems: limits.envEntries,
+        },
+      ),
     ),
     workingDir: Type.Optional(Type.Literal('/code', { 'x-message': 'must be /code' })),
     resources: Type.Optional(Resources),
@@ -208,10 +245,21 @@ const UpstreamJobBody = Type.Object(
     completionMode: Type.Optional(Type.Union([Type.Literal('NonIndexed'), Type.Literal('Indexed')])),
     template: Type.Object(
       {
-        metadata: Type.Optional(Type.Object({ name: Type.Optional(Type.String({ maxLength: limits.nameLength })), labels: Type.Optional(LabelMap), annotations: Type.Optional(Annotations) }, { additionalProperties: false })),
+        metadata: Type.Optional(
+          Type.Object(
+            {
+              name: Type.Optional(Type.String({ maxLength: limits.nameLength })),
+              labels: Type.Optional(LabelMap),
+              annotations: Type.Optional(Annotations),
+            },
+            { additionalProperties: false },
+          ),
+        ),
         spec: Type.Object(
           {
-            restartPolicy: Type.Optional(Type.Union([Type.Literal('Never'), Type.Literal('OnFailure')], { 'x-message': 'must be Never or OnFailure' })),
+            restartPolicy: Type.Optional(
+              Type.Union([Type.Literal('Never'), Type.Literal('OnFailure')], { 'x-message': 'must be Never or OnFailure' }),
+            ),
             containers: Type.Array(UpstreamContainer, { minItems: 1, maxItems: 1, 'x-message': 'exactly one container is supported' }),
             tolerations: Type.Optional(Type.Array(Toleration, { maxItems: limits.tolerations })),
             affinity: Type.Optional(
@@ -221,7 +269,10 @@ const UpstreamJobBody = Type.Object(
                     Type.Object(
                       {
                         requiredDuringSchedulingIgnoredDuringExecution: Type.Optional(
-                          Type.Object({ nodeSelectorTerms: Type.Optional(Type.Array(NodeSelectorTerm, { maxItems: limits.nodeSelectorTerms })) }, { additionalProperties: false }),
+                          Type.Object(
+                            { nodeSelectorTerms: Type.Optional(Type.Array(NodeSelectorTerm, { maxItems: limits.nodeSelectorTerms })) },
+                            { additionalProperties: false },
+                          ),
                         ),
                       },
                       { additionalProperties: false },
@@ -280,7 +331,10 @@ export const upstreamSubmitBody = (job: TSchema) =>
     {
       job,
       code: Type.Optional(
-        Type.Object({ binaryData: Type.Optional(Type.Object({ code: Type.String({ description: 'base64 of a zip' }) })) }, { description: 'V1ConfigMap (binary_data.code in the Python spelling)' }),
+        Type.Object(
+          { binaryData: Type.Optional(Type.Object({ code: Type.String({ description: 'base64 of a zip' }) })) },
+          { description: 'V1ConfigMap (binary_data.code in the Python spelling)' },
+        ),
       ),
     },
     { description: 'Keys may be snake_case (the Python client) or camelCase (Kubernetes JSON)' },

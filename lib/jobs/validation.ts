@@ -23,7 +23,8 @@ function fieldPath(root: string, pointer: string, data: unknown): string {
     const segment = raw.replace(/~1/g, '/').replace(/~0/g, '~');
     if (Array.isArray(node)) path += `[${segment}]`;
     else path += path ? `.${segment}` : segment;
-    node = node !== null && typeof node === 'object' && Object.hasOwn(node, segment) ? (node as Record<string, unknown>)[segment] : undefined;
+    node =
+      node !== null && typeof node === 'object' && Object.hasOwn(node, segment) ? (node as Record<string, unknown>)[segment] : undefined;
   }
   return path;
 }
@@ -55,7 +56,10 @@ function describe(error: ErrorObject, root: string, data: unknown): [string, str
       return [join(field, String(params.missingProperty)), 'is required'];
     case 'additionalProperties': {
       const allowed = Object.keys((schema.properties as object | undefined) ?? {});
-      return [join(field, String(params.additionalProperty)), `is not an allowed field${allowed.length ? ` (allowed here: ${allowed.join(', ')})` : ''}`];
+      return [
+        join(field, String(params.additionalProperty)),
+        `is not an allowed field${allowed.length ? ` (allowed here: ${allowed.join(', ')})` : ''}`,
+      ];
     }
     case 'minimum':
     case 'maximum':
@@ -84,7 +88,9 @@ function firstError(errors: ErrorObject[], root: string, data: unknown): [string
   const union = errors.findLast((e) => e.keyword === 'anyOf');
   if (union) {
     // A branch of the right type that failed further (a string failing its pattern) says more than the union.
-    const inner = errors.find((e) => e !== union && e.instancePath.startsWith(union.instancePath) && e.keyword !== 'type' && e.keyword !== 'const');
+    const inner = errors.find(
+      (e) => e !== union && e.instancePath.startsWith(union.instancePath) && e.keyword !== 'type' && e.keyword !== 'const',
+    );
     return describe(inner ?? union, root, data);
   }
   const error = errors[0]!;

@@ -39,23 +39,37 @@ export interface AdminConfig {
   jobTemplate: Record<string, unknown> | undefined;
 }
 
-const profileKeys = new Set(['description', 'display_name', 'image', 'resources', 'tolerations', 'node_affinity_required', 'nodeAffinityRequired']);
+const profileKeys = new Set([
+  'description',
+  'display_name',
+  'image',
+  'resources',
+  'tolerations',
+  'node_affinity_required',
+  'nodeAffinityRequired',
+]);
 
 /**
  * Profiles are checked with the user-spec validators, so a profile can never hold what a user may
  * not ask for, and against the per-job maximums, so a profile cannot exceed them either. Only the
  * key restrictions on tolerations and node affinity do not apply: profiles are how admins grant those.
  */
-export function parseProfiles(text: string | undefined, source = 'profiles', policy: JobPolicy = defaultJobPolicy): { profiles: Map<string, Profile>; raw: Record<string, unknown> } {
+export function parseProfiles(
+  text: string | undefined,
+  source = 'profiles',
+  policy: JobPolicy = defaultJobPolicy,
+): { profiles: Map<string, Profile>; raw: Record<string, unknown> } {
   const profiles = new Map<string, Profile>();
   if (!text) return { profiles, raw: {} };
   const raw = parseYaml(text) as unknown;
   if (raw === null || raw === undefined) return { profiles, raw: {} };
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: must be a mapping of profile name to settings`);
   for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
-    if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${source}: profile "${name}" must be a mapping`);
+    if (!value || typeof value !== 'object' || Array.isArray(value))
+      throw new ConfigError(`${source}: profile "${name}" must be a mapping`);
     const entry = value as Record<string, unknown>;
-    for (const key of Object.keys(entry)) if (!profileKeys.has(key)) throw new ConfigError(`${source}: profile "${name}" has unknown key "${key}"`);
+    for (const key of Object.keys(entry))
+      if (!profileKeys.has(key)) throw new ConfigError(`${source}: profile "${name}" has unknown key "${key}"`);
     try {
       const spec = parseJobSpec({
         name: 'profile',
@@ -66,7 +80,8 @@ export function parseProfiles(text: string | undefined, source = 'profiles', pol
       });
       checkResourceMaximums(spec.resources, policy);
       spec.tolerations?.forEach((toleration, i) => {
-        if (isWildcardToleration(toleration)) throw new Error(`tolerations[${i}]: a toleration without a key tolerates every taint and is never allowed`);
+        if (isWildcardToleration(toleration))
+          throw new Error(`tolerations[${i}]: a toleration without a key tolerates every taint and is never allowed`);
       });
       profiles.set(name, {
         description: typeof entry.description === 'string' ? entry.description : undefined,
@@ -85,7 +100,8 @@ export function parseProfiles(text: string | undefined, source = 'profiles', pol
 export function parseJobTemplate(text: string | undefined, source = 'job template'): Record<string, unknown> | undefined {
   if (!text) return undefined;
   const raw = parseYaml(text) as unknown;
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: must be a mapping shaped like a batch/v1 Job`);
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw))
+    throw new ConfigError(`${source}: must be a mapping shaped like a batch/v1 Job`);
   const template = camelCaseKeys(raw) as Record<string, unknown>;
   for (const key of Object.keys(template)) {
     if (!['apiVersion', 'kind', 'metadata', 'spec'].includes(key)) throw new ConfigError(`${source}: unknown top-level key "${key}"`);

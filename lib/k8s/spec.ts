@@ -1,5 +1,13 @@
 import { checkResourceShape } from '../jobs/policy.ts';
-import { JobSpecSchema, jobSpecAliases, limits, type JobSpecInput, type NodeSelectorTerm, type ResourceSpec, type Toleration } from '../jobs/schemas.ts';
+import {
+  JobSpecSchema,
+  jobSpecAliases,
+  limits,
+  type JobSpecInput,
+  type NodeSelectorTerm,
+  type ResourceSpec,
+  type Toleration,
+} from '../jobs/schemas.ts';
 import { checker, fail, withoutAbsent } from '../jobs/validation.ts';
 import { jobNamePrefixPattern, maxJobNamePrefixLength } from './names.ts';
 import { camelCaseKeys } from './wire.ts';
@@ -85,7 +93,10 @@ export function parseJobSpec(input: unknown): JobSpec {
 
   const name = raw.name.replace(/-+$/, '');
   if (!jobNamePrefixPattern.test(name) || name.length > maxJobNamePrefixLength) {
-    fail('name', `"${raw.name}" must be lower-case letters, digits and dashes, start and end with a letter or digit, at most ${maxJobNamePrefixLength} characters`);
+    fail(
+      'name',
+      `"${raw.name}" must be lower-case letters, digits and dashes, start and end with a letter or digit, at most ${maxJobNamePrefixLength} characters`,
+    );
   }
   const labels = textMap(raw.labels);
   for (const key of Object.keys(labels ?? {})) if (reservedLabelKey.test(key)) fail(`labels.${key}`, 'is a reserved label key');
@@ -98,8 +109,10 @@ export function parseJobSpec(input: unknown): JobSpec {
   };
   checkResourceShape(resources);
   // Without completions, Kubernetes would read parallelism as a work queue, which kbatch jobs are not.
-  if (raw.parallelism !== undefined && raw.completions === undefined) fail('parallelism', 'needs completions (an array of N tasks) to run in parallel');
-  if (raw.parallelism !== undefined && raw.completions !== undefined && raw.parallelism > raw.completions) fail('parallelism', `is more than completions (${raw.completions})`);
+  if (raw.parallelism !== undefined && raw.completions === undefined)
+    fail('parallelism', 'needs completions (an array of N tasks) to run in parallel');
+  if (raw.parallelism !== undefined && raw.completions !== undefined && raw.parallelism > raw.completions)
+    fail('parallelism', `is more than completions (${raw.completions})`);
 
   const spec: JobSpec = { name };
   if (raw.image !== undefined) spec.image = raw.image;

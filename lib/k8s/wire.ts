@@ -42,7 +42,14 @@ export function camelCase(key: string): string {
   if (Object.hasOwn(camelSpecial, key)) return camelSpecial[key]!;
   if (!key.includes('_')) return key;
   // pod_i_ps -> podIPs, pod_ip -> podIP: the Python client's acronym spellings.
-  const acronyms: Record<string, string> = { pod_ip: 'podIP', host_ip: 'hostIP', pod_i_ps: 'podIPs', host_i_ps: 'hostIPs', cluster_ip: 'clusterIP', cluster_i_ps: 'clusterIPs' };
+  const acronyms: Record<string, string> = {
+    pod_ip: 'podIP',
+    host_ip: 'hostIP',
+    pod_i_ps: 'podIPs',
+    host_i_ps: 'hostIPs',
+    cluster_ip: 'clusterIP',
+    cluster_i_ps: 'clusterIPs',
+  };
   if (Object.hasOwn(acronyms, key)) return acronyms[key]!;
   // Only an underscore inside a word joins it: `__proto__` stays itself (and is refused by name).
   return key.replace(/(?<=[a-z0-9])_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
@@ -71,7 +78,10 @@ function convert(value: unknown, keyFor: (key: string) => string, dates: (d: Dat
     return Object.fromEntries(
       Object.entries(value as Record<string, unknown>)
         .filter(([, item]) => item !== undefined)
-        .map(([key, item]) => [keyFor(key), freeFormMaps.has(key) ? convertMapValues(item, dates) : convert(item, keyFor, dates, depth + 1)]),
+        .map(([key, item]) => [
+          keyFor(key),
+          freeFormMaps.has(key) ? convertMapValues(item, dates) : convert(item, keyFor, dates, depth + 1),
+        ]),
     );
   }
   return value;

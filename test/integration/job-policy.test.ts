@@ -30,14 +30,26 @@ function assertRefused(res: ApiResponse, field: string, also?: string) {
 
 /** Nothing of the user's: no Job, CronJob, Secret or ConfigMap (the namespace itself may exist). */
 async function assertNothingCreated(namespace: string) {
-  const exists = await admin.core.readNamespace({ name: namespace }).then(() => true, () => false);
+  const exists = await admin.core.readNamespace({ name: namespace }).then(
+    () => true,
+    () => false,
+  );
   if (!exists) return;
   const batch = await admin.batch.listNamespacedJob({ namespace });
-  assert.equal(batch.items.map((j) => j.metadata!.name), []);
+  assert.equal(
+    batch.items.map((j) => j.metadata!.name),
+    [],
+  );
   const secrets = await admin.core.listNamespacedSecret({ namespace, labelSelector: 'app.kubernetes.io/managed-by=kbatch' });
-  assert.equal(secrets.items.map((s) => s.metadata!.name), []);
+  assert.equal(
+    secrets.items.map((s) => s.metadata!.name),
+    [],
+  );
   const configMaps = await admin.core.listNamespacedConfigMap({ namespace, labelSelector: 'app.kubernetes.io/managed-by=kbatch' });
-  assert.equal(configMaps.items.map((c) => c.metadata!.name), []);
+  assert.equal(
+    configMaps.items.map((c) => c.metadata!.name),
+    [],
+  );
 }
 
 const spec = { name: 'evil', image: 'busybox', command: ['true'] };
@@ -54,9 +66,21 @@ const nativeCases: [string, Record<string, unknown>, string][] = [
   ['__proto__ as a profile', { profile: '__proto__' }, 'profile'],
   ['toString as a profile', { profile: 'toString' }, 'profile'],
   ['a wildcard toleration', { tolerations: [{ operator: 'Exists' }] }, 'tolerations[0]'],
-  ['a control-plane toleration', { tolerations: [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }] }, 'tolerations[0].key'],
-  ['pinning to a node by name', { nodeAffinityRequired: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['kwok-node-0'] }] }] }, 'nodeAffinityRequired[0].matchFields'],
-  ['a node label the admin did not allow', { nodeAffinityRequired: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: ['x'] }] }] }, 'nodeAffinityRequired[0].matchExpressions[0].key'],
+  [
+    'a control-plane toleration',
+    { tolerations: [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }] },
+    'tolerations[0].key',
+  ],
+  [
+    'pinning to a node by name',
+    { nodeAffinityRequired: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['kwok-node-0'] }] }] },
+    'nodeAffinityRequired[0].matchFields',
+  ],
+  [
+    'a node label the admin did not allow',
+    { nodeAffinityRequired: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: ['x'] }] }] },
+    'nodeAffinityRequired[0].matchExpressions[0].key',
+  ],
 ];
 
 const native = suite('hostile native submits are JSON 400s naming the field, and create nothing');
@@ -69,18 +93,24 @@ native('multipart spec field with code: the same schema, and the stored code is 
   }
 });
 native('a prototype key is refused by name', async () => {
-  const res = await bob('POST', 'api/v1/jobs', { json: JSON.parse('{"name": "evil", "image": "busybox", "__proto__": {"hostNetwork": true}}') });
+  const res = await bob('POST', 'api/v1/jobs', {
+    json: JSON.parse('{"name": "evil", "image": "busybox", "__proto__": {"hostNetwork": true}}'),
+  });
   assertRefused(res, '__proto__');
 });
 native('a 100,000-deep spec is a 400, and the server lives on', async () => {
   const deep = `{"name": "evil", "image": "busybox", "labels": ${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`;
-  const res = await fetch(new URL('api/v1/jobs', stack.serviceUrl), { method: 'POST', headers: { authorization: `token ${stack.hub.tokens.bob}`, 'content-type': 'application/json' }, body: deep });
+  const res = await fetch(new URL('api/v1/jobs', stack.serviceUrl), {
+    method: 'POST',
+    headers: { authorization: `token ${stack.hub.tokens.bob}`, 'content-type': 'application/json' },
+    body: deep,
+  });
   const text = await res.text();
   assert.is(res.status, 400, text);
   assert.is(JSON.parse(text).status, 400);
   assert.is((await bob('GET', 'authorized')).status, 200);
 });
-native('nothing was created in bob\'s namespace', () => assertNothingCreated('kbatch-bob'));
+native("nothing was created in bob's namespace", () => assertNothingCreated('kbatch-bob'));
 native.run();
 
 /** The body the upstream Python CLI (0.5.0b1) posts: V1Job.to_dict(), snake_case, most fields null. */
@@ -97,7 +127,18 @@ function upstreamJob(pod: Record<string, unknown> = {}, container: Record<string
         metadata: { labels: {}, annotations: {} },
         spec: {
           restart_policy: 'Never',
-          containers: [{ name: 'job', image: 'busybox', command: ['true'], args: null, env: [], resources: { limits: {}, requests: {}, claims: null }, working_dir: '/code', ...container }],
+          containers: [
+            {
+              name: 'job',
+              image: 'busybox',
+              command: ['true'],
+              args: null,
+              env: [],
+              resources: { limits: {}, requests: {}, claims: null },
+              working_dir: '/code',
+              ...container,
+            },
+          ],
           tolerations: null,
           affinity: null,
           ...pod,
@@ -111,14 +152,32 @@ function upstreamJob(pod: Record<string, unknown> = {}, container: Record<string
 const upstream = suite('hostile upstream (kbatch-proxy) submits are JSON 400s naming the manifest field');
 const pod = 'job.spec.template.spec';
 const upstreamCases: [string, unknown, string, string?][] = [
-  ['a wildcard toleration', upstreamJob({ tolerations: [{ key: null, operator: 'Exists', effect: null, value: null, toleration_seconds: null }] }), `${pod}.tolerations[0]`, 'tolerations[0]'],
+  [
+    'a wildcard toleration',
+    upstreamJob({ tolerations: [{ key: null, operator: 'Exists', effect: null, value: null, toleration_seconds: null }] }),
+    `${pod}.tolerations[0]`,
+    'tolerations[0]',
+  ],
   [
     'pinning to a node by name',
-    upstreamJob({ affinity: { node_affinity: { required_during_scheduling_ignored_during_execution: { node_selector_terms: [{ match_fields: [{ key: 'metadata.name', operator: 'In', values: ['n'] }] }] } } } }),
+    upstreamJob({
+      affinity: {
+        node_affinity: {
+          required_during_scheduling_ignored_during_execution: {
+            node_selector_terms: [{ match_fields: [{ key: 'metadata.name', operator: 'In', values: ['n'] }] }],
+          },
+        },
+      },
+    }),
     `${pod}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields`,
     'nodeAffinityRequired[0].matchFields',
   ],
-  ['huge memory', upstreamJob({}, { resources: { limits: { memory: '1Ei' } } }), `${pod}.containers[0].resources.limits.memory`, 'resources.limits.memory'],
+  [
+    'huge memory',
+    upstreamJob({}, { resources: { limits: { memory: '1Ei' } } }),
+    `${pod}.containers[0].resources.limits.memory`,
+    'resources.limits.memory',
+  ],
   ['a fractional backoff limit', { ...upstreamJob(), spec: { ...upstreamJob().spec, backoff_limit: 0.5 } }, 'job.spec.backoffLimit'],
   ['a privileged container', upstreamJob({}, { security_context: { privileged: true } }), `${pod}.containers[0].securityContext`],
   ['a map where env goes', upstreamJob({}, { env: { A: '1' } }), `${pod}.containers[0].env`],
@@ -128,13 +187,26 @@ for (const [what, job, field, also] of upstreamCases) {
 }
 upstream('cronjobs: a wildcard toleration in the job template', async () => {
   const job = upstreamJob({ tolerations: [{ operator: 'Exists' }] });
-  const cronJob = { api_version: 'batch/v1', kind: 'CronJob', metadata: { generate_name: 'evil-' }, spec: { schedule: '@daily', job_template: { spec: job.spec } } };
-  assertRefused(await bob('POST', 'cronjobs/', { json: { job: cronJob } }), 'job.spec.jobTemplate.spec.template.spec.tolerations[0]', 'tolerations[0]');
+  const cronJob = {
+    api_version: 'batch/v1',
+    kind: 'CronJob',
+    metadata: { generate_name: 'evil-' },
+    spec: { schedule: '@daily', job_template: { spec: job.spec } },
+  };
+  assertRefused(
+    await bob('POST', 'cronjobs/', { json: { job: cronJob } }),
+    'job.spec.jobTemplate.spec.template.spec.tolerations[0]',
+    'tolerations[0]',
+  );
 });
 upstream('a 100,000-deep manifest is a 400, and the server lives on', async () => {
   const deep = `{"job": {"kind": "Job", "status": ${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}}`;
   for (const path of ['jobs/', 'cronjobs/']) {
-    const res = await fetch(new URL(path, stack.serviceUrl), { method: 'POST', headers: { authorization: `token ${stack.hub.tokens.bob}`, 'content-type': 'application/json' }, body: deep });
+    const res = await fetch(new URL(path, stack.serviceUrl), {
+      method: 'POST',
+      headers: { authorization: `token ${stack.hub.tokens.bob}`, 'content-type': 'application/json' },
+      body: deep,
+    });
     const text = await res.text();
     assert.is(res.status, 400, `${path}: ${text}`);
     assert.is(JSON.parse(text).status, 400);
@@ -145,13 +217,15 @@ upstream('Object members as manifest keys are refused by name', async () => {
   const job = { ...upstreamJob(), constructor: { name: 'x' } };
   assertRefused(await bob('POST', 'jobs/', { json: { job } }), 'job.constructor');
 });
-upstream('nothing was created in bob\'s namespace', () => assertNothingCreated('kbatch-bob'));
+upstream("nothing was created in bob's namespace", () => assertNothingCreated('kbatch-bob'));
 upstream.run();
 
 const permitted = suite('what the admin permits is accepted');
 permitted('an allowed toleration key runs, and the namespace came with its quota and limit range', async () => {
   const toleration = { key: 'dedicated', operator: 'Equal', value: 'batch', effect: 'NoSchedule' };
-  const res = await alice('POST', 'api/v1/jobs', { json: { ...spec, name: 'ok', tolerations: [toleration], resources: { requests: { cpu: '500m' }, limits: { cpu: '4' } } } });
+  const res = await alice('POST', 'api/v1/jobs', {
+    json: { ...spec, name: 'ok', tolerations: [toleration], resources: { requests: { cpu: '500m' }, limits: { cpu: '4' } } },
+  });
   assert.is(res.status, 201, res.text);
   const job = await admin.batch.readNamespacedJob({ namespace: 'kbatch-alice', name: res.body.name });
   assert.equal(JSON.parse(JSON.stringify(job.spec!.template.spec!.tolerations)), [toleration]);
@@ -160,13 +234,20 @@ permitted('an allowed toleration key runs, and the namespace came with its quota
   const range = await admin.core.readNamespacedLimitRange({ namespace: 'kbatch-alice', name: 'kbatch' });
   assert.is(range.spec!.limits[0]!.defaultRequest!.cpu, '100m');
   // The quota admits the pod because it requests cpu (the limit range would give it a request otherwise).
-  await eventually('the job to succeed under the quota', async () => {
-    const detail = await alice('GET', `api/v1/jobs/${res.body.name}`);
-    return detail.body.state === 'succeeded';
-  }, 60_000);
+  await eventually(
+    'the job to succeed under the quota',
+    async () => {
+      const detail = await alice('GET', `api/v1/jobs/${res.body.name}`);
+      return detail.body.state === 'succeeded';
+    },
+    60_000,
+  );
 });
 permitted('a toleration exactly as a profile sets it (the upstream CLI bakes profiles in) is accepted', async () => {
-  const job = upstreamJob({ tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule', value: null, toleration_seconds: null }] }, { resources: { limits: { 'nvidia.com/gpu': '1' }, requests: {} } });
+  const job = upstreamJob(
+    { tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule', value: null, toleration_seconds: null }] },
+    { resources: { limits: { 'nvidia.com/gpu': '1' }, requests: {} } },
+  );
   const res = await alice('POST', 'jobs/', { json: { job, code: null } });
   assert.is(res.status, 200, res.text);
 });

@@ -19,7 +19,12 @@ pinned:
 `);
 
 function build(input: Record<string, unknown>, settings: Partial<JobSettings> = {}) {
-  return buildJobObjects(parseJobSpec({ name: 'job', image: 'python', ...input }), { name: 'alice', namespace: 'kbatch-alice' }, 'job-abcde', { settings: { ...base, ...settings }, profiles });
+  return buildJobObjects(
+    parseJobSpec({ name: 'job', image: 'python', ...input }),
+    { name: 'alice', namespace: 'kbatch-alice' },
+    'job-abcde',
+    { settings: { ...base, ...settings }, profiles },
+  );
 }
 
 function refuses(input: Record<string, unknown>, field: string, words: string, settings: Partial<JobSettings> = {}) {
@@ -42,7 +47,8 @@ const tooMuch: [string, Record<string, string>, string][] = [
   ['a petabyte of scratch', { 'ephemeral-storage': '1P' }, 'resources.requests.ephemeral-storage'],
   ['just over the cpu maximum', { cpu: '64001m' }, 'resources.requests.cpu'],
 ];
-for (const [what, requests, field] of tooMuch) resources(`refuses ${what}`, () => refuses({ resources: { requests } }, field, 'more than the maximum'));
+for (const [what, requests, field] of tooMuch)
+  resources(`refuses ${what}`, () => refuses({ resources: { requests } }, field, 'more than the maximum'));
 resources('refuses resources not on the list', () => {
   refuses({ resources: { limits: { 'hugepages-1Gi': '1Gi' } } }, 'resources.limits.hugepages-1Gi', 'not a resource jobs may request');
   refuses({ resources: { requests: { 'example.com/dongle': '1' } } }, 'resources.requests.example.com/dongle', 'allowed: cpu, memory');
@@ -69,11 +75,18 @@ scheduling('a wildcard toleration is always refused', () => {
   }
 });
 scheduling('a toleration key the admin did not allow is refused, pointing at profiles', () => {
-  refuses({ tolerations: [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }] }, 'tolerations[0].key', 'profile');
+  refuses(
+    { tolerations: [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }] },
+    'tolerations[0].key',
+    'profile',
+  );
   refuses({ tolerations: [{ key: 'x', operator: 'Exists' }] }, 'tolerations[0].key', 'the admin allows none');
 });
 scheduling('a toleration key the admin allows is accepted', () => {
-  const { job } = build({ tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'batch', effect: 'NoSchedule' }] }, { allowedTolerationKeys: ['dedicated'] });
+  const { job } = build(
+    { tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'batch', effect: 'NoSchedule' }] },
+    { allowedTolerationKeys: ['dedicated'] },
+  );
   assert.is(job.spec!.template.spec!.tolerations![0]!.key, 'dedicated');
 });
 scheduling('a toleration exactly as a profile sets it is accepted (the upstream CLI bakes profiles in)', () => {
@@ -81,18 +94,34 @@ scheduling('a toleration exactly as a profile sets it is accepted (the upstream 
   refuses({ tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists' }] }, 'tolerations[0].key', 'profile');
 });
 scheduling('matchFields (pinning to a node by name) is refused for users', () => {
-  refuses({ nodeAffinityRequired: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['control-plane-1'] }] }] }, 'nodeAffinityRequired[0].matchFields', 'by name', {
-    allowedNodeLabelKeys: ['metadata.name'],
-  });
+  refuses(
+    { nodeAffinityRequired: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['control-plane-1'] }] }] },
+    'nodeAffinityRequired[0].matchFields',
+    'by name',
+    {
+      allowedNodeLabelKeys: ['metadata.name'],
+    },
+  );
 });
 scheduling('node label keys only where the admin allows them', () => {
-  refuses({ nodeAffinityRequired: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: ['n1'] }] }] }, 'nodeAffinityRequired[0].matchExpressions[0].key', 'the admin allows none');
-  build({ nodeAffinityRequired: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] }] }, { allowedNodeLabelKeys: ['zone'] });
+  refuses(
+    { nodeAffinityRequired: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: ['n1'] }] }] },
+    'nodeAffinityRequired[0].matchExpressions[0].key',
+    'the admin allows none',
+  );
+  build(
+    { nodeAffinityRequired: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] }] },
+    { allowedNodeLabelKeys: ['zone'] },
+  );
   build({ nodeAffinityRequired: [{ matchExpressions: [{ key: 'kind', operator: 'In', values: ['gpu'] }] }] });
 });
 scheduling('profiles may set what users may not, and apply it', () => {
   const { job } = build({ profile: 'pinned' });
-  assert.is(job.spec!.template.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchFields![0]!.key, 'metadata.name');
+  assert.is(
+    job.spec!.template.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchFields![0]!
+      .key,
+    'metadata.name',
+  );
 });
 scheduling('the upstream manifest goes through the same rules', () => {
   const manifest = {
@@ -101,7 +130,10 @@ scheduling('the upstream manifest goes through the same rules', () => {
     spec: { template: { spec: { containers: [{ image: 'alpine' }], tolerations: [{ operator: 'Exists' }] } } },
   };
   const spec = specFromUpstreamManifest(manifest);
-  assert.throws(() => buildJobObjects(spec, { name: 'a', namespace: 'kbatch-a' }, 'x-abcde', { settings: base, profiles }), (e: unknown) => (e as BadRequest).field === 'tolerations[0]');
+  assert.throws(
+    () => buildJobObjects(spec, { name: 'a', namespace: 'kbatch-a' }, 'x-abcde', { settings: base, profiles }),
+    (e: unknown) => (e as BadRequest).field === 'tolerations[0]',
+  );
 });
 scheduling.run();
 
@@ -110,20 +142,39 @@ for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'v
   names(name, () => refuses({ profile: name }, 'profile', 'unknown profile'));
 }
 names('a plain-object profile table is read through own properties too', () => {
-  assert.throws(() => buildJobObjects(parseJobSpec({ name: 'a', image: 'x', profile: 'toString' }), { name: 'a', namespace: 'kbatch-a' }, 'a-abcde', { settings: base, profiles: {} }), /unknown profile/);
+  assert.throws(
+    () =>
+      buildJobObjects(parseJobSpec({ name: 'a', image: 'x', profile: 'toString' }), { name: 'a', namespace: 'kbatch-a' }, 'a-abcde', {
+        settings: base,
+        profiles: {},
+      }),
+    /unknown profile/,
+  );
 });
 names.run();
 
 const atStart = suite('profiles are checked against the policy at start');
 atStart('a profile over the maximums stops the start', () => {
-  assert.throws(() => parseProfiles('big: {resources: {limits: {nvidia.com/gpu: "100"}}}'), (e: unknown) => e instanceof ConfigError && /big.*more than the maximum/.test((e as Error).message));
-  assert.throws(() => parseProfiles('odd: {resources: {requests: {example.com/x: "1"}}}'), (e: unknown) => e instanceof ConfigError && /not a resource/.test((e as Error).message));
+  assert.throws(
+    () => parseProfiles('big: {resources: {limits: {nvidia.com/gpu: "100"}}}'),
+    (e: unknown) => e instanceof ConfigError && /big.*more than the maximum/.test((e as Error).message),
+  );
+  assert.throws(
+    () => parseProfiles('odd: {resources: {requests: {example.com/x: "1"}}}'),
+    (e: unknown) => e instanceof ConfigError && /not a resource/.test((e as Error).message),
+  );
 });
 atStart('a profile whose limit is below its request stops the start', () => {
-  assert.throws(() => parseProfiles('p: {resources: {requests: {memory: 2Gi}, limits: {memory: 1Gi}}}'), (e: unknown) => e instanceof ConfigError && /at least its request/.test((e as Error).message));
+  assert.throws(
+    () => parseProfiles('p: {resources: {requests: {memory: 2Gi}, limits: {memory: 1Gi}}}'),
+    (e: unknown) => e instanceof ConfigError && /at least its request/.test((e as Error).message),
+  );
 });
 atStart('a profile with a wildcard toleration stops the start', () => {
-  assert.throws(() => parseProfiles('p: {tolerations: [{operator: Exists}]}'), (e: unknown) => e instanceof ConfigError && /never allowed/.test((e as Error).message));
+  assert.throws(
+    () => parseProfiles('p: {tolerations: [{operator: Exists}]}'),
+    (e: unknown) => e instanceof ConfigError && /never allowed/.test((e as Error).message),
+  );
 });
 atStart('profiles named like Object members are ordinary entries', () => {
   const { profiles: table } = parseProfiles('constructor: {image: a}\ntoString: {image: b}');
@@ -143,7 +194,9 @@ quota('a ResourceQuota and a LimitRange from the admin settings', () => {
   assert.is(rq!.metadata!.namespace, 'kbatch-a');
   assert.equal(rq!.spec!.hard, { 'requests.cpu': '8', 'count/jobs.batch': '50' });
   assert.is(limitRange!.kind, 'LimitRange');
-  assert.equal(limitRange!.spec!.limits, [{ type: 'Container', default: { cpu: '1' }, defaultRequest: { cpu: '100m' }, max: { memory: '8Gi' } }]);
+  assert.equal(limitRange!.spec!.limits, [
+    { type: 'Container', default: { cpu: '1' }, defaultRequest: { cpu: '100m' }, max: { memory: '8Gi' } },
+  ]);
 });
 quota.run();
 
@@ -175,7 +228,11 @@ settings('bad values stop the start with a message', () => {
     [{ KBATCH_NAMESPACE_LIMIT_RANGE: '{"maximum": {}}' }, /unknown key "maximum"/],
     [{ KBATCH_NAMESPACE_LIMIT_RANGE: '{"max": {"cpu": "-1"}}' }, /not a quantity/],
   ];
-  for (const [env, message] of bad) assert.throws(() => loadSettings(env), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message));
+  for (const [env, message] of bad)
+    assert.throws(
+      () => loadSettings(env),
+      (e: unknown) => e instanceof ConfigError && message.test((e as Error).message),
+    );
 });
 settings.run();
 
@@ -183,7 +240,13 @@ const early = suite('checkSubmission: the admin-dependent checks, before anythin
 early('resolves the profile and image, and refuses what buildJobObjects would', async () => {
   const { checkSubmission } = await import('../../lib/k8s/builders.ts');
   assert.is(checkSubmission(parseJobSpec({ name: 'a', profile: 'gpu' }), { settings: base, profiles }).image, 'pytorch');
-  assert.throws(() => checkSubmission(parseJobSpec({ name: 'a' }), { settings: base, profiles }), (e: unknown) => (e as BadRequest).field === 'image');
-  assert.throws(() => checkSubmission(parseJobSpec({ name: 'a', image: 'x', resources: { limits: { cpu: '65' } } }), { settings: base, profiles }), (e: unknown) => (e as BadRequest).field === 'resources.limits.cpu');
+  assert.throws(
+    () => checkSubmission(parseJobSpec({ name: 'a' }), { settings: base, profiles }),
+    (e: unknown) => (e as BadRequest).field === 'image',
+  );
+  assert.throws(
+    () => checkSubmission(parseJobSpec({ name: 'a', image: 'x', resources: { limits: { cpu: '65' } } }), { settings: base, profiles }),
+    (e: unknown) => (e as BadRequest).field === 'resources.limits.cpu',
+  );
 });
 early.run();

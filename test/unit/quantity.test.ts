@@ -46,7 +46,23 @@ parse('no float rounding: 0.1 + 0.2 style values compare exactly', () => {
   less('1e18', '1e19');
 });
 parse('refuses what is not a quantity', () => {
-  for (const text of ['', 'lots', '1.2.3', '1Gb', '1 Gi', 'Gi', '1e', '1ee3', '0x10', '1e308', '1e99999999', '1'.repeat(100), 'NaN', 'Infinity', '١']) {
+  for (const text of [
+    '',
+    'lots',
+    '1.2.3',
+    '1Gb',
+    '1 Gi',
+    'Gi',
+    '1e',
+    '1ee3',
+    '0x10',
+    '1e308',
+    '1e99999999',
+    '1'.repeat(100),
+    'NaN',
+    'Infinity',
+    '١',
+  ]) {
     assert.is(parseQuantity(text), undefined, text);
   }
 });

@@ -54,7 +54,10 @@ spec('refuses bad quantities and env names', () => {
   rejects({ name: 'a', env: { 'BAD NAME': 'x' } }, 'env.BAD NAME');
   rejects({ name: 'a', resources: { claims: [{ name: 'gpu' }] } }, 'resources.claims');
 });
-spec('refuses reserved label keys', () => void rejects({ name: 'a', labels: { 'kbatch.jupyter.org/username': 'bob' } }, 'labels.kbatch.jupyter.org/username'));
+spec(
+  'refuses reserved label keys',
+  () => void rejects({ name: 'a', labels: { 'kbatch.jupyter.org/username': 'bob' } }, 'labels.kbatch.jupyter.org/username'),
+);
 spec('parallelism needs completions and cannot exceed them', () => {
   rejects({ name: 'a', parallelism: 3 }, 'parallelism');
   rejects({ name: 'a', parallelism: 3, completions: 2 }, 'parallelism');
@@ -76,8 +79,27 @@ const manifest = {
       spec: {
         restart_policy: 'Never',
         tolerations: [{ effect: 'NoSchedule', key: 'k', operator: 'Equal', toleration_seconds: null, value: 'v' }],
-        affinity: { node_affinity: { required_during_scheduling_ignored_during_execution: { node_selector_terms: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }], match_fields: [] }] }, preferred_during_scheduling_ignored_during_execution: null }, pod_affinity: null },
-        containers: [{ name: 'job', image: 'alpine', command: ['sh', '-c'], args: ['python main.py'], env: [{ name: 'A', value: '1', value_from: null }], resources: { limits: { memory: '1G' }, requests: { cpu: '1' } }, working_dir: '/code', volume_mounts: null }],
+        affinity: {
+          node_affinity: {
+            required_during_scheduling_ignored_during_execution: {
+              node_selector_terms: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }], match_fields: [] }],
+            },
+            preferred_during_scheduling_ignored_during_execution: null,
+          },
+          pod_affinity: null,
+        },
+        containers: [
+          {
+            name: 'job',
+            image: 'alpine',
+            command: ['sh', '-c'],
+            args: ['python main.py'],
+            env: [{ name: 'A', value: '1', value_from: null }],
+            resources: { limits: { memory: '1G' }, requests: { cpu: '1' } },
+            working_dir: '/code',
+            volume_mounts: null,
+          },
+        ],
       },
     },
   },
@@ -91,11 +113,36 @@ upstream('reads the upstream CLI manifest', () => {
   assert.equal(parsed.tolerations, [{ effect: 'NoSchedule', key: 'k', operator: 'Equal', value: 'v' }]);
   assert.equal(parsed.nodeAffinityRequired, [{ matchExpressions: [{ key: 'a', operator: 'In', values: ['b'] }] }]);
 });
-const withPod = (patch: Record<string, unknown>) => ({ ...manifest, spec: { ...manifest.spec, template: { ...manifest.spec.template, spec: { ...manifest.spec.template.spec, ...patch } } } });
-upstream('refuses a namespace', () => void rejects({ ...manifest, metadata: { ...manifest.metadata, namespace: 'kube-system' } }, 'job.metadata.namespace', specFromUpstreamManifest));
-upstream('refuses serviceAccountName', () => void rejects(withPod({ service_account_name: 'admin' }), 'job.spec.template.spec.serviceAccountName', specFromUpstreamManifest));
-upstream('refuses hostPath volumes', () => void rejects(withPod({ volumes: [{ name: 'h', host_path: { path: '/' } }] }), 'job.spec.template.spec.volumes', specFromUpstreamManifest));
-upstream('refuses hostNetwork', () => void rejects(withPod({ host_network: true }), 'job.spec.template.spec.hostNetwork', specFromUpstreamManifest));
+const withPod = (patch: Record<string, unknown>) => ({
+  ...manifest,
+  spec: { ...manifest.spec, template: { ...manifest.spec.template, spec: { ...manifest.spec.template.spec, ...patch } } },
+});
+upstream(
+  'refuses a namespace',
+  () =>
+    void rejects(
+      { ...manifest, metadata: { ...manifest.metadata, namespace: 'kube-system' } },
+      'job.metadata.namespace',
+      specFromUpstreamManifest,
+    ),
+);
+upstream(
+  'refuses serviceAccountName',
+  () => void rejects(withPod({ service_account_name: 'admin' }), 'job.spec.template.spec.serviceAccountName', specFromUpstreamManifest),
+);
+upstream(
+  'refuses hostPath volumes',
+  () =>
+    void rejects(
+      withPod({ volumes: [{ name: 'h', host_path: { path: '/' } }] }),
+      'job.spec.template.spec.volumes',
+      specFromUpstreamManifest,
+    ),
+);
+upstream(
+  'refuses hostNetwork',
+  () => void rejects(withPod({ host_network: true }), 'job.spec.template.spec.hostNetwork', specFromUpstreamManifest),
+);
 upstream('refuses a privileged container', () => {
   const container = { ...manifest.spec.template.spec.containers[0], security_context: { privileged: true } };
   rejects(withPod({ containers: [container] }), 'job.spec.template.spec.containers[0].securityContext', specFromUpstreamManifest);
@@ -113,7 +160,11 @@ cron('reads the upstream CLI cronjob and its schedule', async () => {
     api_version: 'batch/v1',
     kind: 'CronJob',
     metadata: { generate_name: 'nightly-cron-', labels: {}, annotations: {} },
-    spec: { schedule: '0 22 * * 1-5', starting_deadline_seconds: 300, job_template: { metadata: { generate_name: 'nightly-cron-' }, spec: manifest.spec } },
+    spec: {
+      schedule: '0 22 * * 1-5',
+      starting_deadline_seconds: 300,
+      job_template: { metadata: { generate_name: 'nightly-cron-' }, spec: manifest.spec },
+    },
   });
   assert.is(schedule, '0 22 * * 1-5');
   assert.is(parsed.name, 'nightly-cron');
@@ -121,7 +172,11 @@ cron('reads the upstream CLI cronjob and its schedule', async () => {
 });
 cron('refuses fields outside the allow-list', async () => {
   const { specFromUpstreamCronJob } = await import('../../lib/k8s/upstream-manifest.ts');
-  rejects({ kind: 'CronJob', spec: { schedule: '* * * * *', suspend: true, job_template: { spec: manifest.spec } } }, 'job.spec.suspend', specFromUpstreamCronJob);
+  rejects(
+    { kind: 'CronJob', spec: { schedule: '* * * * *', suspend: true, job_template: { spec: manifest.spec } } },
+    'job.spec.suspend',
+    specFromUpstreamCronJob,
+  );
 });
 cron.run();
 
@@ -156,16 +211,40 @@ const hostile: [string, Record<string, unknown>, string, string?][] = [
   ['a huge cpu quantity string', { resources: { requests: { cpu: '1e308' } } }, 'resources.requests.cpu', 'not a valid quantity'],
   ['a negative quantity', { resources: { requests: { memory: '-1Gi' } } }, 'resources.requests.memory', 'negative'],
   ['half a GPU', { resources: { limits: { 'nvidia.com/gpu': '0.5' } } }, 'resources.limits.nvidia.com/gpu', 'whole number'],
-  ['a limit below its request', { resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } } }, 'resources.limits.memory', 'at least its request'],
-  ['a limit below its request in other units', { resources: { requests: { cpu: '1.5' }, limits: { cpu: '1400m' } } }, 'resources.limits.cpu', 'at least its request'],
+  [
+    'a limit below its request',
+    { resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } } },
+    'resources.limits.memory',
+    'at least its request',
+  ],
+  [
+    'a limit below its request in other units',
+    { resources: { requests: { cpu: '1.5' }, limits: { cpu: '1400m' } } },
+    'resources.limits.cpu',
+    'at least its request',
+  ],
   ['an object as a toleration', { tolerations: { key: 'a' } }, 'tolerations', 'must be a list'],
   ['an unknown toleration operator', { tolerations: [{ key: 'a', operator: 'Matches' }] }, 'tolerations[0].operator', 'Exists or Equal'],
-  ['an unknown toleration field', { tolerations: [{ key: 'a', operator: 'Exists', nodeName: 'x' }] }, 'tolerations[0].nodeName', 'not an allowed field'],
-  ['an unknown selector operator', { nodeAffinityRequired: [{ matchExpressions: [{ key: 'a', operator: 'Like' }] }] }, 'nodeAffinityRequired[0].matchExpressions[0].operator'],
+  [
+    'an unknown toleration field',
+    { tolerations: [{ key: 'a', operator: 'Exists', nodeName: 'x' }] },
+    'tolerations[0].nodeName',
+    'not an allowed field',
+  ],
+  [
+    'an unknown selector operator',
+    { nodeAffinityRequired: [{ matchExpressions: [{ key: 'a', operator: 'Like' }] }] },
+    'nodeAffinityRequired[0].matchExpressions[0].operator',
+  ],
   ['a selector term field that does not exist', { nodeAffinityRequired: [{ nodeName: 'x' }] }, 'nodeAffinityRequired[0].nodeName'],
   ['too many env entries', { env: Object.fromEntries(Array.from({ length: 201 }, (_, i) => [`E${i}`, 'x'])) }, 'env', 'at most 200'],
   ['too many labels', { labels: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`l${i}`, 'x'])) }, 'labels', 'at most 32'],
-  ['env values over the Secret budget', { env: Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`E${i}`, 'x'.repeat(120 * 1024)])) }, 'env', 'at most'],
+  [
+    'env values over the Secret budget',
+    { env: Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`E${i}`, 'x'.repeat(120 * 1024)])) },
+    'env',
+    'at most',
+  ],
   ['too many arguments', { args: Array.from({ length: 1001 }, () => 'x') }, 'args', 'at most 1000'],
   ['an over-long argument', { args: ['x'.repeat(128 * 1024 + 1)] }, 'args[0]', 'at most'],
   ['a prototype key at the top', JSON.parse('{"__proto__": {"image": "evil"}}'), '__proto__', 'not an allowed field'],
@@ -198,7 +277,9 @@ types('a __proto__ key never reaches a prototype', () => {
   assert.is(({} as Record<string, unknown>).polluted, undefined);
 });
 types('null, [] and {} count as absent', () => {
-  assert.equal(parseJobSpec({ name: 'a', image: null, command: [], env: {}, resources: { requests: null }, tolerations: [] }), { name: 'a' });
+  assert.equal(parseJobSpec({ name: 'a', image: null, command: [], env: {}, resources: { requests: null }, tolerations: [] }), {
+    name: 'a',
+  });
 });
 types('YAML numbers and booleans are read as their text', () => {
   const parsed = parseJobSpec({ name: 'a', env: { N: 2, B: true }, labels: { v: 1 }, resources: { requests: { cpu: 2 } } });
@@ -211,7 +292,11 @@ types('aliases are read as their fields', () => {
   assert.equal([parsed.backoffLimit, parsed.ttlSecondsAfterFinished, parsed.completions], [2, 60, 4]);
 });
 types('scheduling in the Python spelling is read too', () => {
-  const parsed = parseJobSpec({ name: 'a', tolerations: [{ key: 'k', operator: 'Exists', toleration_seconds: 5 }], nodeAffinityRequired: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }] }] });
+  const parsed = parseJobSpec({
+    name: 'a',
+    tolerations: [{ key: 'k', operator: 'Exists', toleration_seconds: 5 }],
+    nodeAffinityRequired: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }] }],
+  });
   assert.equal(parsed.tolerations, [{ key: 'k', operator: 'Exists', tolerationSeconds: 5 }]);
   assert.equal(parsed.nodeAffinityRequired, [{ matchExpressions: [{ key: 'a', operator: 'In', values: ['b'] }] }]);
 });
@@ -238,9 +323,21 @@ const upstreamCases: [string, unknown, string][] = [
   ['a map where env goes', withContainer({ env: { A: '1' } }), 'job.spec.template.spec.containers[0].env'],
   ['a number as the image', withContainer({ image: 7 }), 'job.spec.template.spec.containers[0].image'],
   ['another working directory', withContainer({ working_dir: '/etc' }), 'job.spec.template.spec.containers[0].workingDir'],
-  ['huge memory', withContainer({ resources: { limits: { memory: '1e308' } } }), 'job.spec.template.spec.containers[0].resources.limits.memory'],
-  ['a limit below its request', withContainer({ resources: { requests: { cpu: '2' }, limits: { cpu: '1' } } }), 'job.spec.template.spec.containers[0].resources.limits.cpu'],
-  ['an unknown toleration operator', withPod({ tolerations: [{ key: 'k', operator: 'All' }] }), 'job.spec.template.spec.tolerations[0].operator'],
+  [
+    'huge memory',
+    withContainer({ resources: { limits: { memory: '1e308' } } }),
+    'job.spec.template.spec.containers[0].resources.limits.memory',
+  ],
+  [
+    'a limit below its request',
+    withContainer({ resources: { requests: { cpu: '2' }, limits: { cpu: '1' } } }),
+    'job.spec.template.spec.containers[0].resources.limits.cpu',
+  ],
+  [
+    'an unknown toleration operator',
+    withPod({ tolerations: [{ key: 'k', operator: 'All' }] }),
+    'job.spec.template.spec.tolerations[0].operator',
+  ],
   ['a prototype key in the pod spec', withPod(JSON.parse('{"__proto__": {"host_network": true}}')), 'job.spec.template.spec.__proto__'],
   ['a bad label', { ...manifest, metadata: { ...manifest.metadata, labels: { 'a b': 'c' } } }, 'job.metadata.labels.a b'],
   ['another kind', { ...manifest, kind: 'Pod' }, 'job.kind'],
