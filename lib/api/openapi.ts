@@ -1,6 +1,15 @@
 import packageJson from '../../package.json' with { type: 'json' };
 import { errorReasons } from '../contract.ts';
-import { ErrorSchema, JobSpecSchema, UpstreamCronJobSchema, UpstreamJobSchema, upstreamSubmitBody } from '../jobs/schemas.ts';
+import {
+  ErrorSchema,
+  JobDetailSchema,
+  JobSpecSchema,
+  JobSummarySchema,
+  UploadSchema,
+  UpstreamCronJobSchema,
+  UpstreamJobSchema,
+  upstreamSubmitBody,
+} from '../jobs/schemas.ts';
 
 /** The HTTP API, described for clients and checked against the live routes in the tests. */
 export function openApiDocument(prefix: string) {
@@ -40,45 +49,9 @@ export function openApiDocument(prefix: string) {
         JobSpec: JobSpecSchema,
         UpstreamJobBody: upstreamSubmitBody(UpstreamJobSchema),
         UpstreamCronJobBody: upstreamSubmitBody(UpstreamCronJobSchema),
-        JobSummary: {
-          type: 'object',
-          required: ['name', 'state'],
-          properties: {
-            name: { type: 'string' },
-            namespace: { type: 'string' },
-            state: { enum: ['pending', 'running', 'succeeded', 'failed', 'suspended'] },
-            image: { type: 'string' },
-            createdAt: { type: 'string', format: 'date-time' },
-            startedAt: { type: 'string', format: 'date-time' },
-            finishedAt: { type: 'string', format: 'date-time' },
-            durationSeconds: { type: 'integer' },
-            active: { type: 'integer' },
-            succeeded: { type: 'integer' },
-            failed: { type: 'integer' },
-          },
-        },
-        JobDetail: {
-          allOf: [
-            { $ref: '#/components/schemas/JobSummary' },
-            {
-              type: 'object',
-              properties: { conditions: { type: 'array', items: { type: 'object' } }, pods: { type: 'array', items: { type: 'object' } } },
-            },
-          ],
-        },
-        Upload: {
-          type: 'object',
-          required: ['upload', 'files', 'bytes', 'storage'],
-          properties: {
-            upload: { type: 'string' },
-            files: { type: 'integer' },
-            bytes: { type: 'integer' },
-            archiveBytes: { type: 'integer' },
-            sha256: { type: 'string' },
-            storage: { enum: ['configmap', 'pvc', 'local'] },
-            expiresAt: { type: 'string', format: 'date-time' },
-          },
-        },
+        JobSummary: JobSummarySchema,
+        JobDetail: JobDetailSchema,
+        Upload: UploadSchema,
       },
     },
     paths: {

@@ -346,3 +346,65 @@ export const ErrorSchema = Type.Object({
   reason: Type.String({ description: 'Machine-readable, from lib/contract.ts errorReasons' }),
   field: Type.Optional(Type.String({ description: 'The request field at fault' })),
 });
+
+/*
+ * Response bodies of the native API, for the OpenAPI document (lib/views.ts builds them; a unit test
+ * checks that these list exactly the fields of its types).
+ */
+const Time = Type.Optional(Type.String({ format: 'date-time' }));
+const OptionalText = Type.Optional(Type.String());
+
+export const JobSummarySchema = Type.Object({
+  name: Type.String(),
+  namespace: Type.String(),
+  user: OptionalText,
+  state: Type.Union(['pending', 'running', 'succeeded', 'failed', 'suspended'].map((state) => Type.Literal(state))),
+  image: OptionalText,
+  command: Type.Optional(Type.Array(Type.String())),
+  args: Type.Optional(Type.Array(Type.String())),
+  createdAt: Time,
+  startedAt: Time,
+  finishedAt: Time,
+  durationSeconds: Type.Optional(Type.Integer()),
+  completions: Type.Integer(),
+  parallelism: Type.Integer(),
+  active: Type.Integer(),
+  succeeded: Type.Integer(),
+  failed: Type.Integer(),
+  labels: Type.Record(Type.String(), Type.String()),
+});
+
+export const PodViewSchema = Type.Object({
+  name: Type.String(),
+  phase: Type.String(),
+  node: OptionalText,
+  startedAt: Time,
+  completionIndex: OptionalText,
+  containers: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      state: Type.String(),
+      reason: OptionalText,
+      message: OptionalText,
+      exitCode: Type.Optional(Type.Integer()),
+    }),
+  ),
+});
+
+export const JobDetailSchema = Type.Object({
+  ...JobSummarySchema.properties,
+  conditions: Type.Array(
+    Type.Object({ type: Type.String(), status: Type.String(), reason: OptionalText, message: OptionalText, lastTransitionTime: Time }),
+  ),
+  pods: Type.Array(PodViewSchema),
+});
+
+export const UploadSchema = Type.Object({
+  upload: Type.String({ description: 'Signed reference for the `upload` field of a job spec' }),
+  files: Type.Integer(),
+  bytes: Type.Integer(),
+  archiveBytes: Type.Integer(),
+  sha256: Type.String(),
+  storage: Type.Union([Type.Literal('configmap'), Type.Literal('pvc'), Type.Literal('local')]),
+  expiresAt: Type.String({ format: 'date-time' }),
+});
