@@ -44,7 +44,7 @@ export const limits = {
   maxParallelism: 1000,
 } as const;
 
-const patterns = {
+export const patterns = {
   envName: '^[-._a-zA-Z][-._a-zA-Z0-9]*$',
   // A qualified name: an optional DNS-subdomain prefix of at most 253 characters, then a name of at most 63.
   labelKey:

@@ -3,6 +3,7 @@ import {
   JobSpecSchema,
   jobSpecAliases,
   limits,
+  patterns,
   type JobSpecInput,
   type NodeSelectorTerm,
   type ResourceSpec,
@@ -99,7 +100,12 @@ export function parseJobSpec(input: unknown): JobSpec {
     );
   }
   const labels = textMap(raw.labels);
-  for (const key of Object.keys(labels ?? {})) if (reservedLabelKey.test(key)) fail(`labels.${key}`, 'is a reserved label key');
+  const labelValue = new RegExp(patterns.labelValue);
+  for (const [key, value] of Object.entries(labels ?? {})) {
+    if (reservedLabelKey.test(key)) fail(`labels.${key}`, 'is a reserved label key');
+    // A YAML number becomes its text only now (-1, 1e+308), so the text is checked here.
+    if (!labelValue.test(value)) fail(`labels.${key}`, `"${value}" is not a valid label value`);
+  }
   const env = textMap(raw.env);
   const envBytes = Object.entries(env ?? {}).reduce((sum, [key, value]) => sum + Buffer.byteLength(key) + Buffer.byteLength(value), 0);
   if (envBytes > limits.envTotalBytes) fail('env', `holds ${envBytes} bytes; at most ${limits.envTotalBytes} in all`);

@@ -193,6 +193,8 @@ const hostile: [string, Record<string, unknown>, string, string?][] = [
   ['a list where labels go', { labels: ['team'] }, 'labels', 'must be an object'],
   ['__proto__ as a label key', { labels: JSON.parse('{"__proto__": {"polluted": "yes"}}') }, 'labels.__proto__'],
   ['an invalid label value', { labels: { team: 'a b' } }, 'labels.team', 'label value'],
+  ['a negative number as a label value', { labels: { team: -1 } }, 'labels.team', 'label value'],
+  ['1e308 as a label value', { labels: { team: 1e308 } }, 'labels.team', 'label value'],
   ['a label prefix over 253 characters', { labels: { [`${'a'.repeat(254)}/b`]: 'x' } }, `labels.${'a'.repeat(254)}/b`, 'label key'],
   ['a label name over 63 characters', { labels: { [`x.org/${'a'.repeat(64)}`]: 'x' } }, `labels.x.org/${'a'.repeat(64)}`, 'label key'],
   ['a list where resources go', { resources: ['cpu'] }, 'resources', 'must be an object'],
