@@ -72,6 +72,32 @@ function resolveAliases(object: Record<string, unknown>): { object: Record<strin
   return { object: Object.fromEntries(entries), aliasOf };
 }
 
+/** The combinations Kubernetes refuses, caught here so no code is stored for a Job that cannot be created. */
+function checkSchedulingShape(raw: { tolerations?: Toleration[]; nodeAffinityRequired?: NodeSelectorTerm[] }): void {
+  raw.tolerations?.forEach((toleration, i) => {
+    if (toleration.operator === 'Exists' && toleration.value) fail(`tolerations[${i}].value`, 'must be empty when the operator is Exists');
+    if (toleration.tolerationSeconds !== undefined && toleration.effect !== 'NoExecute') {
+      fail(`tolerations[${i}].tolerationSeconds`, 'needs the effect NoExecute');
+    }
+  });
+  raw.nodeAffinityRequired?.forEach((term, i) => {
+    for (const kind of ['matchExpressions', 'matchFields'] as const) {
+      term[kind]?.forEach((requirement, j) => {
+        const field = `nodeAffinityRequired[${i}].${kind}[${j}].values`;
+        const count = requirement.values?.length ?? 0;
+        if ((requirement.operator === 'In' || requirement.operator === 'NotIn') && count === 0)
+          fail(field, `are required with ${requirement.operator}`);
+        if ((requirement.operator === 'Exists' || requirement.operator === 'DoesNotExist') && count > 0) {
+          fail(field, `must be empty with ${requirement.operator}`);
+        }
+        if ((requirement.operator === 'Gt' || requirement.operator === 'Lt') && (count !== 1 || !/^-?\d+$/.test(requirement.values![0]!))) {
+          fail(field, `must be one integer with ${requirement.operator}`);
+        }
+      });
+    }
+  });
+}
+
 /**
  * Validates a native job spec against its schema (lib/jobs/schemas.ts) and the rules a schema
  * cannot say; the first offending field is named in the 400. Null, [] and {} count as absent.
@@ -119,6 +145,8 @@ export function parseJobSpec(input: unknown): JobSpec {
     fail('parallelism', 'needs completions (an array of N tasks) to run in parallel');
   if (raw.parallelism !== undefined && raw.completions !== undefined && raw.parallelism > raw.completions)
     fail('parallelism', `is more than completions (${raw.completions})`);
+
+  checkSchedulingShape(raw);
 
   const spec: JobSpec = { name };
   if (raw.image !== undefined) spec.image = raw.image;

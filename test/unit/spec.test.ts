@@ -296,10 +296,10 @@ types('aliases are read as their fields', () => {
 types('scheduling in the Python spelling is read too', () => {
   const parsed = parseJobSpec({
     name: 'a',
-    tolerations: [{ key: 'k', operator: 'Exists', toleration_seconds: 5 }],
+    tolerations: [{ key: 'k', operator: 'Exists', effect: 'NoExecute', toleration_seconds: 5 }],
     nodeAffinityRequired: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }] }],
   });
-  assert.equal(parsed.tolerations, [{ key: 'k', operator: 'Exists', tolerationSeconds: 5 }]);
+  assert.equal(parsed.tolerations, [{ key: 'k', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 5 }]);
   assert.equal(parsed.nodeAffinityRequired, [{ matchExpressions: [{ key: 'a', operator: 'In', values: ['b'] }] }]);
 });
 types('the longest valid label key is accepted', () => {
