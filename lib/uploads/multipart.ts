@@ -1,7 +1,9 @@
 import busboy from 'busboy';
-import { BadRequest, PayloadTooLarge } from '../http/errors.ts';
+import type { Readable } from 'node:stream';
+import { BadRequest, PayloadTooLarge, type HttpError } from '../http/errors.ts';
 import type { IncomingRequest } from '../http/router.ts';
 import { detectArchive, readArchive, type ArchiveEntry, type UploadLimits } from './archive.ts';
+import { invalidArchive, uploadTooLarge } from './errors.ts';
 
 export interface MultipartUpload {
   fields: Record<string, string>;
@@ -10,7 +12,15 @@ export interface MultipartUpload {
   fileParts: number;
 }
 
+interface FilePart {
+  field: string;
+  name: string;
+  data: Buffer;
+}
+
 const archiveName = /\.(zip|tar|tgz|tar\.gz)$/i;
+const maxFieldBytes = 1024 * 1024;
+const ignore = () => undefined;
 
 export function isMultipart(req: IncomingRequest): boolean {
   return /^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
@@ -19,6 +29,14 @@ export function isMultipart(req: IncomingRequest): boolean {
 /**
  * Parses a multipart body as it streams in. A part named `archive` (or a lone file named *.zip,
  * *.tar, *.tar.gz) is unpacked; every other file part is one file whose name is its path under /code.
+ *
+ * Every stream involved (the parser, each file part, the request) can fail on its own, and busboy
+ * fails the parser and the current part together (a body cut before its closing boundary does
+ * both). So each gets an 'error' listener the moment it exists, kept for its whole life, and every
+ * outcome goes through one `settle`: the first one wins, later ones are ignored, and nothing can
+ * throw outside this promise. On failure the request is only unpiped, never destroyed: the
+ * router answers first, then drains or closes the connection, so the client (and the Hub's proxy
+ * in front of it) reads the 400/413 instead of a reset.
  */
 export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Promise<MultipartUpload> {
   return new Promise((resolve, reject) => {
@@ -27,61 +45,92 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
       parser = busboy({
         headers: req.headers,
         preservePath: true,
-        limits: { fileSize: limits.maxBytes, files: limits.maxFiles, fields: 32, fieldSize: 1024 * 1024 },
+        limits: { fileSize: limits.maxBytes, files: limits.maxFiles, fields: 32, fieldSize: maxFieldBytes },
       });
     } catch (error) {
       reject(new BadRequest(`Malformed multipart request: ${(error as Error).message}`));
       return;
     }
     const fields: Record<string, string> = {};
-    const files: { field: string; name: string; data: Buffer }[] = [];
+    let files: FilePart[] = [];
     let total = 0;
-    let failed = false;
-    const fail = (error: Error) => {
-      if (failed) return;
-      failed = true;
-      req.unpipe(parser);
-      req.resume();
+    let settled = false;
+
+    const stop = () => {
+      settled = true;
+      req.off('close', onRequestClose);
+      // Not parser.destroy(): this often runs inside one of busboy's own callbacks, which keeps
+      // using its state after we return. Unpiped and never ended, the parser simply goes quiet.
+      if (!Buffer.isBuffer(req.rawBody)) req.unpipe(parser);
+      files = [];
+    };
+    const fail = (error: HttpError) => {
+      if (settled) return;
+      stop();
       reject(error);
     };
+    const malformed = (error: Error) => fail(new BadRequest(`Malformed multipart request: ${error.message}`));
+    const tooLarge = () => fail(uploadTooLarge(`the upload is larger than ${limits.maxBytes} bytes`));
+    // A client that goes away mid-body never ends the parser: without this the promise would hang.
+    function onRequestClose() {
+      if (!req.complete) fail(new BadRequest('Malformed multipart request: the request ended before its body did'));
+    }
+
+    parser.on('error', malformed);
     parser.on('field', (name, value, info) => {
-      if (info.valueTruncated) return fail(new PayloadTooLarge(`Field "${name}" is larger than 1 MiB`));
+      if (settled) return;
+      if (info.valueTruncated) return fail(new PayloadTooLarge(`Field "${name.slice(0, 100)}" is larger than ${maxFieldBytes} bytes`));
       fields[name] = value;
     });
-    parser.on('file', (field, stream, info) => {
-      const chunks: Buffer[] = [];
+    parser.on('file', (field: string, stream: Readable, info: busboy.FileInfo) => {
+      stream.on('error', malformed);
+      if (settled) {
+        stream.resume();
+        return;
+      }
+      let chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => {
+        if (settled) return;
         total += chunk.length;
-        if (total > limits.maxBytes) {
-          stream.resume();
-          return fail(new PayloadTooLarge(`Upload is larger than ${limits.maxBytes} bytes`));
-        }
+        if (total > limits.maxBytes) return tooLarge();
         chunks.push(chunk);
       });
-      stream.on('limit', () => fail(new PayloadTooLarge(`Upload is larger than ${limits.maxBytes} bytes`)));
-      stream.on('close', () => files.push({ field, name: info.filename ?? field, data: Buffer.concat(chunks) }));
+      stream.on('limit', tooLarge);
+      stream.on('end', () => {
+        if (settled) return;
+        // Concatenated once when the part is complete; the chunk list is dropped at once.
+        files.push({ field, name: info.filename ?? field, data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+        chunks = [];
+      });
     });
-    parser.on('filesLimit', () => fail(new PayloadTooLarge(`Upload has more than ${limits.maxFiles} files`)));
-    parser.on('fieldsLimit', () => fail(new BadRequest('Too many form fields')));
-    parser.on('error', (error: Error) => fail(new BadRequest(`Malformed multipart request: ${error.message}`)));
+    parser.on('filesLimit', () => fail(uploadTooLarge(`the upload has more than ${limits.maxFiles} files`)));
+    parser.on('fieldsLimit', () => fail(new BadRequest('Malformed multipart request: too many form fields')));
+    parser.on('partsLimit', () => fail(new BadRequest('Malformed multipart request: too many parts')));
     parser.on('close', () => {
-      if (failed) return;
+      if (settled) return;
+      const parts = files;
+      stop();
       try {
-        resolve({ fields, entries: toEntries(files, limits), fileParts: files.length });
+        resolve({ fields, entries: toEntries(parts, limits), fileParts: parts.length });
       } catch (error) {
         reject(error);
       }
     });
-    if (Buffer.isBuffer(req.rawBody)) parser.end(req.rawBody);
-    else req.pipe(parser);
+
+    if (Buffer.isBuffer(req.rawBody)) {
+      parser.end(req.rawBody);
+    } else {
+      req.on('close', onRequestClose);
+      req.pipe(parser);
+    }
   });
 }
 
-function toEntries(files: { field: string; name: string; data: Buffer }[], limits: UploadLimits): ArchiveEntry[] {
+function toEntries(files: FilePart[], limits: UploadLimits): ArchiveEntry[] {
   const archives = files.filter((f) => f.field === 'archive' || (files.length === 1 && archiveName.test(f.name) && detectArchive(f.data)));
-  if (archives.length > 1) throw new BadRequest('code: send one archive per upload', 'code');
+  if (archives.length > 1) throw invalidArchive('send one archive per upload');
   if (archives.length === 1) {
-    if (files.length > 1) throw new BadRequest('code: send either one archive or individual files, not both', 'code');
+    if (files.length > 1) throw invalidArchive('send either one archive or individual files, not both');
     return readArchive(archives[0]!.data, limits);
   }
   return files.map((f) => ({ path: f.name, type: 'file' as const, mode: 0o644, data: f.data }));
