@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { constants as bufferConstants } from 'node:buffer';
-import { crc32, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
+import { crc32, gunzipSync, inflateRawSync, deflateRawSync, constants as zlibConstants } from 'node:zlib';
 import { invalidArchive, quoted, uploadTooLarge } from './errors.ts';
 
 /*
@@ -273,39 +273,102 @@ function writeHeader(block: Buffer, name: string, size: number, mode: number, ty
 }
 
 const padded = (size: number) => Math.ceil(size / 512) * 512;
+const zeroBlocks = Buffer.alloc(1024);
 
 /**
- * Writes a tar. Names and link targets longer than 100 bytes use GNU long-name/long-link records,
- * which busybox and GNU tar read. The size is computed first and the tar written into one buffer,
- * so each entry's bytes are copied once.
+ * The tar of `entries` as a list of pieces (headers, data, padding) and its size. Data pieces are
+ * the entries' own buffers, not copies. Names and link targets longer than 100 bytes use GNU
+ * long-name/long-link records, which busybox and GNU tar read.
  */
-export function writeTar(entries: ArchiveEntry[]): Buffer {
-  const planned = entries.map((entry) => {
+function tarPieces(entries: ArchiveEntry[]): { pieces: Buffer[]; size: number } {
+  const pieces: Buffer[] = [];
+  let size = 0;
+  const push = (piece: Buffer) => {
+    pieces.push(piece);
+    size += piece.length;
+  };
+  const header = (name: string, dataSize: number, mode: number, typeflag: string, linkTarget = '') => {
+    const block = Buffer.alloc(512);
+    writeHeader(block, name, dataSize, mode, typeflag, linkTarget);
+    push(block);
+  };
+  const data = (bytes: Buffer) => {
+    if (!bytes.length) return;
+    push(bytes);
+    if (padded(bytes.length) > bytes.length) push(zeroBlocks.subarray(0, padded(bytes.length) - bytes.length));
+  };
+  for (const entry of entries) {
     const name = entry.type === 'directory' ? `${entry.path}/` : entry.path;
     const linkTarget = entry.type === 'symlink' ? (entry.linkTarget ?? '') : '';
-    const longName = Buffer.byteLength(name) > 99 ? Buffer.from(`${name}\0`, 'utf8') : undefined;
-    const longLink = Buffer.byteLength(linkTarget) > 99 ? Buffer.from(`${linkTarget}\0`, 'utf8') : undefined;
-    const size = entry.type === 'file' ? entry.data.length : 0;
-    return { entry, name, linkTarget, longName, longLink, size };
-  });
-  let total = 1024;
-  for (const p of planned) total += (p.longName ? 512 + padded(p.longName.length) : 0) + (p.longLink ? 512 + padded(p.longLink.length) : 0) + 512 + padded(p.size);
-  const tar = Buffer.alloc(total);
-  let offset = 0;
-  const record = (typeflag: string, text: Buffer) => {
-    writeHeader(tar.subarray(offset, offset + 512), '././@LongLink', text.length, 0, typeflag);
-    text.copy(tar, offset + 512);
-    offset += 512 + padded(text.length);
-  };
-  for (const p of planned) {
-    if (p.longName) record('L', p.longName);
-    if (p.longLink) record('K', p.longLink);
-    const typeflag = p.entry.type === 'file' ? '0' : p.entry.type === 'directory' ? '5' : '2';
-    writeHeader(tar.subarray(offset, offset + 512), p.name.slice(0, 99), p.size, p.entry.mode, typeflag, p.linkTarget.slice(0, 99));
-    if (p.size) p.entry.data.copy(tar, offset + 512);
-    offset += 512 + padded(p.size);
+    for (const [typeflag, text] of [['L', name], ['K', linkTarget]] as const) {
+      if (Buffer.byteLength(text) <= 99) continue;
+      const record = Buffer.from(`${text}\0`, 'utf8');
+      header('././@LongLink', record.length, 0, typeflag);
+      data(record);
+    }
+    const typeflag = entry.type === 'file' ? '0' : entry.type === 'directory' ? '5' : '2';
+    const dataSize = entry.type === 'file' ? entry.data.length : 0;
+    header(name.slice(0, 99), dataSize, entry.mode, typeflag, linkTarget.slice(0, 99));
+    if (dataSize) data(entry.data);
   }
-  return tar;
+  push(zeroBlocks);
+  return { pieces, size };
+}
+
+/** Writes a tar into one buffer: each entry's bytes are copied once. */
+export function writeTar(entries: ArchiveEntry[]): Buffer {
+  const { pieces, size } = tarPieces(entries);
+  return Buffer.concat(pieces, size);
+}
+
+/** zlib's deflateBound, plus the 5-byte empty block a sync flush ends with and some slack. */
+const deflateBound = (n: number) => n + (n >>> 12) + (n >>> 14) + (n >>> 25) + 13 + 5 + 64;
+const gzipSegmentBytes = 8 * 1024 * 1024;
+
+/**
+ * Gzips the pieces without joining them first. Each segment of about 8 MiB is deflated on its
+ * own, ending with a sync flush (byte-aligned, not final), and the raw deflate segments are
+ * written one after the other into a single buffer between a gzip header and trailer: one valid
+ * gzip member, as pigz makes. Peak memory is the output plus one segment, instead of the joined
+ * input, zlib's output chunks and their concatenation.
+ */
+function gzipPieces(pieces: Buffer[], size: number): Buffer {
+  let out = Buffer.allocUnsafe(10 + deflateBound(size) + 64 * Math.ceil(size / gzipSegmentBytes) + 8);
+  // Header as gzipSync writes it: no name, no time, OS "Unix".
+  Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]).copy(out, 0);
+  let written = 10;
+  let crc = 0;
+  let staged: Buffer[] = [];
+  let stagedBytes = 0;
+  const emit = (final: boolean) => {
+    const input = staged.length === 1 ? staged[0]! : Buffer.concat(staged, stagedBytes);
+    staged = [];
+    stagedBytes = 0;
+    crc = crc32(input, crc);
+    const segment = deflateRawSync(input, { finishFlush: final ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH, chunkSize: deflateBound(input.length) });
+    if (written + segment.length + 8 > out.length) {
+      // Cannot happen within deflateBound; kept so a wrong bound costs a copy, never a corrupt archive.
+      const bigger = Buffer.allocUnsafe(Math.max(out.length * 2, written + segment.length + 8));
+      out.copy(bigger, 0, 0, written);
+      out = bigger;
+    }
+    segment.copy(out, written);
+    written += segment.length;
+  };
+  for (const piece of pieces) {
+    for (let start = 0; start < piece.length; start += gzipSegmentBytes) {
+      const part = piece.subarray(start, start + gzipSegmentBytes);
+      staged.push(part);
+      stagedBytes += part.length;
+      if (stagedBytes >= gzipSegmentBytes) emit(false);
+    }
+  }
+  emit(true);
+  out.writeUInt32LE(crc >>> 0, written);
+  out.writeUInt32LE(size % 0x100000000, written + 4);
+  written += 8;
+  // Code compresses well: keep an exact-size copy rather than pin the bound-sized buffer.
+  return written < out.length * 0.75 ? Buffer.from(out.subarray(0, written)) : out.subarray(0, written);
 }
 
 // ---- zip (what the upstream CLI sends) ----
@@ -423,7 +486,10 @@ export function readArchive(buffer: Buffer, limits: UploadLimits, format = detec
     try {
       // Cap the inflated size: a small gzip can expand without bound. Headers and long names add per file.
       const cap = Math.min(limits.maxBytes + limits.maxFiles * 2048 + 1024 * 1024, bufferConstants.MAX_LENGTH);
-      tar = gunzipSync(buffer, { maxOutputLength: cap });
+      // The trailer's size (mod 2^32) sizes zlib's output buffer, so the tar comes out in one piece
+      // rather than as 16 KiB chunks joined by a copy. Only a hint: a lie costs a copy, and the cap holds.
+      const declared = buffer.length >= 18 ? buffer.readUInt32LE(buffer.length - 4) : 0;
+      tar = gunzipSync(buffer, { maxOutputLength: cap, chunkSize: Math.min(Math.max(declared + 1, 64 * 1024), cap + 1) });
     } catch (error) {
       if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw uploadTooLarge(`more than ${limits.maxBytes} bytes after unpacking`);
       throw invalidArchive(`corrupt gzip data (${(error as Error).message})`);
@@ -443,7 +509,8 @@ export interface NormalizedUpload {
 /** One canonical form for every upload: a gzip'd tar, unpacked by busybox `tar` in the init container. */
 export function normalizeUpload(entries: ArchiveEntry[], limits: UploadLimits): NormalizedUpload {
   const valid = validateEntries(entries, limits);
-  const archive = gzipSync(writeTar(valid));
+  const { pieces, size } = tarPieces(valid);
+  const archive = gzipPieces(pieces, size);
   return {
     archive,
     sha256: createHash('sha256').update(archive).digest('hex'),

@@ -22,6 +22,51 @@ const archiveName = /\.(zip|tar|tgz|tar\.gz)$/i;
 const maxFieldBytes = 1024 * 1024;
 const ignore = () => undefined;
 
+/**
+ * Collects one part's bytes. A part that grows past 1 MiB moves into one buffer sized to the
+ * most it can still be (what Content-Length leaves, within the upload limit) and is copied into
+ * it as it arrives: the upload is held once, instead of as socket chunks plus their joined copy.
+ * Untouched pages of that buffer cost no memory, and a part that ends much smaller is copied out
+ * of it. Small parts keep their chunks and are joined once.
+ */
+class PartBuffer {
+  private chunks: Buffer[] = [];
+  private buffer: Buffer | undefined;
+  private length = 0;
+
+  constructor(private readonly bound: number) {}
+
+  push(chunk: Buffer): void {
+    if (!this.buffer && this.length + chunk.length > 1024 * 1024 && this.bound >= this.length + chunk.length) this.preallocate();
+    if (this.buffer && this.length + chunk.length > this.buffer.length) {
+      this.chunks = [this.buffer.subarray(0, this.length)]; // the bound was wrong: fall back to chunks
+      this.buffer = undefined;
+    }
+    if (this.buffer) chunk.copy(this.buffer, this.length);
+    else this.chunks.push(chunk);
+    this.length += chunk.length;
+  }
+
+  private preallocate(): void {
+    try {
+      this.buffer = Buffer.allocUnsafe(this.bound);
+    } catch {
+      return; // no room for it: keep collecting chunks
+    }
+    let offset = 0;
+    for (const chunk of this.chunks) offset += chunk.copy(this.buffer, offset);
+    this.chunks = [];
+  }
+
+  take(): Buffer {
+    const { buffer, chunks, length } = this;
+    this.buffer = undefined;
+    this.chunks = [];
+    if (buffer) return length < buffer.length * 0.75 ? Buffer.from(buffer.subarray(0, length)) : buffer.subarray(0, length);
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
+  }
+}
+
 export function isMultipart(req: IncomingRequest): boolean {
   return /^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
 }
@@ -55,6 +100,8 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
     let files: FilePart[] = [];
     let total = 0;
     let settled = false;
+    // What is left of Content-Length bounds the next part (0: unknown, as with a chunked body).
+    const declaredLength = Buffer.isBuffer(req.rawBody) ? 0 : Number(req.headers['content-length']) || 0;
 
     const stop = () => {
       settled = true;
@@ -73,7 +120,7 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
     const tooLarge = () => fail(uploadTooLarge(`the upload is larger than ${limits.maxBytes} bytes`));
     // A client that goes away mid-body never ends the parser: without this the promise would hang.
     function onRequestClose() {
-      if (!req.complete) fail(new BadRequest('Malformed multipart request: the request ended before its body did'));
+      if (!req.complete && !req.readableEnded) fail(new BadRequest('Malformed multipart request: the request ended before its body did'));
     }
 
     parser.on('error', malformed);
@@ -88,19 +135,18 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
         stream.resume();
         return;
       }
-      let chunks: Buffer[] = [];
+      const name = info.filename ?? field;
+      const part = new PartBuffer(Math.max(0, Math.min(declaredLength, limits.maxBytes) - total));
       stream.on('data', (chunk: Buffer) => {
         if (settled) return;
         total += chunk.length;
         if (total > limits.maxBytes) return tooLarge();
-        chunks.push(chunk);
+        part.push(chunk);
       });
       stream.on('limit', tooLarge);
       stream.on('end', () => {
         if (settled) return;
-        // Concatenated once when the part is complete; the chunk list is dropped at once.
-        files.push({ field, name: info.filename ?? field, data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
-        chunks = [];
+        files.push({ field, name, data: part.take() });
       });
     });
     parser.on('filesLimit', () => fail(uploadTooLarge(`the upload has more than ${limits.maxFiles} files`)));
