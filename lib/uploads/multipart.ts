@@ -103,13 +103,16 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
     // What is left of Content-Length bounds the next part (0: unknown, as with a chunked body).
     const declaredLength = Buffer.isBuffer(req.rawBody) ? 0 : Number(req.headers['content-length']) || 0;
 
+    // functions-framework may have read the body already; otherwise it streams from the request.
+    const streaming = !Buffer.isBuffer(req.rawBody);
     const stop = () => {
       settled = true;
+      files = [];
+      if (!streaming) return;
       req.off('close', onRequestClose);
       // Not parser.destroy(): this often runs inside one of busboy's own callbacks, which keeps
       // using its state after we return. Unpiped and never ended, the parser simply goes quiet.
-      if (!Buffer.isBuffer(req.rawBody)) req.unpipe(parser);
-      files = [];
+      req.unpipe(parser);
     };
     const fail = (error: HttpError) => {
       if (settled) return;
@@ -163,7 +166,7 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
       }
     });
 
-    if (Buffer.isBuffer(req.rawBody)) {
+    if (!streaming) {
       parser.end(req.rawBody);
     } else {
       req.on('close', onRequestClose);
