@@ -79,9 +79,8 @@ export function isMultipart(req: IncomingRequest): boolean {
  * fails the parser and the current part together (a body cut before its closing boundary does
  * both). So each gets an 'error' listener the moment it exists, kept for its whole life, and every
  * outcome goes through one `settle`: the first one wins, later ones are ignored, and nothing can
- * throw outside this promise. On failure the request is only unpiped, never destroyed: the
- * router answers first, then drains or closes the connection, so the client (and the Hub's proxy
- * in front of it) reads the 400/413 instead of a reset.
+ * throw outside this promise. On failure the request is unpiped and drained, never destroyed,
+ * so the client (and the Hub's proxy in front of it) reads the 400/413 instead of a reset.
  */
 export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Promise<MultipartUpload> {
   return new Promise((resolve, reject) => {
@@ -113,6 +112,10 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
       // Not parser.destroy(): this often runs inside one of busboy's own callbacks, which keeps
       // using its state after we return. Unpiped and never ended, the parser simply goes quiet.
       req.unpipe(parser);
+      // Drained, never destroyed: a proxy (CHP) that is still sending does not pass the answer on
+      // until its request is read; left paused, the socket times out and the client gets the
+      // proxy's HTML 503 instead of our 413. The router may bound this drain and close after it.
+      if (!req.readableEnded) req.resume();
     };
     const fail = (error: HttpError) => {
       if (settled) return;
