@@ -20,7 +20,6 @@ interface FilePart {
 
 const archiveName = /\.(zip|tar|tgz|tar\.gz)$/i;
 const maxFieldBytes = 1024 * 1024;
-const ignore = () => undefined;
 
 /**
  * Collects one part's bytes. A part that grows past 1 MiB moves into one buffer sized to the
@@ -77,9 +76,9 @@ export function isMultipart(req: IncomingRequest): boolean {
  *
  * Every stream involved (the parser, each file part, the request) can fail on its own, and busboy
  * fails the parser and the current part together (a body cut before its closing boundary does
- * both). So each gets an 'error' listener the moment it exists, kept for its whole life, and every
- * outcome goes through one `settle`: the first one wins, later ones are ignored, and nothing can
- * throw outside this promise. On failure the request is unpiped and drained, never destroyed,
+ * both). So each gets an 'error' listener the moment it exists, kept for its whole life; every
+ * listener body is guarded; and every outcome goes through `stop`: the first one wins, later ones
+ * are ignored, and nothing can throw outside this promise. On failure the request is unpiped and drained, never destroyed,
  * so the client (and the Hub's proxy in front of it) reads the 400/413 instead of a reset.
  */
 export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Promise<MultipartUpload> {
@@ -117,11 +116,22 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
       // proxy's HTML 503 instead of our 413. The router may bound this drain and close after it.
       if (!req.readableEnded) req.resume();
     };
-    const fail = (error: HttpError) => {
+    const fail = (error: HttpError | Error) => {
       if (settled) return;
       stop();
       reject(error);
     };
+    // A throw inside a listener would surface in busboy's or the socket's call stack, outside any
+    // request: turn it into this request's failure instead (a 500 if it is not an HttpError).
+    const guard =
+      <A extends unknown[]>(listener: (...args: A) => void) =>
+      (...args: A) => {
+        try {
+          listener(...args);
+        } catch (error) {
+          fail(error as Error);
+        }
+      };
     const malformed = (error: Error) => fail(new BadRequest(`Malformed multipart request: ${error.message}`));
     const tooLarge = () => fail(uploadTooLarge(`the upload is larger than ${limits.maxBytes} bytes`));
     // A client that goes away mid-body never ends the parser: without this the promise would hang.
@@ -130,31 +140,43 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
     }
 
     parser.on('error', malformed);
-    parser.on('field', (name, value, info) => {
-      if (settled) return;
-      if (info.valueTruncated) return fail(new PayloadTooLarge(`Field "${name.slice(0, 100)}" is larger than ${maxFieldBytes} bytes`));
-      fields[name] = value;
-    });
+    parser.on(
+      'field',
+      guard((name: string, value: string, info: busboy.FieldInfo) => {
+        if (settled) return;
+        if (info.valueTruncated) return fail(new PayloadTooLarge(`Field "${name.slice(0, 100)}" is larger than ${maxFieldBytes} bytes`));
+        fields[name] = value;
+      }),
+    );
     parser.on('file', (field: string, stream: Readable, info: busboy.FileInfo) => {
       stream.on('error', malformed);
+      guard(() => receiveFile(field, stream, info))();
+    });
+    const receiveFile = (field: string, stream: Readable, info: busboy.FileInfo) => {
       if (settled) {
         stream.resume();
         return;
       }
       const name = info.filename ?? field;
       const part = new PartBuffer(Math.max(0, Math.min(declaredLength, limits.maxBytes) - total));
-      stream.on('data', (chunk: Buffer) => {
-        if (settled) return;
-        total += chunk.length;
-        if (total > limits.maxBytes) return tooLarge();
-        part.push(chunk);
-      });
+      stream.on(
+        'data',
+        guard((chunk: Buffer) => {
+          if (settled) return;
+          total += chunk.length;
+          if (total > limits.maxBytes) return tooLarge();
+          part.push(chunk);
+        }),
+      );
       stream.on('limit', tooLarge);
-      stream.on('end', () => {
-        if (settled) return;
-        files.push({ field, name, data: part.take() });
-      });
-    });
+      stream.on(
+        'end',
+        guard(() => {
+          if (settled) return;
+          files.push({ field, name, data: part.take() });
+        }),
+      );
+    };
     parser.on('filesLimit', () => fail(uploadTooLarge(`the upload has more than ${limits.maxFiles} files`)));
     parser.on('fieldsLimit', () => fail(new BadRequest('Malformed multipart request: too many form fields')));
     parser.on('partsLimit', () => fail(new BadRequest('Malformed multipart request: too many parts')));
