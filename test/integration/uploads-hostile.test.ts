@@ -119,6 +119,13 @@ archives('a multipart submit with a corrupt archive is 400 InvalidArchive and cr
   form.append('spec', JSON.stringify({ name: 'hostile', image: 'busybox', command: ['true'] }));
   assertRefused(await postForm('api/v1/jobs', form), 400, 'InvalidArchive');
 });
+archives('the upstream-compatible submit refuses a lying or out-of-range zip with 400 InvalidArchive', async () => {
+  const job = { kind: 'Job', metadata: { name: 'upstream-hostile' }, spec: { template: { spec: { containers: [{ name: 'job', image: 'busybox', command: ['true'] }] } } } };
+  for (const bytes of [zip(Buffer.alloc(16 * 1024 * 1024), { size: 10 }), zip(code, { localOffset: 0x7ffffff0 }), zip(code, { corrupt: true })]) {
+    const answer = await post('jobs/', JSON.stringify({ job, code: { binary_data: { code: bytes.toString('base64') } } }), 'application/json');
+    assertRefused(answer, 400, 'InvalidArchive');
+  }
+});
 archives.run();
 
 const oversized = suite('an upload over the limit, through the Hub');
