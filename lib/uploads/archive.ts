@@ -241,8 +241,10 @@ export function readTar(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
     const linkTarget = pax?.get('linkpath') ?? longLink ?? readString(header, 157, 100);
     longName = longLink = pax = undefined;
     const mode = readOctal(header, 100, 8, 'mode') & 0o777;
-    if (typeflag === '0' || typeflag === '\0' || typeflag === '7') entries.push({ path, type: 'file', mode: mode || 0o644, data });
-    else if (typeflag === '5') entries.push({ path, type: 'directory', mode: mode || 0o755, data: Buffer.alloc(0) });
+    // Pre-POSIX tars mark a directory only by the trailing slash of its name.
+    const directory = typeflag === '5' || ((typeflag === '0' || typeflag === '\0') && path.endsWith('/') && size === 0);
+    if (directory) entries.push({ path, type: 'directory', mode: mode || 0o755, data: Buffer.alloc(0) });
+    else if (typeflag === '0' || typeflag === '\0' || typeflag === '7') entries.push({ path, type: 'file', mode: mode || 0o644, data });
     else if (typeflag === '2') entries.push({ path, type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget });
     else throw invalidArchive(`${quoted(path)} is ${tarTypes[typeflag] ?? `an unsupported tar entry (type ${quoted(typeflag)})`}, which uploads do not support`);
     if (entries.length > limits.maxFiles) throw uploadTooLarge(`more than ${limits.maxFiles} files`);

@@ -3,11 +3,15 @@
  * a 4xx HttpError carrying the right contract reason, never another exception (a RangeError from a
  * lying offset, a zlib error) that would become a 500.
  */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HttpError } from '../../lib/http/errors.ts';
-import { normalizeUpload, readArchive, writeTar, type ArchiveEntry, type UploadLimits } from '../../lib/uploads/archive.ts';
+import { normalizeUpload, readArchive, validateEntries, writeTar, type ArchiveEntry, type UploadLimits } from '../../lib/uploads/archive.ts';
 
 const limits: UploadLimits = { maxBytes: 1024 * 1024, maxFiles: 50 };
 
@@ -254,5 +258,30 @@ sound('a large upload deflated in segments is one valid gzip member', () => {
   const upload = normalizeUpload([file('big.bin'), { ...file('big.bin'), path: 'data.bin', data: big }], { maxBytes: 64 * 1024 * 1024, maxFiles: 10 });
   const back = readArchive(upload.archive, { maxBytes: 64 * 1024 * 1024, maxFiles: 10 });
   assert.ok(back.find((e) => e.path === 'data.bin')!.data.equals(big));
+});
+sound('tars made by GNU tar (gnu, oldgnu, posix) and Python (gnu, pax) read the same, long names and links included', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbatch-formats-'));
+  try {
+    const deep = 'd'.repeat(120);
+    mkdirSync(join(dir, 'src', 'dir', 'sub'), { recursive: true });
+    mkdirSync(join(dir, 'src', deep));
+    writeFileSync(join(dir, 'src', 'dir', 'sub', 'a.txt'), 'hi');
+    writeFileSync(join(dir, 'src', deep, 'f.txt'), 'deep');
+    symlinkSync('dir/sub/a.txt', join(dir, 'src', 'link'));
+    const archives: Buffer[] = ['gnu', 'oldgnu', 'posix'].map((format) => execFileSync('tar', [`--format=${format}`, '-cf', '-', '-C', join(dir, 'src'), '.']));
+    for (const format of ['GNU_FORMAT', 'PAX_FORMAT']) {
+      archives.push(execFileSync('python3', ['-c', `import io,sys,tarfile\nb=io.BytesIO()\nwith tarfile.open(fileobj=b,mode="w:gz",format=tarfile.${format}) as t: t.add(sys.argv[1], arcname=".")\nsys.stdout.buffer.write(b.getvalue())`, join(dir, 'src')]));
+    }
+    for (const archive of archives) {
+      const entries = validateEntries(readArchive(archive, limits), limits);
+      const byPath = new Map(entries.map((e) => [e.path, e]));
+      assert.is(byPath.get(`${deep}/f.txt`)?.data.toString(), 'deep');
+      assert.is(byPath.get('dir/sub/a.txt')?.data.toString(), 'hi');
+      assert.is(byPath.get('link')?.linkTarget, 'dir/sub/a.txt');
+      assert.is(byPath.get('dir/sub')?.type, 'directory');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 sound.run();
