@@ -2,14 +2,17 @@ import { BadRequest, PayloadTooLarge } from '../http/errors.ts';
 import type { ErrorReason } from '../contract.ts';
 
 /*
- * The two ways an upload is refused, each with its contract reason. Until HttpError carries a
- * `reason` of its own (http engineer), the reason rides in `details`, which the router spreads
- * into the JSON body. After that merge these become
- * `new BadRequest(message, 'code', 'InvalidArchive')` and `new PayloadTooLarge(message, 'UploadTooLarge')`.
+ * The two ways an upload is refused, each with its contract reason. Written to work with both
+ * shapes of HttpError during the merge: the one where the router spreads `details` into the body,
+ * and the one (http engineer) with a `reason` property set by the constructor. Once that is merged,
+ * these become `new BadRequest(message, 'code', 'InvalidArchive')` and
+ * `new PayloadTooLarge(message, 'UploadTooLarge')`.
  */
 
 function withReason<T extends BadRequest | PayloadTooLarge>(error: T, reason: ErrorReason): T {
-  error.details.reason = reason;
+  Object.assign(error, { reason });
+  const details = (error as { details?: Record<string, unknown> }).details;
+  if (details) details.reason = reason;
   return error;
 }
 

@@ -17,7 +17,8 @@ const limits: UploadLimits = { maxBytes: 1024 * 1024, maxFiles: 50 };
 
 /** The contract reason, wherever this branch's HttpError keeps it. */
 function reasonOf(error: HttpError): unknown {
-  return (error as { reason?: unknown }).reason ?? error.details.reason;
+  const shaped = error as unknown as { reason?: unknown; details?: { reason?: unknown } };
+  return shaped.reason ?? shaped.details?.reason;
 }
 
 /** Reads and validates as the upload route does; returns the refusal. */
