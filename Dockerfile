@@ -21,7 +21,8 @@ COPY --from=build /usr/local/bin/node /usr/local/bin/node
 RUN groupadd --gid 10001 kbatch \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kbatch
 WORKDIR /app
-COPY --from=build /src/dist/*.mjs ./dist/
+# The service bundles only: dist/kbatch.mjs (the CLI) runs on users' machines, not in the service.
+COPY --from=build /src/dist/server.mjs /src/dist/submit.mjs /src/dist/jobs.mjs /src/dist/uploads.mjs ./dist/
 # HOME too: os.homedir() throws for a user without a passwd entry (a cluster may pick another uid).
 ENV NODE_ENV=production PORT=8080 KBATCH_HOST=0.0.0.0 HOME=/nonexistent
 # Numeric, so the kubelet can check runAsNonRoot without reading the image's /etc/passwd;
