@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { defaultMaxJobResources } from './jobs/policy.ts';
+import { isNegative, parseQuantity } from './k8s/quantity.ts';
 
 /** Every setting of the service, read once from the environment and validated at start. */
 export interface Settings {
@@ -36,6 +38,17 @@ export interface Settings {
   localDataDir: string;
   logPollSeconds: number;
   shutdownGraceSeconds: number;
+  // --- Job policy and namespace quotas (lib/jobs/policy.ts, README "Job limits"); read by jobPolicySettings below.
+  /** Per job pod: resource name to its maximum request or limit; the keys are the resources users may name. */
+  maxJobResources: Record<string, string>;
+  /** Taint keys users may tolerate in their own spec (profiles may set any). */
+  allowedTolerationKeys: string[];
+  /** Node label keys users may require in nodeAffinityRequired (profiles may set any). */
+  allowedNodeLabelKeys: string[];
+  /** `spec.hard` of a ResourceQuota created with each user namespace. */
+  namespaceQuota: Record<string, string> | undefined;
+  /** The Container item of a LimitRange created with each user namespace. */
+  namespaceLimitRange: Partial<Record<'default' | 'defaultRequest' | 'max' | 'min', Record<string, string>>> | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -73,6 +86,53 @@ function stringMap(env: Env, name: string): Record<string, string> {
     throw new ConfigError(`${name} must be a JSON object of strings`);
   }
   return parsed as Record<string, string>;
+}
+
+function jsonObject(env: Env, name: string, example: string): Record<string, unknown> | undefined {
+  const raw = env[name];
+  if (!raw) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a JSON object, e.g. ${example}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${name} must be a JSON object, e.g. ${example}`);
+  return parsed as Record<string, unknown>;
+}
+
+function quantityMap(value: unknown, name: string): Record<string, string> {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${name} must map resource names to quantities`);
+  return Object.fromEntries(
+    Object.entries(value).map(([resource, quantity]) => {
+      const parsed = typeof quantity === 'string' || typeof quantity === 'number' ? parseQuantity(String(quantity)) : undefined;
+      if (!parsed || isNegative(parsed)) throw new ConfigError(`${name}: "${String(quantity)}" for ${resource} is not a quantity (e.g. 4, 500m, 16Gi)`);
+      return [resource, String(quantity)];
+    }),
+  );
+}
+
+function keyList(env: Env, name: string): string[] {
+  return (env[name] ?? '').split(',').map((key) => key.trim()).filter(Boolean);
+}
+
+/** The job policy and namespace quota settings, one block (see the README table). */
+function jobPolicySettings(env: Env) {
+  const maximums = jsonObject(env, 'KBATCH_MAX_JOB_RESOURCES', '{"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "2"}');
+  const quota = jsonObject(env, 'KBATCH_NAMESPACE_QUOTA', '{"requests.cpu": "32", "limits.memory": "128Gi", "count/jobs.batch": "200"}');
+  const limitRange = jsonObject(env, 'KBATCH_NAMESPACE_LIMIT_RANGE', '{"default": {"cpu": "1", "memory": "1Gi"}, "defaultRequest": {"cpu": "100m", "memory": "256Mi"}}');
+  const limitRangeKeys = ['default', 'defaultRequest', 'max', 'min'] as const;
+  for (const key of Object.keys(limitRange ?? {})) {
+    if (!(limitRangeKeys as readonly string[]).includes(key)) throw new ConfigError(`KBATCH_NAMESPACE_LIMIT_RANGE: unknown key "${key}" (allowed: ${limitRangeKeys.join(', ')})`);
+  }
+  return {
+    maxJobResources: maximums ? quantityMap(maximums, 'KBATCH_MAX_JOB_RESOURCES') : { ...defaultMaxJobResources },
+    allowedTolerationKeys: keyList(env, 'KBATCH_ALLOWED_TOLERATION_KEYS'),
+    allowedNodeLabelKeys: keyList(env, 'KBATCH_ALLOWED_NODE_LABEL_KEYS'),
+    // Quota names (requests.cpu, pods, count/jobs.batch) all take quantities.
+    namespaceQuota: quota && quantityMap(quota, 'KBATCH_NAMESPACE_QUOTA'),
+    namespaceLimitRange: limitRange && Object.fromEntries(Object.entries(limitRange).map(([key, value]) => [key, quantityMap(value, `KBATCH_NAMESPACE_LIMIT_RANGE.${key}`)])),
+  };
 }
 
 function normalizePrefix(raw: string): string {
@@ -163,6 +223,7 @@ export function loadSettings(env: Env = process.env): Settings {
     localDataDir: env.KBATCH_LOCAL_DIR ?? join(homedir(), '.local', 'share', 'kbatch'),
     logPollSeconds: integer(env, 'KBATCH_LOG_POLL_SECONDS', 2, 1),
     shutdownGraceSeconds: integer(env, 'KBATCH_SHUTDOWN_GRACE_SECONDS', 25),
+    ...jobPolicySettings(env),
   };
   const auth = env.KBATCH_AUTH ?? (env.JUPYTERHUB_API_URL ? 'hub' : settings.backend === 'local' ? 'none' : 'hub');
   if (auth !== 'hub' && auth !== 'none') throw new ConfigError(`KBATCH_AUTH must be "hub" or "none", got "${auth}"`);

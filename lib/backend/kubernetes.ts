@@ -2,14 +2,14 @@ import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { BadGateway, BadRequest, NotFound, Unavailable } from '../http/errors.ts';
-import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type Owner, type OwnerReference } from '../k8s/builders.ts';
+import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type Owner, type OwnerReference } from '../k8s/builders.ts';
 import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import type { Backend, ListOptions, LogOptions, PodFilter } from './types.ts';
 
-export interface KubernetesBackendOptions {
+export interface KubernetesBackendOptions extends NamespacePolicySettings {
   kubeconfig?: string;
   configMapMaxBytes: number;
   helperImage: string;
@@ -89,7 +89,12 @@ export class KubernetesBackend implements Backend {
     const existing = await this.readOwner(name);
     if (existing !== undefined) return existing;
     try {
-      return this.rememberOwner(await this.core.createNamespace({ body: namespace }));
+      const created = await this.core.createNamespace({ body: namespace });
+      // The admin's quota and default limits come with the namespace (builders.buildNamespacePolicy).
+      const { quota, limitRange } = buildNamespacePolicy(name, this.options);
+      if (quota) await this.core.createNamespacedResourceQuota({ namespace: name, body: quota });
+      if (limitRange) await this.core.createNamespacedLimitRange({ namespace: name, body: limitRange });
+      return this.rememberOwner(created);
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
     }
