@@ -32,13 +32,9 @@ const maxUploadBytes = 8 * 1024 * 1024; // serverSettings in test/stack/stack.ts
  * Remove an entry once its owner's fix is merged: the case then joins the strict phase.
  */
 const knownFailures: Record<string, string> = {
-  // lib/uploads/multipart.ts (archives): a file part cut off before its boundary emits 'error' on the
-  // part stream, which nobody listens to: an uncaught exception (the last resort answers and logs it).
-  'multipart: truncated': 'archives: lib/uploads/multipart.ts leaves the part stream error unhandled',
-  // lib/uploads/archive.ts (archives): hostile zips are a 500 instead of a 400 naming the problem (issue 9).
-  'archive: corrupt deflate': 'archives: lib/uploads/archive.ts answers 500',
-  'archive: bomb with a lying size': 'archives: lib/uploads/archive.ts answers 500',
-  'archive: local header out of range': 'archives: lib/uploads/archive.ts answers 500',
+  // Emptied after the archives merge fixed these (each was a 500 or a last-resort exception):
+  // 'multipart: truncated' (part stream error unhandled in lib/uploads/multipart.ts),
+  // 'archive: corrupt deflate', 'archive: bomb with a lying size', 'archive: local header out of range'.
 };
 
 // --- deterministic randomness -------------------------------------------------------------------
