@@ -15,11 +15,14 @@ export interface RequestContext {
   signal: AbortSignal;
 }
 
+/** Extra response headers; a list sends the header once per value (several Set-Cookie). */
+export type ReplyHeaders = Record<string, string | string[]>;
+
 export type Reply =
-  | { status?: number; json: unknown; headers?: Record<string, string> }
-  | { status?: number; text: string; contentType?: string }
+  | { status?: number; json: unknown; headers?: ReplyHeaders }
+  | { status?: number; text: string; contentType?: string; headers?: ReplyHeaders }
   | { status?: number; stream: Readable | AsyncIterable<Uint8Array | string>; contentType?: string }
-  | { status: number; empty: true };
+  | { status: number; empty: true; headers?: ReplyHeaders };
 
 export type Handler = (ctx: RequestContext) => Promise<Reply>;
 
@@ -64,7 +67,7 @@ export function errorBody(error: HttpError): Record<string, unknown> {
   return { detail: error.message, status: error.status, ...error.details };
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: ReplyHeaders = {}): void {
   const payload = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload), ...headers });
   res.end(payload);
@@ -86,12 +89,12 @@ async function sendReply(ctx: RequestContext, reply: Reply): Promise<void> {
   const { res } = ctx;
   if ('json' in reply) return sendJson(res, reply.status ?? 200, reply.json, reply.headers);
   if ('empty' in reply) {
-    res.writeHead(reply.status);
+    res.writeHead(reply.status, reply.headers);
     res.end();
     return;
   }
   if ('text' in reply) {
-    res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8' });
+    res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8', ...reply.headers });
     res.end(reply.text);
     return;
   }
