@@ -30,7 +30,7 @@ export class SessionAuthenticator implements Authenticator {
     if (!session) throw new Unauthorized('Your kbatch session has expired: reload the page to log in again');
     const sent = headers[csrfHeader];
     if (!sameSecret(Array.isArray(sent) ? sent[0] : sent, session.csrf)) {
-      throw new Forbidden('Missing or wrong anti-CSRF token: requests with the session cookie must come from the kbatch page');
+      throw new Forbidden('Missing or wrong anti-CSRF token: requests with the session cookie must come from the kbatch page', 'Forbidden');
     }
     return this.userOf(session, headers);
   }

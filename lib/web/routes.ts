@@ -4,7 +4,7 @@ import type { Deps } from '../api/deps.ts';
 import { checkOwnNamespace } from '../api/namespace.ts';
 import type { User } from '../auth/types.ts';
 import type { WebSettings } from '../config.ts';
-import { HttpError, Unauthorized } from '../http/errors.ts';
+import { HttpError, toHttpError, Unauthorized } from '../http/errors.ts';
 import type { Reply, RequestContext, RouteDefinition } from '../http/router.ts';
 import { assetVersions, messagePage, redirect, shellPage, wantsHtml, type View } from './html.ts';
 import { appScript } from './script.ts';
@@ -53,7 +53,8 @@ export function webRoutes(deps: Deps): RouteDefinition[] {
     } catch (error) {
       // The Hub no longer knows the token (revoked, expired, Hub reset): start over.
       if (error instanceof Unauthorized) return redirect(loginUrl(ctx), { 'set-cookie': cookie(ctx, sessionCookie, '', 0) });
-      if (error instanceof HttpError && error.status === 403) return messagePage(prefix, 403, 'Not allowed', error.message);
+      const refusal = toHttpError(error);
+      if (refusal.status === 403) return messagePage(prefix, 403, 'Not allowed', refusal.message);
       throw error;
     }
   }
@@ -67,7 +68,8 @@ export function webRoutes(deps: Deps): RouteDefinition[] {
       try {
         await deps.backend.getJob(caller.user.namespace, job);
       } catch (error) {
-        if (error instanceof HttpError && error.status === 404) {
+        // Kubernetes' own 404 arrives untranslated: map it as the router would.
+        if (toHttpError(error).status === 404) {
           return messagePage(prefix, 404, 'No such job', `You have no job named "${job}". It may have been deleted, or removed after its time-to-live.`, { href: prefix, text: 'All jobs' });
         }
         throw error;

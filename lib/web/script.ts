@@ -106,8 +106,7 @@ export const appScript = String.raw`
   }
   function stateBadge(state) { return el('span', { class: 'state state-' + state, text: state }); }
   function progress(job) {
-    if ((job.completions || 1) <= 1) return job.failed ? job.failed + ' failed attempt' + (job.failed > 1 ? 's' : '') : '';
-    var parts = [job.succeeded + '/' + job.completions + ' succeeded'];
+    var parts = [job.succeeded + '/' + (job.completions || 1) + ' succeeded'];
     if (job.failed) parts.push(job.failed + ' failed');
     if (job.active) parts.push(job.active + ' running');
     return parts.join(' · ');
@@ -265,7 +264,7 @@ export const appScript = String.raw`
         .map(function (k) { return k + '=' + job.labels[k]; }).join(', ');
       var facts = [
         ['State', stateBadge(job.state)],
-        ['Progress', progress(job) || ((job.completions || 1) + ' task')],
+        ['Progress', progress(job)],
         ['Image', job.image || ''],
         ['Command', command],
         ['Submitted', when(job.createdAt) + ' (' + age(job.createdAt) + ')'],
@@ -313,7 +312,10 @@ export const appScript = String.raw`
         el('thead', null, el('tr', null, ['Type', 'Status', 'Reason', 'Message', 'Since'].map(function (h, i) { return el('th', { scope: 'col', class: i === 4 ? 'opt' : null }, h); }))), body)));
     }
 
-    var log = logFollower(name, logBox, logNotice, function () { return isFinal(state); });
+    // Asked when a stream ends cleanly: the poll's last answer may predate the pod finishing.
+    var log = logFollower(name, logBox, logNotice, function () {
+      return api('GET', apiJob(name)).then(function (job) { state = job.state; return isFinal(job.state); }, function () { return isFinal(state); });
+    });
     podSelect.addEventListener('change', function () { log.start(podSelect.value); });
     download.addEventListener('click', function () { downloadLog(name, podSelect.value, logNotice); });
     deleteButton.addEventListener('click', function () { confirmDelete(name, deleteButton, statusBox, log); });
@@ -475,12 +477,17 @@ export const appScript = String.raw`
           return pump();
         }).then(function () {
           if (mine !== generation) return;
-          if (!abortedBy && (pod || jobFinished())) { queue('— end of log —', 'meta'); if (!dropped) notice.textContent = ''; return; }
-          retry(abortedBy || 'the stream ended while the job is still running');
+          if (abortedBy) return retry(abortedBy);
+          // A clean end of one pod's stream means it finished; for the whole job, make sure it is over.
+          return (pod ? Promise.resolve(true) : jobFinished()).then(function (finished) {
+            if (mine !== generation) return;
+            if (!finished) return retry('the stream ended while the job is still running');
+            queue('— end of log —', 'meta');
+            if (!dropped) notice.textContent = '';
+          });
         }, function (error) {
           if (mine !== generation || (error && error.name === 'AbortError')) return;
           if (error instanceof ApiError && error.status < 500) {
-            if (error.status === 404 && !jobFinished()) { notice.textContent = 'No log yet: waiting for a pod to start…'; return later(2000); }
             notice.textContent = 'Cannot show the log: ' + error.message;
             return;
           }
