@@ -47,10 +47,10 @@ async function seal(payload: JWTPayload, purpose: Purpose, key: Uint8Array, maxA
     .encrypt(key);
 }
 
-async function open(value: string | undefined, purpose: Purpose, key: Uint8Array): Promise<JWTPayload | undefined> {
+async function open(value: string | undefined, purpose: Purpose, key: Uint8Array, now?: Date): Promise<JWTPayload | undefined> {
   if (!value) return undefined;
   try {
-    const { payload } = await jwtDecrypt(value, key, { audience: purpose, keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] });
+    const { payload } = await jwtDecrypt(value, key, { audience: purpose, keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'], currentDate: now });
     return payload;
   } catch {
     // Expired, tampered with, sealed under another key: all mean "no session".
@@ -62,8 +62,8 @@ export function sealSession(session: Session, key: Uint8Array, maxAgeSeconds: nu
   return seal({ t: session.token, c: session.csrf }, 'kbatch-session', key, maxAgeSeconds);
 }
 
-export async function openSession(value: string | undefined, key: Uint8Array): Promise<Session | undefined> {
-  const payload = await open(value, 'kbatch-session', key);
+export async function openSession(value: string | undefined, key: Uint8Array, now?: Date): Promise<Session | undefined> {
+  const payload = await open(value, 'kbatch-session', key, now);
   if (typeof payload?.t !== 'string' || typeof payload.c !== 'string') return undefined;
   return { token: payload.t, csrf: payload.c };
 }
