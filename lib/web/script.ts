@@ -185,14 +185,14 @@ export const appScript = String.raw`
       var body = el('tbody');
       items.forEach(function (job) {
         append(body, el('tr', { 'data-job': job.name },
-          el('td', { class: 'name' }, el('a', { href: jobUrl(job.name) }, job.name)),
-          el('td', null, stateBadge(job.state)),
-          el('td', null, progress(job)),
-          el('td', { class: 'image opt' }, job.image || ''),
-          el('td', { title: when(job.createdAt) }, age(job.createdAt, now)),
-          el('td', { class: 'opt' }, duration(job.durationSeconds))));
+          el('td', { class: 'name', 'data-label': 'Name' }, el('a', { href: jobUrl(job.name) }, job.name)),
+          el('td', { 'data-label': 'State' }, stateBadge(job.state)),
+          el('td', { 'data-label': 'Progress' }, progress(job)),
+          el('td', { class: 'image opt', 'data-label': 'Image' }, job.image || ''),
+          el('td', { title: when(job.createdAt), 'data-label': 'Age' }, age(job.createdAt, now)),
+          el('td', { class: 'opt', 'data-label': 'Duration' }, duration(job.durationSeconds))));
       });
-      append(tableHost, el('div', { class: 'table-wrap' }, el('table', null,
+      append(tableHost, el('div', { class: 'table-wrap' }, el('table', { class: 'cards' },
         el('caption', { text: 'Your jobs, newest first. Updates every few seconds.' }),
         el('thead', null, el('tr', null, ['Name', 'State', 'Progress', 'Image', 'Age', 'Duration'].map(function (h, i) {
           return el('th', { scope: 'col', class: i === 3 || i === 5 ? 'opt' : null }, h);
@@ -288,14 +288,14 @@ export const appScript = String.raw`
           return el('div', null, text, c.message ? el('div', { class: 'muted' }, c.message) : null);
         });
         append(body, el('tr', null,
-          el('td', { class: 'name' }, pod.name),
-          el('td', null, pod.completionIndex === undefined ? '' : pod.completionIndex),
-          el('td', null, pod.phase),
-          el('td', null, containers),
-          el('td', { class: 'opt' }, pod.node || ''),
-          el('td', { class: 'opt', title: when(pod.startedAt) }, age(pod.startedAt))));
+          el('td', { class: 'name', 'data-label': 'Pod' }, pod.name),
+          el('td', { 'data-label': 'Index' }, pod.completionIndex === undefined ? '–' : pod.completionIndex),
+          el('td', { 'data-label': 'Phase' }, pod.phase),
+          el('td', { 'data-label': 'Containers' }, el('div', null, containers)),
+          el('td', { class: 'opt', 'data-label': 'Node' }, pod.node || ''),
+          el('td', { class: 'opt', title: when(pod.startedAt), 'data-label': 'Started' }, age(pod.startedAt))));
       });
-      append(pods, el('div', { class: 'table-wrap' }, el('table', null,
+      append(pods, el('div', { class: 'table-wrap' }, el('table', { class: 'cards' },
         el('thead', null, el('tr', null, ['Pod', 'Index', 'Phase', 'Containers', 'Node', 'Started'].map(function (h, i) {
           return el('th', { scope: 'col', class: i >= 4 ? 'opt' : null }, h);
         }))), body)));

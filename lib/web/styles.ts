@@ -12,6 +12,7 @@ export const appStyles = String.raw`
   color: var(--fg); background: var(--bg);
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; }
 a { color: var(--accent); }
 :focus-visible { outline: 3px solid var(--focus); outline-offset: 2px; }
@@ -77,6 +78,11 @@ dialog::backdrop { background: rgba(0, 0, 0, .4); }
   main { padding: .6rem; }
   th.opt, td.opt { display: none; }
   .log { height: 20rem; }
+  /* Tables of jobs and pods become one card per row, each cell labelled, instead of scrolling sideways. */
+  table.cards thead { position: absolute; left: -9999px; }
+  table.cards tr { display: block; border-bottom: 1px solid var(--line); padding: .35rem 0; }
+  table.cards td, table.cards td.opt { display: flex; gap: .75rem; border: 0; padding: .15rem .6rem; }
+  table.cards td::before { content: attr(data-label); flex: 0 0 6.5rem; color: var(--muted); font: 600 1rem system-ui, sans-serif; }
 }
 @media (prefers-reduced-motion: reduce) { * { scroll-behavior: auto !important; } }
 `;
