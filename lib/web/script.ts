@@ -613,6 +613,8 @@ export const appScript = String.raw`
       var entries = items.map(function (item) { return item.webkitGetAsEntry && item.webkitGetAsEntry(); }).filter(Boolean);
       // One dropped folder: its contents go to /code, like choosing the folder. Anything else keeps its names.
       var single = entries.length === 1 && entries[0].isDirectory;
+      // Without the entries API (or for plain files) the drop's file list is all there is.
+      if (!entries.length) { setFiles(Array.prototype.map.call(event.dataTransfer.files || [], function (f) { return { path: f.name, file: f }; })); return; }
       Promise.all(entries.map(function (entry) { return walk(entry, single ? '' : entry.isDirectory ? entry.name + '/' : ''); })).then(function (lists) {
         setFiles([].concat.apply([], lists));
       }, function (error) { codeError.textContent = 'Could not read the dropped files: ' + error.message; });

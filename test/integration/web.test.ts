@@ -170,6 +170,30 @@ submitting('the jobs list shows the job with its state and image, and an array\'
   await arrayRow.getByText('3/3 succeeded').waitFor({ timeout: 30_000 });
   await alice.screenshot({ path: join(screenshots, 'jobs.png'), fullPage: true });
 });
+submitting('an array job\'s log can be followed for one pod', async () => {
+  const arrayName = await alice.locator('tbody tr').first().getAttribute('data-job');
+  await alice.goto(`${serviceUrl}job/${arrayName}`);
+  await eventually('three pods in the pod switch', async () => (await alice.locator('#log-pod option').count()) === 4, 15_000);
+  const pod = await alice.locator('#log-pod option').nth(2).getAttribute('value');
+  const [response] = await Promise.all([
+    alice.waitForResponse((r) => r.url().includes('/logs?') && new URL(r.url()).searchParams.get('pod') === pod),
+    alice.selectOption('#log-pod', pod!),
+  ]);
+  assert.is(response.status(), 200);
+  await alice.locator('#log .line', { hasText: 'hello from the web page' }).waitFor();
+  assert.not.match((await alice.locator('#log').textContent()) ?? '', /\[web-array/, 'one pod\'s lines carry no pod prefix');
+});
+submitting('files dropped on the form are taken as the code', async () => {
+  await alice.goto(`${serviceUrl}new`);
+  await alice.locator('#code-drop').evaluate((zone) => {
+    const data = new DataTransfer();
+    data.items.add(new File(['print(1)'], 'main.py'));
+    data.items.add(new File(['x'], 'data.csv'));
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  });
+  await alice.locator('#code-summary', { hasText: '2 files' }).waitFor();
+  assert.match(await alice.textContent('#code-summary') ?? '', /main\.py, data\.csv/);
+});
 submitting('an error from the API is shown next to the field it names', async () => {
   await alice.goto(`${serviceUrl}new`);
   await alice.fill('#name', 'bad-resources');
@@ -200,6 +224,29 @@ longLog('100,000 lines arrive without freezing the page, which keeps the last 5,
     assert.ok(shown <= 5001 && shown >= 4999, `lines in the page: ${shown}`);
     assert.is(await alice.locator('#log .line', { hasText: /^line 1 of a long log$/ }).count(), 0, 'the oldest lines left the page');
     await alice.getByText(/95,00\d earlier lines are not shown/).waitFor();
+  } finally {
+    await alice.unroute(pattern);
+  }
+});
+longLog('a dropped log stream resumes from the last line seen, without repeats or gaps', async () => {
+  const t = (s: number) => `2026-01-01T00:00:0${s}.000000000Z`;
+  const requests: string[] = [];
+  const pattern = `${serviceUrl}api/v1/jobs/${jobName}/logs?*`;
+  await alice.route(pattern, (route) => {
+    requests.push(route.request().url());
+    const first = requests.length === 1;
+    // First the server fails mid-stream (its in-band marker); the resumed request overlaps what was shown.
+    const body = first
+      ? `${t(1)} one\n${t(2)} two\n${t(2)} two again\n[kbatch] stream aborted: upstream went away\n`
+      : `${t(2)} two\n${t(2)} two again\n${t(3)} three\n`;
+    return route.fulfill({ status: 200, contentType: 'text/plain; charset=utf-8', body });
+  });
+  try {
+    await alice.goto(`${serviceUrl}job/${jobName}`);
+    await alice.locator('#log .line.meta', { hasText: 'end of log' }).waitFor({ timeout: 15_000 });
+    assert.equal(await alice.locator('#log .line:not(.meta)').allTextContents(), ['one', 'two', 'two again', 'three']);
+    assert.is(requests.length, 2);
+    assert.is(new URL(requests[1]!).searchParams.get('since'), '2026-01-01T00:00:01.000Z', 'a second before the last line seen');
   } finally {
     await alice.unroute(pattern);
   }
@@ -286,11 +333,17 @@ forgery.run();
 
 // ---------------------------------------------------------------------------------------------
 const deleting = suite('deleting a job from its page');
-deleting('Delete asks for confirmation; Cancel keeps the job', async () => {
+deleting('Delete asks for confirmation, by keyboard too; Cancel and Escape keep the job', async () => {
   await alice.goto(`${serviceUrl}job/${jobName}`);
   await alice.click('text=Delete job');
   await alice.locator('dialog[open]').waitFor();
+  assert.is(await alice.evaluate(() => document.activeElement?.textContent), 'Cancel', 'the safe choice has the focus');
   await alice.click('dialog >> text=Cancel');
+  assert.is(await alice.locator('dialog[open]').count(), 0);
+  await alice.focus('text=Delete job');
+  await alice.keyboard.press('Enter');
+  await alice.locator('dialog[open]').waitFor();
+  await alice.keyboard.press('Escape');
   assert.is(await alice.locator('dialog[open]').count(), 0);
   assert.is((await aliceApi('GET', `api/v1/jobs/${jobName}`)).status, 200);
 });
