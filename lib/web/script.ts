@@ -141,6 +141,7 @@ export const appScript = String.raw`
   function jobsView() {
     document.title = 'Jobs · kbatch';
     var params = new URLSearchParams(location.search);
+    var pageSize = Math.min(500, Math.max(1, parseInt(params.get('limit') || '', 10) || PAGE_SIZE));
     var statusBox = el('div', { role: 'status', 'aria-live': 'polite' });
     var tableHost = el('div');
     var newer = el('button', { type: 'button', class: 'secondary', disabled: true }, 'Newer');
@@ -161,7 +162,7 @@ export const appScript = String.raw`
     var lastRendered = '';
 
     function load() {
-      var path = 'api/v1/jobs?limit=' + PAGE_SIZE + (current ? '&continue=' + encodeURIComponent(current) : '');
+      var path = 'api/v1/jobs?limit=' + pageSize + (current ? '&continue=' + encodeURIComponent(current) : '');
       return api('GET', path).then(function (page) {
         status(statusBox);
         nextToken = page.continue;

@@ -170,7 +170,32 @@ submitting('the jobs list shows the job with its state and image, and an array\'
   await arrayRow.getByText('3/3 succeeded').waitFor({ timeout: 30_000 });
   await alice.screenshot({ path: join(screenshots, 'jobs.png'), fullPage: true });
 });
+submitting('the list pages past the first screen, older and back to newer', async () => {
+  await alice.goto(`${serviceUrl}?limit=1`);
+  const rows = () => alice.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-job')));
+  await alice.locator('tbody tr').first().waitFor();
+  const first = await rows();
+  assert.is(first.length, 1);
+  await alice.click('button:has-text("Older")');
+  await alice.getByText('Page 2').waitFor();
+  await eventually('the second page', async () => (await rows())[0] !== first[0]);
+  assert.is((await rows())[0], jobName);
+  assert.ok(await alice.locator('button:has-text("Older")').isDisabled(), 'no third page');
+  await alice.click('button:has-text("Newer")');
+  await alice.getByText('Page 1').waitFor();
+  await eventually('the first page again', async () => (await rows())[0] === first[0]);
+});
+submitting('a failing API shows an error state, and the list recovers by itself', async () => {
+  const pattern = `${serviceUrl}api/v1/jobs?*`;
+  await alice.route(pattern, (route) => route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ detail: 'Kubernetes API unreachable', status: 503, reason: 'Unavailable' }) }));
+  await alice.goto(serviceUrl);
+  await alice.getByText('Could not load jobs: Kubernetes API unreachable (retrying)').waitFor();
+  await alice.unroute(pattern);
+  await alice.locator(`tr[data-job="${jobName}"]`).waitFor();
+  assert.is(await alice.getByText('Could not load jobs').count(), 0);
+});
 submitting('an array job\'s log can be followed for one pod', async () => {
+  await alice.goto(serviceUrl);
   const arrayName = await alice.locator('tbody tr').first().getAttribute('data-job');
   await alice.goto(`${serviceUrl}job/${arrayName}`);
   await eventually('three pods in the pod switch', async () => (await alice.locator('#log-pod option').count()) === 4, 15_000);
