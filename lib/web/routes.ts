@@ -26,7 +26,8 @@ export function webRoutes(deps: Deps): RouteDefinition[] {
 
   /** Where a login started from this request should come back to: only ever a path under our prefix. */
   const safeNext = (raw: string | null): string => {
-    if (!raw || !raw.startsWith(prefix) || raw.includes('\\') || /^\/\//.test(raw) || /[\r\n]/.test(raw)) return prefix;
+    // Dot segments would climb out of the prefix once the browser resolves them.
+    if (!raw || !raw.startsWith(prefix) || raw.includes('\\') || /^\/\//.test(raw) || /[\r\n]/.test(raw) || /\/(\.|%2e){1,2}(\/|$|\?)/i.test(raw)) return prefix;
     return raw;
   };
 

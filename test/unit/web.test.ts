@@ -183,7 +183,7 @@ oauth('a code the Hub refuses is a refusal page, not a session', async () => {
   assert.not.ok(response.headers.getSetCookie().some((c) => c.startsWith('kbatch-session=') && !c.includes('Max-Age=0')));
 });
 oauth('next never leads off the service: other paths and other hosts become the service root', async () => {
-  for (const next of ['https://evil.example/', '//evil.example/services/kbatch/', '/hub/admin', '/services/kbatch/\\evil']) {
+  for (const next of ['https://evil.example/', '//evil.example/services/kbatch/', '/hub/admin', '/services/kbatch/\\evil', '/services/kbatch/../../hub/admin', '/services/kbatch/%2E%2e/x']) {
     const login = await get(`login?next=${encodeURIComponent(next)}`);
     const state = await openState(stateCookieOf(login).split('=')[1], loadSettings({ JUPYTERHUB_API_URL: 'http://x', KBATCH_OAUTH_CLIENT_SECRET: 'a-client-secret-of-32-characters!!' }).web!.cookieKey);
     assert.is(state!.next, '/services/kbatch/', next);
