@@ -288,6 +288,8 @@ export const appScript = String.raw`
           var text = c.name + ': ' + c.state + (c.reason ? ' (' + c.reason + ')' : '') + (c.exitCode !== undefined ? ', exit code ' + c.exitCode : '');
           return el('div', null, text, c.message ? el('div', { class: 'muted' }, c.message) : null);
         });
+        // A pod with no container status yet has not been placed on a node (or is pulling its first image).
+        if (!containers.length && pod.phase === 'Pending') containers = [el('div', { class: 'muted' }, pod.node ? 'starting on ' + pod.node + '…' : 'waiting to be scheduled on a node')];
         append(body, el('tr', null,
           el('td', { class: 'name', 'data-label': 'Pod' }, pod.name),
           el('td', { 'data-label': 'Index' }, pod.completionIndex === undefined ? '–' : pod.completionIndex),
