@@ -9,6 +9,8 @@ import { loadAdminConfig } from './k8s/admin.ts';
 import type { Deps } from './api/deps.ts';
 import { healthRoutes, jobRoutes, submitRoutes, uploadRoutes } from './api/native.ts';
 import { upstreamJobRoutes, upstreamSubmitRoutes } from './api/upstream.ts';
+import { SessionAuthenticator } from './web/auth.ts';
+import { webRoutes } from './web/routes.ts';
 
 export type TargetName = 'submit' | 'jobs' | 'uploads' | 'all';
 
@@ -25,14 +27,16 @@ export async function createBackend(settings: Settings): Promise<Backend> {
 }
 
 export async function createDeps(settings: Settings, overrides: { auth?: Authenticator; backend?: Backend } = {}): Promise<Deps> {
+  const auth =
+    overrides.auth ??
+    (settings.auth === 'none'
+      ? new LocalUserAuth(settings.localUser)
+      : new HubAuth({ hubApiUrl: settings.hubApiUrl, serviceName: settings.serviceName, cacheSeconds: settings.authCacheSeconds }));
   return {
     settings,
     admin: loadAdminConfig(settings),
-    auth:
-      overrides.auth ??
-      (settings.auth === 'none'
-        ? new LocalUserAuth(settings.localUser)
-        : new HubAuth({ hubApiUrl: settings.hubApiUrl, serviceName: settings.serviceName, cacheSeconds: settings.authCacheSeconds })),
+    // With the web page on, the page's session cookie is accepted wherever a token is (lib/web/auth.ts).
+    auth: settings.web ? new SessionAuthenticator(auth, settings.web.cookieKey) : auth,
     backend: overrides.backend ?? (await createBackend(settings)),
   };
 }
@@ -44,7 +48,10 @@ export function routesFor(target: TargetName, deps: Deps): RouteDefinition[] {
     uploads: () => uploadRoutes(deps),
     jobs: () => [...jobRoutes(deps), ...upstreamJobRoutes(deps)],
   };
-  if (target === 'all') return [...healthRoutes(deps), ...byTarget.submit(), ...byTarget.uploads(), ...byTarget.jobs()];
+  // The web page rides with the reads (the gateway sends every GET to the jobs function); its `/`
+  // (HTML for browsers, else the same JSON) must come before the health route's.
+  if (target === 'all') return [...webRoutes(deps), ...healthRoutes(deps), ...byTarget.submit(), ...byTarget.uploads(), ...byTarget.jobs()];
+  if (target === 'jobs') return [...webRoutes(deps), ...healthRoutes(deps), ...byTarget.jobs()];
   return [...healthRoutes(deps), ...byTarget[target]()];
 }
 

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { hkdfSync, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { defaultMaxJobResources } from './jobs/policy.ts';
@@ -49,7 +49,56 @@ export interface Settings {
   namespaceQuota: Record<string, string> | undefined;
   /** The Container item of a LimitRange created with each user namespace. */
   namespaceLimitRange: Partial<Record<'default' | 'defaultRequest' | 'max' | 'min', Record<string, string>>> | undefined;
+  /** The web page's Hub OAuth login (lib/web); undefined when no OAuth client secret is set. */
+  web: WebSettings | undefined;
 }
+
+// --- web page: Hub OAuth client and the encrypted session cookie (lib/web) -------------------------------
+/** Where the browser logs in and how its session cookie is sealed. */
+export interface WebSettings {
+  /** `service-<name>` unless the Hub registered the service under another oauth_client_id. */
+  clientId: string;
+  /** The service's `api_token` in the Hub config: it doubles as the OAuth client secret. */
+  clientSecret: string;
+  /** Must equal the service's `oauth_redirect_uri` at the Hub, character for character. */
+  redirectUri: string;
+  /** Where the browser is sent to log in; a path on the Hub's public host unless JUPYTERHUB_HOST says otherwise. */
+  authorizeUrl: string;
+  /** Called by the server, so on the Hub's API URL like every other Hub call. */
+  tokenUrl: string;
+  /** 32 bytes for A256GCM, derived (HKDF) from KBATCH_COOKIE_SECRET or else from the client secret. */
+  cookieKey: Uint8Array;
+  /** A session never outlives the Hub token it holds; this caps it further. */
+  sessionMaxAgeSeconds: number;
+}
+
+/** Secrets shorter than this are refused: the cookie key is only as strong as what it is derived from. */
+const minWebSecretLength = 32;
+
+function loadWebSettings(env: Env, prefix: string, serviceName: string, hubApiUrl: string): WebSettings | undefined {
+  const clientSecret = env.KBATCH_OAUTH_CLIENT_SECRET;
+  if (!clientSecret) return undefined;
+  const cookieSecret = env.KBATCH_COOKIE_SECRET || undefined;
+  if (cookieSecret !== undefined && cookieSecret.length < minWebSecretLength) {
+    throw new ConfigError(`KBATCH_COOKIE_SECRET must be at least ${minWebSecretLength} characters`);
+  }
+  if (cookieSecret === undefined && clientSecret.length < minWebSecretLength) {
+    throw new ConfigError(`KBATCH_OAUTH_CLIENT_SECRET is shorter than ${minWebSecretLength} characters: set KBATCH_COOKIE_SECRET (at least ${minWebSecretLength}) to seal the session cookie`);
+  }
+  // Every function of a deployment derives the same key, so a cookie sealed by one opens in another.
+  const cookieKey = new Uint8Array(hkdfSync('sha256', cookieSecret ?? clientSecret, 'kbatch', 'kbatch web session cookie v1', 32));
+  const hubBase = normalizePrefix(env.JUPYTERHUB_BASE_URL ?? '/');
+  return {
+    clientId: env.KBATCH_OAUTH_CLIENT_ID ?? env.JUPYTERHUB_CLIENT_ID ?? `service-${serviceName}`,
+    clientSecret,
+    redirectUri: env.KBATCH_OAUTH_REDIRECT_URI ?? env.JUPYTERHUB_OAUTH_CALLBACK_URL ?? `${prefix}oauth_callback`,
+    authorizeUrl: env.KBATCH_OAUTH_AUTHORIZE_URL ?? `${(env.JUPYTERHUB_HOST ?? '').replace(/\/+$/, '')}${hubBase}hub/api/oauth2/authorize`,
+    tokenUrl: `${hubApiUrl}/oauth2/token`,
+    cookieKey,
+    sessionMaxAgeSeconds: integer(env, 'KBATCH_SESSION_MAX_AGE_SECONDS', 12 * 3600, 60),
+  };
+}
+// --- end of web page settings ----------------------------------------------------------------------------
 
 export class ConfigError extends Error {}
 
@@ -224,6 +273,7 @@ export function loadSettings(env: Env = process.env): Settings {
     logPollSeconds: integer(env, 'KBATCH_LOG_POLL_SECONDS', 2, 1),
     shutdownGraceSeconds: integer(env, 'KBATCH_SHUTDOWN_GRACE_SECONDS', 25),
     ...jobPolicySettings(env),
+    web: undefined,
   };
   const auth = env.KBATCH_AUTH ?? (env.JUPYTERHUB_API_URL ? 'hub' : settings.backend === 'local' ? 'none' : 'hub');
   if (auth !== 'hub' && auth !== 'none') throw new ConfigError(`KBATCH_AUTH must be "hub" or "none", got "${auth}"`);
@@ -233,6 +283,7 @@ export function loadSettings(env: Env = process.env): Settings {
   settings.auth = auth;
   if (settings.configMapMaxBytes > 768 * 1024) throw new ConfigError('KBATCH_CONFIGMAP_MAX_BYTES must be at most 786432 (the 1 MiB ConfigMap limit after base64)');
   if (!/^https?:\/\//.test(settings.hubApiUrl)) throw new ConfigError(`JUPYTERHUB_API_URL must be an http(s) URL, got "${settings.hubApiUrl}"`);
+  if (auth === 'hub') settings.web = loadWebSettings(env, settings.prefix, settings.serviceName, settings.hubApiUrl);
   return settings;
 }
 

@@ -4,7 +4,7 @@ import { streamAbortMarker, type ErrorBody } from '../contract.ts';
 import { bodyUnread } from './body.ts';
 import { isServerFault, toHttpError, type HttpError } from './errors.ts';
 import { describeError, drainSignal, logLine, requestLabel } from './lifecycle.ts';
-import type { IncomingRequest, Reply, RequestContext } from './types.ts';
+import type { IncomingRequest, Reply, ReplyHeaders, RequestContext } from './types.ts';
 
 /**
  * Writing answers. Every error leaves as the JSON ErrorBody; a stream that fails after its status
@@ -52,7 +52,7 @@ function endAfterDrain(req: IncomingRequest, res: ServerResponse): void {
 }
 
 /** Writes a complete answer. With the body unread, the answer goes out first and the connection closes after the drain. */
-function writeWhole(res: ServerResponse, status: number, headers: Record<string, string | number>, payload?: string | Buffer): void {
+function writeWhole(res: ServerResponse, status: number, headers: Record<string, string | string[] | number>, payload?: string | Buffer): void {
   if (answered.has(res) || res.writableEnded || res.destroyed) return;
   answered.add(res);
   const req = res.req as IncomingRequest | undefined;
@@ -67,7 +67,7 @@ function writeWhole(res: ServerResponse, status: number, headers: Record<string,
   endAfterDrain(req, res);
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: ReplyHeaders = {}): void {
   const payload = JSON.stringify(body);
   writeWhole(res, status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload), ...headers }, payload);
 }
@@ -162,10 +162,10 @@ export async function sendReply(ctx: RequestContext, reply: Reply): Promise<void
     return;
   }
   if ('json' in reply) return sendJson(res, reply.status ?? 200, reply.json, reply.headers);
-  if ('empty' in reply) return writeWhole(res, reply.status, {});
+  if ('empty' in reply) return writeWhole(res, reply.status, { ...reply.headers });
   if ('text' in reply) {
     const payload = Buffer.from(reply.text, 'utf8');
-    return writeWhole(res, reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8', 'content-length': payload.length }, payload);
+    return writeWhole(res, reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8', 'content-length': payload.length, ...reply.headers }, payload);
   }
   return sendStream(ctx, reply);
 }

@@ -17,11 +17,14 @@ export interface RequestContext {
   signal: AbortSignal;
 }
 
+/** Extra response headers; a list sends the header once per value (several Set-Cookie). */
+export type ReplyHeaders = Record<string, string | string[]>;
+
 export type Reply =
-  | { status?: number; json: unknown; headers?: Record<string, string> }
-  | { status?: number; text: string; contentType?: string }
+  | { status?: number; json: unknown; headers?: ReplyHeaders }
+  | { status?: number; text: string; contentType?: string; headers?: ReplyHeaders }
   | { status?: number; stream: Readable | AsyncIterable<Uint8Array | string>; contentType?: string }
-  | { status: number; empty: true };
+  | { status: number; empty: true; headers?: ReplyHeaders };
 
 export type Handler = (ctx: RequestContext) => Promise<Reply>;
 

@@ -71,6 +71,23 @@ c.JupyterHub.redirect_to_server = False
 
 # --- services ----------------------------------------------------------------------------------------------
 kbatch_service = {"name": "kbatch", "url": env("KBATCH_SERVICE_URL"), "display": False}
+# The web page (lib/web): kbatch is an OAuth client of the Hub, and the Hub's home links to it.
+oauth_secret = os.environ.get("KBATCH_HUB_OAUTH_SECRET")
+if oauth_secret:
+    kbatch_service.update(
+        {
+            # The service's API token doubles as its OAuth client secret (kbatch's KBATCH_OAUTH_CLIENT_SECRET).
+            "api_token": oauth_secret,
+            "oauth_client_id": "service-kbatch",
+            # Relative: the browser reaches the Hub and kbatch on the same host, through the proxy.
+            "oauth_redirect_uri": base_url + "services/kbatch/oauth_callback",
+            # Tokens the Hub issues to kbatch for a browser only identify the user and reach kbatch itself.
+            "oauth_client_allowed_scopes": ["access:services!service=kbatch"],
+            # An admin-run service is part of the Hub: no "Authorize access" page in the way.
+            "oauth_no_confirm": True,
+            "display": True,
+        }
+    )
 if version_info >= (6,):
     # 6.x waits up to `timeout` (default 30 s) for the service to answer (any non-5xx at url + prefix) before it
     # adds ANY proxy route, so a not-yet-running service would stall startup; after the timeout it only warns.

@@ -23,6 +23,8 @@ export interface Hub {
   /** alice and bob hold `access:services!service=kbatch`; carol's token is valid but lacks it. */
   tokens: { alice: string; bob: string; carol: string };
   createToken(user: string, opts?: { expiresIn?: number; scopes?: string[] }): Promise<string>;
+  /** The kbatch service's OAuth client secret (its api_token at the Hub): the server's KBATCH_OAUTH_CLIENT_SECRET. */
+  oauthClientSecret: string;
   /** Hub + CHP log (stdout/stderr of both); gone after stop(). */
   logFile: string;
   /** Kills the hub's process group and CHP (it runs in its own session), then removes the tmp dir. */
@@ -60,6 +62,7 @@ export async function startHub(opts: StartHubOptions): Promise<Hub> {
   const [proxyPort, proxyApiPort, hubPort] = await freePorts(3);
   const proxyAuthToken = randomHex();
   const adminToken = randomHex();
+  const oauthClientSecret = randomHex();
 
   const url = `http://127.0.0.1:${proxyPort}${baseUrl.replace(/\/$/, '')}`;
   const apiUrl = `http://127.0.0.1:${hubPort}${baseUrl}hub/api`;
@@ -83,6 +86,7 @@ export async function startHub(opts: StartHubOptions): Promise<Hub> {
       KBATCH_HUB_ADMIN_TOKEN: adminToken,
       KBATCH_HUB_BASE_URL: baseUrl,
       KBATCH_SERVICE_URL: opts.serviceUrl,
+      KBATCH_HUB_OAUTH_SECRET: oauthClientSecret,
     },
   });
   closeSync(logFd);
@@ -139,7 +143,7 @@ export async function startHub(opts: StartHubOptions): Promise<Hub> {
       }
     }
 
-    return { url, apiUrl, servicePrefix, tokens, createToken, logFile, stop };
+    return { url, apiUrl, servicePrefix, tokens, createToken, oauthClientSecret, logFile, stop };
   } catch (err) {
     const tail = logTail(logFile, 40);
     await stop();
