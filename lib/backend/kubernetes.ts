@@ -253,6 +253,12 @@ export class KubernetesBackend implements Backend {
     return (await this.core.listNamespacedPod({ namespace, labelSelector })).items;
   }
 
+  /** Events are kept an hour by default; a user's namespace holds few, so one list filtered here is enough. */
+  async listEvents(namespace: string, filter: { involvedNames: string[] }): Promise<k8s.CoreV1Event[]> {
+    const names = new Set(filter.involvedNames);
+    return (await this.core.listNamespacedEvent({ namespace })).items.filter((event) => names.has(event.involvedObject.name ?? ''));
+  }
+
   async getPod(namespace: string, name: string): Promise<k8s.V1Pod> {
     return this.core.readNamespacedPod({ name, namespace });
   }
