@@ -8,4 +8,7 @@ if (!existsSync(bundle)) {
   process.stderr.write(`kbatch: the CLI is not built (${bundle.pathname} is missing)\nhint: run npm run build in ${new URL('..', import.meta.url).pathname}\n`);
   process.exit(1);
 }
+// node-fetch 2 (under cross-fetch) uses APIs Node 22+ marks deprecated (punycode, url.parse); users
+// should see the CLI's own output, not its dependencies' notices.
+process.noDeprecation = true;
 await import(bundle.href);

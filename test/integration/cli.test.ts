@@ -180,7 +180,7 @@ cli('job delete removes the job; show afterwards exits 1 with "not found"', asyn
   assert.is(run.stdout, `deleted job ${submitted}\n`);
   const show = await kbatch(['job', 'show', submitted]);
   expectExit(show, 1);
-  assert.match(show.stderr, new RegExp(`^kbatch: job ${submitted} not found`));
+  assert.match(show.stderr, new RegExp(`^kbatch: job ${submitted} not found`), show.stderr);
   assert.not.match(show.stderr, /\n\s+at /);
 });
 
@@ -212,7 +212,7 @@ cli('an unreachable URL says so, in one line, exit 1', async () => {
   const url = `http://127.0.0.1:${await freePort()}/services/kbatch/`;
   const run = await kbatch(['job', 'list'], { KBATCH_URL: url });
   expectExit(run, 1);
-  assert.match(run.stderr, new RegExp(`^kbatch: cannot reach kbatch at ${url.replace(/[.]/g, '\\.')} \\(ECONNREFUSED\\)`));
+  assert.match(run.stderr, new RegExp(`^kbatch: cannot reach kbatch at ${url.replace(/[.]/g, '\\.')} \\(ECONNREFUSED\\)`), run.stderr);
 });
 
 cli('KBATCH_URL overrides the config file, --url overrides both', async () => {
