@@ -147,6 +147,16 @@ export class KbatchApi {
     return fromUpstreamWire<V1CronJob>(await this.http.json('POST', upstreamPaths.cronJobs, { json: submission, timeoutMs: 0 }));
   }
 
+  /** Pauses (`suspend`) or resumes (`resume`) a cronjob's schedule. */
+  setCronJobSuspended(name: string, suspended: boolean): Promise<{ name: string; suspended: boolean }> {
+    return this.http.json('POST', apiPaths.cronJobAction(name, suspended ? 'suspend' : 'resume'), { what: `cronjob ${name}` });
+  }
+
+  /** Runs a cronjob now, outside its schedule; answers the job it started. */
+  runCronJob(name: string): Promise<JobDetail> {
+    return this.http.json('POST', apiPaths.cronJobAction(name, 'run'), { what: `cronjob ${name}` });
+  }
+
   getJob(name: string): Promise<JobDetail> {
     return this.http.json<JobDetail>('GET', apiPaths.job(name), { what: `job ${name}` });
   }

@@ -1,7 +1,15 @@
 import { dispatch, type CliIo, type Group } from './command.ts';
 import { completionCommand, completions } from './commands/completion.ts';
 import { configureCommand } from './commands/configure.ts';
-import { cronJobDeleteCommand, cronJobListCommand, cronJobShowCommand, cronJobSubmitCommand } from './commands/cronjobs.ts';
+import {
+  cronJobDeleteCommand,
+  cronJobListCommand,
+  cronJobResumeCommand,
+  cronJobRunCommand,
+  cronJobShowCommand,
+  cronJobSubmitCommand,
+  cronJobSuspendCommand,
+} from './commands/cronjobs.ts';
 import { deleteCommand, listCommand, logsCommand, showCommand, waitCommand } from './commands/jobs.ts';
 import { podListCommand, podLogsCommand, podShowCommand } from './commands/pods.ts';
 import { profilesCommand } from './commands/profiles.ts';
@@ -28,7 +36,7 @@ export const commandTree: Group = {
       name: 'cronjob',
       aliases: ['cronjobs'],
       summary: 'Manage jobs that run on a schedule (they run until deleted).',
-      children: [cronJobSubmitCommand, cronJobListCommand, cronJobShowCommand, cronJobDeleteCommand],
+      children: [cronJobSubmitCommand, cronJobListCommand, cronJobShowCommand, cronJobSuspendCommand, cronJobResumeCommand, cronJobRunCommand, cronJobDeleteCommand],
     },
     {
       kind: 'group',

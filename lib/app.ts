@@ -9,6 +9,7 @@ import { loadAdminConfig } from './k8s/admin.ts';
 import type { Deps } from './api/deps.ts';
 import { healthRoutes, jobRoutes, submitRoutes, uploadRoutes } from './api/native.ts';
 import { upstreamJobRoutes, upstreamSubmitRoutes } from './api/upstream.ts';
+import { cronJobActionRoutes } from './api/cronjobs.ts';
 
 export type TargetName = 'submit' | 'jobs' | 'uploads' | 'all';
 
@@ -37,7 +38,7 @@ export function routesFor(target: TargetName, deps: Deps): RouteDefinition[] {
   const byTarget: Record<Exclude<TargetName, 'all'>, () => RouteDefinition[]> = {
     submit: () => [...submitRoutes(deps), ...upstreamSubmitRoutes(deps)],
     uploads: () => uploadRoutes(deps),
-    jobs: () => [...jobRoutes(deps), ...upstreamJobRoutes(deps)],
+    jobs: () => [...jobRoutes(deps), ...upstreamJobRoutes(deps), ...cronJobActionRoutes(deps)],
   };
   if (target === 'all') return [...healthRoutes(deps), ...byTarget.submit(), ...byTarget.uploads(), ...byTarget.jobs()];
   return [...healthRoutes(deps), ...byTarget[target]()];

@@ -7,6 +7,7 @@ import { fields, parseOutputFormat, relativeAge, serialize, shellWords, table } 
 import { buildSubmitPlan, readJobFile } from '../job-spec.ts';
 import { collectCodeEntries } from '../upload.ts';
 import { writeZip } from '../zip.ts';
+import { watchJob } from '../watch.ts';
 import { maskedEnv, submitCommand } from './submit.ts';
 
 /**
@@ -207,5 +208,40 @@ export const cronJobDeleteCommand: Command = {
     await ctx.api().deleteCronJob(name);
     ctx.out(`deleted cronjob ${name}\n`);
     return 0;
+  },
+};
+
+function suspendCommand(name: 'suspend' | 'resume'): Command {
+  const suspended = name === 'suspend';
+  return {
+    kind: 'command',
+    name,
+    summary: suspended ? 'Pause a cronjob: no new runs until resumed (running jobs go on).' : 'Resume a suspended cronjob\'s schedule.',
+    positionals: nameArgument,
+    options: [],
+    async run(ctx) {
+      const cronJob = ctx.args.positionals[0]!;
+      const result = await ctx.api().setCronJobSuspended(cronJob, suspended);
+      ctx.out(`cronjob ${result.name ?? cronJob} ${result.suspended ? 'suspended' : 'resumed'}\n`);
+      return 0;
+    },
+  };
+}
+
+export const cronJobSuspendCommand = suspendCommand('suspend');
+export const cronJobResumeCommand = suspendCommand('resume');
+
+export const cronJobRunCommand: Command = {
+  kind: 'command',
+  name: 'run-now',
+  aliases: ['run', 'trigger'],
+  summary: 'Run a cronjob now, outside its schedule; prints the job it started.',
+  positionals: nameArgument,
+  options: [{ name: 'wait', type: 'boolean', help: 'wait until that job finishes; exit 0 if it succeeded, else 1' }],
+  async run(ctx) {
+    const api = ctx.api();
+    const job = await api.runCronJob(ctx.args.positionals[0]!);
+    ctx.out(`${job.name}\n`);
+    return ctx.args.flag('wait') ? watchJob(ctx, api, job.name, { connected: true }) : 0;
   },
 };

@@ -4,6 +4,7 @@ import { fetch } from 'undici';
 import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
 import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type Owner, type OwnerReference } from '../k8s/builders.ts';
 import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
+import { buildManualJob } from '../k8s/cronjob-run.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -25,6 +26,7 @@ function isStatus(error: unknown, code: number): boolean {
 }
 
 const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
+const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
 /**
  * A write re-reads a namespace it has not seen for this long: owners never change, but an admin may
@@ -225,6 +227,15 @@ export class KubernetesBackend implements Backend {
 
   async getCronJob(namespace: string, name: string): Promise<k8s.V1CronJob> {
     return this.batch.readNamespacedCronJob({ name, namespace });
+  }
+
+  async setCronJobSuspended(namespace: string, name: string, suspended: boolean): Promise<k8s.V1CronJob> {
+    return this.batch.patchNamespacedCronJob({ name, namespace, body: { spec: { suspend: suspended } } }, mergePatch);
+  }
+
+  async runCronJob(namespace: string, name: string): Promise<k8s.V1Job> {
+    const cronJob = await this.batch.readNamespacedCronJob({ name, namespace });
+    return this.batch.createNamespacedJob({ namespace, body: buildManualJob(cronJob) });
   }
 
   async deleteCronJob(namespace: string, name: string): Promise<k8s.V1CronJob> {

@@ -52,6 +52,10 @@ export interface Backend {
   /** Like createJob, with the CronJob as owner of the Secret and code. */
   createCronJob(objects: CronJobObjects, code: StoredCode | undefined): Promise<V1CronJob>;
   listCronJobs(namespace: string): Promise<V1CronJob[]>;
+  /** Pauses or resumes a CronJob's schedule. Optional: the local backend runs no schedules. */
+  setCronJobSuspended?(namespace: string, name: string, suspended: boolean): Promise<V1CronJob>;
+  /** Runs a CronJob now, as a Job owned by it (`kubectl create job --from=cronjob/NAME`). Optional like the above. */
+  runCronJob?(namespace: string, name: string): Promise<V1Job>;
   getCronJob(namespace: string, name: string): Promise<V1CronJob>;
   /** Foreground: its Jobs and their pods go first. */
   deleteCronJob(namespace: string, name: string): Promise<V1CronJob>;
