@@ -142,7 +142,7 @@ export function watchChanges(before: Map<string, JobSummary>, now: JobSummary[])
   return { changed, gone: [...before.keys()].filter((name) => !present.has(name)) };
 }
 
-async function watchList(ctx: CommandContext, load: () => Promise<JobSummary[]>, first: JobSummary[], intervalMs: number): Promise<number> {
+async function watchList(ctx: CommandContext, load: () => Promise<JobSummary[]>, first: JobSummary[], intervalMs: number, namesOnly: boolean): Promise<number> {
   const release = onInterrupt('kbatch: stopped watching the job list; the jobs keep running\n');
   try {
     let seen = new Map(first.map((job) => [job.name, job]));
@@ -151,7 +151,8 @@ async function watchList(ctx: CommandContext, load: () => Promise<JobSummary[]>,
       const jobs = await load();
       const { changed, gone } = watchChanges(seen, jobs);
       // Like kubectl get -w: one line per change, no header again, the same columns.
-      for (const line of jobTable(changed).split('\n').slice(1)) if (line) ctx.out(`${line}\n`);
+      if (namesOnly) for (const job of changed) ctx.out(`${job.name}\n`);
+      else for (const line of jobTable(changed).split('\n').slice(1)) if (line) ctx.out(`${line}\n`);
       for (const name of gone) ctx.out(`${name}  deleted\n`);
       seen = new Map(jobs.map((job) => [job.name, job]));
     }
@@ -201,7 +202,7 @@ export const listCommand: Command = {
     if (more && format !== 'json' && format !== 'yaml') ctx.err(`(more jobs: drop --limit to see them all)\n`);
     if (!ctx.args.flag('watch')) return 0;
     if (format !== 'table' && format !== 'name') throw new UsageError('--watch prints table rows; use -o table or -o name');
-    return watchList(ctx, async () => (await load()).items, items, Number(ctx.io.env.KBATCH_WATCH_INTERVAL_MS) || 2000);
+    return watchList(ctx, async () => (await load()).items, items, Number(ctx.io.env.KBATCH_WATCH_INTERVAL_MS) || 2000, format === 'name');
   },
 };
 
