@@ -113,7 +113,9 @@ export function commandHelp(path: string[], command: Command): string {
 }
 
 export function groupHelp(path: string[], group: Group): string {
-  const width = Math.max(...group.children.map((c) => c.name.length)) + 3;
+  // Groups show their aliases (`job, jobs`): the founding usage says `kbatch jobs list`.
+  const label = (c: Command | Group) => (c.kind === 'group' && c.aliases?.length ? [c.name, ...c.aliases].join(', ') : c.name);
+  const width = Math.max(...group.children.map((c) => label(c).length)) + 3;
   const prefix = ['kbatch', ...path].join(' ');
   return (
     [
@@ -122,7 +124,7 @@ export function groupHelp(path: string[], group: Group): string {
       group.description ?? group.summary,
       '',
       'Commands:',
-      ...group.children.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+      ...group.children.map((c) => `  ${label(c).padEnd(width)}${c.summary}`),
       '',
       'Global options:',
       optionLines(globalOptions),

@@ -53,7 +53,8 @@ function expectExit(run: Run, code: number): string {
 }
 
 function project(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-stack-code-'));
+  // Inside the home the teardown removes.
+  const dir = mkdtempSync(join(home, 'code-'));
   mkdirSync(join(dir, 'pkg'));
   writeFileSync(join(dir, 'main.py'), 'from pkg import util\nprint(util.X)\n');
   writeFileSync(join(dir, 'pkg', 'util.py'), 'X = 1\n');
