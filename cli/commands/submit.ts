@@ -111,7 +111,7 @@ export const submitCommand: Command = {
     '/code: script.sh is at /code/script.sh, a directory my-dir at /code/my-dir/.\n' +
     '-f/--filename reads the job from YAML (as kubectl -f); its code: is relative to the YAML file.',
   options: [
-    { name: 'name', short: 'n', type: 'string', value: 'NAME', help: 'job name prefix (required, here or in --file)' },
+    { name: 'name', short: 'n', type: 'string', value: 'NAME', help: 'job name prefix (required, here or in the --filename YAML)' },
     { name: 'image', type: 'string', value: 'IMAGE', help: 'container image (required unless the profile sets one)' },
     { name: 'command', type: 'string', value: 'JSON', help: 'command as a JSON list, e.g. \'["python", "main.py"]\'' },
     { name: 'args', type: 'string', value: 'JSON', help: 'arguments as a JSON list' },
