@@ -114,7 +114,7 @@ cli('an upload over the server\'s limit is refused at once: exit 1 with the uplo
   writeFileSync(join(dir, 'blob.bin'), randomBytes(12 * 1024 * 1024));
   const run = await kbatch(['job', 'submit', '--name', 'big', '--image', 'busybox', '--command', '["true"]', '--code', dir]);
   expectExit(run, 1);
-  assert.match(run.stderr, /^kbatch: upload too large \(HTTP 413\)/m);
+  assert.match(run.stderr, /^kbatch: upload too large \(HTTP 413\)/m, run.stderr);
   assert.match(run.stderr, /^hint: leave large data out of --code/m);
   assert.ok(run.seconds < 20, `took ${run.seconds} s`);
 });
@@ -302,6 +302,15 @@ finding('job wait on a pipe is quiet, and Ctrl-C says the job keeps running and 
   assert.match(stderr, new RegExp(`resume with kbatch job wait ${pending}`));
   const shown = expectExit(await kbatch(['job', 'show', pending, '-o', 'json']), 0);
   assert.is(JSON.parse(shown).state, 'pending', 'the job was not touched');
+});
+finding('Ctrl-C on job logs --follow says the same, with the follow to resume', async () => {
+  const following = startKbatch(['job', 'logs', pending, '--follow']);
+  await sleep(2500);
+  following.child.kill('SIGINT');
+  assert.is(await following.exit, 130);
+  const { stderr } = following.output();
+  assert.match(stderr, new RegExp(`job ${pending} keeps running`));
+  assert.match(stderr, new RegExp(`resume with kbatch job logs ${pending} --follow`));
 });
 finding('job wait on a terminal shows live progress: state, pods of N, elapsed', async () => {
   const job = expectExit(await kbatch(['job', 'submit', '-n', 'tty', '--image', 'busybox', '--command', '["true"]']), 0).trim();
