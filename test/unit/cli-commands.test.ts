@@ -270,3 +270,13 @@ cron('its code zip unpacks on the server to the same tree, the directory on top'
   assert.is(back[1]!.data.toString(), 'print(1)\n');
 });
 cron.run();
+
+const unsupported = suite('a server without cronjob schedules');
+unsupported('cronjob suspend on the local backend says it is not available there', async () => {
+  const { fetch, urls, methods } = scripted([answer(501, { detail: 'cronjob schedules are not run by the local backend', status: 501, reason: 'NotImplemented' })]);
+  const r = await kbatch(['cronjob', 'suspend', 'nightly-abcde'], fetch);
+  assert.is(r.code, 1);
+  assert.equal([methods[0], urls[0]], ['POST', 'http://kbatch.test/services/kbatch/api/v1/cronjobs/nightly-abcde/suspend']);
+  assert.match(r.stderr, /^kbatch: not available on this server \(HTTP 501\): cronjob schedules are not run by the local backend$/m);
+});
+unsupported.run();
