@@ -200,6 +200,12 @@ cli('profiles and version talk to the server', async () => {
   assert.match(version.stdout, /^kbatch \d+\.\d+\.\d+\nserver \S+ at http/);
 });
 
+cli('cronjob suspend on the local backend, which runs no schedules, says it is not available here', async () => {
+  const run = await kbatch(['cronjob', 'suspend', 'nightly-abcde']);
+  expectExit(run, 1);
+  assert.match(run.stderr, /^kbatch: not available on this server \(HTTP 501\): cronjob schedules are not run by the local backend$/m, run.stderr);
+});
+
 cli('usage errors exit 2 without touching the server', async () => {
   for (const args of [
     ['job', 'list', '--no-such-flag'],
