@@ -157,8 +157,9 @@ export class KbatchApi {
     return this.http.json('POST', apiPaths.cronJobAction(name, 'run'), { what: `cronjob ${name}` });
   }
 
-  getJob(name: string): Promise<JobDetail> {
-    return this.http.json<JobDetail>('GET', apiPaths.job(name), { what: `job ${name}` });
+  /** `events: false` when only the state matters (a wait polling): the server skips listing events. */
+  getJob(name: string, options: { events?: boolean } = {}): Promise<JobDetail> {
+    return this.http.json<JobDetail>('GET', apiPaths.job(name), { what: `job ${name}`, query: { events: options.events === false ? 'false' : undefined } });
   }
 
   deleteJob(name: string): Promise<{ deleted?: string }> {

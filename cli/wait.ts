@@ -11,7 +11,7 @@ export const finalStates: JobState[] = ['succeeded', 'failed'];
 /** True when the job is over, or gone (deleted while someone followed it). */
 export async function jobFinished(api: KbatchApi, name: string): Promise<boolean> {
   try {
-    return finalStates.includes((await api.getJob(name)).state);
+    return finalStates.includes((await api.getJob(name, { events: false })).state);
   } catch (error) {
     if (error instanceof ApiError && error.reason === 'NotFound') return true;
     throw error;
@@ -48,7 +48,7 @@ export async function waitForJob(api: KbatchApi, name: string, options: WaitOpti
   for (;;) {
     let failed = false;
     try {
-      const job = await api.getJob(name);
+      const job = await api.getJob(name, { events: false });
       connected = true;
       reconnects.succeeded();
       lastState = job.state;

@@ -28,7 +28,7 @@ waiting('resumes after a reset connection, a proxy\'s HTML 502 and a 503, and re
   const done = await waitForJob(api(fetch), 'j', { sleep: noSleep, onReconnect: (attempt, reason) => notices.push(`${attempt}: ${reason}`) });
   assert.is(done.state, 'succeeded');
   assert.is(urls.length, 5);
-  assert.ok(urls.every((u) => u === 'http://kbatch.test/services/kbatch/api/v1/jobs/j'));
+  assert.ok(urls.every((u) => u === 'http://kbatch.test/services/kbatch/api/v1/jobs/j?events=false'), 'a wait asks for the state, not the events');
   assert.equal(notices.map((n) => n.split(':')[0]), ['1', '2', '3']);
   assert.match(notices[0]!, /ECONNRESET/);
   assert.match(notices[1]!, /HTTP 502/);
