@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
 import { apiPaths, idempotencyKeyHeader } from '../lib/contract.ts';
+import type { V1CronJob, V1Job, V1Pod } from '@kubernetes/client-node';
 import type { JobSpec } from '../lib/k8s/spec.ts';
+import { camelCaseKeys } from '../lib/k8s/wire.ts';
 import type { JobDetail, JobSummary } from '../lib/views.ts';
 import { ApiClient, type FetchLike, type HttpResponse } from './client.ts';
 
@@ -45,6 +47,36 @@ export interface UploadBody {
   length: number;
 }
 
+/**
+ * Paths of the upstream-compatible API (kbatch-proxy's), which the server also serves. Pods and
+ * cronjobs exist only there, and the raw Kubernetes Job (`-o k8s`) is what its `jobs/NAME` answers.
+ */
+const upstreamPaths = {
+  job: (name: string) => `jobs/${encodeURIComponent(name)}`,
+  pods: 'pods',
+  pod: (name: string) => `pods/${encodeURIComponent(name)}`,
+  cronJobs: 'cronjobs',
+  cronJob: (name: string) => `cronjobs/${encodeURIComponent(name)}`,
+} as const;
+
+/** The upstream API's objects are the Python client's `to_dict()`: snake_case with nulls. Back to Kubernetes' own JSON. */
+export function fromUpstreamWire<T>(value: unknown): T {
+  const withoutNulls = (item: unknown): unknown => {
+    if (Array.isArray(item)) return item.map(withoutNulls);
+    if (item && typeof item === 'object') {
+      return Object.fromEntries(Object.entries(item as Record<string, unknown>).filter(([, v]) => v !== null).map(([k, v]) => [k, withoutNulls(v)]));
+    }
+    return item;
+  };
+  return withoutNulls(camelCaseKeys(value)) as T;
+}
+
+/** What `cronjob submit` sends: the CronJob manifest upstream's CLI would build, and its code as a zip. */
+export interface CronJobSubmission {
+  job: Record<string, unknown>;
+  code?: { binary_data: { code: string } };
+}
+
 export class KbatchApi {
   constructor(readonly http: ApiClient) {}
 
@@ -84,8 +116,50 @@ export class KbatchApi {
     }
   }
 
-  getJob(name: string): Promise<JobDetail> {
-    return this.http.json<JobDetail>('GET', apiPaths.job(name), { what: `job ${name}` });
+  /** The Job exactly as Kubernetes holds it (`-o k8s`); its env values live in a Secret, not here. */
+  async getJobManifest(name: string): Promise<V1Job> {
+    return fromUpstreamWire<V1Job>(await this.http.json('GET', upstreamPaths.job(name), { what: `job ${name}` }));
+  }
+
+  async listPods(jobName?: string): Promise<V1Pod[]> {
+    const list = await this.http.json<{ items?: unknown[] }>('GET', upstreamPaths.pods, { query: { job_name: jobName } });
+    return (list.items ?? []).map((item) => fromUpstreamWire<V1Pod>(item));
+  }
+
+  async getPod(name: string): Promise<V1Pod> {
+    return fromUpstreamWire<V1Pod>(await this.http.json('GET', upstreamPaths.pod(name), { what: `pod ${name}` }));
+  }
+
+  async listCronJobs(): Promise<V1CronJob[]> {
+    const list = await this.http.json<{ items?: unknown[] }>('GET', upstreamPaths.cronJobs);
+    return (list.items ?? []).map((item) => fromUpstreamWire<V1CronJob>(item));
+  }
+
+  async getCronJob(name: string): Promise<V1CronJob> {
+    return fromUpstreamWire<V1CronJob>(await this.http.json('GET', upstreamPaths.cronJob(name), { what: `cronjob ${name}` }));
+  }
+
+  async deleteCronJob(name: string): Promise<void> {
+    await this.http.json('DELETE', upstreamPaths.cronJob(name), { what: `cronjob ${name}` });
+  }
+
+  async submitCronJob(submission: CronJobSubmission): Promise<V1CronJob> {
+    return fromUpstreamWire<V1CronJob>(await this.http.json('POST', upstreamPaths.cronJobs, { json: submission, timeoutMs: 0 }));
+  }
+
+  /** Pauses (`suspend`) or resumes (`resume`) a cronjob's schedule. */
+  setCronJobSuspended(name: string, suspended: boolean): Promise<{ name: string; suspended: boolean }> {
+    return this.http.json('POST', apiPaths.cronJobAction(name, suspended ? 'suspend' : 'resume'), { what: `cronjob ${name}` });
+  }
+
+  /** Runs a cronjob now, outside its schedule; answers the job it started. */
+  runCronJob(name: string): Promise<JobDetail> {
+    return this.http.json('POST', apiPaths.cronJobAction(name, 'run'), { what: `cronjob ${name}` });
+  }
+
+  /** `events: false` when only the state matters (a wait polling): the server skips listing events. */
+  getJob(name: string, options: { events?: boolean } = {}): Promise<JobDetail> {
+    return this.http.json<JobDetail>('GET', apiPaths.job(name), { what: `job ${name}`, query: { events: options.events === false ? 'false' : undefined } });
   }
 
   deleteJob(name: string): Promise<{ deleted?: string }> {
@@ -105,6 +179,11 @@ export class KbatchApi {
       timeoutMs: 0,
       headers: { 'content-type': upload.contentType, 'content-length': String(upload.length), [idempotencyKeyHeader]: idempotencyKey },
     });
+  }
+
+  /** The Hub's own record of the token (`GET {hub api}/user`): `configure --jupyterhub-url` checks the token there too. */
+  static hubUser(hubApiUrl: string, token: string | undefined, fetch?: FetchLike): Promise<{ name: string; kind?: string }> {
+    return new ApiClient(hubApiUrl, token, fetch).json('GET', 'user', { what: 'the token\'s Hub user' });
   }
 
   /** The raw log stream; the caller reads it as it comes. */

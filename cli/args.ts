@@ -1,4 +1,5 @@
 import { UsageError } from './errors.ts';
+import { closest } from './suggest.ts';
 
 /** One flag of a command. Long names are written without dashes: `name` is `--name`. */
 export interface OptionSpec {
@@ -103,7 +104,10 @@ export function parseArgs(argv: string[], specs: OptionSpec[]): ParsedArgs {
         negated = true;
       }
     }
-    if (!spec) throw new UsageError(`unknown option ${isLong ? '--' : '-'}${key}`);
+    if (!spec) {
+      const guess = isLong ? closest(key, byLong.keys()) : undefined;
+      throw new UsageError(`unknown option ${isLong ? '--' : '-'}${key}${guess ? ` (did you mean --${guess}?)` : ''}`);
+    }
     const spelled = `${isLong ? '--' : '-'}${key}`;
     if (spec.type === 'boolean') {
       let value = !negated;

@@ -3,6 +3,7 @@ import { KbatchApi } from './api.ts';
 import type { FetchLike } from './client.ts';
 import { configPath, readConfigFile, resolveConnection, type Connection, type Env } from './config.ts';
 import { UsageError } from './errors.ts';
+import { closest } from './suggest.ts';
 
 export interface Output {
   write(text: string): void;
@@ -15,6 +16,8 @@ export interface CliIo {
   stderr: Output;
   env: Env;
   fetch?: FetchLike;
+  /** A terminal to ask on (`job delete --all`); absent or not a TTY means nobody can answer. */
+  stdin?: { isTTY: boolean; question(prompt: string): Promise<string> };
 }
 
 export interface CommandContext {
@@ -28,13 +31,22 @@ export interface CommandContext {
   api(): KbatchApi;
 }
 
+export interface Positional {
+  name: string;
+  optional?: boolean;
+  /** Takes every remaining argument (`job delete NAME...`); only the last positional may. */
+  variadic?: boolean;
+  /** A flag that may give it instead, as the founding usage does: `jobs show --job-id=NAME`. */
+  flag?: string;
+}
+
 export interface Command {
   kind: 'command';
   name: string;
   aliases?: string[];
   summary: string;
   description?: string;
-  positionals?: { name: string; optional?: boolean }[];
+  positionals?: Positional[];
   options: OptionSpec[];
   examples?: string[];
   run(ctx: CommandContext): Promise<number>;
@@ -43,6 +55,8 @@ export interface Command {
 export interface Group {
   kind: 'group';
   name: string;
+  /** `jobs` for `job`: the founding usage writes `kbatch jobs list`. */
+  aliases?: string[];
   summary: string;
   description?: string;
   children: (Command | Group)[];
@@ -83,8 +97,12 @@ function optionLines(options: OptionSpec[], width = helpWidth(options)): string 
     .join('\n');
 }
 
+function positionalUsage(positionals: Positional[] = []): string {
+  return positionals.map((p) => (p.optional ? `[${p.name}${p.variadic ? '...' : ''}]` : `${p.name}${p.variadic ? '...' : ''}`)).join(' ');
+}
+
 export function commandHelp(path: string[], command: Command): string {
-  const positionals = (command.positionals ?? []).map((p) => (p.optional ? `[${p.name}]` : p.name)).join(' ');
+  const positionals = positionalUsage(command.positionals);
   const lines = [`Usage: kbatch ${path.join(' ')}${positionals ? ` ${positionals}` : ''} [options]`, '', command.description ?? command.summary];
   if (command.aliases?.length) lines.push('', `Alias: kbatch ${[...path.slice(0, -1), command.aliases[0]].join(' ')}`);
   const width = helpWidth([...command.options, ...globalOptions]);
@@ -95,7 +113,9 @@ export function commandHelp(path: string[], command: Command): string {
 }
 
 export function groupHelp(path: string[], group: Group): string {
-  const width = Math.max(...group.children.map((c) => c.name.length)) + 3;
+  // Groups show their aliases (`job, jobs`): the founding usage says `kbatch jobs list`.
+  const label = (c: Command | Group) => (c.kind === 'group' && c.aliases?.length ? [c.name, ...c.aliases].join(', ') : c.name);
+  const width = Math.max(...group.children.map((c) => label(c).length)) + 3;
   const prefix = ['kbatch', ...path].join(' ');
   return (
     [
@@ -104,7 +124,7 @@ export function groupHelp(path: string[], group: Group): string {
       group.description ?? group.summary,
       '',
       'Commands:',
-      ...group.children.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+      ...group.children.map((c) => `  ${label(c).padEnd(width)}${c.summary}`),
       '',
       'Global options:',
       optionLines(globalOptions),
@@ -122,7 +142,7 @@ export function reconnectNotice(ctx: CommandContext, what: string): (attempt: nu
 const globalValueFlags = new Set(['--url', '--kbatch-url', '--token']);
 
 function findChild(group: Group, name: string): Command | Group | undefined {
-  return group.children.find((c) => c.name === name || (c.kind === 'command' && c.aliases?.includes(name)));
+  return group.children.find((c) => c.name === name || c.aliases?.includes(name));
 }
 
 function makeContext(args: ParsedArgs, io: CliIo): CommandContext {
@@ -180,7 +200,11 @@ export async function dispatch(root: Group, argv: string[], io: CliIo, onVersion
     if (token.startsWith('-')) throw new UsageError(`unknown option ${flag}${path.length ? ` for kbatch ${path.join(' ')}` : ''}`, `run kbatch ${[...path, '--help'].join(' ')}`);
     const child = findChild(node, token);
     if (!child) {
-      throw new UsageError(`unknown command "${[...path, token].join(' ')}"`, `available: ${node.children.map((c) => c.name).join(', ')}; run kbatch ${[...path, '--help'].join(' ')}`);
+      const guess = closest(token, node.children.flatMap((c) => [c.name, ...(c.aliases ?? [])]));
+      throw new UsageError(
+        `unknown command "${[...path, token].join(' ')}"${guess ? ` (did you mean "${[...path, guess].join(' ')}"?)` : ''}`,
+        `available: ${node.children.map((c) => c.name).join(', ')}; run kbatch ${[...path, '--help'].join(' ')}`,
+      );
     }
     path.push(child.name);
     node = child;
@@ -198,10 +222,22 @@ export async function dispatch(root: Group, argv: string[], io: CliIo, onVersion
     return 0;
   }
   const expected = command.positionals ?? [];
+  expected.forEach((p, index) => {
+    const viaFlag = p.flag ? args.string(p.flag) : undefined;
+    if (viaFlag === undefined) return;
+    if (args.positionals[index] !== undefined && args.positionals[index] !== viaFlag) throw new UsageError(`give ${p.name} once: as an argument or with --${p.flag}`);
+    args.positionals[index] = viaFlag;
+  });
   const missing = expected.filter((p, index) => !p.optional && args.positionals[index] === undefined);
-  if (missing.length) throw new UsageError(`missing ${missing.map((p) => p.name).join(' ')}`, `usage: kbatch ${path.join(' ')} ${expected.map((p) => p.name).join(' ')} [options]`);
-  if (args.positionals.length > expected.length) {
+  if (missing.length) throw new UsageError(`missing ${missing.map((p) => p.name).join(' ')}`, `usage: kbatch ${path.join(' ')} ${positionalUsage(expected)} [options]; run kbatch ${path.join(' ')} --help`);
+  if (args.positionals.length > expected.length && !expected[expected.length - 1]?.variadic) {
     throw new UsageError(`unexpected argument "${args.positionals[expected.length]}"`, `run kbatch ${path.join(' ')} --help`);
   }
-  return command.run(makeContext(args, io));
+  try {
+    return await command.run(makeContext(args, io));
+  } catch (error) {
+    // A usage problem found by the command itself still points at that command's help.
+    if (error instanceof UsageError && !error.hint) throw new UsageError(error.message, `run kbatch ${path.join(' ')} --help`);
+    throw error;
+  }
 }

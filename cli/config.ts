@@ -9,6 +9,8 @@ export type Env = Record<string, string | undefined>;
 export interface StoredConfig {
   kbatch_url: string | null;
   token: string | null;
+  /** The Hub API the token was checked against (`configure --jupyterhub-url`); upstream's CLI ignores the extra key. */
+  jupyterhub_url?: string | null;
 }
 
 export type Source = 'flag' | 'env' | 'file';
@@ -45,16 +47,18 @@ export function readConfigFile(path: string): Partial<StoredConfig> {
     throw new CliError(`${path} is not valid JSON`, 1, 'run kbatch configure again to rewrite it');
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError(`${path} must hold a JSON object`);
-  const { kbatch_url, token } = parsed as Record<string, unknown>;
+  const { kbatch_url, token, jupyterhub_url } = parsed as Record<string, unknown>;
   return {
     kbatch_url: typeof kbatch_url === 'string' ? kbatch_url : null,
     token: typeof token === 'string' ? token : null,
+    ...(typeof jupyterhub_url === 'string' ? { jupyterhub_url } : {}),
   };
 }
 
 /** `{"kbatch_url": "...", "token": null}`: the spacing of Python's json.dumps, so the file reads the same whichever CLI wrote it. */
 function pythonStyleJson(config: StoredConfig): string {
   return `{${Object.entries(config)
+    .filter(([, value]) => value !== undefined)
     .map(([key, value]) => `${JSON.stringify(key)}: ${JSON.stringify(value)}`)
     .join(', ')}}`;
 }

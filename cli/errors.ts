@@ -141,6 +141,8 @@ export function apiErrorFor(status: number, answer: ErrorAnswer, baseUrl: string
       // On an upload the code is what is too large, whichever of the two reasons the server chose.
       if (subject.upload) return error(`upload too large (HTTP 413)${said}`, hints.upload);
       return error(`request too large (HTTP 413)${said}`, hints.body);
+    case 'NotImplemented':
+      return error(`not available on this server (HTTP ${status})${said}`);
     case 'Unavailable':
     case 'BadGateway':
       return error(`kbatch is unavailable (HTTP ${status})${said}`, hints.later);

@@ -1,7 +1,8 @@
 import { stringify as toYaml } from 'yaml';
 import { UsageError } from './errors.ts';
 
-export type OutputFormat = 'table' | 'json' | 'yaml' | 'name';
+/** `k8s`: the raw Kubernetes object, as `kubectl get -o json` shows it (upstream's `-o json`). */
+export type OutputFormat = 'table' | 'json' | 'yaml' | 'name' | 'k8s';
 
 export function parseOutputFormat<F extends OutputFormat>(raw: string | undefined, allowed: readonly F[], fallback: F): F {
   if (raw === undefined) return fallback;

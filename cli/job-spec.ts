@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { JobSpec, ResourceSpec } from '../lib/k8s/spec.ts';
 import { parseDuration, type ParsedArgs } from './args.ts';
@@ -13,7 +14,7 @@ export interface SubmitPlan {
 type Json = unknown;
 type FileData = Record<string, Json>;
 
-/** Keys of a `-f job.yaml`: upstream's (name, image, command, args, env, code, profile, description) and ours. */
+/** Keys of a `-f/--filename job.yaml`: upstream's (name, image, command, args, env, code, profile, description) and ours. */
 const fileKeys: Record<string, string> = {
   name: 'name',
   image: 'image',
@@ -43,27 +44,34 @@ const fileKeys: Record<string, string> = {
   array: 'completions',
 };
 
-export function readJobFile(path: string): FileData {
+/**
+ * Reads a job file. Its `code:` is relative to the file, not to where kbatch runs, so
+ * `kbatch job submit -f jobs/train.yaml` finds `code: src` next to the YAML from anywhere.
+ */
+export function readJobFile(path: string, extraKeys: string[] = []): FileData {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
-  } catch {
-    throw new UsageError(`--file: cannot read ${path}`);
+  } catch (error) {
+    throw new UsageError(`--filename: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
   let data: Json;
   try {
     data = parseYaml(text);
   } catch (error) {
-    throw new UsageError(`--file: ${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+    // The whole message: the yaml library's includes the line, the column and the offending text.
+    throw new UsageError(`--filename: ${path} is not valid YAML:\n${(error as Error).message.trimEnd()}`);
   }
   if (data === null || data === undefined) return {};
-  if (typeof data !== 'object' || Array.isArray(data)) throw new UsageError(`--file: ${path} must be a mapping of job settings`);
+  if (typeof data !== 'object' || Array.isArray(data)) throw new UsageError(`--filename: ${path} must be a mapping of job settings`);
+  const allowed = { ...fileKeys, ...Object.fromEntries(extraKeys.map((key) => [key, key])) };
   const result: FileData = {};
   for (const [key, value] of Object.entries(data as FileData)) {
-    const canonical = fileKeys[key];
-    if (!canonical) throw new UsageError(`--file: unknown key "${key}" in ${path} (allowed: ${Object.keys(fileKeys).join(', ')})`);
+    const canonical = allowed[key];
+    if (!canonical) throw new UsageError(`--filename: unknown key "${key}" in ${path} (allowed: ${Object.keys(allowed).join(', ')})`);
     if (value !== null && value !== undefined) result[canonical] = value;
   }
+  if (typeof result.code === 'string' && result.code && !isAbsolute(result.code)) result.code = resolve(dirname(path), result.code);
   return result;
 }
 
@@ -156,7 +164,7 @@ function applyResource(resources: ResourceSpec, key: string, value: string): voi
 export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPlan {
   const spec = {} as JobSpec;
   const name = args.string('name') ?? (file.name as Json);
-  if (name === undefined || name === '') throw new UsageError('missing --name (or "name" in the --file)', 'e.g. kbatch job submit --name hello --image python:3.12 --command \'["python","-c","print(1)"]\'');
+  if (name === undefined || name === '') throw new UsageError('missing --name (or "name" in the --filename YAML)', 'e.g. kbatch job submit --name hello --image python:3.12 --command \'["python","-c","print(1)"]\'');
   if (typeof name !== 'string') throw new UsageError('name must be a string');
   spec.name = name;
 
@@ -219,6 +227,7 @@ export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPl
 
   const code = args.string('code') ?? file.code;
   if (code !== undefined && typeof code !== 'string') throw new UsageError('code must be a path to a file or directory');
+  // `--code` or its founding spelling `--file`, given on the command line, is relative to here.
   if (code !== undefined && spec.upload) throw new UsageError('give either --code or "upload", not both');
   return { spec, code: code || undefined };
 }

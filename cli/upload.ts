@@ -36,8 +36,11 @@ function linkStaysInside(entryPath: string, target: string): boolean {
 }
 
 /**
- * Entries for `--code`: a file travels as itself under its own name; a directory's contents land
- * at the top of /code (as upstream kbatch does). Paths use `/`, sorted, so archives are reproducible.
+ * Entries for `--code`, laid out as the founding notes promise: a file `script.sh` is at
+ * /code/script.sh, a directory `my-dir` at /code/my-dir/ (so `python my-dir/main.py` runs from the
+ * working directory /code). Upstream's Python CLI puts a directory's contents at the top instead;
+ * code it sends keeps that layout, since it builds its archive itself. Paths use `/`, sorted, so
+ * archives are reproducible.
  */
 export function collectCodeEntries(codePath: string): CollectResult {
   const root = resolve(codePath);
@@ -52,10 +55,14 @@ export function collectCodeEntries(codePath: string): CollectResult {
 
   const entries: ArchiveEntry[] = [];
   const skipped: string[] = [];
+  // The filesystem root has no name of its own to put on top.
+  const top = basename(root);
+  if (top) entries.push({ path: top, type: 'directory', mode: rootStat.mode & 0o777 || 0o755, data: Buffer.alloc(0) });
   const walk = (dir: string) => {
     for (const name of readdirSync(dir).sort()) {
       const absolute = join(dir, name);
-      const path = relative(root, absolute).split(/[\\/]/).join('/');
+      const inside = relative(root, absolute).split(/[\\/]/).join('/');
+      const path = top ? `${top}/${inside}` : inside;
       const stat = lstatSync(absolute);
       if (stat.isDirectory()) {
         if (ignoredDirectories.has(name)) {
@@ -68,7 +75,7 @@ export function collectCodeEntries(codePath: string): CollectResult {
         entries.push(fileEntry(path, absolute, stat.mode));
       } else if (stat.isSymbolicLink()) {
         const target = readlinkSync(absolute);
-        if (linkStaysInside(path, target)) {
+        if (linkStaysInside(inside, target)) {
           entries.push({ path, type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: target });
           continue;
         }

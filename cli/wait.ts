@@ -11,7 +11,7 @@ export const finalStates: JobState[] = ['succeeded', 'failed'];
 /** True when the job is over, or gone (deleted while someone followed it). */
 export async function jobFinished(api: KbatchApi, name: string): Promise<boolean> {
   try {
-    return finalStates.includes((await api.getJob(name)).state);
+    return finalStates.includes((await api.getJob(name, { events: false })).state);
   } catch (error) {
     if (error instanceof ApiError && error.reason === 'NotFound') return true;
     throw error;
@@ -28,6 +28,8 @@ export interface WaitOptions extends ReconnectOptions {
    * fails at once.
    */
   connected?: boolean;
+  /** Each answer while the job runs, for a progress line. */
+  onProgress?: (job: JobDetail) => void;
 }
 
 /**
@@ -46,11 +48,12 @@ export async function waitForJob(api: KbatchApi, name: string, options: WaitOpti
   for (;;) {
     let failed = false;
     try {
-      const job = await api.getJob(name);
+      const job = await api.getJob(name, { events: false });
       connected = true;
       reconnects.succeeded();
       lastState = job.state;
       if (finalStates.includes(job.state)) return job;
+      options.onProgress?.(job);
     } catch (error) {
       if (!connected || !isTransient(error)) throw error;
       const reason = failureText(error);
@@ -79,4 +82,11 @@ export function outcome(job: JobDetail): string {
     .find((c) => c.state === 'terminated' && c.exitCode !== undefined && c.exitCode !== 0);
   const reasons = [failed?.reason, failed?.message, exit ? `exit code ${exit.exitCode}` : undefined].filter(Boolean);
   return `job ${job.name} ${job.state}${duration}${reasons.length ? `: ${reasons.join(': ')}` : ''}`;
+}
+
+/** `running · pods: 1 running, 0 succeeded, 0 failed of 3 · 12s`: where a job is, at a glance. */
+export function progressLine(job: JobDetail, elapsedSeconds: number): string {
+  const running = job.pods.filter((p) => p.phase === 'Running').length;
+  const total = Math.max(job.completions, 1);
+  return `job ${job.name}: ${job.state} · pods: ${running} running, ${job.succeeded} succeeded, ${job.failed} failed of ${total} · ${humanDuration(elapsedSeconds)}`;
 }

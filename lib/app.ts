@@ -9,6 +9,7 @@ import { loadAdminConfig } from './k8s/admin.ts';
 import type { Deps } from './api/deps.ts';
 import { healthRoutes, jobRoutes, submitRoutes, uploadRoutes } from './api/native.ts';
 import { upstreamJobRoutes, upstreamSubmitRoutes } from './api/upstream.ts';
+import { cronJobActionRoutes } from './api/cronjobs.ts';
 import { SessionAuthenticator } from './web/auth.ts';
 import { webRoutes } from './web/routes.ts';
 
@@ -46,7 +47,7 @@ export function routesFor(target: TargetName, deps: Deps): RouteDefinition[] {
   const byTarget: Record<Exclude<TargetName, 'all'>, () => RouteDefinition[]> = {
     submit: () => [...submitRoutes(deps), ...upstreamSubmitRoutes(deps)],
     uploads: () => uploadRoutes(deps),
-    jobs: () => [...jobRoutes(deps), ...upstreamJobRoutes(deps)],
+    jobs: () => [...jobRoutes(deps), ...upstreamJobRoutes(deps), ...cronJobActionRoutes(deps)],
   };
   // The web page rides with the reads (the gateway sends every GET to the jobs function); its `/`
   // (HTML for browsers, else the same JSON) must come before the health route's.

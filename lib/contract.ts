@@ -14,6 +14,8 @@ export const apiPaths = {
   jobs: 'api/v1/jobs',
   job: (name: string) => `api/v1/jobs/${encodeURIComponent(name)}`,
   jobLogs: (name: string) => `api/v1/jobs/${encodeURIComponent(name)}/logs`,
+  /** POST: `suspend` or `resume` a cronjob's schedule, or `run` it now. */
+  cronJobAction: (name: string, action: 'suspend' | 'resume' | 'run') => `api/v1/cronjobs/${encodeURIComponent(name)}/${action}`,
 } as const;
 
 /**

@@ -1,4 +1,4 @@
-import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Job, V1Pod } from '@kubernetes/client-node';
 import { annotations as annotationKeys } from './k8s/names.ts';
 
 export type JobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'suspended';
@@ -32,9 +32,27 @@ export interface PodView {
   containers: { name: string; state: string; reason?: string; message?: string; exitCode?: number }[];
 }
 
+/** A Kubernetes event about the job or one of its pods: scheduling failures, image pulls, back-offs. */
+export interface EventView {
+  type: string;
+  reason: string;
+  message: string;
+  /** `Job/NAME` or `Pod/NAME`. */
+  object: string;
+  count: number;
+  lastSeen: string | undefined;
+}
+
 export interface JobDetail extends JobSummary {
   conditions: { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }[];
   pods: PodView[];
+  /** The profile the job was submitted with. */
+  profile?: string;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  /** Names of the job's environment variables; their values live in a Secret and are never shown. */
+  envKeys?: string[];
+  /** Recent events of the job and its pods, oldest first; absent when the server could not read them. */
+  events?: EventView[];
 }
 
 function iso(value: Date | string | undefined): string | undefined {
@@ -99,12 +117,37 @@ export function podView(pod: V1Pod): PodView {
   };
 }
 
-export function jobDetail(job: V1Job, pods: V1Pod[]): JobDetail {
+export function eventView(event: CoreV1Event): EventView {
+  const last = event.lastTimestamp ?? event.eventTime ?? event.firstTimestamp ?? event.metadata?.creationTimestamp;
   return {
+    type: event.type ?? 'Normal',
+    reason: event.reason ?? '',
+    message: (event.message ?? '').trim(),
+    object: `${event.involvedObject.kind ?? ''}/${event.involvedObject.name ?? ''}`,
+    count: event.count ?? event.series?.count ?? 1,
+    lastSeen: iso(last as Date | string | undefined),
+  };
+}
+
+export function jobDetail(job: V1Job, pods: V1Pod[], events?: CoreV1Event[]): JobDetail {
+  const container = job.spec?.template.spec?.containers[0];
+  const resources = container?.resources;
+  const quantities = (values: Record<string, unknown> | undefined) =>
+    values && Object.keys(values).length ? Object.fromEntries(Object.entries(values).map(([k, v]) => [k, String(v)])) : undefined;
+  const requests = quantities(resources?.requests);
+  const limits = quantities(resources?.limits);
+  const detail: JobDetail = {
     ...jobSummary(job),
     conditions: (job.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message, lastTransitionTime: iso(c.lastTransitionTime) })),
     pods: pods.map(podView),
+    profile: job.metadata?.annotations?.[annotationKeys.profile],
+    resources: requests || limits ? { ...(requests ? { requests } : {}), ...(limits ? { limits } : {}) } : undefined,
+    envKeys: (container?.env ?? []).map((e) => e.name),
   };
+  if (events) {
+    detail.events = events.map(eventView).sort((a, b) => (a.lastSeen ?? '').localeCompare(b.lastSeen ?? ''));
+  }
+  return detail;
 }
 
 export function submittedAt(job: V1Job): number {

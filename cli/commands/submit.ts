@@ -2,13 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { networkErrorCode } from '../../lib/net.ts';
 import type { JobDetail } from '../../lib/views.ts';
 import type { KbatchApi } from '../api.ts';
+import { apiPaths } from '../../lib/contract.ts';
 import { outputOption, reconnectNotice, type Command, type CommandContext } from '../command.ts';
 import { humanBytes, parseOutputFormat, serialize } from '../format.ts';
+import { keepsRunning, onInterrupt } from '../interrupt.ts';
 import { buildSubmitPlan, readJobFile, type SubmitPlan } from '../job-spec.ts';
 import { followLogs } from '../logs.ts';
 import { failureText, isTransient, Reconnects } from '../retry.ts';
 import { buildCodeArchive, multipartBody, progressStream, type MultipartBody } from '../upload.ts';
-import { jobFinished, outcome, waitForJob } from '../wait.ts';
+import { jobFinished } from '../wait.ts';
+import { watchJob } from '../watch.ts';
 
 /** Redraws one stderr line at most every 100 ms; only ever used on a terminal. */
 function progressPrinter(ctx: CommandContext, total: number) {
@@ -73,21 +76,48 @@ async function submit(ctx: CommandContext, api: KbatchApi, plan: SubmitPlan): Pr
   }
 }
 
+/** Every env value as `***`: no output shape ever shows one (they may be tokens). */
+export function maskedEnv(env: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.keys(env ?? {}).map((key) => [key, '***']));
+}
+
+/**
+ * What `submit -o json|yaml` prints: what was submitted, in the founding notes' shape (name, url,
+ * image, command, env masked, user, code), plus where the job runs and its state.
+ */
+export function submitSummary(job: JobDetail, plan: SubmitPlan, baseUrl: string) {
+  return {
+    name: job.name,
+    url: new URL(apiPaths.job(job.name), baseUrl).toString(),
+    image: job.image ?? plan.spec.image,
+    command: job.command ?? plan.spec.command ?? null,
+    args: job.args ?? plan.spec.args ?? null,
+    env: maskedEnv(plan.spec.env),
+    user: job.user ?? null,
+    namespace: job.namespace,
+    profile: plan.spec.profile ?? null,
+    code: plan.code ?? null,
+    state: job.state,
+  };
+}
+
 export const submitCommand: Command = {
   kind: 'command',
   name: 'submit',
   summary: 'Submit a job to run on Kubernetes.',
   description:
     'Submit a job to run on Kubernetes. The name is a prefix: the server adds a random suffix and\n' +
-    'prints the full name. --code uploads a file or directory, unpacked as the working directory /code.',
+    'prints the full name. --code (or --file) uploads a file or a directory into the working directory\n' +
+    '/code: script.sh is at /code/script.sh, a directory my-dir at /code/my-dir/.\n' +
+    '-f/--filename reads the job from YAML (as kubectl -f); its code: is relative to the YAML file.',
   options: [
-    { name: 'name', short: 'n', type: 'string', value: 'NAME', help: 'job name prefix (required, here or in --file)' },
+    { name: 'name', short: 'n', type: 'string', value: 'NAME', help: 'job name prefix (required, here or in the --filename YAML)' },
     { name: 'image', type: 'string', value: 'IMAGE', help: 'container image (required unless the profile sets one)' },
     { name: 'command', type: 'string', value: 'JSON', help: 'command as a JSON list, e.g. \'["python", "main.py"]\'' },
     { name: 'args', type: 'string', value: 'JSON', help: 'arguments as a JSON list' },
     { name: 'env', short: 'e', type: 'string', repeatable: true, value: 'KEY=VALUE|JSON', help: 'environment: KEY=VALUE, or a JSON object' },
-    { name: 'code', short: 'c', type: 'string', value: 'PATH', help: 'file or directory to upload into /code (skips .git, __pycache__, .ipynb_checkpoints, node_modules)' },
-    { name: 'file', short: 'f', type: 'string', value: 'YAML', help: 'job file with name, image, command, args, env, code, profile, ... (flags override it)' },
+    { name: 'code', short: 'c', aliases: ['file'], type: 'string', value: 'PATH', help: 'file or directory to upload into /code (skips .git, __pycache__, .ipynb_checkpoints, node_modules)' },
+    { name: 'filename', short: 'f', type: 'string', value: 'YAML', help: 'job file with name, image, command, args, env, code, profile, ... (flags override it)' },
     { name: 'profile', short: 'p', type: 'string', value: 'NAME', help: 'server-defined profile (see kbatch profiles)' },
     { name: 'cpu', type: 'string', value: 'N', help: 'CPU request and limit, e.g. 2 or 500m' },
     { name: 'memory', type: 'string', value: 'SIZE', help: 'memory request and limit, e.g. 4Gi' },
@@ -99,30 +129,36 @@ export const submitCommand: Command = {
     { name: 'ttl', type: 'string', value: 'DURATION', help: 'delete the job this long after it finishes' },
     { name: 'label', short: 'l', type: 'string', repeatable: true, value: 'KEY=VALUE', help: 'label the job' },
     { name: 'description', short: 'd', type: 'string', value: 'TEXT', help: 'accepted for upstream compatibility; not sent' },
-    { name: 'wait', type: 'boolean', help: 'wait until the job finishes; exit 0 if it succeeded, else 1' },
+    { name: 'wait', type: 'boolean', help: 'wait until the job finishes (progress on a terminal); exit 0 if it succeeded, else 1' },
     { name: 'follow', type: 'boolean', help: 'stream the logs after submitting, then exit like --wait' },
-    outputOption(['name', 'json', 'yaml'], 'name'),
+    outputOption(['name', 'json', 'yaml', 'k8s'], 'name'),
   ],
   examples: [
     `kbatch job submit -n hello --image python:3.12 --command '["python", "-c", "print(42)"]'`,
     `kbatch job submit -n train --image python:3.12 -c ./project --command '["python", "train.py"]' -e EPOCHS=3 --follow`,
     `kbatch job submit -f job.yaml --array 10 --parallelism 2`,
+    `kbatch job submit --name=test --image=python:3.12 --command='["sh"]' --file=examples/script.sh --env='{"SAS_TOKEN": "..."}'`,
   ],
   async run(ctx) {
-    const format = parseOutputFormat(ctx.args.string('output'), ['name', 'json', 'yaml'], 'name');
-    const fileName = ctx.args.string('file');
+    const format = parseOutputFormat(ctx.args.string('output'), ['name', 'json', 'yaml', 'k8s'], 'name');
+    const fileName = ctx.args.string('filename');
     const plan = buildSubmitPlan(ctx.args, fileName ? readJobFile(fileName) : {});
     const api = ctx.api();
     const job = await submit(ctx, api, plan);
-    ctx.out(format === 'name' ? `${job.name}\n` : serialize(job, format));
+    if (format === 'name') ctx.out(`${job.name}\n`);
+    else if (format === 'k8s') ctx.out(serialize(await api.getJobManifest(job.name), 'json'));
+    else ctx.out(serialize(submitSummary(job, plan, api.baseUrl), format));
     const follow = ctx.args.flag('follow');
     if (!follow && !ctx.args.flag('wait')) return 0;
     if (follow) {
-      await followLogs(api, job.name, { follow: true, timestamps: false }, ctx.out, { jobFinished: () => jobFinished(api, job.name), onReconnect: reconnectNotice(ctx, 'log stream') });
+      const release = onInterrupt(keepsRunning(job.name, `kbatch job logs ${job.name} --follow`));
+      try {
+        await followLogs(api, job.name, { follow: true, timestamps: false }, ctx.out, { jobFinished: () => jobFinished(api, job.name), onReconnect: reconnectNotice(ctx, 'log stream') });
+      } finally {
+        release();
+      }
     }
     // The submit got through, so a failure of the first poll is a blip worth riding out.
-    const finished = await waitForJob(api, job.name, { connected: true, onReconnect: reconnectNotice(ctx, 'wait') });
-    ctx.err(`kbatch: ${outcome(finished)}\n`);
-    return finished.state === 'succeeded' ? 0 : 1;
+    return watchJob(ctx, api, job.name, { connected: true });
   },
 };

@@ -119,7 +119,7 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/api/v1/jobs/:name',
-      handler: authenticated(deps, async (ctx, user) => ({ json: await showJob(deps, user, ctx.params.name!) })),
+      handler: authenticated(deps, async (ctx, user) => ({ json: await showJob(deps, user, ctx.params.name!, { events: ctx.query.get('events') !== 'false' }) })),
     },
     {
       method: 'DELETE',

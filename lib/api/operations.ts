@@ -1,6 +1,6 @@
 import type { V1CronJob, V1Job } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
-import { BadRequest } from '../http/errors.ts';
+import { BadRequest, toHttpError } from '../http/errors.ts';
 import { buildCronJobObjects, buildJobObjects } from '../k8s/builders.ts';
 import { jobNameFor, labels } from '../k8s/names.ts';
 import type { JobSpec } from '../k8s/spec.ts';
@@ -60,10 +60,17 @@ async function submit<T>(deps: Deps, user: User, spec: JobSpec, inlineCode: Stor
   }
 }
 
-export async function showJob(deps: Deps, user: User, name: string): Promise<JobDetail> {
+/** With `events: false` (a client polling for the state) the events are not listed: one Kubernetes call less per poll. */
+export async function showJob(deps: Deps, user: User, name: string, options: { events?: boolean } = {}): Promise<JobDetail> {
   const job = await deps.backend.getJob(user.namespace, name);
   const pods = await deps.backend.listPods(user.namespace, { jobName: name });
-  return jobDetail(job, pods);
+  if (options.events === false) return jobDetail(job, pods);
+  const events = await deps.backend.listEvents?.(user.namespace, { involvedNames: [name, ...pods.map((p) => p.metadata?.name ?? '')] }).catch((error: unknown) => {
+    // Events only explain; a cluster whose role predates them (no events list) still shows the job.
+    if (toHttpError(error).status === 403) return undefined;
+    throw error;
+  });
+  return jobDetail(job, pods, events);
 }
 
 interface PageCursor {

@@ -1,7 +1,7 @@
 import { Transform } from 'node:stream';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
-import { BadRequest } from '../http/errors.ts';
+import { BadRequest, toHttpError } from '../http/errors.ts';
 import { queryFlag, readJson, type Reply, type RouteDefinition } from '../http/router.ts';
 import { expectObject } from '../k8s/spec.ts';
 import { specFromUpstreamCronJob, specFromUpstreamManifest } from '../k8s/upstream-manifest.ts';
@@ -86,6 +86,22 @@ async function logsReply(stream: NodeJS.ReadableStream & import('node:stream').R
   return { text: Buffer.concat(chunks).toString('utf8') };
 }
 
+/**
+ * `jobs/logs/NAME`: a job's logs. The 0.4.2 CLI's `kbatch pod logs POD` (still the newest stable
+ * release) sends a pod name here, as kbatch-proxy 0.4.2 read it; so when the caller has no Job of
+ * that name but has a Pod of it, that pod's log is served. A job name always wins.
+ */
+async function jobOrPodLogs(deps: Deps, user: User, name: string, follow: boolean, signal: AbortSignal) {
+  const missing = (error: unknown) => {
+    if (toHttpError(error).status === 404) return undefined;
+    throw error;
+  };
+  const job = await deps.backend.getJob(user.namespace, name).catch(missing);
+  const pod = job ? undefined : await deps.backend.getPod(user.namespace, name).catch(missing);
+  if (pod) return deps.backend.podLogs(user.namespace, name, { follow }, signal);
+  return jobLogs(deps, user, name, { follow }, signal);
+}
+
 /** Upstream sends code as a ConfigMap dict whose `binary_data.code` is a base64 zip. */
 async function inlineCodeFrom(deps: Deps, user: User, code: unknown) {
   if (code === null || code === undefined) return undefined;
@@ -149,7 +165,7 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       path: '/jobs/logs/:name',
       handler: authenticated(deps, async (ctx, user) => {
         const follow = queryFlag(ctx.query, 'stream');
-        return logsReply(await jobLogs(deps, user, ctx.params.name!, { follow }, ctx.signal), follow);
+        return logsReply(await jobOrPodLogs(deps, user, ctx.params.name!, follow, ctx.signal), follow);
       }),
     },
     {

@@ -4,6 +4,7 @@ import { fetch } from 'undici';
 import { BadGateway, BadRequest, NotFound, Unavailable } from '../http/errors.ts';
 import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type Owner, type OwnerReference } from '../k8s/builders.ts';
 import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
+import { buildManualJob } from '../k8s/cronjob-run.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -25,6 +26,7 @@ function isStatus(error: unknown, code: number): boolean {
 }
 
 const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
+const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
 /**
  * A write re-reads a namespace it has not seen for this long: owners never change, but an admin may
@@ -232,6 +234,15 @@ export class KubernetesBackend implements Backend {
     return this.batch.readNamespacedCronJob({ name, namespace });
   }
 
+  async setCronJobSuspended(namespace: string, name: string, suspended: boolean): Promise<k8s.V1CronJob> {
+    return this.batch.patchNamespacedCronJob({ name, namespace, body: { spec: { suspend: suspended } } }, mergePatch);
+  }
+
+  async runCronJob(namespace: string, name: string): Promise<k8s.V1Job> {
+    const cronJob = await this.batch.readNamespacedCronJob({ name, namespace });
+    return this.batch.createNamespacedJob({ namespace, body: buildManualJob(cronJob) });
+  }
+
   async deleteCronJob(namespace: string, name: string): Promise<k8s.V1CronJob> {
     const cronJob = await this.batch.readNamespacedCronJob({ name, namespace });
     await this.batch.deleteNamespacedCronJob({ name, namespace, propagationPolicy: 'Foreground' });
@@ -256,6 +267,12 @@ export class KubernetesBackend implements Backend {
   async listPods(namespace: string, filter: PodFilter = {}): Promise<k8s.V1Pod[]> {
     const labelSelector = filter.jobName === undefined ? undefined : podsOfJobSelector(filter.jobName);
     return (await this.core.listNamespacedPod({ namespace, labelSelector })).items;
+  }
+
+  /** Events are kept an hour by default; a user's namespace holds few, so one list filtered here is enough. */
+  async listEvents(namespace: string, filter: { involvedNames: string[] }): Promise<k8s.CoreV1Event[]> {
+    const names = new Set(filter.involvedNames);
+    return (await this.core.listNamespacedEvent({ namespace })).items.filter((event) => names.has(event.involvedObject.name ?? ''));
   }
 
   async getPod(namespace: string, name: string): Promise<k8s.V1Pod> {

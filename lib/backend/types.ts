@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Event, V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
 import type { CronJobObjects, JobObjects } from '../k8s/builders.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
@@ -52,6 +52,10 @@ export interface Backend {
   /** Like createJob, with the CronJob as owner of the Secret and code. */
   createCronJob(objects: CronJobObjects, code: StoredCode | undefined): Promise<V1CronJob>;
   listCronJobs(namespace: string): Promise<V1CronJob[]>;
+  /** Pauses or resumes a CronJob's schedule. Optional: the local backend runs no schedules. */
+  setCronJobSuspended?(namespace: string, name: string, suspended: boolean): Promise<V1CronJob>;
+  /** Runs a CronJob now, as a Job owned by it (`kubectl create job --from=cronjob/NAME`). Optional like the above. */
+  runCronJob?(namespace: string, name: string): Promise<V1Job>;
   getCronJob(namespace: string, name: string): Promise<V1CronJob>;
   /** Foreground: its Jobs and their pods go first. */
   deleteCronJob(namespace: string, name: string): Promise<V1CronJob>;
@@ -62,6 +66,11 @@ export interface Backend {
   /** All pods of the namespace, or those of one job. */
   listPods(namespace: string, filter?: PodFilter): Promise<V1Pod[]>;
   getPod(namespace: string, name: string): Promise<V1Pod>;
+  /**
+   * Recent events about the named objects (a job and its pods), for `job show`'s "why pending".
+   * Optional: a backend without events (the local one) leaves it out and shows none.
+   */
+  listEvents?(namespace: string, filter: { involvedNames: string[] }): Promise<CoreV1Event[]>;
   /** A log stream that ends by itself when a followed pod finishes. */
   podLogs(namespace: string, pod: string, options: LogOptions, signal: AbortSignal): Promise<Readable>;
   close?(): Promise<void>;

@@ -397,6 +397,22 @@ export const JobDetailSchema = Type.Object({
     Type.Object({ type: Type.String(), status: Type.String(), reason: OptionalText, message: OptionalText, lastTransitionTime: Time }),
   ),
   pods: Type.Array(PodViewSchema),
+  profile: OptionalText,
+  resources: Type.Optional(Type.Object({ requests: Type.Optional(Type.Record(Type.String(), Type.String())), limits: Type.Optional(Type.Record(Type.String(), Type.String())) })),
+  envKeys: Type.Optional(Type.Array(Type.String(), { description: 'Names of the env variables; values are never shown' })),
+  events: Type.Optional(
+    Type.Array(
+      Type.Object({
+        type: Type.String(),
+        reason: Type.String(),
+        message: Type.String(),
+        object: Type.String({ description: '`Job/NAME` or `Pod/NAME`' }),
+        count: Type.Integer(),
+        lastSeen: Time,
+      }),
+      { description: 'Recent events of the job and its pods, oldest first' },
+    ),
+  ),
 });
 
 export const UploadSchema = Type.Object({

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bundleCli } from '../../scripts/bundle.ts';
@@ -30,7 +30,10 @@ function expectExit(run: Run, code: number): void {
   assert.is(run.code, code, `exit ${run.code}, expected ${code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
 }
 
-/** A project directory: main.py at the top, a 5 MB file in a subdirectory, and things that must not travel. */
+/**
+ * A project directory: main.py at the top, a 5 MB file in a subdirectory, and things that must not
+ * travel. The directory arrives as /code/<its name>/, so main.py reads its data next to itself.
+ */
 function makeProject(): string {
   const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-project-'));
   mkdirSync(join(dir, 'data', 'raw'), { recursive: true });
@@ -39,9 +42,10 @@ function makeProject(): string {
     join(dir, 'main.py'),
     [
       'import os',
-      'data = open(os.path.join("data", "raw", "blob.bin"), "rb").read()',
+      'here = os.path.dirname(__file__)',
+      'data = open(os.path.join(here, "data", "raw", "blob.bin"), "rb").read()',
       'print("read", len(data), "bytes from data/raw/blob.bin")',
-      'print("git uploaded:", os.path.exists(".git"))',
+      'print("git uploaded:", os.path.exists(os.path.join(here, ".git")))',
       'print("env:", os.environ.get("GREETING"))',
     ].join('\n') + '\n',
   );
@@ -90,9 +94,9 @@ cli('login URL does the same', async () => {
   assert.equal(JSON.parse(readFileSync(configFile, 'utf8')), { kbatch_url: server!.url, token: null });
 });
 
-cli('submit --code uploads a directory and --wait exits 0 when the job succeeds', async () => {
+cli('submit --code uploads a directory as /code/my-dir/ (run as python my-dir/main.py) and --wait exits 0 when the job succeeds', async () => {
   const project = makeProject();
-  const run = await kbatch(['job', 'submit', '--name', 'cli-code', '--image', 'python:3.12', '--code', project, '--command', JSON.stringify([python, 'main.py']), '-e', 'GREETING=hi there', '--wait']);
+  const run = await kbatch(['job', 'submit', '--name', 'cli-code', '--image', 'python:3.12', '--code', project, '--command', JSON.stringify([python, `${basename(project)}/main.py`]), '-e', 'GREETING=hi there', '--wait']);
   expectExit(run, 0);
   submitted = run.stdout.trim();
   assert.match(submitted, /^cli-code-[a-z0-9]{5}$/, 'stdout is just the job name');
@@ -113,7 +117,8 @@ cli('job show -o json is the server\'s JobDetail', async () => {
   const job = JSON.parse(run.stdout);
   assert.is(job.name, submitted);
   assert.is(job.state, 'succeeded');
-  assert.equal(job.command, [python, 'main.py']);
+  assert.is(job.command[0], python);
+  assert.match(job.command[1], /^kbatch-cli-project-\w+\/main\.py$/);
   assert.is(job.pods.length, 1);
   assert.is(job.pods[0].containers[0].exitCode, 0);
 });
@@ -171,7 +176,9 @@ cli('submit -f reads a YAML job file; flags override it', async () => {
 cli('job wait returns 0 for a job that already succeeded', async () => {
   const run = await kbatch(['job', 'wait', submitted, '--timeout', '30']);
   expectExit(run, 0);
-  assert.match(run.stdout, new RegExp(`job ${submitted} succeeded`));
+  // The result line is where submit --wait puts it: stderr, so stdout stays for what scripts capture.
+  assert.match(run.stderr, new RegExp(`^kbatch: job ${submitted} succeeded`, 'm'));
+  assert.is(run.stdout, '');
 });
 
 cli('job delete removes the job; show afterwards exits 1 with "not found"', async () => {
@@ -193,13 +200,19 @@ cli('profiles and version talk to the server', async () => {
   assert.match(version.stdout, /^kbatch \d+\.\d+\.\d+\nserver \S+ at http/);
 });
 
+cli('cronjob suspend on the local backend, which runs no schedules, says it is not available here', async () => {
+  const run = await kbatch(['cronjob', 'suspend', 'nightly-abcde']);
+  expectExit(run, 1);
+  assert.match(run.stderr, /^kbatch: not available on this server \(HTTP 501\): cronjob schedules are not run by the local backend$/m, run.stderr);
+});
+
 cli('usage errors exit 2 without touching the server', async () => {
   for (const args of [
     ['job', 'list', '--no-such-flag'],
     ['job', 'submit', '-n', 'x', '--image', 'x', '--command', 'python main.py'],
     ['job', 'submit', '--image', 'x'],
     ['job', 'logs'],
-    ['jobs'],
+    ['jbos'],
   ]) {
     const run = await kbatch(args);
     expectExit(run, 2);

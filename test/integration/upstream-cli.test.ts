@@ -12,7 +12,10 @@ import * as assert from 'uvu/assert';
 import { startStack } from '../stack/stack.ts';
 import { adminClients, eventually } from './helpers.ts';
 
-const venv = execFileSync('bash', [resolve(import.meta.dirname, '../upstream/setup.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+const setup = (...version: string[]) => execFileSync('bash', [resolve(import.meta.dirname, '../upstream/setup.sh'), ...version], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+const venv = setup();
+/** 0.4.2, the newest stable release and what most users have: its `pod logs POD` asks `jobs/logs/POD/`. */
+const venv042 = setup('0.4.2');
 const stack = await startStack();
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const aliceNs = 'kbatch-alice';
@@ -25,7 +28,7 @@ interface Run {
 }
 
 /** Runs `kbatch ARGS` with a private config dir; never throws, so tests can assert on failures. */
-function kbatch(args: string[], options: { token?: string; configHome?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
+function kbatch(args: string[], options: { token?: string; configHome?: string; env?: Record<string, string>; timeoutMs?: number; venv?: string } = {}): Promise<Run> {
   const configHome = options.configHome ?? join(work, 'config-env-only');
   mkdirSync(configHome, { recursive: true });
   const env: Record<string, string> = {
@@ -41,7 +44,7 @@ function kbatch(args: string[], options: { token?: string; configHome?: string; 
     ...options.env,
   };
   return new Promise((done) => {
-    execFile(join(venv, 'bin/kbatch'), args, { env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(join(options.venv ?? venv, 'bin/kbatch'), args, { env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
       done({ code, stdout, stderr });
     });
@@ -206,6 +209,26 @@ jobs('pod logs prints the log lines, with and without --stream', async () => {
   for (const line of logLines) assert.ok(out.includes(line), `missing ${line} in ${out}`);
   const streamed = ok(await kbatch(['pod', 'logs', podName, '--stream'], { timeoutMs: 30_000 }), 'pod logs --stream');
   for (const line of logLines) assert.ok(streamed.includes(line), `missing ${line} in ${streamed}`);
+});
+jobs('the 0.4.2 CLI\'s pod logs POD (a pod name on jobs/logs/) prints the pod\'s log, with and without --stream', async () => {
+  const version = ok(await kbatch(['--version'], { venv: venv042 }), '0.4.2 --version');
+  assert.match(version, /0\.4\.2/);
+  const out = ok(await kbatch(['pod', 'logs', podName], { venv: venv042 }), '0.4.2 pod logs');
+  for (const line of logLines) assert.ok(out.includes(line), `missing ${line} in ${out}`);
+  const streamed = ok(await kbatch(['pod', 'logs', podName, '--stream'], { venv: venv042, timeoutMs: 30_000 }), '0.4.2 pod logs --stream');
+  for (const line of logLines) assert.ok(streamed.includes(line), `missing ${line} in ${streamed}`);
+  // A job's name on the same path is still that job's logs, and a name that is neither is still a 404.
+  const viaJob = ok(await kbatch(['job', 'logs', jobName]), 'job logs');
+  for (const line of logLines) assert.ok(viaJob.includes(line), `missing ${line} in ${viaJob}`);
+  const missing = await kbatch(['pod', 'logs', 'no-such-pod'], { venv: venv042 });
+  assert.is.not(missing.code, 0);
+  assert.match(missing.stdout + missing.stderr, /404/);
+});
+jobs('bob\'s 0.4.2 CLI cannot read alice\'s pod log by its name', async () => {
+  const run = await kbatch(['pod', 'logs', podName], { venv: venv042, token: stack.hub.tokens.bob });
+  assert.is.not(run.code, 0);
+  assert.match(run.stdout + run.stderr, /404/);
+  for (const line of logLines) assert.not.ok(run.stdout.includes(line));
 });
 jobs('job submit --profile fills image and resources', async () => {
   const name = ok(await kbatch(['job', 'submit', '--name=prof', '--profile', 'small', '--command=["python","-c","print(1)"]']), 'job submit --profile').trim();

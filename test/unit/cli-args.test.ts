@@ -92,7 +92,8 @@ commands('--version prints the client version', async () => {
   assert.match(m.out(), /^kbatch \d+\.\d+\.\d+/);
 });
 const usageCases: [string, string[], RegExp][] = [
-  ['an unknown command', ['jobs'], /unknown command "jobs"/],
+  ['an unknown command, with the nearest one', ['jbo'], /unknown command "jbo" \(did you mean "job"\?\)/],
+  ['an unknown flag, with the nearest one', ['job', 'submit', '--imag', 'x'], /unknown option --imag \(did you mean --image\?\)/],
   ['an unknown subcommand', ['job', 'frobnicate'], /unknown command "job frobnicate"/],
   ['an unknown flag', ['job', 'list', '--bogus'], /unknown option --bogus/],
   ['a missing job name', ['job', 'show'], /missing NAME/],

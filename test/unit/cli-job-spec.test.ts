@@ -1,6 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseArgs } from '../../cli/args.ts';
@@ -79,7 +79,7 @@ labels: {team: ml}
     env: { SAS_TOKEN: 'abc', SHARED: 'flag' },
     labels: { team: 'ml', exp: '1' },
   });
-  assert.is(plan.code, 'script.sh');
+  assert.is(plan.code, join(dirname(path), 'script.sh'), 'code: is relative to the YAML file');
 });
 files('accepts our extra keys and their short aliases', () => {
   const path = yamlFile(`

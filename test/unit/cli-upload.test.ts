@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -37,14 +37,16 @@ function project(): string {
 }
 
 const collecting = suite('collecting --code');
-collecting('a directory travels as its contents, sorted, without ignored directories', () => {
+collecting('a directory my-dir travels under its own name (at /code/my-dir/), sorted, without ignored directories', () => {
   const root = project();
+  const top = basename(root);
   const { entries, skipped } = collectCodeEntries(root);
+  assert.equal([entries[0]!.path, entries[0]!.type], [top, 'directory'], 'the directory itself is the top entry');
   const files = entries.filter((e) => e.type === 'file').map((e) => e.path);
-  assert.equal(files, ['.env.example', 'data/deep/nested/file.csv', 'main.py', 'notebooks/a.ipynb', 'pkg/util.py', 'run.sh', 'web/app.js']);
-  assert.equal(skipped.sort(), ['.git/', 'notebooks/.ipynb_checkpoints/', 'pkg/__pycache__/', 'web/node_modules/']);
-  assert.ok(entries.some((e) => e.type === 'directory' && e.path === 'empty'), 'empty directories are kept');
-  assert.is(entries.find((e) => e.path === 'run.sh')!.mode, 0o755, 'the executable bit survives');
+  assert.equal(files, ['.env.example', 'data/deep/nested/file.csv', 'main.py', 'notebooks/a.ipynb', 'pkg/util.py', 'run.sh', 'web/app.js'].map((f) => `${top}/${f}`));
+  assert.equal(skipped.sort(), ['.git/', 'notebooks/.ipynb_checkpoints/', 'pkg/__pycache__/', 'web/node_modules/'].map((f) => `${top}/${f}`));
+  assert.ok(entries.some((e) => e.type === 'directory' && e.path === `${top}/empty`), 'empty directories are kept');
+  assert.is(entries.find((e) => e.path === `${top}/run.sh`)!.mode, 0o755, 'the executable bit survives');
 });
 collecting('a single file travels under its own name', () => {
   const root = project();
@@ -60,11 +62,12 @@ collecting('symlinks inside the tree stay links; links to files outside are copi
   symlinkSync(join(outside, 'shared.txt'), join(root, 'shared.txt'));
   symlinkSync(join(outside, 'dir'), join(root, 'outside-dir'));
   symlinkSync('../nowhere', join(root, 'dangling'));
+  const top = basename(root);
   const { entries, skipped } = collectCodeEntries(root);
   const byPath = new Map(entries.map((e) => [e.path, e]));
-  assert.equal([byPath.get('link.py')!.type, byPath.get('link.py')!.linkTarget], ['symlink', 'main.py']);
-  assert.equal([byPath.get('shared.txt')!.type, byPath.get('shared.txt')!.data.toString()], ['file', 'shared']);
-  assert.ok(skipped.includes('outside-dir') && skipped.includes('dangling'));
+  assert.equal([byPath.get(`${top}/link.py`)!.type, byPath.get(`${top}/link.py`)!.linkTarget], ['symlink', 'main.py']);
+  assert.equal([byPath.get(`${top}/shared.txt`)!.type, byPath.get(`${top}/shared.txt`)!.data.toString()], ['file', 'shared']);
+  assert.ok(skipped.includes(`${top}/outside-dir`) && skipped.includes(`${top}/dangling`));
 });
 collecting('a missing path is a usage error', () => {
   assert.throws(() => collectCodeEntries('/no/such/kbatch/path'), (e: unknown) => e instanceof UsageError);
@@ -85,8 +88,8 @@ archives('is a tar.gz the server unpacks to the same tree', () => {
   assert.is(code.files, 7);
   const back = readArchive(code.archive, limits);
   const files = Object.fromEntries(back.filter((e) => e.type === 'file').map((e) => [e.path, e.data.toString()]));
-  assert.is(files['data/deep/nested/file.csv'], 'a,b\n1,2\n');
-  assert.is(files['main.py'], 'print(1)\n');
+  assert.is(files[`${basename(root)}/data/deep/nested/file.csv`], 'a,b\n1,2\n');
+  assert.is(files[`${basename(root)}/main.py`], 'print(1)\n');
   assert.not.ok(Object.keys(files).some((p) => p.includes('node_modules') || p.includes('.git/')));
 });
 archives('is reproducible', () => {
@@ -109,7 +112,7 @@ multipart('is what the server parses: a spec field and an archive part', async (
   const parsed = await parseMultipart(req, limits);
   assert.equal(JSON.parse(parsed.fields.spec!), spec);
   assert.is(parsed.fileParts, 1);
-  assert.ok(parsed.entries.some((e) => e.path === 'pkg/util.py'));
+  assert.ok(parsed.entries.some((e) => e.path === `${basename(root)}/pkg/util.py`));
   assert.is(progress, body.length, 'progress reaches the full length');
 });
 multipart('progress is reported in chunks as the body is read', async () => {
