@@ -34,6 +34,33 @@ function isOwnedBy(object: { metadata?: { ownerReferences?: { uid: string }[] } 
   return Boolean(object.metadata?.ownerReferences?.some((reference) => reference.uid === owner.uid));
 }
 
+/**
+ * Creates an object owned by `owner`. If it exists already: owned by `owner`, it was made by an
+ * earlier attempt of this request and is kept; owned only by an earlier owner of the same name
+ * (deleted, its dependents not yet collected) it is stale and replaced; anything else is a Conflict.
+ */
+async function createOwned<T extends { metadata?: k8s.V1ObjectMeta }>(body: T, owner: OwnerReference | undefined, undo: Undo, ops: { create: () => Promise<T>; read: () => Promise<T>; remove: () => Promise<unknown> }): Promise<T> {
+  const create = async () => {
+    const created = await ops.create();
+    undo.push(ops.remove);
+    return created;
+  };
+  try {
+    return await create();
+  } catch (error) {
+    if (!owner || !isStatus(error, 409)) throw error;
+  }
+  const existing = await ops.read();
+  if (isOwnedBy(existing, owner)) return existing;
+  const owners = existing.metadata?.ownerReferences ?? [];
+  const stale = owners.length > 0 && owners.every((reference) => reference.kind === owner.kind && reference.name === owner.name && reference.uid !== owner.uid);
+  if (!stale) throw new Conflict(`${body.metadata?.name} exists and belongs to something else; submit again with another name`);
+  await ops.remove().catch((error) => {
+    if (!isStatus(error, 404)) throw error;
+  });
+  return create();
+}
+
 /** Waits for every step (so the undo list is complete) and rethrows the first failure. */
 async function settleAll(steps: Promise<unknown>[]): Promise<void> {
   const results = await Promise.allSettled(steps);
@@ -108,7 +135,7 @@ export class KubernetesBackend implements Backend {
     this.sweepAbandonedUploadsSoon(code.kind === 'local' ? '' : code.namespace);
     const undo = new Undo();
     try {
-      await this.writeCode(username, code, upload, { expiresAt }, undo, false);
+      await this.writeCode(username, code, upload, { expiresAt }, undo);
     } catch (error) {
       await undo.run();
       throw error;
@@ -117,15 +144,15 @@ export class KubernetesBackend implements Backend {
   }
 
   /**
-   * Creates the code objects at `code`. With an owner, every object is owned from its create on;
-   * `completing` (a retry finishing an earlier attempt) accepts objects that already exist for the owner.
+   * Creates the code objects at `code`. With an owner, every object is owned from its create on
+   * (and one that already exists for that owner, left by an interrupted attempt, is kept).
    */
-  private async writeCode(username: string, code: StoredCode, upload: NormalizedUpload, meta: { expiresAt?: Date; owner?: OwnerReference }, undo: Undo, completing: boolean): Promise<void> {
+  private async writeCode(username: string, code: StoredCode, upload: NormalizedUpload, meta: { expiresAt?: Date; owner?: OwnerReference }, undo: Undo): Promise<void> {
     const base = { sha256: upload.sha256, files: upload.files, ...meta };
     if (code.kind === 'configmap') {
       await this.createConfigMap(buildCodeConfigMap(username, code.name, upload.archive, base), undo, meta.owner);
     } else if (code.kind === 'pvc') {
-      await this.storeCodeInClaim(username, code, upload, base, undo, completing);
+      await this.storeCodeInClaim(username, code, upload, base, undo);
     }
   }
 
@@ -134,7 +161,7 @@ export class KubernetesBackend implements Backend {
    * chunks owned by it from their create on (its pod waits for them to mount); a writer for a
    * submit is itself owned by the submitted Job. A PVC this call created is removed on failure.
    */
-  private async storeCodeInClaim(username: string, code: Extract<StoredCode, { kind: 'pvc' }>, upload: NormalizedUpload, meta: { sha256: string; files: number; owner?: OwnerReference }, undo: Undo, completing: boolean): Promise<void> {
+  private async storeCodeInClaim(username: string, code: Extract<StoredCode, { kind: 'pvc' }>, upload: NormalizedUpload, meta: { sha256: string; files: number; owner?: OwnerReference }, undo: Undo): Promise<void> {
     const claim = buildUploadsClaim(username, { ...this.options });
     const namespace = code.namespace;
     try {
@@ -147,14 +174,11 @@ export class KubernetesBackend implements Backend {
     }
     const writerName = `kbatch-upload-${code.path}`;
     const writerBody = buildUploadWriterJob(username, writerName, code.configMaps, code.path, this.options, meta.owner);
-    let writer: k8s.V1Job;
-    try {
-      writer = await this.batch.createNamespacedJob({ namespace, body: writerBody });
-      undo.push(() => this.batch.deleteNamespacedJob({ name: writerName, namespace, propagationPolicy: 'Background' }));
-    } catch (error) {
-      if (!completing || !isStatus(error, 409)) throw error;
-      writer = await this.batch.readNamespacedJob({ name: writerName, namespace });
-    }
+    const writer = await createOwned(writerBody, meta.owner, undo, {
+      create: () => this.batch.createNamespacedJob({ namespace, body: writerBody }),
+      read: () => this.batch.readNamespacedJob({ name: writerName, namespace }),
+      remove: () => this.batch.deleteNamespacedJob({ name: writerName, namespace, propagationPolicy: 'Background' }),
+    });
     const writerRef = ownerReferenceTo(writer);
     await settleAll(
       code.configMaps.map((name, i) => {
@@ -164,29 +188,22 @@ export class KubernetesBackend implements Backend {
     );
   }
 
-  /** Creates a ConfigMap; an existing one counts as created only if it is already owned by `owner` (a retry completing). */
   private async createConfigMap(body: k8s.V1ConfigMap, undo: Undo, owner: OwnerReference | undefined): Promise<void> {
     const { name, namespace } = body.metadata as { name: string; namespace: string };
-    try {
-      await this.core.createNamespacedConfigMap({ namespace, body });
-      undo.push(() => this.core.deleteNamespacedConfigMap({ name, namespace }));
-    } catch (error) {
-      if (!owner || !isStatus(error, 409)) throw error;
-      const existing = await this.core.readNamespacedConfigMap({ name, namespace });
-      if (!isOwnedBy(existing, owner)) throw new Conflict(`configmap ${name} exists and belongs to something else (an earlier job of that name may still be being removed); submit again in a moment`);
-    }
+    await createOwned(body, owner, undo, {
+      create: () => this.core.createNamespacedConfigMap({ namespace, body }),
+      read: () => this.core.readNamespacedConfigMap({ name, namespace }),
+      remove: () => this.core.deleteNamespacedConfigMap({ name, namespace }),
+    });
   }
 
   private async createSecret(body: k8s.V1Secret, undo: Undo, owner: OwnerReference): Promise<void> {
     const { name, namespace } = body.metadata as { name: string; namespace: string };
-    try {
-      await this.core.createNamespacedSecret({ namespace, body });
-      undo.push(() => this.core.deleteNamespacedSecret({ name, namespace }));
-    } catch (error) {
-      if (!isStatus(error, 409)) throw error;
-      const existing = await this.core.readNamespacedSecret({ name, namespace });
-      if (!isOwnedBy(existing, owner)) throw new Conflict(`secret ${name} exists and belongs to something else (an earlier job of that name may still be being removed); submit again in a moment`);
-    }
+    await createOwned(body, owner, undo, {
+      create: () => this.core.createNamespacedSecret({ namespace, body }),
+      read: () => this.core.readNamespacedSecret({ name, namespace }),
+      remove: () => this.core.deleteNamespacedSecret({ name, namespace }),
+    });
   }
 
   /**
@@ -301,7 +318,6 @@ export class KubernetesBackend implements Backend {
   ): Promise<T> {
     const undo = new Undo();
     let created: T;
-    let completing = false;
     try {
       created = await owner.create(owner.body);
       undo.push(owner.remove);
@@ -315,7 +331,6 @@ export class KubernetesBackend implements Backend {
         throw new Conflict(`Idempotency-Key: already used for a different request (${owner.kind.toLowerCase()} ${name}); use a new key for a new submit`);
       }
       if (owner.isComplete(created)) return created;
-      completing = true;
     }
     try {
       const reference = ownerReferenceTo(created, owner.kind);
@@ -324,7 +339,7 @@ export class KubernetesBackend implements Backend {
         this.createSecret(ownedBy(objects.secret, reference), undo, reference),
         (async () => {
           if (!code) return;
-          if (options.upload) await this.writeCode(username, code, options.upload, { owner: reference }, undo, completing);
+          if (options.upload) await this.writeCode(username, code, options.upload, { owner: reference }, undo);
           else if (code.kind === 'configmap') await this.claimUpload(code, reference);
         })(),
       ]);
