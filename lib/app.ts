@@ -1,4 +1,5 @@
-import { HubAuth, type Authenticator } from './auth/hub.ts';
+import { HubAuth } from './auth/hub.ts';
+import type { Authenticator } from './auth/types.ts';
 import { LocalUserAuth } from './auth/local.ts';
 import type { Backend } from './backend/types.ts';
 import { LocalBackend } from './backend/local.ts';

@@ -1,4 +1,4 @@
-import type { Authenticator } from '../auth/hub.ts';
+import type { Authenticator } from '../auth/types.ts';
 import type { Backend } from '../backend/types.ts';
 import type { Settings } from '../config.ts';
 import type { AdminConfig } from '../k8s/admin.ts';

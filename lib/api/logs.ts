@@ -1,9 +1,9 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { HubUser } from '../auth/hub.ts';
-import { jobNameLabel, type LogOptions } from '../backend/types.ts';
+import type { User } from '../auth/types.ts';
+import type { LogOptions } from '../backend/types.ts';
 import { NotFound } from '../http/errors.ts';
-import { namespaceForUser } from '../k8s/names.ts';
+import { labels } from '../k8s/names.ts';
 import { jobState } from '../views.ts';
 import type { Deps } from './deps.ts';
 
@@ -32,20 +32,20 @@ function podHasStarted(pod: V1Pod): boolean {
  * Logs of a job: one pod when asked (or when there is only one), else every pod, each line
  * prefixed with its pod. A follower waits for pods to start and the stream ends when they finish.
  */
-export async function jobLogs(deps: Deps, user: HubUser, jobName: string, request: JobLogRequest, signal: AbortSignal): Promise<Readable> {
-  const namespace = namespaceForUser(user.name);
+export async function jobLogs(deps: Deps, user: User, jobName: string, request: JobLogRequest, signal: AbortSignal): Promise<Readable> {
+  const { namespace } = user;
   const { backend } = deps;
   const job = await backend.getJob(namespace, jobName);
   const options: LogOptions = { follow: request.follow, sinceTime: request.sinceTime, timestamps: request.timestamps, tailLines: request.tailLines };
   if (request.pod) {
     const pod = await backend.getPod(namespace, request.pod);
-    if (pod.metadata?.labels?.[jobNameLabel] !== jobName) throw new NotFound(`pod ${request.pod} does not belong to job ${jobName}`);
+    if (pod.metadata?.labels?.[labels.jobName] !== jobName) throw new NotFound(`pod ${request.pod} does not belong to job ${jobName}`);
     return podLogsWhenStarted(deps, namespace, request.pod, options, signal);
   }
   // A job that can have several pods (an array, or retries) gets each line prefixed with its pod.
   // Decided from the spec, not from the pods seen so far, so a resumed stream is prefixed the same way.
   const prefixed = (job.spec?.completions ?? 1) > 1 || (job.spec?.backoffLimit ?? 0) > 0;
-  let pods = await backend.listPods(namespace, `${jobNameLabel}=${jobName}`);
+  let pods = await backend.listPods(namespace, { jobName });
   if (!request.follow) {
     if (!pods.length) throw new NotFound(`No pods found for job ${jobName}${jobState(job) === 'pending' ? ' yet; it is still pending' : ''}`);
     if (pods.length === 1 && !prefixed) return backend.podLogs(namespace, pods[0]!.metadata!.name!, options, signal);
@@ -79,13 +79,13 @@ export async function jobLogs(deps: Deps, user: HubUser, jobName: string, reques
       const current = await backend.getJob(namespace, jobName).catch(() => undefined);
       const state = current ? jobState(current) : 'failed';
       if (state === 'succeeded' || state === 'failed') {
-        pods = await backend.listPods(namespace, `${jobNameLabel}=${jobName}`);
+        pods = await backend.listPods(namespace, { jobName });
         if (pods.every((p) => seen.has(p.metadata!.name!) || !podHasStarted(p))) break;
         await sleep(500, signal);
         continue;
       }
       await sleep(deps.settings.logPollSeconds * 500, signal);
-      pods = await backend.listPods(namespace, `${jobNameLabel}=${jobName}`).catch(() => pods);
+      pods = await backend.listPods(namespace, { jobName }).catch(() => pods);
     }
     await Promise.all(streams);
     output.end();

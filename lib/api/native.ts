@@ -1,18 +1,25 @@
-import type { HubUser } from '../auth/hub.ts';
+import type { User } from '../auth/types.ts';
 import { BadRequest } from '../http/errors.ts';
 import { queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
-import { namespaceForUser } from '../k8s/names.ts';
 import { parseJobSpec } from '../k8s/spec.ts';
 import { isMultipart, parseMultipart } from '../uploads/multipart.ts';
 import { jobDetail, jobSummary } from '../views.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
+import { checkOwnNamespace } from './namespace.ts';
 import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storeUpload, submitJob } from './operations.ts';
 import { openApiDocument } from './openapi.ts';
 
-/** Wraps a handler that needs the caller: authentication happens before any parsing or Kubernetes call. */
-export function authenticated(deps: Deps, handler: (ctx: RequestContext, user: HubUser) => Promise<Reply>): Handler {
-  return async (ctx) => handler(ctx, await deps.auth.authenticate(ctx.req.headers));
+/**
+ * Wraps a handler that needs the caller: authentication, and the check that the caller's namespace
+ * is not someone else's, happen before any parsing or other Kubernetes call, for every route.
+ */
+export function authenticated(deps: Deps, handler: (ctx: RequestContext, user: User) => Promise<Reply>): Handler {
+  return async (ctx) => {
+    const user = await deps.auth.authenticate(ctx.req.headers);
+    await checkOwnNamespace(deps, user);
+    return handler(ctx, user);
+  };
 }
 
 function uploadLimits(deps: Deps) {
@@ -100,7 +107,7 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/authorized',
-      handler: authenticated(deps, async (_ctx, user) => ({ json: { name: user.name, groups: user.groups, namespace: namespaceForUser(user.name) } })),
+      handler: authenticated(deps, async (_ctx, user) => ({ json: { name: user.name, groups: user.groups, namespace: user.namespace } })),
     },
     {
       method: 'GET',
@@ -119,7 +126,7 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
       method: 'DELETE',
       path: '/api/v1/jobs/:name',
       handler: authenticated(deps, async (ctx, user) => {
-        const job = await deps.backend.deleteJob(namespaceForUser(user.name), ctx.params.name!);
+        const job = await deps.backend.deleteJob(user.namespace, ctx.params.name!);
         return { json: { deleted: job.metadata?.name, propagation: 'Foreground' } };
       }),
     },

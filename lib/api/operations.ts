@@ -1,16 +1,17 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { V1CronJob, V1Job } from '@kubernetes/client-node';
-import type { HubUser } from '../auth/hub.ts';
-import { jobNameLabel, type CreateOptions } from '../backend/types.ts';
+import type { User } from '../auth/types.ts';
+import type { CreateOptions } from '../backend/types.ts';
 import { idempotencyKeyHeader } from '../contract.ts';
 import { BadRequest, HttpError } from '../http/errors.ts';
-import { buildCronJobObjects, buildJobObjects, buildNamespace, idempotencyFor, type Idempotency } from '../k8s/builders.ts';
-import { annotations, jobNameFor, labels, namespaceForUser } from '../k8s/names.ts';
+import { buildCronJobObjects, buildJobObjects, idempotencyFor, type Idempotency } from '../k8s/builders.ts';
+import { annotations, jobNameFor, labels } from '../k8s/names.ts';
 import type { JobSpec } from '../k8s/spec.ts';
 import { normalizeUpload, type ArchiveEntry, type NormalizedUpload } from '../uploads/archive.ts';
 import { signUploadReference, verifyUploadReference, type StoredCode } from '../uploads/reference.ts';
 import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../views.ts';
 import type { Deps } from './deps.ts';
+import { ensureOwnNamespace } from './namespace.ts';
 
 /** The steps shared by the native API, the upstream-compatible API and every function target. */
 
@@ -21,12 +22,12 @@ export function normalizeCode(deps: Deps, entries: ArchiveEntry[]): NormalizedUp
 }
 
 /** POST /uploads: stores the code on its own, for later submits to reference. */
-export async function storeUpload(deps: Deps, user: HubUser, entries: ArchiveEntry[]) {
+export async function storeUpload(deps: Deps, user: User, entries: ArchiveEntry[]) {
   const { settings, backend } = deps;
   const upload = normalizeCode(deps, entries);
-  await backend.ensureNamespace(buildNamespace(user.name));
+  await ensureOwnNamespace(deps, user);
   const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
-  const code = await backend.storeCode(user.name, upload, expiresAt);
+  const code = await backend.storeCode(user, upload, expiresAt);
   const reference = await signUploadReference({ user: user.name, code, bytes: upload.bytes, files: upload.files, sha256: upload.sha256 }, settings.uploadSecret, settings.uploadTtlSeconds);
   return { reference, code, upload, expiresAt };
 }
@@ -50,17 +51,17 @@ export interface SubmitOptions {
   idempotencyKey?: string;
 }
 
-export async function submitJob(deps: Deps, user: HubUser, spec: JobSpec, options: SubmitOptions = {}): Promise<V1Job> {
+export async function submitJob(deps: Deps, user: User, spec: JobSpec, options: SubmitOptions = {}): Promise<V1Job> {
   return submit(deps, user, spec, options, {}, {
-    build: (name, code, idempotency) => buildJobObjects(spec, { name: user.name, token: user.token }, name, jobOptions(deps, code, idempotency)),
+    build: (name, code, idempotency) => buildJobObjects(spec, user, name, jobOptions(deps, code, idempotency)),
     create: (objects, code, createOptions) => deps.backend.createJob(objects, code, createOptions),
     existing: (objects) => deps.backend.getJob(objects.namespace, objects.job.metadata!.name!),
   });
 }
 
-export async function submitCronJob(deps: Deps, user: HubUser, spec: JobSpec, schedule: string, options: SubmitOptions = {}): Promise<V1CronJob> {
+export async function submitCronJob(deps: Deps, user: User, spec: JobSpec, schedule: string, options: SubmitOptions = {}): Promise<V1CronJob> {
   return submit(deps, user, spec, options, { schedule }, {
-    build: (name, code, idempotency) => buildCronJobObjects(spec, schedule, { name: user.name, token: user.token }, name, jobOptions(deps, code, idempotency)),
+    build: (name, code, idempotency) => buildCronJobObjects(spec, schedule, user, name, jobOptions(deps, code, idempotency)),
     create: (objects, code, createOptions) => deps.backend.createCronJob(objects, code, createOptions),
     existing: (objects) => deps.backend.getCronJob(objects.namespace, objects.cronJob.metadata!.name!),
   });
@@ -82,7 +83,7 @@ interface SubmitSteps<O extends { namespace: string }, T extends V1Job | V1CronJ
  * runs before anything is stored or created; the namespace is ensured once; then the backend
  * creates the owner first and the Secret and code owned by it (see KubernetesBackend.createJob).
  */
-async function submit<O extends { namespace: string }, T extends V1Job | V1CronJob>(deps: Deps, user: HubUser, spec: JobSpec, options: SubmitOptions, extra: { schedule?: string }, steps: SubmitSteps<O, T>): Promise<T> {
+async function submit<O extends { namespace: string }, T extends V1Job | V1CronJob>(deps: Deps, user: User, spec: JobSpec, options: SubmitOptions, extra: { schedule?: string }, steps: SubmitSteps<O, T>): Promise<T> {
   const { settings, backend } = deps;
   const { upload, idempotencyKey } = options;
   let code: StoredCode | undefined;
@@ -95,13 +96,13 @@ async function submit<O extends { namespace: string }, T extends V1Job | V1CronJ
   }
   const idempotency = idempotencyKey === undefined ? undefined : idempotencyFor(user.name, idempotencyKey, { spec, ...extra, code: codeSha256 ?? null });
   const name = jobNameFor(spec.name, idempotency?.nameSuffix);
-  const placed = upload && backend.placeCode ? backend.placeCode(user.name, upload, name) : undefined;
+  const placed = upload && backend.placeCode ? backend.placeCode(user, upload, name) : undefined;
   let objects = steps.build(name, placed ?? code, idempotency);
-  if (settings.createUserNamespace) await backend.ensureNamespace(buildNamespace(user.name));
+  if (settings.createUserNamespace) await ensureOwnNamespace(deps, user);
 
   if (upload && !placed) {
     // A backend that cannot store code with the create (local) stores it first and we remove it on failure.
-    const stored = await backend.storeCode(user.name, upload, new Date(Date.now() + settings.uploadTtlSeconds * 1000));
+    const stored = await backend.storeCode(user, upload, new Date(Date.now() + settings.uploadTtlSeconds * 1000));
     objects = steps.build(name, stored, idempotency);
     try {
       return await createOrFindExisting(steps, objects, stored, {}, idempotency);
@@ -126,10 +127,9 @@ async function createOrFindExisting<O extends { namespace: string }, T extends V
   }
 }
 
-export async function showJob(deps: Deps, user: HubUser, name: string): Promise<JobDetail> {
-  const namespace = namespaceForUser(user.name);
-  const job = await deps.backend.getJob(namespace, name);
-  const pods = await deps.backend.listPods(namespace, `${jobNameLabel}=${name}`);
+export async function showJob(deps: Deps, user: User, name: string): Promise<JobDetail> {
+  const job = await deps.backend.getJob(user.namespace, name);
+  const pods = await deps.backend.listPods(user.namespace, { jobName: name });
   return jobDetail(job, pods);
 }
 
@@ -159,8 +159,8 @@ function isAfter(job: V1Job, cursor: PageCursor): boolean {
 }
 
 /** All of the user's jobs, newest first; the cursor is (createdAt, name) so pages stay stable as jobs come and go. */
-export async function listAllJobs(deps: Deps, user: HubUser): Promise<V1Job[]> {
-  const namespace = namespaceForUser(user.name);
+export async function listAllJobs(deps: Deps, user: User): Promise<V1Job[]> {
+  const { namespace } = user;
   const jobs: V1Job[] = [];
   let continueToken: string | undefined;
   do {
@@ -172,7 +172,7 @@ export async function listAllJobs(deps: Deps, user: HubUser): Promise<V1Job[]> {
   return newestFirst(jobs);
 }
 
-export async function listJobsPage(deps: Deps, user: HubUser, limit: number, continueToken?: string) {
+export async function listJobsPage(deps: Deps, user: User, limit: number, continueToken?: string) {
   let jobs = await listAllJobs(deps, user);
   if (continueToken) {
     const cursor = decodeCursor(continueToken);
@@ -182,8 +182,7 @@ export async function listJobsPage(deps: Deps, user: HubUser, limit: number, con
   return { items: page, continueToken: jobs.length > limit ? encodeCursor(page[page.length - 1]!) : undefined };
 }
 
-export async function podsOfJob(deps: Deps, user: HubUser, name: string) {
-  const namespace = namespaceForUser(user.name);
-  await deps.backend.getJob(namespace, name);
-  return deps.backend.listPods(namespace, `${jobNameLabel}=${name}`);
+export async function podsOfJob(deps: Deps, user: User, name: string) {
+  await deps.backend.getJob(user.namespace, name);
+  return deps.backend.listPods(user.namespace, { jobName: name });
 }

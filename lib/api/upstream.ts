@@ -1,9 +1,7 @@
 import { Transform } from 'node:stream';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
-import { jobNameLabel } from '../backend/types.ts';
 import { BadRequest } from '../http/errors.ts';
 import { queryFlag, readJson, type Reply, type RouteDefinition } from '../http/router.ts';
-import { namespaceForUser } from '../k8s/names.ts';
 import { expectObject } from '../k8s/spec.ts';
 import { specFromUpstreamCronJob, specFromUpstreamManifest } from '../k8s/upstream-manifest.ts';
 import { toUpstreamWire } from '../k8s/wire.ts';
@@ -125,7 +123,6 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
 }
 
 export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
-  const namespaceOf = (name: string) => namespaceForUser(name);
   return [
     {
       method: 'GET',
@@ -138,13 +135,13 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/jobs/:name',
-      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(withStatusKeys(await deps.backend.getJob(namespaceOf(user.name), ctx.params.name!))) })),
+      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(withStatusKeys(await deps.backend.getJob(user.namespace, ctx.params.name!))) })),
     },
     {
       method: 'DELETE',
       path: '/jobs/:name',
       handler: authenticated(deps, async (ctx, user) => {
-        const job = await deps.backend.deleteJob(namespaceOf(user.name), ctx.params.name!);
+        const job = await deps.backend.deleteJob(user.namespace, ctx.params.name!);
         return { json: deletedStatus('jobs', job.metadata?.name, job.metadata?.uid) };
       }),
     },
@@ -161,39 +158,39 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       path: '/pods',
       handler: authenticated(deps, async (ctx, user) => {
         const jobName = ctx.query.get('job_name');
-        const pods: V1Pod[] = await deps.backend.listPods(namespaceOf(user.name), jobName ? `${jobNameLabel}=${jobName}` : undefined);
+        const pods: V1Pod[] = await deps.backend.listPods(user.namespace, jobName ? { jobName } : {});
         return { json: listBody('PodList', 'v1', pods) };
       }),
     },
     {
       method: 'GET',
       path: '/pods/:name',
-      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getPod(namespaceOf(user.name), ctx.params.name!)) })),
+      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getPod(user.namespace, ctx.params.name!)) })),
     },
     {
       method: 'GET',
       path: '/pods/logs/:name',
       handler: authenticated(deps, async (ctx, user) => {
         const follow = queryFlag(ctx.query, 'stream');
-        const stream = await deps.backend.podLogs(namespaceOf(user.name), ctx.params.name!, { follow }, ctx.signal);
+        const stream = await deps.backend.podLogs(user.namespace, ctx.params.name!, { follow }, ctx.signal);
         return logsReply(stream, follow);
       }),
     },
     {
       method: 'GET',
       path: '/cronjobs',
-      handler: authenticated(deps, async (_ctx, user) => ({ json: listBody('CronJobList', 'batch/v1', await deps.backend.listCronJobs(namespaceOf(user.name))) })),
+      handler: authenticated(deps, async (_ctx, user) => ({ json: listBody('CronJobList', 'batch/v1', await deps.backend.listCronJobs(user.namespace)) })),
     },
     {
       method: 'GET',
       path: '/cronjobs/:name',
-      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getCronJob(namespaceOf(user.name), ctx.params.name!)) })),
+      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getCronJob(user.namespace, ctx.params.name!)) })),
     },
     {
       method: 'DELETE',
       path: '/cronjobs/:name',
       handler: authenticated(deps, async (ctx, user) => {
-        const cronJob = await deps.backend.deleteCronJob(namespaceOf(user.name), ctx.params.name!);
+        const cronJob = await deps.backend.deleteCronJob(user.namespace, ctx.params.name!);
         return { json: deletedStatus('cronjobs', cronJob.metadata?.name, cronJob.metadata?.uid) };
       }),
     },

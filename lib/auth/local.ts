@@ -1,14 +1,19 @@
 import { userInfo } from 'node:os';
-import type { Authenticator, HubUser } from './hub.ts';
+import type { Authenticator, User } from './types.ts';
+import { resolveUser } from './user.ts';
 
 /**
  * For `npm start` on a machine without a Hub: every request acts as one local user. Only ever
  * used with the local backend and a loopback listener (enforced in config).
  */
 export class LocalUserAuth implements Authenticator {
-  constructor(private readonly username: string = userInfo().username) {}
+  private readonly user: User;
 
-  async authenticate(): Promise<HubUser> {
-    return { name: this.username, groups: [], admin: false, scopes: ['access:services'], token: '' };
+  constructor(username: string = userInfo().username) {
+    this.user = resolveUser({ name: username, groups: [], admin: false, scopes: ['access:services'], token: '' });
+  }
+
+  async authenticate(): Promise<User> {
+    return this.user;
   }
 }

@@ -2,11 +2,12 @@ import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { BadRequest, Conflict, NotFound, Upstream } from '../http/errors.ts';
-import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownedBy, ownerReferenceTo, type CronJobObjects, type JobObjects, type OwnerReference } from '../k8s/builders.ts';
-import { annotations, labels, namespaceForUser, randomSuffix } from '../k8s/names.ts';
+import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownedBy, ownerReferenceTo, type CronJobObjects, type JobObjects, type Owner, type OwnerReference } from '../k8s/builders.ts';
+import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
+import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
-import type { Backend, CreateOptions, ListOptions, LogOptions } from './types.ts';
+import type { Backend, CreateOptions, ListOptions, LogOptions, PodFilter } from './types.ts';
 
 export interface KubernetesBackendOptions {
   kubeconfig?: string;
@@ -82,6 +83,12 @@ class Undo {
   }
 }
 
+/**
+ * A write re-reads a namespace it has not seen for this long: owners never change, but an admin may
+ * delete a namespace, and then the next submit must create it again.
+ */
+const namespaceRecheckMs = 60_000;
+
 /** A chunk of a large upload; 700 KiB of binary stays under the 1 MiB ConfigMap limit once base64'd. */
 const chunkBytes = 700 * 1024;
 
@@ -90,39 +97,75 @@ export class KubernetesBackend implements Backend {
   private readonly kc: k8s.KubeConfig;
   private readonly core: k8s.CoreV1Api;
   private readonly batch: k8s.BatchV1Api;
+  private readonly auth: PooledKubeAuthentication;
+  /** Owner records of namespaces seen by this process, and when each was last read. */
+  private readonly owners = new Map<string, { owner: string | null; seen: number }>();
 
   constructor(private readonly options: KubernetesBackendOptions) {
     this.kc = new k8s.KubeConfig();
     if (options.kubeconfig) this.kc.loadFromFile(options.kubeconfig);
     else this.kc.loadFromDefault();
-    this.core = this.kc.makeApiClient(k8s.CoreV1Api);
-    this.batch = this.kc.makeApiClient(k8s.BatchV1Api);
+    this.auth = new PooledKubeAuthentication(this.kc);
+    this.core = makePooledApiClient(this.kc, this.auth, k8s.CoreV1Api);
+    this.batch = makePooledApiClient(this.kc, this.auth, k8s.BatchV1Api);
   }
 
-  async ensureNamespace(namespace: k8s.V1Namespace): Promise<void> {
+  async close(): Promise<void> {
+    await this.auth.close();
+  }
+
+  /** One read per namespace per process: a recorded owner never changes, so the answer is kept. */
+  async namespaceOwner(name: string): Promise<string | null | undefined> {
+    const known = this.owners.get(name);
+    return known ? known.owner : this.readOwner(name);
+  }
+
+  private async readOwner(name: string): Promise<string | null | undefined> {
     try {
-      await this.core.readNamespace({ name: namespace.metadata!.name! });
-      return;
+      return this.rememberOwner(await this.core.readNamespace({ name }));
     } catch (error) {
-      if (!isStatus(error, 404)) throw error;
+      // Not cached: a namespace that does not exist (any more) may be created by another process.
+      if (isStatus(error, 404)) {
+        this.owners.delete(name);
+        return undefined;
+      }
+      throw error;
     }
+  }
+
+  private rememberOwner(namespace: k8s.V1Namespace): string | null {
+    const owner = namespace.metadata?.annotations?.[annotations.username] ?? null;
+    this.owners.set(namespace.metadata!.name!, { owner, seen: Date.now() });
+    return owner;
+  }
+
+  async ensureNamespace(namespace: k8s.V1Namespace): Promise<string | null> {
+    const name = namespace.metadata!.name!;
+    const known = this.owners.get(name);
+    if (known && Date.now() - known.seen < namespaceRecheckMs) return known.owner;
+    const existing = await this.readOwner(name);
+    if (existing !== undefined) return existing;
     try {
-      await this.core.createNamespace({ body: namespace });
+      return this.rememberOwner(await this.core.createNamespace({ body: namespace }));
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
     }
+    // Created by a concurrent request in between: whose it is decides, so read it.
+    const owner = await this.readOwner(name);
+    if (owner === undefined) throw new Upstream(`namespace ${name} was created and deleted concurrently; try again`, 503);
+    return owner;
   }
 
   /**
    * Where code sent with a submit will be stored, named after the Job that owns it: a retried submit
    * (same Idempotency-Key, hence same Job name) finds or completes the same objects. No I/O.
    */
-  placeCode(username: string, upload: NormalizedUpload, ownerName: string): StoredCode {
-    return this.codeLocation(username, upload, ownerName);
+  placeCode(owner: Owner, upload: NormalizedUpload, ownerName: string): StoredCode {
+    return this.codeLocation(owner, upload, ownerName);
   }
 
-  private codeLocation(username: string, upload: NormalizedUpload, id: string): StoredCode {
-    const namespace = namespaceForUser(username);
+  private codeLocation(owner: Owner, upload: NormalizedUpload, id: string): StoredCode {
+    const { namespace } = owner;
     if (upload.archive.length <= this.options.configMapMaxBytes) return { kind: 'configmap', namespace, name: `kbatch-code-${id}` };
     const chunks = Math.ceil(upload.archive.length / chunkBytes);
     const configMaps = Array.from({ length: chunks }, (_, i) => `kbatch-code-${id}-${String(i).padStart(4, '0')}`);
@@ -130,12 +173,12 @@ export class KubernetesBackend implements Backend {
   }
 
   /** A standalone upload (POST /uploads): nothing owns it until a submit claims it. */
-  async storeCode(username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
-    const code = this.codeLocation(username, upload, randomSuffix(10));
+  async storeCode(owner: Owner, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
+    const code = this.codeLocation(owner, upload, randomSuffix(10));
     this.sweepAbandonedUploadsSoon(code.kind === 'local' ? '' : code.namespace);
     const undo = new Undo();
     try {
-      await this.writeCode(username, code, upload, { expiresAt }, undo);
+      await this.writeCode(owner, code, upload, { expiresAt }, undo);
     } catch (error) {
       await undo.run();
       throw error;
@@ -147,12 +190,12 @@ export class KubernetesBackend implements Backend {
    * Creates the code objects at `code`. With an owner, every object is owned from its create on
    * (and one that already exists for that owner, left by an interrupted attempt, is kept).
    */
-  private async writeCode(username: string, code: StoredCode, upload: NormalizedUpload, meta: { expiresAt?: Date; owner?: OwnerReference }, undo: Undo): Promise<void> {
+  private async writeCode(owner: Owner, code: StoredCode, upload: NormalizedUpload, meta: { expiresAt?: Date; ownerRef?: OwnerReference }, undo: Undo): Promise<void> {
     const base = { sha256: upload.sha256, files: upload.files, ...meta };
     if (code.kind === 'configmap') {
-      await this.createConfigMap(buildCodeConfigMap(username, code.name, upload.archive, base), undo, meta.owner);
+      await this.createConfigMap(buildCodeConfigMap(owner, code.name, upload.archive, base), undo, meta.ownerRef);
     } else if (code.kind === 'pvc') {
-      await this.storeCodeInClaim(username, code, upload, base, undo);
+      await this.storeCodeInClaim(owner, code, upload, base, undo);
     }
   }
 
@@ -161,8 +204,8 @@ export class KubernetesBackend implements Backend {
    * chunks owned by it from their create on (its pod waits for them to mount); a writer for a
    * submit is itself owned by the submitted Job. A PVC this call created is removed on failure.
    */
-  private async storeCodeInClaim(username: string, code: Extract<StoredCode, { kind: 'pvc' }>, upload: NormalizedUpload, meta: { sha256: string; files: number; owner?: OwnerReference }, undo: Undo): Promise<void> {
-    const claim = buildUploadsClaim(username, { ...this.options });
+  private async storeCodeInClaim(owner: Owner, code: Extract<StoredCode, { kind: 'pvc' }>, upload: NormalizedUpload, meta: { sha256: string; files: number; ownerRef?: OwnerReference }, undo: Undo): Promise<void> {
+    const claim = buildUploadsClaim(owner, { ...this.options });
     const namespace = code.namespace;
     try {
       await this.core.createNamespacedPersistentVolumeClaim({ namespace, body: claim });
@@ -173,8 +216,8 @@ export class KubernetesBackend implements Backend {
       if (!isStatus(error, 409)) throw error;
     }
     const writerName = `kbatch-upload-${code.path}`;
-    const writerBody = buildUploadWriterJob(username, writerName, code.configMaps, code.path, this.options, meta.owner);
-    const writer = await createOwned(writerBody, meta.owner, undo, {
+    const writerBody = buildUploadWriterJob(owner, writerName, code.configMaps, code.path, this.options, meta.ownerRef);
+    const writer = await createOwned(writerBody, meta.ownerRef, undo, {
       create: () => this.batch.createNamespacedJob({ namespace, body: writerBody }),
       read: () => this.batch.readNamespacedJob({ name: writerName, namespace }),
       remove: () => this.batch.deleteNamespacedJob({ name: writerName, namespace, propagationPolicy: 'Background' }),
@@ -183,7 +226,7 @@ export class KubernetesBackend implements Backend {
     await settleAll(
       code.configMaps.map((name, i) => {
         const part = upload.archive.subarray(i * chunkBytes, (i + 1) * chunkBytes);
-        return this.createConfigMap(buildCodeConfigMap(username, name, part, { ...meta, owner: writerRef, key: 'part' }), undo, writerRef);
+        return this.createConfigMap(buildCodeConfigMap(owner, name, part, { ...meta, ownerRef: writerRef, key: 'part' }), undo, writerRef);
       }),
     );
   }
@@ -334,12 +377,12 @@ export class KubernetesBackend implements Backend {
     }
     try {
       const reference = ownerReferenceTo(created, owner.kind);
-      const username = objects.secret.metadata?.annotations?.[annotations.username] ?? '';
+      const user: Owner = { name: objects.secret.metadata?.annotations?.[annotations.username] ?? '', namespace: objects.namespace };
       await settleAll([
         this.createSecret(ownedBy(objects.secret, reference), undo, reference),
         (async () => {
           if (!code) return;
-          if (options.upload) await this.writeCode(username, code, options.upload, { owner: reference }, undo);
+          if (options.upload) await this.writeCode(user, code, options.upload, { ownerRef: reference }, undo);
           else if (code.kind === 'configmap') await this.claimUpload(code, reference);
         })(),
       ]);
@@ -379,7 +422,8 @@ export class KubernetesBackend implements Backend {
     return job;
   }
 
-  async listPods(namespace: string, labelSelector?: string): Promise<k8s.V1Pod[]> {
+  async listPods(namespace: string, filter: PodFilter = {}): Promise<k8s.V1Pod[]> {
+    const labelSelector = filter.jobName === undefined ? undefined : podsOfJobSelector(filter.jobName);
     return (await this.core.listNamespacedPod({ namespace, labelSelector })).items;
   }
 
@@ -403,10 +447,10 @@ export class KubernetesBackend implements Backend {
     const onAbort = () => controller.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
-    await this.kc.applySecurityAuthentication(context);
+    await this.auth.applySecurityAuthentication(context);
     const response = await fetch(url, {
       headers: context.getHeaders(),
-      dispatcher: context.getDispatcher(),
+      dispatcher: context.getDispatcher() as import('undici').Dispatcher | undefined,
       signal: controller.signal,
     });
     if (!response.ok || !response.body) {

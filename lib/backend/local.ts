@@ -8,10 +8,10 @@ import { gunzipSync } from 'node:zlib';
 import type { V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { BadRequest, Conflict, HttpError, NotFound } from '../http/errors.ts';
 import type { JobObjects } from '../k8s/builders.ts';
-import { randomSuffix } from '../k8s/names.ts';
+import { annotations, labels, randomSuffix } from '../k8s/names.ts';
 import { readTar, type NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
-import { jobNameLabel, legacyJobNameLabel, type Backend, type ListOptions, type LogOptions } from './types.ts';
+import type { Backend, ListOptions, LogOptions, PodFilter } from './types.ts';
 
 /**
  * The embedded backend for machines without a cluster: a Job runs as local processes (the image is
@@ -44,7 +44,7 @@ export class LocalBackend implements Backend {
       for (const job of items) {
         if (job.status?.conditions?.length) continue;
         const now = new Date();
-        for (const pod of await this.listPods(namespace, `${jobNameLabel}=${job.metadata!.name}`)) {
+        for (const pod of await this.listPods(namespace, { jobName: job.metadata!.name! })) {
           if (pod.status?.phase === 'Running' || pod.status?.phase === 'Pending') {
             pod.status = { ...pod.status, phase: 'Failed', reason: 'ServerRestarted', message: 'the kbatch server stopped while this process ran' };
             await this.savePod(namespace, job.metadata!.name!, pod);
@@ -60,11 +60,23 @@ export class LocalBackend implements Backend {
     return join(this.root, 'namespaces', namespace, 'jobs', name);
   }
 
-  async ensureNamespace(namespace: V1Namespace): Promise<void> {
-    await mkdir(join(this.root, 'namespaces', namespace.metadata!.name!, 'jobs'), { recursive: true });
+  // Minimal owner record so the shared namespace rule holds here too; the local backend split replaces it.
+  async namespaceOwner(namespace: string): Promise<string | null | undefined> {
+    const dir = join(this.root, 'namespaces', namespace);
+    if (!existsSync(dir)) return undefined;
+    return readFile(join(dir, 'owner'), 'utf8').catch(() => null);
   }
 
-  async storeCode(_username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
+  async ensureNamespace(namespace: V1Namespace): Promise<string | null> {
+    const dir = join(this.root, 'namespaces', namespace.metadata!.name!);
+    await mkdir(join(dir, 'jobs'), { recursive: true });
+    const owner = namespace.metadata?.annotations?.[annotations.username];
+    // `wx`: the first owner written stays, like a namespace that already exists.
+    if (owner !== undefined) await writeFile(join(dir, 'owner'), owner, { flag: 'wx' }).catch(() => undefined);
+    return readFile(join(dir, 'owner'), 'utf8').catch(() => null);
+  }
+
+  async storeCode(_owner: unknown, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
     const dir = join(this.root, 'uploads');
     await mkdir(dir, { recursive: true });
     await this.deleteExpiredUploads(dir, expiresAt.getTime() - Date.now());
@@ -264,7 +276,7 @@ export class LocalBackend implements Backend {
 
   async deleteJob(namespace: string, name: string): Promise<V1Job> {
     const job = await this.readJob(namespace, name);
-    for (const pod of await this.listPods(namespace, `${jobNameLabel}=${name}`)) {
+    for (const pod of await this.listPods(namespace, { jobName: name })) {
       const child = this.running.get(pod.metadata!.name!);
       if (child?.pid) {
         try {
@@ -275,14 +287,14 @@ export class LocalBackend implements Backend {
       }
     }
     // Let the killed processes' final status writes land before removing their directory.
-    const pods = new Set((await this.listPods(namespace, `${jobNameLabel}=${name}`)).map((p) => p.metadata!.name!));
+    const pods = new Set((await this.listPods(namespace, { jobName: name })).map((p) => p.metadata!.name!));
     for (let i = 0; i < 50 && [...pods].some((p) => this.running.has(p)); i++) await new Promise((r) => setTimeout(r, 100));
     await rm(this.jobDir(namespace, name), { recursive: true, force: true, maxRetries: 3 });
     return job;
   }
 
-  async listPods(namespace: string, labelSelector?: string): Promise<V1Pod[]> {
-    const wanted = labelSelector?.split('=')[1];
+  async listPods(namespace: string, filter: PodFilter = {}): Promise<V1Pod[]> {
+    const wanted = filter.jobName;
     let jobs: string[] = [];
     try {
       jobs = wanted ? [wanted] : await readdir(join(this.root, 'namespaces', namespace, 'jobs'));
@@ -310,14 +322,14 @@ export class LocalBackend implements Backend {
 
   async getPod(namespace: string, name: string): Promise<V1Pod> {
     const job = name.replace(/-[a-z0-9]{5}$/, '');
-    const pod = (await this.listPods(namespace, `${jobNameLabel}=${job}`)).find((p) => p.metadata?.name === name);
+    const pod = (await this.listPods(namespace, { jobName: job })).find((p) => p.metadata?.name === name);
     if (!pod) throw new NotFound(`pods "${name}" not found`);
     return pod;
   }
 
   async podLogs(namespace: string, podName: string, options: LogOptions, signal: AbortSignal): Promise<Readable> {
     const pod = await this.getPod(namespace, podName);
-    const jobName = pod.metadata!.labels![jobNameLabel]!;
+    const jobName = pod.metadata!.labels![labels.jobName]!;
     const file = join(this.jobDir(namespace, jobName), 'pods', `${podName}.log`);
     const since = options.sinceTime ? Date.parse(options.sinceTime) : undefined;
     const output = new PassThrough();
@@ -405,7 +417,7 @@ function podFor(job: V1Job, podName: string, index: number, indexed: boolean): V
       namespace: job.metadata!.namespace,
       uid: randomUUID(),
       creationTimestamp: new Date(),
-      labels: { ...template.metadata?.labels, [jobNameLabel]: name, [legacyJobNameLabel]: name, ...(indexed ? { 'batch.kubernetes.io/job-completion-index': String(index) } : {}) },
+      labels: { ...template.metadata?.labels, [labels.jobName]: name, [labels.legacyJobName]: name, ...(indexed ? { [labels.jobCompletionIndex]: String(index) } : {}) },
       annotations: { ...template.metadata?.annotations },
       ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name, uid: job.metadata!.uid!, controller: true }],
     },

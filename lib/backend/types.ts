@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
+import type { User } from '../auth/types.ts';
 import type { CronJobObjects, JobObjects } from '../k8s/builders.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -7,6 +8,10 @@ import type { StoredCode } from '../uploads/reference.ts';
 export interface ListOptions {
   limit?: number;
   continueToken?: string;
+}
+
+export interface PodFilter {
+  jobName?: string;
 }
 
 export interface CreateOptions {
@@ -32,16 +37,27 @@ export interface LogOptions {
  */
 export interface Backend {
   readonly kind: 'kubernetes' | 'local';
-  ensureNamespace(namespace: V1Namespace): Promise<void>;
+  /**
+   * The Hub name recorded as owner of a namespace: `undefined` when the namespace does not exist,
+   * `null` when it exists without a record (made by an admin, or by upstream kbatch-proxy). Owners
+   * never change, so an implementation may remember the answer for an existing namespace.
+   */
+  namespaceOwner(namespace: string): Promise<string | null | undefined>;
+  /**
+   * Creates the namespace, with its owner record, unless it exists; never changes an existing one.
+   * Answers the owner recorded on the namespace now (someone else's if it already existed), for
+   * the caller to check.
+   */
+  ensureNamespace(namespace: V1Namespace): Promise<string | null>;
   /** Stores a standalone upload (POST /uploads), owned by nothing until a submit claims it. */
-  storeCode(username: string, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode>;
+  storeCode(owner: Pick<User, 'name' | 'namespace'>, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode>;
   deleteCode(code: StoredCode): Promise<void>;
   /**
    * Where `createJob` will store code sent with a submit (pure: no I/O), so the objects can be built
    * and every check run before anything is stored. A backend without it gets the code stored first
    * by `storeCode` and removed by the caller on failure.
    */
-  placeCode?(username: string, upload: NormalizedUpload, ownerName: string): StoredCode;
+  placeCode?(owner: Pick<User, 'name' | 'namespace'>, upload: NormalizedUpload, ownerName: string): StoredCode;
   /**
    * Creates the Job, its Secret and (with `options.upload`) its code. On failure nothing this call
    * created remains; on success the Secret and `code` (when stored as ConfigMaps) are owned by the
@@ -59,12 +75,10 @@ export interface Backend {
   getJob(namespace: string, name: string): Promise<V1Job>;
   /** Foreground deletion: the Job is gone only after its pods, so "deleted" means nothing is running. */
   deleteJob(namespace: string, name: string): Promise<V1Job>;
-  listPods(namespace: string, labelSelector?: string): Promise<V1Pod[]>;
+  /** All pods of the namespace, or those of one job. */
+  listPods(namespace: string, filter?: PodFilter): Promise<V1Pod[]>;
   getPod(namespace: string, name: string): Promise<V1Pod>;
   /** A log stream that ends by itself when a followed pod finishes. */
   podLogs(namespace: string, pod: string, options: LogOptions, signal: AbortSignal): Promise<Readable>;
   close?(): Promise<void>;
 }
-
-export const jobNameLabel = 'batch.kubernetes.io/job-name';
-export const legacyJobNameLabel = 'job-name';

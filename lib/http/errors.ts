@@ -1,3 +1,4 @@
+import type { ErrorReason } from '../contract.ts';
 import { networkErrorCode } from '../net.ts';
 
 /**
@@ -26,8 +27,9 @@ export class Unauthorized extends HttpError {
   }
 }
 export class Forbidden extends HttpError {
-  constructor(message: string) {
-    super(403, message);
+  // The optional reason is the http engineer's planned signature; until it lands it rides in `details`.
+  constructor(message: string, reason?: ErrorReason) {
+    super(403, message, reason ? { reason } : {});
   }
 }
 export class NotFound extends HttpError {

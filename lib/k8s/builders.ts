@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
+import type { User } from '../auth/types.ts';
 import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1Namespace, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { BadRequest } from '../http/errors.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import { mergeTemplate, type Profile, type Profiles } from './admin.ts';
-import { annotations, labels, namespaceForUser, suffixFromBytes, userLabelValue } from './names.ts';
+import { annotations, labels, suffixFromBytes, userLabelValue } from './names.ts';
 import type { JobSpec } from './spec.ts';
 
 export interface JobSettings {
@@ -12,8 +13,10 @@ export interface JobSettings {
   helperImage: string;
 }
 
-export interface SubmitUser {
-  name: string;
+/** Whose objects these are: the exact Hub name (annotations) and the namespace resolved from it. */
+export type Owner = Pick<User, 'name' | 'namespace'>;
+
+export interface SubmitUser extends Owner {
   token?: string;
 }
 
@@ -27,14 +30,15 @@ export interface JobObjects {
 export const codeMountPath = '/code';
 export const codeArchiveKey = 'code.tgz';
 
-export function buildNamespace(username: string): V1Namespace {
+/** The user's namespace; its `username` annotation is the owner record kbatch checks before acting there. */
+export function buildNamespace(owner: Owner): V1Namespace {
   return {
     apiVersion: 'v1',
     kind: 'Namespace',
     metadata: {
-      name: namespaceForUser(username),
-      labels: { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(username) },
-      annotations: { [annotations.username]: username },
+      name: owner.namespace,
+      labels: ownerLabels(owner),
+      annotations: { [annotations.username]: owner.name },
     },
   };
 }
@@ -49,8 +53,8 @@ export function isAbandonedUpload(configMap: V1ConfigMap, now: Date): boolean {
   return Date.parse(expires) < now.getTime();
 }
 
-export function ownerLabels(username: string): Record<string, string> {
-  return { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(username) };
+export function ownerLabels(owner: Owner): Record<string, string> {
+  return { [labels.managedBy]: 'kbatch', [labels.username]: userLabelValue(owner.namespace) };
 }
 
 export function resolveProfile(spec: JobSpec, profiles: Profiles): Profile | undefined {
@@ -116,8 +120,8 @@ export function buildJobObjects(
   const profile = resolveProfile(spec, options.profiles);
   const image = spec.image ?? profile?.image;
   if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
-  const namespace = namespaceForUser(user.name);
-  const common = { ...(spec.labels ?? {}), ...ownerLabels(user.name) };
+  const { namespace } = user;
+  const common = { ...(spec.labels ?? {}), ...ownerLabels(user) };
   const userAnnotations: Record<string, string> = { [annotations.username]: user.name, [annotations.submittedAt]: (options.now ?? new Date()).toISOString() };
   if (spec.profile) userAnnotations[annotations.profile] = spec.profile;
 
@@ -288,39 +292,39 @@ export function buildCronJobObjects(
 }
 
 /**
- * Uploaded code in a ConfigMap (or one chunk of it, `key: 'part'`). With an owner (code sent with a
- * submit, or a chunk of its writer Job) the garbage collector removes it with the owner; without one
- * (POST /uploads) it is labelled unclaimed and carries its expiry, so the sweep lists only these.
+ * Uploaded code in a ConfigMap (or one chunk of it, `key: 'part'`). With an owner reference (code
+ * sent with a submit, or a chunk of its writer Job) the garbage collector removes it with its owner;
+ * without one (POST /uploads) it is labelled unclaimed and carries its expiry, so the sweep lists only these.
  */
 export function buildCodeConfigMap(
-  username: string,
+  owner: Owner,
   name: string,
   archive: Buffer,
-  meta: { sha256: string; files: number; expiresAt?: Date; owner?: OwnerReference; key?: string },
+  meta: { sha256: string; files: number; expiresAt?: Date; ownerRef?: OwnerReference; key?: string },
 ): V1ConfigMap {
   const configMap: V1ConfigMap = {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {
       name,
-      namespace: namespaceForUser(username),
-      labels: { ...ownerLabels(username), [labels.upload]: meta.sha256.slice(0, 16) },
-      annotations: { [annotations.username]: username, 'kbatch.jupyter.org/files': String(meta.files) },
+      namespace: owner.namespace,
+      labels: { ...ownerLabels(owner), [labels.upload]: meta.sha256.slice(0, 16) },
+      annotations: { [annotations.username]: owner.name, 'kbatch.jupyter.org/files': String(meta.files) },
     },
     binaryData: { [meta.key ?? codeArchiveKey]: archive.toString('base64') },
     immutable: true,
   };
-  if (meta.owner) return ownedBy(configMap, meta.owner);
+  if (meta.ownerRef) return ownedBy(configMap, meta.ownerRef);
   configMap.metadata!.labels![labels.unclaimedUpload] = 'true';
   if (meta.expiresAt) configMap.metadata!.annotations![annotations.uploadExpires] = meta.expiresAt.toISOString();
   return configMap;
 }
 
-export function buildUploadsClaim(username: string, settings: { uploadPvcSize: string; uploadPvcStorageClass?: string; uploadPvcAccessMode: string }): V1PersistentVolumeClaim {
+export function buildUploadsClaim(owner: Owner, settings: { uploadPvcSize: string; uploadPvcStorageClass?: string; uploadPvcAccessMode: string }): V1PersistentVolumeClaim {
   return {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',
-    metadata: { name: 'kbatch-uploads', namespace: namespaceForUser(username), labels: ownerLabels(username) },
+    metadata: { name: 'kbatch-uploads', namespace: owner.namespace, labels: ownerLabels(owner) },
     spec: {
       accessModes: [settings.uploadPvcAccessMode],
       resources: { requests: { storage: settings.uploadPvcSize } },
@@ -334,17 +338,17 @@ export function buildUploadsClaim(username: string, settings: { uploadPvcSize: s
  * ConfigMaps (each under the 1 MiB limit), the helper concatenates and unpacks them, and the chunks
  * are owned by the helper Job so they disappear with it.
  */
-export function buildUploadWriterJob(username: string, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string; uploadTtlSeconds: number }, owner?: OwnerReference): V1Job {
+export function buildUploadWriterJob(owner: Owner, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string; uploadTtlSeconds: number }, ownerRef?: OwnerReference): V1Job {
   // Jobs copy their upload when they start, so a directory is needed only while its reference is
   // valid; each writer first sweeps the ones older than that (a day by default, plus slack).
   const sweepMinutes = Math.ceil(settings.uploadTtlSeconds / 60) + 60;
   const sweep = `find /uploads -mindepth 1 -maxdepth 1 -mmin +${sweepMinutes} -exec rm -rf {} + || true`;
-  const namespace = namespaceForUser(username);
+  const { namespace } = owner;
   const chunkMounts = chunkNames.map((chunk, i) => ({ name: `chunk-${i}`, mountPath: `/chunks/${String(i).padStart(5, '0')}`, readOnly: true }));
   const writer: V1Job = {
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { name, namespace, labels: { ...ownerLabels(username), [labels.component]: 'upload-writer' } },
+    metadata: { name, namespace, labels: { ...ownerLabels(owner), [labels.component]: 'upload-writer' } },
     spec: {
       backoffLimit: 2,
       // The writer is created before its chunks (so they can be owned by it from their create on);
@@ -354,7 +358,7 @@ export function buildUploadWriterJob(username: string, name: string, chunkNames:
       activeDeadlineSeconds: 600,
       ttlSecondsAfterFinished: 600,
       template: {
-        metadata: { labels: { ...ownerLabels(username), [labels.component]: 'upload-writer' } },
+        metadata: { labels: { ...ownerLabels(owner), [labels.component]: 'upload-writer' } },
         spec: {
           restartPolicy: 'Never',
           automountServiceAccountToken: false,
@@ -374,5 +378,5 @@ export function buildUploadWriterJob(username: string, name: string, chunkNames:
       },
     },
   };
-  return owner ? ownedBy(writer, owner) : writer;
+  return ownerRef ? ownedBy(writer, ownerRef) : writer;
 }

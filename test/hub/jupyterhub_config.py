@@ -44,7 +44,12 @@ c.JupyterHub.log_level = os.environ.get("KBATCH_HUB_LOG_LEVEL", "INFO")
 # --- users -------------------------------------------------------------------------------------------------
 c.JupyterHub.authenticator_class = "dummy"
 # alice and bob may use kbatch; carol is a valid user without the kbatch scope.
-c.Authenticator.allowed_users = {"alice", "bob", "carol"}
+# The identity suite (test/integration/identity.test.ts) adds names the namespace mapping must keep apart or
+# turn into valid labels: a crafted name that collided with first.last under the old 28-bit hash, unicode and
+# symbol-only names, and erin, whose namespace that suite pre-creates for someone else. JupyterHub 6.1 accepts
+# any lower-cased name without "/", outer spaces, or only dots ("..." is refused at startup).
+identity_users = {"first.last", "-__first.@.~last_~._", "田中太郎", "😀", "-", ".-.", "erin"}
+c.Authenticator.allowed_users = {"alice", "bob", "carol"} | identity_users
 
 
 class NoSpawner(Spawner):
@@ -89,6 +94,6 @@ c.JupyterHub.load_roles = [
     {
         "name": "kbatch-users",
         "scopes": ["access:services!service=kbatch"],
-        "users": ["alice", "bob"],
+        "users": ["alice", "bob", *sorted(identity_users)],
     },
 ]

@@ -11,7 +11,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { submitCronJob, submitJob, storeUpload } from '../../lib/api/operations.ts';
 import { createDeps } from '../../lib/app.ts';
-import type { HubUser } from '../../lib/auth/hub.ts';
+import { resolveUser } from '../../lib/auth/user.ts';
+import type { User } from '../../lib/auth/types.ts';
 import { KubernetesBackend } from '../../lib/backend/kubernetes.ts';
 import { loadSettings } from '../../lib/config.ts';
 import { idempotencyKeyHeader } from '../../lib/contract.ts';
@@ -111,7 +112,7 @@ const settings = loadSettings({ ...serverSettings, KUBECONFIG: stack.cluster.kba
 const backend = new KubernetesBackend({ ...settings });
 const probe = instrument(backend);
 const deps = await createDeps(settings, { backend });
-const userNamed = (name: string): HubUser => ({ name, groups: [], admin: false, scopes: [], token: `${name}-hub-token` });
+const userNamed = (name: string): User => resolveUser({ name, groups: [], admin: false, scopes: [], token: `${name}-hub-token` });
 const injected = () => Object.assign(new Error('connect ECONNREFUSED (injected)'), { code: 'ECONNREFUSED' });
 
 type Fault = { kind: 'down'; at: number } | { kind: 'lost'; at: number } | { kind: 'refuse'; method: string } | undefined;
@@ -186,7 +187,7 @@ async function assertOwnedBy(read: Promise<{ metadata?: k8s.V1ObjectMeta }>, own
 
 interface Scenario {
   name: string;
-  user: HubUser;
+  user: User;
   submit: (key: string) => Promise<k8s.V1Job | k8s.V1CronJob>;
   /** The submit is complete: released, its Secret and code in place and owned. */
   verify: (created: k8s.V1Job | k8s.V1CronJob) => Promise<void>;
@@ -196,8 +197,8 @@ const smallCode = upload({ 'main.py': 'print("hi")' });
 const bigCode = upload({ 'main.py': 'print(1)', 'weights.bin': randomBytes(900 * 1024) });
 const jobSpec = (name: string) => parseJobSpec({ name, image: 'python:3.12', command: ['python', 'main.py'] });
 
-function jobScenario(name: string, user: HubUser, code: typeof smallCode): Scenario {
-  const namespace = `kbatch-${user.name}`;
+function jobScenario(name: string, user: User, code: typeof smallCode): Scenario {
+  const { namespace } = user;
   return {
     name,
     user,
@@ -226,7 +227,7 @@ const scenarios: Scenario[] = [
     user: userNamed('dora'),
     submit: (key) => submitCronJob(deps, userNamed('dora'), jobSpec('cron'), '@daily', { upload: smallCode, idempotencyKey: key }),
     async verify(created) {
-      const namespace = 'kbatch-dora';
+      const { namespace } = userNamed('dora');
       const cronJob = await admin.batch.readNamespacedCronJob({ name: created.metadata!.name!, namespace });
       await assertOwnedBy(admin.core.readNamespacedSecret({ name: cronJob.metadata!.name!, namespace }), cronJob, 'the Secret');
       const archive = cronJob.spec!.jobTemplate.spec!.template.spec!.volumes!.find((v) => v.name === 'code-archive')!.configMap!.name!;
@@ -244,7 +245,7 @@ for (const scenario of scenarios) {
     await scenario.verify(await scenario.submit(`${scenario.name}-clean-2`));
     const steps = probe.calls.length;
     assert.ok(steps >= 3, `${steps} calls`);
-    const namespace = `kbatch-${scenario.user.name}`;
+    const { namespace } = scenario.user;
     for (const kind of ['down', 'lost'] as const) {
       for (let at = 0; at < steps; at++) {
         const key = `${scenario.name}-${kind}-${at}`;
@@ -271,7 +272,7 @@ interrupted.run();
 const failed = suite('a submit that fails after storing');
 failed('removes exactly what it created: Job, writer Job, chunk ConfigMaps and the PVC it made', async () => {
   const user = userNamed('fay');
-  const namespace = 'kbatch-fay';
+  const { namespace } = user;
   probe.reset({ kind: 'refuse', method: 'createNamespacedSecret' });
   await submitJob(deps, user, jobSpec('late'), { upload: bigCode }).then(
     () => assert.unreachable('submitted'),
@@ -285,7 +286,7 @@ failed('removes exactly what it created: Job, writer Job, chunk ConfigMaps and t
 });
 failed('keeps a PVC that existed before the request', async () => {
   const user = userNamed('gus');
-  const namespace = 'kbatch-gus';
+  const { namespace } = user;
   await submitJob(deps, user, jobSpec('first'), { upload: bigCode });
   probe.reset({ kind: 'refuse', method: 'createNamespacedSecret' });
   await submitJob(deps, user, jobSpec('second'), { upload: bigCode }).catch(() => undefined);

@@ -36,6 +36,11 @@ export interface Cluster {
 export interface StartClusterOptions {
   /** where etcd, kube-* and kwok live; default: KBATCH_IT_BIN or the cache path build.sh uses */
   binDir?: string;
+  /**
+   * Writes the API server's audit log (metadata of every request, one JSON line each) to
+   * `dir/audit.log`, so a bench can count the calls one identity makes per operation.
+   */
+  auditLog?: boolean;
 }
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -127,6 +132,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       // As kwokctl does: no request queueing when a test bursts.
       '--enable-priority-and-fairness=false',
       '--profiling=false',
+      ...(opts.auditLog ? auditArgs(dir) : []),
     ]);
     await waitFor('kube-apiserver /readyz', deadline, processes, async () =>
       (await probe(`${server}/readyz`, { ca: pki.caCertPem })) === 200,
@@ -532,6 +538,12 @@ class FakeLogs {
 
 // ---------------------------------------------------------------------------------------------------
 // Small helpers
+
+function auditArgs(dir: string): string[] {
+  const policy = path.join(dir, 'audit-policy.yaml');
+  fs.writeFileSync(policy, 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n');
+  return [`--audit-policy-file=${policy}`, `--audit-log-path=${path.join(dir, 'audit.log')}`, '--audit-log-mode=blocking', '--audit-log-format=json'];
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -2,11 +2,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { V1Job } from '@kubernetes/client-node';
 import { mergeTemplate, parseJobTemplate, parseProfiles } from '../../lib/k8s/admin.ts';
+import { resolveUser } from '../../lib/auth/user.ts';
 import { buildJobObjects, buildNamespace, codeVolumesFor } from '../../lib/k8s/builders.ts';
 import { parseJobSpec } from '../../lib/k8s/spec.ts';
 
 const settings = { jobTtlSeconds: 3600, jobExtraEnv: { DASK_GATEWAY: 'http://gw' }, helperImage: 'busybox:1.37' };
-const user = { name: 'Alice.Smith@x.org', token: 'secret-token' };
+const user = resolveUser({ name: 'Alice.Smith@x.org', groups: [], admin: false, scopes: [], token: 'secret-token' });
 const { profiles } = parseProfiles(`
 gpu:
   image: pytorch:latest
@@ -22,11 +23,11 @@ function build(input: Record<string, unknown>, extra: Partial<Parameters<typeof 
 const job = suite('buildJobObjects');
 job('puts the job in the user namespace with user label and annotation', () => {
   const { job, namespace } = build({ image: 'python:3.12', command: ['python', 'main.py'] });
-  assert.is(namespace, 'kbatch-alice-smith-x-org--017c535');
+  assert.is(namespace, 'kbatch-alice-smith-x-org--af6fgwgmvk4cy76oyv4apfdv5w');
   assert.is(job.metadata!.namespace, namespace);
   assert.is(job.metadata!.name, 'train-abcde');
   assert.is(job.metadata!.annotations!['kbatch.jupyter.org/username'], 'Alice.Smith@x.org');
-  assert.is(job.spec!.template.metadata!.labels!['kbatch.jupyter.org/username'], 'alice-smith-x-org--017c535');
+  assert.is(job.spec!.template.metadata!.labels!['kbatch.jupyter.org/username'], 'alice-smith-x-org--af6fgwgmvk4cy76oyv4apfdv5w');
   assert.is(job.spec!.ttlSecondsAfterFinished, 3600);
   assert.is(job.spec!.backoffLimit, 0);
 });
@@ -90,7 +91,7 @@ spec:
       tolerations: [{key: hub.jupyter.org/dedicated, operator: Equal, value: user, effect: NoSchedule}]
 `);
   const { job } = build({ image: 'x' }, { template });
-  assert.is(job.metadata!.namespace, 'kbatch-alice-smith-x-org--017c535');
+  assert.is(job.metadata!.namespace, 'kbatch-alice-smith-x-org--af6fgwgmvk4cy76oyv4apfdv5w');
   assert.is(job.metadata!.labels!['app.kubernetes.io/part-of'], 'hub');
   assert.is(job.spec!.backoffLimit, 1);
   assert.is(job.spec!.template.spec!.tolerations![0]!.key, 'hub.jupyter.org/dedicated');
@@ -106,9 +107,10 @@ admin('mergeTemplate follows upstream rules', () => {
   assert.equal(mergeTemplate({ a: [1], b: { c: 1, d: 2 }, e: 1 }, { a: [2], b: { c: 3 }, e: 2 }), { a: [1, 2], b: { c: 3, d: 2 }, e: 2 });
 });
 admin('namespace carries the user', () => {
-  const ns = buildNamespace('bob');
+  const ns = buildNamespace({ name: 'bob', namespace: 'kbatch-bob' });
   assert.is(ns.metadata!.name, 'kbatch-bob');
   assert.is(ns.metadata!.annotations!['kbatch.jupyter.org/username'], 'bob');
+  assert.is(ns.metadata!.labels!['kbatch.jupyter.org/username'], 'bob');
 });
 admin.run();
 
@@ -141,7 +143,7 @@ abandoned.run();
 const writer = suite('buildUploadWriterJob');
 writer('unpacks the chunks atomically and sweeps directories older than the upload TTL', async () => {
   const { buildUploadWriterJob } = await import('../../lib/k8s/builders.ts');
-  const job = buildUploadWriterJob('alice', 'kbatch-upload-x', ['c0', 'c1'], 'abc', { helperImage: 'busybox', uploadTtlSeconds: 86400 });
+  const job = buildUploadWriterJob({ name: 'alice', namespace: 'kbatch-alice' }, 'kbatch-upload-x', ['c0', 'c1'], 'abc', { helperImage: 'busybox', uploadTtlSeconds: 86400 });
   const script = job.spec!.template.spec!.containers[0]!.command!.join(' ');
   assert.match(script, /find \/uploads -mindepth 1 -maxdepth 1 -mmin \+1500 -exec rm -rf/);
   assert.match(script, /cat \/chunks\/\*\/part \| tar -xzf - -C "\/uploads\/abc.partial"; mv "\/uploads\/abc.partial" "\/uploads\/abc"/);
@@ -150,6 +152,7 @@ writer('unpacks the chunks atomically and sweeps directories older than the uplo
 writer.run();
 
 const owned = suite('objects owned from their create on');
+const aliceOwner = { name: 'alice', namespace: 'kbatch-alice' };
 const jobOwner = { apiVersion: 'batch/v1', kind: 'Job', name: 'train-abcde', uid: 'uid-1' };
 owned('ownedBy puts the owner reference into the object itself, leaving the original untouched', async () => {
   const { ownedBy } = await import('../../lib/k8s/builders.ts');
@@ -161,7 +164,7 @@ owned('ownedBy puts the owner reference into the object itself, leaving the orig
 });
 owned('code sent with a submit is owned by its Job and never looks unclaimed to the sweep', async () => {
   const { buildCodeConfigMap, isAbandonedUpload } = await import('../../lib/k8s/builders.ts');
-  const configMap = buildCodeConfigMap('alice', 'kbatch-code-train-abcde', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, owner: jobOwner });
+  const configMap = buildCodeConfigMap(aliceOwner, 'kbatch-code-train-abcde', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, ownerRef: jobOwner });
   assert.equal(configMap.metadata!.ownerReferences, [jobOwner]);
   assert.is(configMap.metadata!.labels!['kbatch.jupyter.org/unclaimed-upload'], undefined);
   assert.is(configMap.metadata!.annotations!['kbatch.jupyter.org/upload-expires'], undefined);
@@ -170,20 +173,20 @@ owned('code sent with a submit is owned by its Job and never looks unclaimed to 
 owned('a standalone upload is labelled unclaimed and carries its expiry; a chunk keeps its part key', async () => {
   const { buildCodeConfigMap, isAbandonedUpload } = await import('../../lib/k8s/builders.ts');
   const expiresAt = new Date('2026-01-01T00:00:00Z');
-  const configMap = buildCodeConfigMap('alice', 'kbatch-code-x', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, expiresAt });
+  const configMap = buildCodeConfigMap(aliceOwner, 'kbatch-code-x', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, expiresAt });
   assert.is(configMap.metadata!.labels!['kbatch.jupyter.org/unclaimed-upload'], 'true');
   assert.is(configMap.metadata!.ownerReferences, undefined);
   assert.ok(isAbandonedUpload(configMap, new Date('2026-01-02T00:00:00Z')));
-  const chunk = buildCodeConfigMap('alice', 'kbatch-code-x-0000', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, owner: jobOwner, key: 'part' });
+  const chunk = buildCodeConfigMap(aliceOwner, 'kbatch-code-x-0000', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, ownerRef: jobOwner, key: 'part' });
   assert.equal(Object.keys(chunk.binaryData!), ['part']);
 });
 owned('a writer Job is owned by the submitted Job and bounded by a deadline, so an interrupted one is collected', async () => {
   const { buildUploadWriterJob } = await import('../../lib/k8s/builders.ts');
-  const writer = buildUploadWriterJob('alice', 'kbatch-upload-train-abcde', ['c0'], 'train-abcde', { helperImage: 'busybox', uploadTtlSeconds: 86400 }, jobOwner);
+  const writer = buildUploadWriterJob(aliceOwner, 'kbatch-upload-train-abcde', ['c0'], 'train-abcde', { helperImage: 'busybox', uploadTtlSeconds: 86400 }, jobOwner);
   assert.equal(writer.metadata!.ownerReferences, [jobOwner]);
   assert.is(writer.spec!.activeDeadlineSeconds, 600);
   assert.ok(writer.spec!.ttlSecondsAfterFinished! > 0);
-  assert.is(buildUploadWriterJob('alice', 'w', ['c0'], 'p', { helperImage: 'busybox', uploadTtlSeconds: 60 }).metadata!.ownerReferences, undefined);
+  assert.is(buildUploadWriterJob(aliceOwner, 'w', ['c0'], 'p', { helperImage: 'busybox', uploadTtlSeconds: 60 }).metadata!.ownerReferences, undefined);
 });
 owned.run();
 

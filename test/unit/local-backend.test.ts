@@ -32,18 +32,18 @@ local('runs the command in /code-equivalent dir with the uploaded files and env'
   const backend = new LocalBackend(mkdtempSync(join(tmpdir(), 'kbatch-local-')));
   const upload = normalizeUpload([{ path: 'main.py', type: 'file', mode: 0o644, data: Buffer.from('import os\nprint("sum", 1+1, os.environ["GREETING"])\n') }], limits);
   const code = await backend.storeCode('alice', upload, new Date(Date.now() + 60_000));
-  const objects = buildJobObjects(parseJobSpec({ name: 'py', image: 'python', command: ['python3', 'main.py'], env: { GREETING: 'hello' } }), { name: 'alice' }, 'py-aaaaa', { settings, profiles: {}, code });
+  const objects = buildJobObjects(parseJobSpec({ name: 'py', image: 'python', command: ['python3', 'main.py'], env: { GREETING: 'hello' } }), { name: 'alice', namespace: 'kbatch-alice' }, 'py-aaaaa', { settings, profiles: {}, code });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, code);
   const job = await waitForEnd(backend, objects.namespace, 'py-aaaaa');
   assert.is(jobState(job), 'succeeded');
-  const [pod] = await backend.listPods(objects.namespace, 'batch.kubernetes.io/job-name=py-aaaaa');
+  const [pod] = await backend.listPods(objects.namespace, { jobName: 'py-aaaaa' });
   assert.ok(pod);
   assert.is(await text(await backend.podLogs(objects.namespace, pod!.metadata!.name!, { follow: false }, new AbortController().signal)), 'sum 2 hello\n');
 });
 local('indexed arrays get JOB_COMPLETION_INDEX; failures respect backoffLimit', async () => {
   const backend = new LocalBackend(mkdtempSync(join(tmpdir(), 'kbatch-local-')));
-  const objects = buildJobObjects(parseJobSpec({ name: 'arr', image: 'x', command: ['sh', '-c', 'echo index=$JOB_COMPLETION_INDEX; exit $((JOB_COMPLETION_INDEX == 2))'], completions: 3, parallelism: 3, backoffLimit: 1 }), { name: 'bob' }, 'arr-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'arr', image: 'x', command: ['sh', '-c', 'echo index=$JOB_COMPLETION_INDEX; exit $((JOB_COMPLETION_INDEX == 2))'], completions: 3, parallelism: 3, backoffLimit: 1 }), { name: 'bob', namespace: 'kbatch-bob' }, 'arr-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   const job = await waitForEnd(backend, objects.namespace, 'arr-aaaaa');
@@ -53,7 +53,7 @@ local('indexed arrays get JOB_COMPLETION_INDEX; failures respect backoffLimit', 
 });
 local('follow streams lines as they come and ends with the process', async () => {
   const backend = new LocalBackend(mkdtempSync(join(tmpdir(), 'kbatch-local-')));
-  const objects = buildJobObjects(parseJobSpec({ name: 'slow', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo line $i; sleep 0.3; done'] }), { name: 'bob' }, 'slow-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'slow', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo line $i; sleep 0.3; done'] }), { name: 'bob', namespace: 'kbatch-bob' }, 'slow-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   await new Promise((r) => setTimeout(r, 100));
@@ -65,7 +65,7 @@ local('follow streams lines as they come and ends with the process', async () =>
 });
 local('delete kills the process and removes the job', async () => {
   const backend = new LocalBackend(mkdtempSync(join(tmpdir(), 'kbatch-local-')));
-  const objects = buildJobObjects(parseJobSpec({ name: 'sleep', image: 'x', command: ['sleep', '30'] }), { name: 'bob' }, 'sleep-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'sleep', image: 'x', command: ['sleep', '30'] }), { name: 'bob', namespace: 'kbatch-bob' }, 'sleep-aaaaa', { settings, profiles: {} });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   await new Promise((r) => setTimeout(r, 200));

@@ -25,7 +25,7 @@ function fakeDeps(job: V1Job, pods: V1Pod[], logs: Record<string, string | Error
 
 const pod = (name: string): V1Pod => ({ metadata: { name, labels: { 'batch.kubernetes.io/job-name': 'j' } }, status: { phase: 'Succeeded' } });
 const finished = (completions: number): V1Job => ({ metadata: { name: 'j' }, spec: { completions, template: {} }, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
-const alice = { name: 'alice', groups: [], admin: false, scopes: [], token: '' };
+const alice = { name: 'alice', namespace: 'kbatch-alice', groups: [], admin: false, scopes: [], token: '' };
 
 async function read(stream: Readable): Promise<string> {
   let text = '';
