@@ -104,25 +104,29 @@ async function submit<O extends { namespace: string }, T extends V1Job | V1CronJ
     // A backend that cannot store code with the create (local) stores it first and we remove it on failure.
     const stored = await backend.storeCode(user, upload, new Date(Date.now() + settings.uploadTtlSeconds * 1000));
     objects = steps.build(name, stored, idempotency);
+    let result: { created: T; first: boolean };
     try {
-      return await createOrFindExisting(steps, objects, stored, {}, idempotency);
+      result = await createOrFindExisting(steps, objects, stored, {}, idempotency);
     } catch (error) {
       await backend.deleteCode(stored).catch(() => undefined);
       throw error;
     }
+    // A retry answered with the first attempt's job: the code this retry stored serves nothing.
+    if (result.first) await backend.deleteCode(stored).catch(() => undefined);
+    return result.created;
   }
-  return createOrFindExisting(steps, objects, placed ?? code, { upload: placed ? upload : undefined }, idempotency);
+  return (await createOrFindExisting(steps, objects, placed ?? code, { upload: placed ? upload : undefined }, idempotency)).created;
 }
 
 /** A backend that answers a keyed retry with a Conflict (local) still gets the first attempt's job back. */
-async function createOrFindExisting<O extends { namespace: string }, T extends V1Job | V1CronJob>(steps: SubmitSteps<O, T>, objects: O, code: StoredCode | undefined, createOptions: CreateOptions, idempotency: Idempotency | undefined): Promise<T> {
+async function createOrFindExisting<O extends { namespace: string }, T extends V1Job | V1CronJob>(steps: SubmitSteps<O, T>, objects: O, code: StoredCode | undefined, createOptions: CreateOptions, idempotency: Idempotency | undefined): Promise<{ created: T; first: boolean }> {
   try {
-    return await steps.create(objects, code, createOptions);
+    return { created: await steps.create(objects, code, createOptions), first: false };
   } catch (error) {
     if (!idempotency || !(error instanceof HttpError) || error.status !== 409) throw error;
     const existing = await steps.existing(objects).catch(() => undefined);
     const metadata = existing?.metadata;
-    if (existing && metadata?.labels?.[labels.idempotencyKey] === idempotency.label && metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256) return existing;
+    if (existing && metadata?.labels?.[labels.idempotencyKey] === idempotency.label && metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256) return { created: existing, first: true };
     throw error;
   }
 }
