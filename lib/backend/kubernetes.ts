@@ -361,6 +361,7 @@ export class KubernetesBackend implements Backend {
   ): Promise<T> {
     const undo = new Undo();
     let created: T;
+    let completing = false;
     try {
       created = await owner.create(owner.body);
       undo.push(owner.remove);
@@ -374,6 +375,7 @@ export class KubernetesBackend implements Backend {
         throw new Conflict(`Idempotency-Key: already used for a different request (${owner.kind.toLowerCase()} ${name}); use a new key for a new submit`);
       }
       if (owner.isComplete(created)) return created;
+      completing = true;
     }
     try {
       const reference = ownerReferenceTo(created, owner.kind);
@@ -388,7 +390,9 @@ export class KubernetesBackend implements Backend {
       ]);
       return await owner.finish(created);
     } catch (error) {
-      await undo.run();
+      // Completing an earlier attempt's owner, which may still be running: what this call made is
+      // owned by that owner (never debris), and removing it could pull it from under the other attempt.
+      if (!completing) await undo.run();
       throw error;
     }
   }

@@ -266,6 +266,18 @@ for (const scenario of scenarios) {
     }
   });
 }
+interrupted('concurrent retries of one keyed submit all get the same, complete job', async () => {
+  probe.reset();
+  const user = userNamed('ivy');
+  const scenario = jobScenario('burst', user, smallCode);
+  await scenario.submit('warm-up');
+  const results = await Promise.all(Array.from({ length: 6 }, () => scenario.submit('burst-1')));
+  assert.equal(new Set(results.map((job) => job.metadata!.uid)).size, 1);
+  await scenario.verify(results[0]!);
+  const jobs = (await admin.batch.listNamespacedJob({ namespace: user.namespace })).items;
+  assert.is(jobs.filter((job) => job.metadata!.name === results[0]!.metadata!.name).length, 1);
+  assert.is((await everythingOwned(user.namespace)), true);
+});
 interrupted.run();
 
 // ---------------------------------------------------------------------------------------------
