@@ -1,30 +1,8 @@
 import type { Readable } from 'node:stream';
-import crossFetch from 'cross-fetch';
-import { apiErrorFor, CliError, unreachable, UnreachableError, type RequestSubject } from './errors.ts';
+import { apiErrorFor, CliError, readErrorAnswer, unreachable, UnreachableError, type RequestSubject } from './errors.ts';
+import { fetchTransport, type FetchLike, type HttpResponse } from './http.ts';
 
-/**
- * The slice of fetch the CLI uses. cross-fetch's types claim the DOM API, but on Node it is
- * node-fetch 2, whose bodies are Node streams (both are async-iterable) and which accepts a
- * Readable as a request body: that is how uploads stream and report progress.
- */
-export interface HttpResponse {
-  status: number;
-  ok: boolean;
-  headers: { get(name: string): string | null };
-  text(): Promise<string>;
-  body: AsyncIterable<Uint8Array> | null;
-}
-
-export interface HttpRequest {
-  method: string;
-  headers: Record<string, string>;
-  body?: string | Buffer | Readable;
-  signal?: AbortSignal;
-}
-
-export type FetchLike = (url: string, init: HttpRequest) => Promise<HttpResponse>;
-
-export const defaultFetch = crossFetch as unknown as FetchLike;
+export type { FetchLike, HttpResponse } from './http.ts';
 
 export interface RequestOptions extends RequestSubject {
   query?: Record<string, string | number | boolean | undefined>;
@@ -38,25 +16,15 @@ export interface RequestOptions extends RequestSubject {
 /** Plain API calls answer in well under a second; a minute means the server or a proxy is stuck. */
 export const defaultTimeoutMs = 60_000;
 
-/** `{"detail": ...}` from our server and upstream's; the raw text (shortened) from anything else. */
-export function errorDetail(text: string): string {
-  try {
-    const parsed = JSON.parse(text) as { detail?: unknown };
-    if (typeof parsed.detail === 'string') return parsed.detail;
-    if (parsed.detail !== undefined) return JSON.stringify(parsed.detail);
-  } catch {
-    /* not JSON: an HTML error page from a proxy, say */
-  }
-  const plain = text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
-  return plain.length > 300 ? `${plain.slice(0, 300)}…` : plain;
-}
-
-/** Talks to one kbatch server; every path is relative to its URL, which ends with a slash. */
+/**
+ * The transport: talks to one kbatch server, turning every failure into a CliError. Paths are
+ * relative to its URL (which ends with a slash) and come from cli/api.ts, never from a command.
+ */
 export class ApiClient {
   constructor(
     readonly baseUrl: string,
     private readonly token: string | undefined,
-    private readonly fetchImpl: FetchLike = defaultFetch,
+    private readonly fetchImpl: FetchLike = fetchTransport,
   ) {}
 
   url(path: string, query: RequestOptions['query'] = {}): string {
@@ -83,7 +51,7 @@ export class ApiClient {
     }
     if (!response.ok) {
       const text = await response.text().catch(() => '');
-      throw apiErrorFor(response.status, errorDetail(text), this.baseUrl, options);
+      throw apiErrorFor(response.status, readErrorAnswer(text), this.baseUrl, options);
     }
     return response;
   }
@@ -102,7 +70,7 @@ export class ApiClient {
       return JSON.parse(text) as T;
     } catch {
       // Typically the Hub's login page: the URL points at the Hub, not at the kbatch service.
-      throw new CliError(`${this.url(path)} did not answer with JSON: ${errorDetail(text).slice(0, 120)}`, 1, 'check the kbatch URL, e.g. https://hub.example.org/services/kbatch/');
+      throw new CliError(`${this.url(path)} did not answer with JSON: ${readErrorAnswer(text).detail.slice(0, 120)}`, 1, 'check the kbatch URL, e.g. https://hub.example.org/services/kbatch/');
     }
   }
 

@@ -1,5 +1,6 @@
 import { parseArgs, type OptionSpec, type ParsedArgs } from './args.ts';
-import { ApiClient, type FetchLike } from './client.ts';
+import { KbatchApi } from './api.ts';
+import type { FetchLike } from './client.ts';
 import { configPath, readConfigFile, resolveConnection, type Connection, type Env } from './config.ts';
 import { UsageError } from './errors.ts';
 
@@ -23,7 +24,8 @@ export interface CommandContext {
   err(text: string): void;
   /** URL and token from flags, environment and config file; a usage error when there is no URL. */
   connection(): Connection;
-  client(): ApiClient;
+  /** The typed API of the configured server: every call a command makes goes through it. */
+  api(): KbatchApi;
 }
 
 export interface Command {
@@ -112,6 +114,11 @@ export function groupHelp(path: string[], group: Group): string {
   );
 }
 
+/** The stderr notice for each reconnect of a follow or a wait; the command goes on by itself. */
+export function reconnectNotice(ctx: CommandContext, what: string): (attempt: number, reason: string) => void {
+  return (attempt, reason) => ctx.err(`kbatch: ${what} interrupted (${reason}); resuming (attempt ${attempt})\n`);
+}
+
 const globalValueFlags = new Set(['--url', '--kbatch-url', '--token']);
 
 function findChild(group: Group, name: string): Command | Group | undefined {
@@ -132,9 +139,9 @@ function makeContext(args: ParsedArgs, io: CliIo): CommandContext {
       if (!connection) throw new UsageError('no kbatch URL configured', 'run kbatch configure --url URL, set $KBATCH_URL, or pass --url');
       return connection;
     },
-    client() {
+    api() {
       const { url, token } = ctx.connection();
-      return new ApiClient(url, token, io.fetch);
+      return KbatchApi.at(url, token, io.fetch);
     },
   };
   return ctx;

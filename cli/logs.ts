@@ -1,30 +1,21 @@
-import type { ApiClient } from './client.ts';
+import { streamAbortMarker } from '../lib/contract.ts';
 import { networkErrorCode } from '../lib/net.ts';
-import { ApiError, CliError, UnreachableError } from './errors.ts';
+import type { KbatchApi, LogQuery } from './api.ts';
+import { CliError } from './errors.ts';
+import { failureText, isTransient, Reconnects, type ReconnectOptions } from './retry.ts';
 
-export interface LogRequest {
+export interface LogRequest extends LogQuery {
   follow: boolean;
-  pod?: string;
-  /** RFC 3339; only lines after it. */
-  since?: string;
   /** Show each line's timestamp (the server's RFC 3339 time). */
   timestamps: boolean;
-  tail?: number;
 }
 
-export interface FollowDeps {
+export interface FollowDeps extends ReconnectOptions {
   /** Whether the job is over, asked when a stream ends cleanly (a proxy may close an idle one early). */
   jobFinished: () => Promise<boolean>;
-  sleep?: (ms: number) => Promise<void>;
-  /** Consecutive failed reconnects before giving up. */
-  maxReconnects?: number;
-  /** Told about each reconnect, e.g. to print a notice on stderr. */
-  onReconnect?: (attempt: number, reason: string) => void;
 }
 
 const timestampedLine = /^(\[[^\]\s]+\] )?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))(?: |$)(.*)$/s;
-/** What the server writes into a stream that failed after its status line was sent (lib/http/router.ts). */
-const streamAbortedMarker = /^\[kbatch\] stream aborted/;
 
 /** RFC 3339 with up to nanoseconds, as an integer, because Kubernetes' fractions (trimmed zeros) do not sort as text. */
 export function timestampNanos(stamp: string): bigint | undefined {
@@ -93,10 +84,6 @@ export class LogCursor {
   }
 }
 
-function logPath(name: string): string {
-  return `api/v1/jobs/${encodeURIComponent(name)}/logs`;
-}
-
 /**
  * Splits a byte stream into lines. A last line without its newline is yielded only when the stream
  * ended cleanly: after a drop it may be cut short, and the resume fetches it again whole.
@@ -114,11 +101,8 @@ async function* lines(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
 }
 
 /** Plain logs: one request, printed as the server sends them. */
-export async function printLogs(client: ApiClient, name: string, request: LogRequest, write: (text: string) => void): Promise<void> {
-  const response = await client.request('GET', logPath(name), {
-    what: `job ${name}`,
-    query: { follow: request.follow, pod: request.pod, since: request.since, timestamps: request.timestamps, tail: request.tail },
-  });
+export async function printLogs(api: KbatchApi, name: string, request: LogRequest, write: (text: string) => void): Promise<void> {
+  const response = await api.jobLogs(name, request);
   if (!response.body) return;
   const decoder = new TextDecoder();
   // Enough of the end to spot the server's in-band failure marker.
@@ -134,22 +118,24 @@ export async function printLogs(client: ApiClient, name: string, request: LogReq
     throw new CliError(`the connection to kbatch broke while reading the logs of job ${name} (${networkErrorCode(error) ?? (error as Error).message})`);
   }
   emit(decoder.decode());
-  const aborted = /\[kbatch\] stream aborted: ([^\n]*)\n?$/.exec(tail);
-  if (aborted) throw new CliError(`the server could not finish the logs of job ${name}: ${aborted[1]}`);
+  const reason = abortReason(tail);
+  if (reason !== undefined) throw new CliError(`the server could not finish the logs of job ${name}: ${reason}`);
 }
 
-const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** The reason after the server's abort marker when the text ends with that marker's line. */
+function abortReason(tail: string): string | undefined {
+  const lastLine = tail.replace(/\n$/, '').split('\n').pop() ?? '';
+  return lastLine.startsWith(streamAbortMarker) ? lastLine.slice(streamAbortMarker.length) : undefined;
+}
 
 /**
  * Follows logs until the job ends, surviving dropped connections: it always asks for timestamps
  * (stripping them unless the user wanted them) and on a drop resumes with `since` from the last
  * line received, so no line is lost or printed twice.
  */
-export async function followLogs(client: ApiClient, name: string, request: LogRequest, write: (text: string) => void, deps: FollowDeps): Promise<void> {
+export async function followLogs(api: KbatchApi, name: string, request: LogRequest, write: (text: string) => void, deps: FollowDeps): Promise<void> {
   const cursor = new LogCursor();
-  const sleep = deps.sleep ?? sleepFor;
-  const maxReconnects = deps.maxReconnects ?? 8;
-  let failures = 0;
+  const reconnects = new Reconnects(deps);
   // Only a stream that once worked is worth retrying; a wrong URL should fail at once.
   let connected = false;
   for (let attempt = 0; ; attempt++) {
@@ -158,15 +144,12 @@ export async function followLogs(client: ApiClient, name: string, request: LogRe
     const since = (resumed ? cursor.resumeSince() : undefined) ?? request.since;
     let dropped: string | undefined;
     try {
-      const response = await client.request('GET', logPath(name), {
-        what: `job ${name}`,
-        // A tail only makes sense before the first line; afterwards `since` says where to continue.
-        query: { follow: true, timestamps: true, pod: request.pod, since, tail: cursor.resumeSince() ? undefined : request.tail },
-      });
+      // A tail only makes sense before the first line; afterwards `since` says where to continue.
+      const response = await api.jobLogs(name, { follow: true, timestamps: true, pod: request.pod, since, tail: cursor.resumeSince() ? undefined : request.tail });
       connected = true;
       // Leaving the loop early (the abort marker) closes the generator and with it the connection.
       for await (const line of response.body ? lines(response.body) : []) {
-        if (streamAbortedMarker.test(line)) {
+        if (line.startsWith(streamAbortMarker)) {
           dropped = line;
           break;
         }
@@ -175,31 +158,20 @@ export async function followLogs(client: ApiClient, name: string, request: LogRe
           // Every real line carries a timestamp; an untimestamped empty one is the marker's padding.
           if (line) write(`${line}\n`);
         } else if (cursor.accept(parsed)) {
-          failures = 0;
+          reconnects.succeeded();
           write(`${parsed.prefix}${request.timestamps ? `${parsed.stamp} ` : ''}${parsed.text}\n`);
         }
       }
     } catch (error) {
-      const retriable =
-        connected &&
-        (error instanceof UnreachableError || networkErrorCode(error) !== undefined || isPrematureClose(error) || (error instanceof ApiError && error.status >= 502));
-      if (!retriable) throw error;
-      dropped = error instanceof CliError ? error.message : networkErrorCode(error) ?? (error as Error).message;
+      if (!connected || !isTransient(error)) throw error;
+      dropped = failureText(error);
     }
     if (!dropped) {
       // A clean end of a single pod's stream means the pod finished; for a job, make sure it is over.
       if (request.pod || (await deps.jobFinished())) return;
       dropped = 'the stream ended while the job is still running';
     }
-    failures++;
-    if (failures > maxReconnects) throw new CliError(`lost the log stream of job ${name} (${dropped}) and could not resume it`);
-    deps.onReconnect?.(failures, dropped);
-    await sleep(Math.min(5000, 250 * 2 ** (failures - 1)));
+    const reason = dropped;
+    await reconnects.failed(reason, () => new CliError(`lost the log stream of job ${name} (${reason}) and could not resume it`, 1, `the job keeps running; resume with kbatch job logs ${name} --follow`));
   }
-}
-
-function isPrematureClose(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  const message = (error as Error)?.message ?? '';
-  return code === 'ERR_STREAM_PREMATURE_CLOSE' || /premature close|terminated|aborted/i.test(message);
 }

@@ -2,7 +2,7 @@ import { HubAuth } from './auth/hub.ts';
 import type { Authenticator } from './auth/types.ts';
 import { LocalUserAuth } from './auth/local.ts';
 import type { Backend } from './backend/types.ts';
-import { LocalBackend } from './backend/local.ts';
+import { LocalBackend } from './backend/local/index.ts';
 import type { Settings } from './config.ts';
 import { createRouter, type RouteDefinition } from './http/router.ts';
 import { loadAdminConfig } from './k8s/admin.ts';

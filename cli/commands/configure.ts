@@ -1,13 +1,7 @@
-import { ApiClient } from '../client.ts';
+import { KbatchApi } from '../api.ts';
 import type { Command } from '../command.ts';
 import { configPath, normalizeUrl, writeConfigFile } from '../config.ts';
 import { UsageError } from '../errors.ts';
-
-interface WhoAmI {
-  name: string;
-  groups?: string[];
-  namespace?: string;
-}
 
 export const configureCommand: Command = {
   kind: 'command',
@@ -32,7 +26,7 @@ export const configureCommand: Command = {
     const url = normalizeUrl(raw);
     const savedToken = ctx.args.string('token') || undefined;
     const checkToken = savedToken ?? (ctx.io.env.JUPYTERHUB_API_TOKEN || undefined);
-    const me = await new ApiClient(url, checkToken, ctx.io.fetch).json<WhoAmI>('GET', 'authorized');
+    const me = await KbatchApi.at(url, checkToken, ctx.io.fetch).whoAmI();
     const path = configPath(ctx.io.env);
     writeConfigFile(path, { kbatch_url: url, token: savedToken ?? null });
     ctx.out(`Logged in to ${url} as ${me.name}${me.namespace ? ` (namespace ${me.namespace})` : ''}\n`);

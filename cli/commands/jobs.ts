@@ -1,9 +1,9 @@
 import type { JobDetail, JobSummary } from '../../lib/views.ts';
 import { parseDuration } from '../args.ts';
-import { outputOption, type Command } from '../command.ts';
+import { outputOption, reconnectNotice, type Command } from '../command.ts';
 import { UsageError } from '../errors.ts';
 import { fields, humanDuration, parseOutputFormat, relativeAge, serialize, shellWords, table } from '../format.ts';
-import { getJob, jobFinished, jobPath, listJobs, outcome, waitForJob } from '../jobs.ts';
+import { jobFinished, outcome, waitForJob } from '../wait.ts';
 import { followLogs, printLogs } from '../logs.ts';
 
 function stateLabel(job: JobSummary): string {
@@ -95,7 +95,7 @@ export const listCommand: Command = {
   async run(ctx) {
     const format = parseOutputFormat(ctx.args.string('output'), ['table', 'json', 'yaml', 'name'], 'table');
     const limit = ctx.args.integer('limit', 1, 500);
-    const page = await listJobs(ctx.client(), { limit, all: ctx.args.flag('all') });
+    const page = await ctx.api().listJobs({ limit, all: ctx.args.flag('all') });
     if (format === 'json' || format === 'yaml') ctx.out(serialize(page, format));
     else if (format === 'name') ctx.out(page.items.map((j) => `${j.name}\n`).join(''));
     else if (!page.items.length) ctx.err('No jobs.\n');
@@ -113,7 +113,7 @@ export const showCommand: Command = {
   options: [outputOption(['table', 'json', 'yaml'], 'table')],
   async run(ctx) {
     const format = parseOutputFormat(ctx.args.string('output'), ['table', 'json', 'yaml'], 'table');
-    const job = await getJob(ctx.client(), ctx.args.positionals[0]!);
+    const job = await ctx.api().getJob(ctx.args.positionals[0]!);
     ctx.out(format === 'table' ? jobDetailText(job) : serialize(job, format));
     return 0;
   },
@@ -129,7 +129,7 @@ export const deleteCommand: Command = {
   async run(ctx) {
     const format = parseOutputFormat(ctx.args.string('output'), ['name', 'json', 'yaml'], 'name');
     const name = ctx.args.positionals[0]!;
-    const result = await ctx.client().json<{ deleted?: string }>('DELETE', jobPath(name), { what: `job ${name}` });
+    const result = await ctx.api().deleteJob(name);
     ctx.out(format === 'name' ? `deleted job ${result.deleted ?? name}\n` : serialize(result, format));
     return 0;
   },
@@ -144,7 +144,7 @@ export const waitCommand: Command = {
   async run(ctx) {
     const raw = ctx.args.string('timeout');
     const timeoutSeconds = raw === undefined ? undefined : parseDuration(raw, '--timeout');
-    const job = await waitForJob(ctx.client(), ctx.args.positionals[0]!, { timeoutSeconds });
+    const job = await waitForJob(ctx.api(), ctx.args.positionals[0]!, { timeoutSeconds, onReconnect: reconnectNotice(ctx, 'wait') });
     ctx.out(`${outcome(job)}\n`);
     return job.state === 'succeeded' ? 0 : 1;
   },
@@ -173,15 +173,12 @@ export const logsCommand: Command = {
       timestamps: ctx.args.flag('timestamps'),
       tail: ctx.args.integer('tail', 0, 1_000_000),
     };
-    const client = ctx.client();
+    const api = ctx.api();
     if (!request.follow) {
-      await printLogs(client, name, request, ctx.out);
+      await printLogs(api, name, request, ctx.out);
       return 0;
     }
-    await followLogs(client, name, request, ctx.out, {
-      jobFinished: () => jobFinished(client, name),
-      onReconnect: (attempt, reason) => ctx.err(`kbatch: log stream interrupted (${reason}); resuming (attempt ${attempt})\n`),
-    });
+    await followLogs(api, name, request, ctx.out, { jobFinished: () => jobFinished(api, name), onReconnect: reconnectNotice(ctx, 'log stream') });
     return 0;
   },
 };

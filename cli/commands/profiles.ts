@@ -1,21 +1,13 @@
+import type { Profile } from '../api.ts';
 import { outputOption, type Command } from '../command.ts';
 import { parseOutputFormat, serialize, table } from '../format.ts';
 
-type Quantities = Record<string, string | number> | null | undefined;
-
-interface RawProfile {
-  description?: string;
-  display_name?: string;
-  image?: string;
-  resources?: { requests?: Quantities; limits?: Quantities } | null;
-}
-
-function quantities(values: Quantities): string {
+function quantities(values: Record<string, string | number> | null | undefined): string {
   const entries = Object.entries(values ?? {});
   return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(',') : '-';
 }
 
-export function profileTable(profiles: Record<string, RawProfile>): string {
+export function profileTable(profiles: Record<string, Profile>): string {
   return table(
     ['NAME', 'IMAGE', 'REQUESTS', 'LIMITS', 'DESCRIPTION'],
     Object.entries(profiles).map(([name, p]) => [
@@ -35,7 +27,7 @@ export const profilesCommand: Command = {
   options: [outputOption(['table', 'json', 'yaml'], 'table')],
   async run(ctx) {
     const format = parseOutputFormat(ctx.args.string('output'), ['table', 'json', 'yaml'], 'table');
-    const profiles = await ctx.client().json<Record<string, RawProfile>>('GET', 'profiles');
+    const profiles = await ctx.api().profiles();
     if (format !== 'table') ctx.out(serialize(profiles, format));
     else if (!Object.keys(profiles).length) ctx.err('The server defines no profiles.\n');
     else ctx.out(profileTable(profiles));

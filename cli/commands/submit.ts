@@ -1,11 +1,14 @@
+import { randomUUID } from 'node:crypto';
+import { networkErrorCode } from '../../lib/net.ts';
 import type { JobDetail } from '../../lib/views.ts';
-import type { ApiClient } from '../client.ts';
-import { outputOption, type Command, type CommandContext } from '../command.ts';
+import type { KbatchApi } from '../api.ts';
+import { outputOption, reconnectNotice, type Command, type CommandContext } from '../command.ts';
 import { humanBytes, parseOutputFormat, serialize } from '../format.ts';
-import { jobFinished, outcome, waitForJob } from '../jobs.ts';
+import { buildSubmitPlan, readJobFile, type SubmitPlan } from '../job-spec.ts';
 import { followLogs } from '../logs.ts';
-import { buildSubmitPlan, readJobFile } from '../spec.ts';
-import { buildCodeArchive, multipartBody, progressStream } from '../upload.ts';
+import { failureText, isTransient, Reconnects } from '../retry.ts';
+import { buildCodeArchive, multipartBody, progressStream, type MultipartBody } from '../upload.ts';
+import { jobFinished, outcome, waitForJob } from '../wait.ts';
 
 /** Redraws one stderr line at most every 100 ms; only ever used on a terminal. */
 function progressPrinter(ctx: CommandContext, total: number) {
@@ -28,23 +31,45 @@ function progressPrinter(ctx: CommandContext, total: number) {
   };
 }
 
-async function submitWithCode(ctx: CommandContext, client: ApiClient, spec: object, codePath: string): Promise<JobDetail> {
+/** Packs `--code` once; each attempt streams the same bytes again. */
+function prepareUpload(ctx: CommandContext, spec: object, codePath: string): MultipartBody {
   const code = buildCodeArchive(codePath);
   if (code.skipped.length) ctx.err(`kbatch: not uploading ${code.skipped.join(', ')}\n`);
   const body = multipartBody({ spec: JSON.stringify(spec) }, { field: 'archive', filename: 'code.tar.gz', contentType: 'application/gzip', data: code.archive });
-  const tty = ctx.io.stderr.isTTY;
-  if (tty) ctx.err(`kbatch: packed ${code.files} file${code.files === 1 ? '' : 's'} (${humanBytes(code.bytes)}, ${humanBytes(code.archive.length)} compressed)\n`);
-  const progress = tty ? progressPrinter(ctx, body.length) : undefined;
+  if (ctx.io.stderr.isTTY) ctx.err(`kbatch: packed ${code.files} file${code.files === 1 ? '' : 's'} (${humanBytes(code.bytes)}, ${humanBytes(code.archive.length)} compressed)\n`);
+  return body;
+}
+
+async function uploadAndSubmit(ctx: CommandContext, api: KbatchApi, body: MultipartBody, idempotencyKey: string): Promise<JobDetail> {
+  const progress = ctx.io.stderr.isTTY ? progressPrinter(ctx, body.length) : undefined;
   const stream = progressStream(body.parts, (sent) => progress?.update(sent));
   try {
-    return await client.json<JobDetail>('POST', 'api/v1/jobs', {
-      body: stream,
-      // An upload over a slow link may take long; progress shows it is moving.
-      timeoutMs: 0,
-      headers: { 'content-type': body.contentType, 'content-length': String(body.length) },
-    });
+    return await api.submitJobWithCode({ stream, contentType: body.contentType, length: body.length }, idempotencyKey);
   } finally {
     progress?.close();
+  }
+}
+
+/** Nothing was sent to a server that refused the connection or has no address: retrying cannot help. */
+const neverConnected = new Set(['ECONNREFUSED', 'ENOTFOUND']);
+
+/**
+ * Submits, retrying a few times when the answer was lost or the server was briefly unavailable.
+ * One idempotency key per invocation, sent with every attempt, lets the server answer a retry
+ * with the job the first attempt created instead of creating a second one.
+ */
+async function submit(ctx: CommandContext, api: KbatchApi, plan: SubmitPlan): Promise<JobDetail> {
+  const idempotencyKey = randomUUID();
+  const upload = plan.code ? prepareUpload(ctx, plan.spec, plan.code) : undefined;
+  const reconnects = new Reconnects({ maxReconnects: 3, onReconnect: reconnectNotice(ctx, 'submit') });
+  for (;;) {
+    try {
+      return upload ? await uploadAndSubmit(ctx, api, upload, idempotencyKey) : await api.submitJob(plan.spec, idempotencyKey);
+    } catch (error) {
+      const code = networkErrorCode(error);
+      if (!isTransient(error) || (code && neverConnected.has(code))) throw error;
+      await reconnects.failed(failureText(error), () => error as Error);
+    }
   }
 }
 
@@ -87,20 +112,16 @@ export const submitCommand: Command = {
     const format = parseOutputFormat(ctx.args.string('output'), ['name', 'json', 'yaml'], 'name');
     const fileName = ctx.args.string('file');
     const plan = buildSubmitPlan(ctx.args, fileName ? readJobFile(fileName) : {});
-    const client = ctx.client();
-    const job = plan.code
-      ? await submitWithCode(ctx, client, plan.spec, plan.code)
-      : await client.json<JobDetail>('POST', 'api/v1/jobs', { json: plan.spec });
+    const api = ctx.api();
+    const job = await submit(ctx, api, plan);
     ctx.out(format === 'name' ? `${job.name}\n` : serialize(job, format));
     const follow = ctx.args.flag('follow');
     if (!follow && !ctx.args.flag('wait')) return 0;
     if (follow) {
-      await followLogs(client, job.name, { follow: true, timestamps: false }, ctx.out, {
-        jobFinished: () => jobFinished(client, job.name),
-        onReconnect: (attempt, reason) => ctx.err(`kbatch: log stream interrupted (${reason}); resuming (attempt ${attempt})\n`),
-      });
+      await followLogs(api, job.name, { follow: true, timestamps: false }, ctx.out, { jobFinished: () => jobFinished(api, job.name), onReconnect: reconnectNotice(ctx, 'log stream') });
     }
-    const finished = await waitForJob(client, job.name);
+    // The submit got through, so a failure of the first poll is a blip worth riding out.
+    const finished = await waitForJob(api, job.name, { connected: true, onReconnect: reconnectNotice(ctx, 'wait') });
     ctx.err(`kbatch: ${outcome(finished)}\n`);
     return finished.state === 'succeeded' ? 0 : 1;
   },

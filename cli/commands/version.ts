@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
+// Imported, not read at run time, so the bundle (dist/kbatch.mjs) carries the version it was built from.
+import packageJson from '../../package.json' with { type: 'json' };
 import type { CliIo, Command } from '../command.ts';
 import { describeError } from '../errors.ts';
 
 export function clientVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-  return pkg.version ?? 'unknown';
+  return (packageJson as { version?: string }).version ?? 'unknown';
 }
 
 export const versionCommand: Command = {
@@ -16,10 +16,8 @@ export const versionCommand: Command = {
     ctx.out(`kbatch ${clientVersion()}\n`);
     // The server part is informational: no URL or no server still exits 0.
     try {
-      const client = ctx.client();
-      // The API document carries the server version and needs no token.
-      const document = await client.json<{ info?: { version?: string } }>('GET', 'openapi.json', { timeoutMs: 5000 });
-      ctx.out(`server ${document.info?.version ?? 'unknown'} at ${client.baseUrl}\n`);
+      const api = ctx.api();
+      ctx.out(`server ${(await api.serverVersion(5000)) ?? 'unknown'} at ${api.baseUrl}\n`);
     } catch (error) {
       ctx.out(`server: ${describeError(error).message}\n`);
     }

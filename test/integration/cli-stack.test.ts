@@ -1,17 +1,25 @@
 /**
- * The real `kbatch` binary through the whole stack: JupyterHub's proxy, the one-process server on
- * the Kubernetes backend as the kbatch identity, and the control plane with KWOK running the pods.
+ * The real `kbatch` binary (the compiled bundle) through the whole stack: JupyterHub's proxy, the
+ * one-process server on the Kubernetes backend as the kbatch identity, and the control plane with
+ * KWOK running the pods.
  */
-import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startStack } from '../stack/stack.ts';
+import { bundleCli } from '../../scripts/bundle.ts';
+import { startServer, type KbatchServer } from '../stack/server.ts';
+import { serverSettings, startStack } from '../stack/stack.ts';
 import { adminClients, runProgram, type CliRun } from './helpers.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/kbatch.mjs');
+// The binary runs the bundle: build it from the sources under test.
+await bundleCli();
 const stack = await startStack();
+/** The server started again by the restart test; the stack only knows the first one. */
+let restarted: KbatchServer | undefined;
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const home = mkdtempSync(join(tmpdir(), 'kbatch-cli-stack-'));
 
@@ -80,6 +88,29 @@ cli('bob cannot see alice\'s job; carol is told about the missing scope', async 
   expectExit(asCarol, 1);
   assert.match(asCarol.stderr, /access:services!service=kbatch/);
 });
+cli('an upload over the server\'s limit is refused at once: exit 1 with the upload hint, no lingering connection', async () => {
+  const dir = mkdtempSync(join(home, 'big-'));
+  // 12 MiB that gzip cannot shrink, over the stack's 8 MiB upload limit.
+  writeFileSync(join(dir, 'blob.bin'), randomBytes(12 * 1024 * 1024));
+  const run = await kbatch(['job', 'submit', '--name', 'big', '--image', 'busybox', '--command', '["true"]', '--code', dir]);
+  expectExit(run, 1);
+  assert.match(run.stderr, /^kbatch: upload too large \(HTTP 413\)/m);
+  assert.match(run.stderr, /^hint: leave large data out of --code/m);
+  assert.ok(run.seconds < 20, `took ${run.seconds} s`);
+});
+cli('job wait rides out a restart of the kbatch server and reports the outcome', async () => {
+  const job = expectExit(await kbatch(['job', 'submit', '--name', 'restart', '--image', 'busybox', '--command', '["true"]']), 0).trim();
+  const waiting = kbatch(['job', 'wait', job]);
+  await new Promise((r) => setTimeout(r, 1000));
+  await stack.server.stop();
+  // Down for longer than the wait's 2 s poll interval, so at least one poll meets the outage.
+  await new Promise((r) => setTimeout(r, 2500));
+  restarted = await startServer({ ...serverSettings, KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl }, { port: stack.server.port });
+  const run = await waiting;
+  expectExit(run, 0);
+  assert.match(run.stdout, new RegExp(`^job ${job} succeeded`));
+  assert.match(run.stderr, /^kbatch: wait interrupted \(.+\); resuming \(attempt 1\)$/m);
+});
 cli('delete removes the job; show then fails with not found', async () => {
   expectExit(await kbatch(['job', 'delete', name]), 0);
   const deadline = Date.now() + 30_000;
@@ -97,6 +128,8 @@ cli.run();
 
 const teardown = suite('teardown');
 teardown('stops the stack', async () => {
+  await restarted?.stop();
   await stack.stop();
+  rmSync(home, { recursive: true, force: true });
 });
 teardown.run();

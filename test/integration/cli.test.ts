@@ -1,14 +1,15 @@
 /**
- * The real `kbatch` binary (bin/kbatch.mjs, run by node as a user would) against the one-process
- * server with the local backend: jobs run as local processes with their code unpacked as the
- * working directory, the same layout /code has in a pod.
+ * The real `kbatch` binary (bin/kbatch.mjs running the compiled bundle dist/kbatch.mjs, as a user
+ * would) against the one-process server with the local backend: jobs run as local processes with
+ * their code unpacked as the working directory, the same layout /code has in a pod.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { bundleCli } from '../../scripts/bundle.ts';
 import { freePort, startServer, type KbatchServer } from '../stack/server.ts';
 import { runProgram, type CliRun } from './helpers.ts';
 
@@ -60,6 +61,8 @@ let submitted = '';
 const cli = suite('the kbatch CLI against a real server');
 cli.before(async () => {
   try {
+    // The binary runs the bundle: build it from the sources under test.
+    await bundleCli();
     server = await startServer({ KBATCH_BACKEND: 'local', KBATCH_AUTH: 'none', KBATCH_LOCAL_DIR: mkdtempSync(join(tmpdir(), 'kbatch-cli-local-')) });
   } catch (error) {
     startError = error;
@@ -177,7 +180,7 @@ cli('job delete removes the job; show afterwards exits 1 with "not found"', asyn
   assert.is(run.stdout, `deleted job ${submitted}\n`);
   const show = await kbatch(['job', 'show', submitted]);
   expectExit(show, 1);
-  assert.match(show.stderr, new RegExp(`^kbatch: job ${submitted} not found`));
+  assert.match(show.stderr, new RegExp(`^kbatch: job ${submitted} not found`), show.stderr);
   assert.not.match(show.stderr, /\n\s+at /);
 });
 
@@ -209,7 +212,7 @@ cli('an unreachable URL says so, in one line, exit 1', async () => {
   const url = `http://127.0.0.1:${await freePort()}/services/kbatch/`;
   const run = await kbatch(['job', 'list'], { KBATCH_URL: url });
   expectExit(run, 1);
-  assert.match(run.stderr, new RegExp(`^kbatch: cannot reach kbatch at ${url.replace(/[.]/g, '\\.')} \\(ECONNREFUSED\\)`));
+  assert.match(run.stderr, new RegExp(`^kbatch: cannot reach kbatch at ${url.replace(/[.]/g, '\\.')} \\(ECONNREFUSED\\)`), run.stderr);
 });
 
 cli('KBATCH_URL overrides the config file, --url overrides both', async () => {
@@ -218,6 +221,15 @@ cli('KBATCH_URL overrides the config file, --url overrides both', async () => {
   expectExit(viaEnv, 1);
   const viaFlag = await kbatch(['job', 'list', '--url', server!.url], { KBATCH_URL: dead });
   expectExit(viaFlag, 0);
+});
+
+cli('without its bundle the binary says how to build it, instead of compiling TypeScript', async () => {
+  const checkout = mkdtempSync(join(tmpdir(), 'kbatch-cli-unbuilt-'));
+  mkdirSync(join(checkout, 'bin'));
+  copyFileSync(bin, join(checkout, 'bin', 'kbatch.mjs'));
+  const run = await runProgram([process.execPath, join(checkout, 'bin', 'kbatch.mjs'), 'job', 'list'], { cwd: checkout, env: { PATH: process.env.PATH } });
+  expectExit(run, 1);
+  assert.match(run.stderr, /^kbatch: the CLI is not built \(.*dist\/kbatch\.mjs is missing\)\nhint: run npm run build in /);
 });
 
 cli.run();

@@ -184,6 +184,12 @@ ClusterSuite('the kbatch identity has no rights beyond knative/rbac.yaml', async
     ctx.kbatch.makeApiClient(k8s.RbacAuthorizationV1Api).createClusterRole({ body: { metadata: { name: 'escalate' } } }),
   );
   await forbidden(() => ctx.kbatch.makeApiClient(k8s.CoreV1Api).deleteNamespace({ name: ctx.namespace }));
+  // Secrets are written (a job's env), never read: not in a user namespace, not anywhere else.
+  const core = ctx.kbatch.makeApiClient(k8s.CoreV1Api);
+  await forbidden(() => core.readNamespacedSecret({ name: 'any', namespace: 'kube-system' }));
+  await forbidden(() => core.listNamespacedSecret({ namespace: ctx.namespace }));
+  await forbidden(() => core.listSecretForAllNamespaces());
+  await forbidden(() => core.listNamespace());
 });
 
 ClusterSuite('stop() leaves no process and no directory behind', async (ctx) => {

@@ -25,11 +25,13 @@ export async function startGateway(functions: Record<'kbatch-submit' | 'kbatch-u
   const dir = mkdtempSync(join(tmpdir(), 'kbatch-gateway-'));
   const upstreams = Object.entries(functions).map(([name, p]) => `        ${name} 127.0.0.1:${p};`).join('\n');
   config = config
+    // The pid file and temp paths, under the pod's /tmp emptyDir when deployed, go to this run's dir.
+    .replaceAll(' /tmp/', ` ${dir}/`)
     .replace(/^\s*resolver .*$/m, '')
     .replace('listen 8080;', `listen 127.0.0.1:${port};`)
     .replace('proxy_pass http://$kbatch_function.kbatch.svc.cluster.local$request_uri;', 'proxy_pass http://$kbatch_local_target$request_uri;')
-    .replace('http {', `http {\n      map $kbatch_function $kbatch_local_target {\n${upstreams}\n      }\n      access_log ${dir}/access.log;\n      error_log ${dir}/error.log;\n      client_body_temp_path ${dir}/body;\n      proxy_temp_path ${dir}/proxy;\n      fastcgi_temp_path ${dir}/fastcgi;\n      uwsgi_temp_path ${dir}/uwsgi;\n      scgi_temp_path ${dir}/scgi;`)
-    .replace('worker_processes 1;', `worker_processes 1;\n    pid ${dir}/nginx.pid;\n    error_log ${dir}/error.log;\n    daemon off;`);
+    .replace('http {', `http {\n      map $kbatch_function $kbatch_local_target {\n${upstreams}\n      }\n      access_log ${dir}/access.log;\n      error_log ${dir}/error.log;`)
+    .replace('worker_processes 1;', `worker_processes 1;\n    error_log ${dir}/error.log;\n    daemon off;`);
   writeFileSync(join(dir, 'nginx.conf'), config);
   const child = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   killOnExit(child);

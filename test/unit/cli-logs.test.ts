@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { KbatchApi } from '../../cli/api.ts';
 import { ApiClient } from '../../cli/client.ts';
 import { LogCursor, followLogs, parseLogLine, printLogs, timestampNanos } from '../../cli/logs.ts';
 
@@ -48,7 +49,7 @@ cursor.run();
 
 type Script = (req: IncomingMessage, res: ServerResponse, attempt: number, query: URLSearchParams) => void;
 
-async function fakeServer(script: Script): Promise<{ server: Server; client: ApiClient; requests: URLSearchParams[] }> {
+async function fakeServer(script: Script): Promise<{ server: Server; client: KbatchApi; requests: URLSearchParams[] }> {
   const requests: URLSearchParams[] = [];
   const server = createServer((req, res) => {
     const url = new URL(req.url!, 'http://x');
@@ -57,7 +58,7 @@ async function fakeServer(script: Script): Promise<{ server: Server; client: Api
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return { server, client: new ApiClient(`http://127.0.0.1:${port}/services/kbatch/`, 'tok'), requests };
+  return { server, client: new KbatchApi(new ApiClient(`http://127.0.0.1:${port}/services/kbatch/`, 'tok')), requests };
 }
 
 const t0 = Date.UTC(2024, 4, 1, 12);
