@@ -26,6 +26,7 @@ function isStatus(error: unknown, code: number): boolean {
 
 const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
 const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
 /** Lists answered as PartialObjectMetadataList: names, labels and annotations without the (code) data. */
 const metadataOnly = k8s.setHeaderOptions('Accept', 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1');
 
@@ -40,26 +41,33 @@ function isOwnedBy(object: { metadata?: { ownerReferences?: { uid: string }[] } 
  * earlier attempt of this request and is kept; owned only by an earlier owner of the same name
  * (deleted, its dependents not yet collected) it is stale and replaced; anything else is a Conflict.
  */
-async function createOwned<T extends { metadata?: k8s.V1ObjectMeta }>(body: T, owner: OwnerReference | undefined, undo: Undo, ops: { create: () => Promise<T>; read: () => Promise<T>; remove: () => Promise<unknown> }): Promise<T> {
+async function createOwned(body: { metadata?: k8s.V1ObjectMeta }, owner: OwnerReference | undefined, undo: Undo, ops: { create: () => Promise<unknown>; ownership: (owner: OwnerReference) => Promise<Ownership>; remove: () => Promise<unknown> }): Promise<void> {
   const create = async () => {
-    const created = await ops.create();
+    await ops.create();
     undo.push(ops.remove);
-    return created;
   };
   try {
     return await create();
   } catch (error) {
     if (!owner || !isStatus(error, 409)) throw error;
   }
-  const existing = await ops.read();
-  if (isOwnedBy(existing, owner)) return existing;
-  const owners = existing.metadata?.ownerReferences ?? [];
-  const stale = owners.length > 0 && owners.every((reference) => reference.kind === owner.kind && reference.name === owner.name && reference.uid !== owner.uid);
-  if (!stale) throw new Conflict(`${body.metadata?.name} exists and belongs to something else; submit again with another name`);
+  const ownership = await ops.ownership(owner);
+  if (ownership === 'ours') return;
+  if (ownership === 'foreign') throw new Conflict(`${body.metadata?.name} exists and belongs to something else; submit again with another name`);
   await ops.remove().catch((error) => {
     if (!isStatus(error, 404)) throw error;
   });
   return create();
+}
+
+type Ownership = 'ours' | 'stale' | 'foreign';
+
+/** Ours, or only an earlier owner's of the same kind and name (deleted, not yet collected), or foreign. */
+function ownershipOf(object: { metadata?: k8s.V1ObjectMeta }, owner: OwnerReference): Ownership {
+  if (isOwnedBy(object, owner)) return 'ours';
+  const owners = object.metadata?.ownerReferences ?? [];
+  const stale = owners.length > 0 && owners.every((reference) => reference.kind === owner.kind && reference.name === owner.name && reference.uid !== owner.uid);
+  return stale ? 'stale' : 'foreign';
 }
 
 /** Waits for every step (so the undo list is complete) and rethrows the first failure. */
@@ -217,12 +225,13 @@ export class KubernetesBackend implements Backend {
     }
     const writerName = `kbatch-upload-${code.path}`;
     const writerBody = buildUploadWriterJob(owner, writerName, code.configMaps, code.path, this.options, meta.ownerRef);
-    const writer = await createOwned(writerBody, meta.ownerRef, undo, {
-      create: () => this.batch.createNamespacedJob({ namespace, body: writerBody }),
-      read: () => this.batch.readNamespacedJob({ name: writerName, namespace }),
+    let writer: k8s.V1Job | undefined;
+    await createOwned(writerBody, meta.ownerRef, undo, {
+      create: async () => (writer = await this.batch.createNamespacedJob({ namespace, body: writerBody })),
+      ownership: async (owner) => ownershipOf((writer = await this.batch.readNamespacedJob({ name: writerName, namespace })), owner),
       remove: () => this.batch.deleteNamespacedJob({ name: writerName, namespace, propagationPolicy: 'Background' }),
     });
-    const writerRef = ownerReferenceTo(writer);
+    const writerRef = ownerReferenceTo(writer!);
     await settleAll(
       code.configMaps.map((name, i) => {
         const part = upload.archive.subarray(i * chunkBytes, (i + 1) * chunkBytes);
@@ -235,16 +244,31 @@ export class KubernetesBackend implements Backend {
     const { name, namespace } = body.metadata as { name: string; namespace: string };
     await createOwned(body, owner, undo, {
       create: () => this.core.createNamespacedConfigMap({ namespace, body }),
-      read: () => this.core.readNamespacedConfigMap({ name, namespace }),
+      ownership: async (owner) => ownershipOf(await this.core.readNamespacedConfigMap({ name, namespace }), owner),
       remove: () => this.core.deleteNamespacedConfigMap({ name, namespace }),
     });
   }
 
   private async createSecret(body: k8s.V1Secret, undo: Undo, owner: OwnerReference): Promise<void> {
     const { name, namespace } = body.metadata as { name: string; namespace: string };
+    // The service may not read Secrets (knative/rbac.yaml): a JSON patch made only of `test`
+    // operations asks who owns the existing one without reading it (a failed test is a 422).
+    const holds = (tests: { path: string; value: string }[]) =>
+      this.core.patchNamespacedSecret({ name, namespace, body: tests.map((test) => ({ op: 'test', ...test })) }, jsonPatch).then(
+        () => true,
+        (error) => {
+          if (isStatus(error, 422)) return false;
+          throw error;
+        },
+      );
     await createOwned(body, owner, undo, {
       create: () => this.core.createNamespacedSecret({ namespace, body }),
-      read: () => this.core.readNamespacedSecret({ name, namespace }),
+      async ownership(owner) {
+        if (await holds([{ path: '/metadata/ownerReferences/0/uid', value: owner.uid }])) return 'ours';
+        // Secrets of kbatch have exactly one owner, the Job (or CronJob) they are named after.
+        const earlier = await holds([{ path: '/metadata/ownerReferences/0/kind', value: owner.kind }, { path: '/metadata/ownerReferences/0/name', value: owner.name }]);
+        return earlier ? 'stale' : 'foreign';
+      },
       remove: () => this.core.deleteNamespacedSecret({ name, namespace }),
     });
   }
