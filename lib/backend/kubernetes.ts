@@ -183,7 +183,7 @@ export class KubernetesBackend implements Backend {
   /** A standalone upload (POST /uploads): nothing owns it until a submit claims it. */
   async storeCode(owner: Owner, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
     const code = this.codeLocation(owner, upload, randomSuffix(10));
-    this.sweepAbandonedUploadsSoon(code.kind === 'local' ? '' : code.namespace);
+    this.sweepAbandonedUploadsSoon(owner.namespace);
     const undo = new Undo();
     try {
       await this.writeCode(owner, code, upload, { expiresAt }, undo);
