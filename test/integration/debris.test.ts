@@ -6,6 +6,9 @@
  * talks to the same control plane, between every API call a submit makes.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,6 +21,7 @@ import { loadSettings } from '../../lib/config.ts';
 import { idempotencyKeyHeader } from '../../lib/contract.ts';
 import { parseJobSpec } from '../../lib/k8s/spec.ts';
 import { normalizeUpload, type ArchiveEntry } from '../../lib/uploads/archive.ts';
+import { startServer } from '../stack/server.ts';
 import { serverSettings, startStack } from '../stack/stack.ts';
 import { adminClients, client, codeForm, eventually } from './helpers.ts';
 
@@ -340,6 +344,86 @@ cost('a submit makes no read-back, no namespace re-check and no sweep; the sweep
   assert.ok(retry.length <= 3, `${retry}`);
 });
 cost.run();
+
+// ---------------------------------------------------------------------------------------------
+/**
+ * A TCP forwarder between a second server and the API server, which the test can cut (every open
+ * connection reset, new ones refused) and restore: the API server going away mid-burst, as seen from
+ * the service, while the Hub and the control plane keep running.
+ */
+async function apiServerLink(target: URL) {
+  const sockets = new Set<import('node:net').Socket>();
+  let down = false;
+  const server = net.createServer((socket) => {
+    if (down) return socket.destroy();
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const end of [socket, upstream]) {
+      sockets.add(end);
+      end.on('error', () => undefined);
+      end.on('close', () => sockets.delete(end));
+    }
+    socket.pipe(upstream).pipe(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `https://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`,
+    cut() {
+      down = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore() {
+      down = false;
+    },
+    close: () => new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+const outage = suite('the API server goes away during a burst of submits');
+outage('only owned objects remain, and retrying every submit with its key gives each its one complete job', async () => {
+  const link = await apiServerLink(new URL(stack.cluster.server));
+  const kubeconfig = join(stack.cluster.dir, 'kbatch-via-link.kubeconfig');
+  const config = JSON.parse(readFileSync(stack.cluster.kbatchKubeconfig, 'utf8')) as { clusters: { cluster: { server: string } }[] };
+  config.clusters[0]!.cluster.server = link.url;
+  writeFileSync(kubeconfig, JSON.stringify(config), { mode: 0o600 });
+  const server = await startServer({ ...serverSettings, KUBECONFIG: kubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl });
+  try {
+    const bobDirect = client(server.url, stack.hub.tokens.bob);
+    const namespace = 'kbatch-bob';
+    const submitOne = (i: number) =>
+      bobDirect('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': `print(${i})` }, { name: `burst${i}`, image: 'python', command: ['python', 'main.py'] }), headers: { [idempotencyKeyHeader]: `outage-${i}` } });
+    // Warm: the namespace exists and the server knows it, so the burst is all job creation.
+    assert.is((await submitOne(0)).status, 201);
+    const jobsBefore = (await admin.batch.listNamespacedJob({ namespace })).items.length;
+    const burst = Array.from({ length: 12 }, (_, i) => submitOne(i + 1));
+    await eventually('the burst to reach the API server', async () => (await admin.batch.listNamespacedJob({ namespace })).items.length > jobsBefore, 10_000, 5);
+    link.cut();
+    const answers = await Promise.all(burst);
+    await new Promise((r) => setTimeout(r, 500));
+    link.restore();
+    const statuses = answers.map((answer) => answer.status);
+    console.log(`[outage] first answers: ${statuses.join(' ')}`);
+    assert.ok(statuses.some((status) => status >= 500), `some submits were cut off: ${statuses}`);
+    assert.ok(statuses.every((status) => status === 201 || status >= 500), `${statuses}`);
+    await eventually('every Secret and ConfigMap owned by a live owner', async () => (await everythingOwned(namespace)) === true, 30_000);
+    const retried = await Promise.all(Array.from({ length: 12 }, (_, i) => submitOne(i + 1)));
+    for (const [i, answer] of retried.entries()) {
+      assert.is(answer.status, 201, answer.text);
+      if (answers[i]!.status === 201) assert.is(answer.body.name, answers[i]!.body.name, 'the retry returns the job the first answer named');
+      const job = await admin.batch.readNamespacedJob({ name: answer.body.name, namespace });
+      assert.is(job.spec!.suspend, false, `${answer.body.name} released`);
+      await assertOwnedBy(admin.core.readNamespacedSecret({ name: answer.body.name, namespace }), job, 'its Secret');
+    }
+    const names = (await admin.batch.listNamespacedJob({ namespace })).items.map((job) => job.metadata!.name!).filter((name) => /^burst\d+-/.test(name));
+    assert.is(names.length, 13, `one job per submit, no duplicates: ${names}`);
+  } finally {
+    await server.stop();
+    await link.close();
+  }
+});
+outage.run();
 
 // ---------------------------------------------------------------------------------------------
 const teardown = suite('stack');
