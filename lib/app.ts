@@ -3,7 +3,7 @@ import type { Authenticator } from './auth/types.ts';
 import { LocalUserAuth } from './auth/local.ts';
 import type { Backend } from './backend/types.ts';
 import { LocalBackend } from './backend/local/index.ts';
-import type { Settings } from './config.ts';
+import { ConfigError, type Settings } from './config.ts';
 import { createRouter, type RouteDefinition } from './http/router.ts';
 import { loadAdminConfig } from './k8s/admin.ts';
 import type { Deps } from './api/deps.ts';
@@ -16,7 +16,12 @@ export async function createBackend(settings: Settings): Promise<Backend> {
   if (settings.backend === 'local') return new LocalBackend(settings.localDataDir);
   // Imported lazily: client-node costs ~0.4 s and ~130 MB, which the local backend never needs.
   const { KubernetesBackend } = await import('./backend/kubernetes.ts');
-  return new KubernetesBackend({ ...settings });
+  try {
+    return new KubernetesBackend({ ...settings });
+  } catch (error) {
+    // client-node throws on an unreadable or malformed kubeconfig: a configuration error, not a crash.
+    throw new ConfigError(`cannot load the Kubernetes configuration${settings.kubeconfig ? ` from ${settings.kubeconfig}` : ''}: ${(error as Error).message}`);
+  }
 }
 
 export async function createDeps(settings: Settings, overrides: { auth?: Authenticator; backend?: Backend } = {}): Promise<Deps> {

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { defaultMaxJobResources } from './jobs/policy.ts';
+import { isNegative, parseQuantity } from './k8s/quantity.ts';
 
 /** Every setting of the service, read once from the environment and validated at start. */
 export interface Settings {
@@ -36,17 +38,30 @@ export interface Settings {
   localDataDir: string;
   logPollSeconds: number;
   shutdownGraceSeconds: number;
+  // --- Job policy and namespace quotas (lib/jobs/policy.ts, README "Job limits"); read by jobPolicySettings below.
+  /** Per job pod: resource name to its maximum request or limit; the keys are the resources users may name. */
+  maxJobResources: Record<string, string>;
+  /** Taint keys users may tolerate in their own spec (profiles may set any). */
+  allowedTolerationKeys: string[];
+  /** Node label keys users may require in nodeAffinityRequired (profiles may set any). */
+  allowedNodeLabelKeys: string[];
+  /** `spec.hard` of a ResourceQuota created with each user namespace. */
+  namespaceQuota: Record<string, string> | undefined;
+  /** The Container item of a LimitRange created with each user namespace. */
+  namespaceLimitRange: Partial<Record<'default' | 'defaultRequest' | 'max' | 'min', Record<string, string>>> | undefined;
 }
 
 export class ConfigError extends Error {}
 
 type Env = Record<string, string | undefined>;
 
-function integer(env: Env, name: string, fallback: number, min = 0): number {
+function integer(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  const value = /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got "${raw}"`);
+  }
   return value;
 }
 
@@ -73,36 +88,121 @@ function stringMap(env: Env, name: string): Record<string, string> {
   return parsed as Record<string, string>;
 }
 
+function jsonObject(env: Env, name: string, example: string): Record<string, unknown> | undefined {
+  const raw = env[name];
+  if (!raw) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a JSON object, e.g. ${example}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${name} must be a JSON object, e.g. ${example}`);
+  return parsed as Record<string, unknown>;
+}
+
+function quantityMap(value: unknown, name: string): Record<string, string> {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${name} must map resource names to quantities`);
+  return Object.fromEntries(
+    Object.entries(value).map(([resource, quantity]) => {
+      const parsed = typeof quantity === 'string' || typeof quantity === 'number' ? parseQuantity(String(quantity)) : undefined;
+      if (!parsed || isNegative(parsed)) throw new ConfigError(`${name}: "${String(quantity)}" for ${resource} is not a quantity (e.g. 4, 500m, 16Gi)`);
+      return [resource, String(quantity)];
+    }),
+  );
+}
+
+function keyList(env: Env, name: string): string[] {
+  return (env[name] ?? '').split(',').map((key) => key.trim()).filter(Boolean);
+}
+
+/** The job policy and namespace quota settings, one block (see the README table). */
+function jobPolicySettings(env: Env) {
+  const maximums = jsonObject(env, 'KBATCH_MAX_JOB_RESOURCES', '{"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "2"}');
+  const quota = jsonObject(env, 'KBATCH_NAMESPACE_QUOTA', '{"requests.cpu": "32", "limits.memory": "128Gi", "count/jobs.batch": "200"}');
+  const limitRange = jsonObject(env, 'KBATCH_NAMESPACE_LIMIT_RANGE', '{"default": {"cpu": "1", "memory": "1Gi"}, "defaultRequest": {"cpu": "100m", "memory": "256Mi"}}');
+  const limitRangeKeys = ['default', 'defaultRequest', 'max', 'min'] as const;
+  for (const key of Object.keys(limitRange ?? {})) {
+    if (!(limitRangeKeys as readonly string[]).includes(key)) throw new ConfigError(`KBATCH_NAMESPACE_LIMIT_RANGE: unknown key "${key}" (allowed: ${limitRangeKeys.join(', ')})`);
+  }
+  return {
+    maxJobResources: maximums ? quantityMap(maximums, 'KBATCH_MAX_JOB_RESOURCES') : { ...defaultMaxJobResources },
+    allowedTolerationKeys: keyList(env, 'KBATCH_ALLOWED_TOLERATION_KEYS'),
+    allowedNodeLabelKeys: keyList(env, 'KBATCH_ALLOWED_NODE_LABEL_KEYS'),
+    // Quota names (requests.cpu, pods, count/jobs.batch) all take quantities.
+    namespaceQuota: quota && quantityMap(quota, 'KBATCH_NAMESPACE_QUOTA'),
+    namespaceLimitRange: limitRange && Object.fromEntries(Object.entries(limitRange).map(([key, value]) => [key, quantityMap(value, `KBATCH_NAMESPACE_LIMIT_RANGE.${key}`)])),
+  };
+}
+
 function normalizePrefix(raw: string): string {
   let prefix = raw.startsWith('/') ? raw : `/${raw}`;
   if (!prefix.endsWith('/')) prefix += '/';
   return prefix;
 }
 
-function chooseBackend(env: Env): 'kubernetes' | 'local' {
+function isFile(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
+}
+
+/** The kubeconfig named by KUBECONFIG (a list, as kubectl takes it: the first file that exists); naming none that exists is an error. */
+function explicitKubeconfig(env: Env): string | undefined {
+  const raw = env.KUBECONFIG;
+  if (raw === undefined || raw === '') return undefined;
+  const paths = raw.split(':').filter(Boolean);
+  const found = paths.find((path) => isFile(path));
+  if (!found) throw new ConfigError(`KUBECONFIG names ${paths.length > 1 ? 'no file that exists' : 'a file that does not exist'}: ${raw}`);
+  return found;
+}
+
+function chooseBackend(env: Env): { backend: 'kubernetes' | 'local'; kubeconfig: string | undefined } {
   const explicit = env.KBATCH_BACKEND;
-  if (explicit === 'kubernetes' || explicit === 'local') return explicit;
-  if (explicit) throw new ConfigError(`KBATCH_BACKEND must be "kubernetes" or "local", got "${explicit}"`);
-  // Only an explicit KUBECONFIG counts: a stray ~/.kube/config must not turn `npm start` into cluster mode.
+  if (explicit && explicit !== 'kubernetes' && explicit !== 'local') throw new ConfigError(`KBATCH_BACKEND must be "kubernetes" or "local", got "${explicit}"`);
+  const kubeconfig = explicitKubeconfig(env);
   const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST);
-  return inCluster || (env.KUBECONFIG !== undefined && existsSync(env.KUBECONFIG)) ? 'kubernetes' : 'local';
+  if (explicit === 'local') return { backend: 'local', kubeconfig };
+  if (explicit === 'kubernetes') {
+    if (kubeconfig || inCluster) return { backend: 'kubernetes', kubeconfig };
+    // Asked for explicitly, the usual ~/.kube/config counts too (as for kubectl).
+    const home = join(env.HOME ?? homedir(), '.kube', 'config');
+    if (isFile(home)) return { backend: 'kubernetes', kubeconfig: home };
+    throw new ConfigError('KBATCH_BACKEND=kubernetes needs a cluster: set KUBECONFIG, run in a cluster, or provide ~/.kube/config');
+  }
+  // Chosen implicitly, only an explicit KUBECONFIG counts: a stray ~/.kube/config must not turn `npm start` into cluster mode.
+  return { backend: inCluster || kubeconfig ? 'kubernetes' : 'local', kubeconfig };
+}
+
+/**
+ * The upload signing key: whoever knows it can forge upload references for any user, so the
+ * placeholder shipped in knative/config.yaml and other obvious stand-ins are refused, as are short keys.
+ */
+function uploadSecret(env: Env): string | undefined {
+  const secret = env.KBATCH_UPLOAD_SECRET;
+  if (secret === undefined) return undefined;
+  const hint = 'generate one with: openssl rand -hex 32';
+  if (Buffer.byteLength(secret, 'utf8') < 32) throw new ConfigError(`KBATCH_UPLOAD_SECRET must be at least 32 bytes; ${hint}`);
+  const placeholder = /replace|change.?me|change.?it|placeholder|example|your.?(?:secret|key)|<|todo|xxxx/i;
+  const distinct = new Set(secret).size;
+  if (placeholder.test(secret) || distinct < 8) throw new ConfigError(`KBATCH_UPLOAD_SECRET looks like a placeholder, not a secret; ${hint}`);
+  return secret;
 }
 
 export function loadSettings(env: Env = process.env): Settings {
-  const secret = env.KBATCH_UPLOAD_SECRET;
-  if (secret !== undefined && secret.length < 32) throw new ConfigError('KBATCH_UPLOAD_SECRET must be at least 32 characters');
+  const secret = uploadSecret(env);
+  const { backend, kubeconfig } = chooseBackend(env);
   const ttlRaw = env.KBATCH_JOB_TTL_SECONDS_AFTER_FINISHED;
   const settings: Settings = {
-    port: integer(env, 'PORT', 8080),
+    port: integer(env, 'PORT', 8080, 0, 65535),
     host: env.KBATCH_HOST ?? (env.KUBERNETES_SERVICE_HOST ? '0.0.0.0' : '127.0.0.1'),
     auth: 'hub',
     localUser: env.KBATCH_LOCAL_USER || undefined,
     prefix: normalizePrefix(env.KBATCH_PREFIX ?? env.JUPYTERHUB_SERVICE_PREFIX ?? '/services/kbatch/'),
     hubApiUrl: (env.JUPYTERHUB_API_URL ?? 'http://127.0.0.1:8081/hub/api').replace(/\/+$/, ''),
     serviceName: env.JUPYTERHUB_SERVICE_NAME ?? 'kbatch',
-    authCacheSeconds: integer(env, 'KBATCH_AUTH_CACHE_SECONDS', 60),
-    backend: chooseBackend(env),
-    kubeconfig: env.KUBECONFIG,
+    // Short, because a token revoked at the Hub keeps working for this long.
+    authCacheSeconds: integer(env, 'KBATCH_AUTH_CACHE_SECONDS', 30),
+    backend,
+    kubeconfig,
     jobTtlSeconds: ttlRaw === 'none' || ttlRaw === 'null' ? null : integer(env, 'KBATCH_JOB_TTL_SECONDS_AFTER_FINISHED', 3600),
     jobExtraEnv: stringMap(env, 'KBATCH_JOB_EXTRA_ENV'),
     jobTemplateFile: env.KBATCH_JOB_TEMPLATE_FILE || undefined,
@@ -123,6 +223,7 @@ export function loadSettings(env: Env = process.env): Settings {
     localDataDir: env.KBATCH_LOCAL_DIR ?? join(homedir(), '.local', 'share', 'kbatch'),
     logPollSeconds: integer(env, 'KBATCH_LOG_POLL_SECONDS', 2, 1),
     shutdownGraceSeconds: integer(env, 'KBATCH_SHUTDOWN_GRACE_SECONDS', 25),
+    ...jobPolicySettings(env),
   };
   const auth = env.KBATCH_AUTH ?? (env.JUPYTERHUB_API_URL ? 'hub' : settings.backend === 'local' ? 'none' : 'hub');
   if (auth !== 'hub' && auth !== 'none') throw new ConfigError(`KBATCH_AUTH must be "hub" or "none", got "${auth}"`);

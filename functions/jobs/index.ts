@@ -1,15 +1,5 @@
-import * as functions from '@google-cloud/functions-framework';
-import { createDeps, createHandler } from '../../lib/app.ts';
-import { loadSettings } from '../../lib/config.ts';
-import { isMainModule, serveFunction } from '../../lib/http/entrypoint.ts';
+import { isMainModule, main } from '../../lib/http/main.ts';
 
+/** The kbatch-jobs Knative Service: its routes, registered as a functions-framework target. */
 export const target = 'kbatch-jobs';
-const settings = loadSettings();
-const deps = await createDeps(settings);
-export const handler = createHandler('jobs', deps);
-functions.http(target, handler);
-
-if (isMainModule(import.meta.url)) {
-  await serveFunction(target, handler, { port: settings.port, host: settings.host, shutdownGraceSeconds: settings.shutdownGraceSeconds });
-  console.error(`${target} listening on ${settings.host}:${settings.port} (${deps.backend.kind} backend)`);
-}
+export const handler = await main({ target, routes: 'jobs', serve: isMainModule(import.meta.url) });

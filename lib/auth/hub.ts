@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Forbidden, Unauthorized, Upstream } from '../http/errors.ts';
+import { BadGateway, Forbidden, Unauthorized, Unavailable } from '../http/errors.ts';
 import { isWellFormedName } from '../k8s/names.ts';
 import type { Authenticator, User } from './types.ts';
 import { resolveUser } from './user.ts';
@@ -148,7 +148,7 @@ export class HubAuth implements Authenticator {
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
       });
     } catch (error) {
-      throw new Upstream(`JupyterHub API unreachable at ${this.options.hubApiUrl}: ${(error as Error).message}`, 503);
+      throw new Unavailable(`JupyterHub API unreachable at ${this.options.hubApiUrl}: ${(error as Error).message}`);
     }
   }
 
@@ -156,11 +156,11 @@ export class HubAuth implements Authenticator {
     const response = await this.hubGet('/user', token);
     // The Hub answers 403 (not 401) for unknown, revoked or expired tokens.
     if (response.status === 401 || response.status === 403) return null;
-    if (!response.ok) throw new Upstream(`JupyterHub API answered ${response.status}`, 503);
+    if (!response.ok) throw new Unavailable(`JupyterHub API answered ${response.status}`);
     const model = (await response.json()) as HubModel;
-    if (typeof model?.name !== 'string') throw new Upstream('JupyterHub API returned no user name', 503);
+    if (typeof model?.name !== 'string') throw new Unavailable('JupyterHub API returned no user name');
     // Names become namespaces and owner records; one UTF-8 cannot represent is no Hub user's name.
-    if (!isWellFormedName(model.name)) throw new Upstream('JupyterHub API returned a user name that is not well-formed Unicode');
+    if (!isWellFormedName(model.name)) throw new BadGateway('JupyterHub API returned a user name that is not well-formed Unicode');
     return model;
   }
 

@@ -1,15 +1,15 @@
 import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
-import { BadRequest, Conflict, NotFound, Upstream } from '../http/errors.ts';
-import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownedBy, ownerReferenceTo, type CronJobObjects, type JobObjects, type Owner, type OwnerReference } from '../k8s/builders.ts';
+import { BadGateway, BadRequest, Conflict, NotFound, Unavailable } from '../http/errors.ts';
+import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownedBy, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type Owner, type OwnerReference } from '../k8s/builders.ts';
 import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import type { Backend, CreateOptions, ListOptions, LogOptions, PodFilter } from './types.ts';
 
-export interface KubernetesBackendOptions {
+export interface KubernetesBackendOptions extends NamespacePolicySettings {
   kubeconfig?: string;
   configMapMaxBytes: number;
   helperImage: string;
@@ -154,13 +154,18 @@ export class KubernetesBackend implements Backend {
     const existing = await this.readOwner(name);
     if (existing !== undefined) return existing;
     try {
-      return this.rememberOwner(await this.core.createNamespace({ body: namespace }));
+      const created = await this.core.createNamespace({ body: namespace });
+      // The admin's quota and default limits come with the namespace (builders.buildNamespacePolicy).
+      const { quota, limitRange } = buildNamespacePolicy(name, this.options);
+      if (quota) await this.core.createNamespacedResourceQuota({ namespace: name, body: quota });
+      if (limitRange) await this.core.createNamespacedLimitRange({ namespace: name, body: limitRange });
+      return this.rememberOwner(created);
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
     }
     // Created by a concurrent request in between: whose it is decides, so read it.
     const owner = await this.readOwner(name);
-    if (owner === undefined) throw new Upstream(`namespace ${name} was created and deleted concurrently; try again`, 503);
+    if (owner === undefined) throw new Unavailable(`namespace ${name} was created and deleted concurrently; try again`);
     return owner;
   }
 
@@ -463,7 +468,7 @@ export class KubernetesBackend implements Backend {
     const current = await this.getPod(namespace, pod);
     const container = options.container ?? current.spec?.containers[0]?.name ?? 'job';
     const cluster = this.kc.getCurrentCluster();
-    if (!cluster) throw new Upstream('No Kubernetes cluster configured');
+    if (!cluster) throw new BadGateway('No Kubernetes cluster configured');
     const url = new URL(`${cluster.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`);
     url.searchParams.set('container', container);
     if (options.follow) url.searchParams.set('follow', 'true');

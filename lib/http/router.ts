@@ -1,27 +1,14 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { BadRequest, HttpError, NotFound, PayloadTooLarge, toHttpError } from './errors.ts';
+import type { ServerResponse } from 'node:http';
+import { assertIdentityEncoding } from './body.ts';
+import { BadRequest, MethodNotAllowed, NotFound } from './errors.ts';
+import { requestScope } from './lifecycle.ts';
+import { sendError, sendReply } from './reply.ts';
+import type { Handler, IncomingRequest, RequestContext, RequestListener, RouteDefinition } from './types.ts';
 
-/** A request as functions-framework hands it over: Express may already have buffered the body. */
-export type IncomingRequest = IncomingMessage & { rawBody?: Buffer; body?: unknown };
-
-export interface RequestContext {
-  req: IncomingRequest;
-  res: ServerResponse;
-  params: Record<string, string>;
-  query: URLSearchParams;
-  /** Aborted when the client goes away, so long streams and Kubernetes watches stop with it. */
-  signal: AbortSignal;
-}
-
-export type Reply =
-  | { status?: number; json: unknown; headers?: Record<string, string> }
-  | { status?: number; text: string; contentType?: string }
-  | { status?: number; stream: Readable | AsyncIterable<Uint8Array | string>; contentType?: string }
-  | { status: number; empty: true };
-
-export type Handler = (ctx: RequestContext) => Promise<Reply>;
+// The modules a handler needs, from one import as before the split (types, body, reply).
+export type { Handler, IncomingRequest, Reply, RequestContext, RouteDefinition } from './types.ts';
+export { isMultipart, readBody, readJson } from './body.ts';
+export { errorBody, sendError, sendJson } from './reply.ts';
 
 interface Route {
   method: string;
@@ -29,15 +16,34 @@ interface Route {
   handler: Handler;
 }
 
-export interface RouteDefinition {
-  method: 'GET' | 'POST' | 'DELETE' | 'PUT' | 'PATCH';
-  /** `/jobs/:name`; a trailing slash is optional on both sides, as FastAPI clients expect. */
-  path: string;
-  handler: Handler;
-}
-
 function splitPath(path: string): string[] {
   return path.split('/').filter((segment) => segment !== '');
+}
+
+function decodeSegment(segment: string): string {
+  let value: string;
+  try {
+    value = decodeURIComponent(segment);
+  } catch {
+    throw new BadRequest(`The path segment "${segment.slice(0, 100)}" has invalid percent-encoding`);
+  }
+  // No Kubernetes name is "." or "..", and passed on into an API URL they would climb out of it
+  // (URL parsing resolves them: .../pods/.. reads the namespace itself).
+  if (value === '.' || value === '..') throw new BadRequest(`"${value}" is not a name`);
+  return value;
+}
+
+/**
+ * Every `:name` in kbatch's routes names a Kubernetes object (job, pod, cronjob): an RFC 1123
+ * subdomain. Checked here, before any handler, because the API server decodes the path it is sent:
+ * a "/" in a name (from %2F) would address another resource (".../jobs/" lists or deletes them all).
+ */
+const kubernetesName = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+
+function checkParam(key: string, value: string): void {
+  if (key === 'name' && !kubernetesName.test(value)) {
+    throw new BadRequest(`name: "${value.slice(0, 100)}" is not a valid name (lowercase letters, digits, "-" and ".", at most 253)`, 'name');
+  }
 }
 
 function match(route: Route, segments: string[]): Record<string, string> | undefined {
@@ -46,145 +52,78 @@ function match(route: Route, segments: string[]): Record<string, string> | undef
   for (let i = 0; i < segments.length; i++) {
     const pattern = route.segments[i]!;
     const actual = segments[i]!;
-    if (pattern.startsWith(':')) {
-      try {
-        params[pattern.slice(1)] = decodeURIComponent(actual);
-      } catch {
-        return undefined;
-      }
-    } else if (pattern !== actual) {
-      return undefined;
-    }
+    if (pattern.startsWith(':')) params[pattern.slice(1)] = actual;
+    else if (pattern !== actual) return undefined;
   }
+  // Only a path that matches in full is judged: its parameters decoded and checked.
+  for (const [key, raw] of Object.entries(params)) checkParam(key, (params[key] = decodeSegment(raw)));
   return params;
 }
 
-export function errorBody(error: HttpError): Record<string, unknown> {
-  // `detail` is what the upstream Python CLI prints; `status` and `field` help everyone else.
-  return { detail: error.message, status: error.status, ...error.details };
+/** Path and query of a request target (origin-form `/a?b`, or absolute-form `http://host/a?b`), without trusting it to be a URL. */
+function parseTarget(target: string): { path: string; query: URLSearchParams } {
+  let rest = target;
+  const absolute = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(rest);
+  if (absolute) rest = rest.slice(absolute[0].length);
+  const hash = rest.indexOf('#');
+  if (hash >= 0) rest = rest.slice(0, hash);
+  const question = rest.indexOf('?');
+  const path = question >= 0 ? rest.slice(0, question) : rest;
+  return { path, query: new URLSearchParams(question >= 0 ? rest.slice(question + 1) : '') };
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const payload = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload), ...headers });
-  res.end(payload);
-}
-
-export function sendError(res: ServerResponse, error: unknown): void {
-  const httpError = toHttpError(error);
-  if (httpError.status >= 500 && !(error instanceof HttpError)) console.error('kbatch: unexpected error:', error);
-  if (res.headersSent) {
-    // The 200 is gone: say why in-band, then cut the connection without the final chunk so
-    // any HTTP client sees an incomplete response rather than a clean end.
-    res.write(`\n[kbatch] stream aborted: ${httpError.message}\n`, () => res.destroy());
-    return;
-  }
-  sendJson(res, httpError.status, errorBody(httpError));
-}
-
-async function sendReply(ctx: RequestContext, reply: Reply): Promise<void> {
-  const { res } = ctx;
-  if ('json' in reply) return sendJson(res, reply.status ?? 200, reply.json, reply.headers);
-  if ('empty' in reply) {
-    res.writeHead(reply.status);
-    res.end();
-    return;
-  }
-  if ('text' in reply) {
-    res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8' });
-    res.end(reply.text);
-    return;
-  }
-  // Proxies in front of the Hub (nginx) buffer unless told otherwise; log followers need every line at once.
-  res.writeHead(reply.status ?? 200, {
-    'content-type': reply.contentType ?? 'text/plain; charset=utf-8',
-    'x-accel-buffering': 'no',
-    'cache-control': 'no-store',
-  });
-  res.flushHeaders();
-  const source = reply.stream instanceof Readable ? reply.stream : Readable.from(reply.stream);
-  try {
-    await pipeline(source, res, { signal: ctx.signal });
-  } catch (error) {
-    if (!ctx.signal.aborted) sendError(res, error);
-  }
+function hasBody(req: IncomingRequest): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /**
- * Routes requests inside one functions-framework target. Paths are matched after the Hub's
- * service prefix when present, so the same handler serves `/services/kbatch/jobs/` through the
- * Hub and `/jobs/` when called directly (Knative, tests).
+ * Routes requests inside one target. Paths are matched after the Hub's service prefix when
+ * present, so the same handler serves `/services/kbatch/jobs/` through the Hub and `/jobs/` when
+ * called directly (Knative, tests). Every outcome, thrown or rejected, is answered here.
  */
-export function createRouter(prefix: string, routes: RouteDefinition[]) {
+export function createRouter(prefix: string, routes: RouteDefinition[]): RequestListener {
   const table: Route[] = routes.map((r) => ({ method: r.method, segments: splitPath(r.path), handler: r.handler }));
   const prefixSegments = splitPath(prefix);
 
-  return async function handle(req: IncomingRequest, res: ServerResponse): Promise<void> {
+  async function route(req: IncomingRequest, res: ServerResponse, signal: AbortSignal): Promise<void> {
+    const { path, query } = parseTarget(req.originalUrl ?? req.url ?? '/');
+    let segments = splitPath(path);
+    if (prefixSegments.length && prefixSegments.every((s, i) => segments[i] === s)) segments = segments.slice(prefixSegments.length);
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    let allowed = false;
+    for (const candidate of table) {
+      const params = match(candidate, segments);
+      if (!params) continue;
+      if (candidate.method !== method) {
+        allowed = true;
+        continue;
+      }
+      // Refused from the headers alone, before any handler could be tempted to inflate a body.
+      if (hasBody(req)) assertIdentityEncoding(req);
+      const ctx: RequestContext = { req, res, params, query, signal };
+      await sendReply(ctx, await candidate.handler(ctx));
+      return;
+    }
+    const shown = path.slice(0, 200);
+    if (allowed) throw new MethodNotAllowed(`Method ${req.method} not allowed on ${shown}`);
+    throw new NotFound(`No route for ${req.method} ${shown}`, 'NoRoute');
+  }
+
+  return function handle(req: IncomingRequest, res: ServerResponse): Promise<void> {
     const controller = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) controller.abort();
     });
-    try {
-      const url = new URL(req.originalUrl ?? req.url ?? '/', 'http://localhost');
-      let segments = splitPath(url.pathname);
-      if (prefixSegments.length && prefixSegments.every((s, i) => segments[i] === s)) {
-        segments = segments.slice(prefixSegments.length);
+    const fail = (error: unknown) => sendError(res, error);
+    return requestScope.run({ req, res, fail }, async () => {
+      try {
+        await route(req, res, controller.signal);
+      } catch (error) {
+        fail(error);
       }
-      const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
-      let allowed = false;
-      for (const route of table) {
-        const params = match(route, segments);
-        if (!params) continue;
-        if (route.method !== method) {
-          allowed = true;
-          continue;
-        }
-        const ctx: RequestContext = { req, res, params, query: url.searchParams, signal: controller.signal };
-        const reply = await route.handler(ctx);
-        await sendReply(ctx, reply);
-        return;
-      }
-      if (allowed) throw new HttpError(405, `Method ${req.method} not allowed on ${url.pathname}`);
-      throw new NotFound(`No route for ${req.method} ${url.pathname}`);
-    } catch (error) {
-      sendError(res, error);
-    }
+    });
   };
-}
-
-declare module 'node:http' {
-  interface IncomingMessage {
-    originalUrl?: string;
-  }
-}
-
-/** Reads a body once: from functions-framework's buffer when it parsed one, else from the stream. */
-export async function readBody(req: IncomingRequest, limitBytes: number): Promise<Buffer> {
-  if (Buffer.isBuffer(req.rawBody)) {
-    if (req.rawBody.length > limitBytes) throw new PayloadTooLarge(`Request body exceeds ${limitBytes} bytes`);
-    return req.rawBody;
-  }
-  if (req.readableEnded) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limitBytes) throw new PayloadTooLarge(`Request body exceeds ${limitBytes} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-export async function readJson(req: IncomingRequest, limitBytes = 8 * 1024 * 1024): Promise<unknown> {
-  // functions-framework already parsed a JSON body; do not parse it twice.
-  if (req.body !== null && typeof req.body === 'object' && !Buffer.isBuffer(req.body) && /json/i.test(req.headers['content-type'] ?? '') && req.rawBody?.length) return req.body;
-  const body = await readBody(req, limitBytes);
-  if (body.length === 0) throw new BadRequest('Request body is empty; expected JSON');
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new BadRequest('Request body is not valid JSON');
-  }
 }
 
 export function queryFlag(query: URLSearchParams, name: string): boolean {

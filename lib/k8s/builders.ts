@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { User } from '../auth/types.ts';
-import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1Namespace, V1PersistentVolumeClaim, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1LimitRange, V1Namespace, V1PersistentVolumeClaim, V1ResourceQuota, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { BadRequest } from '../http/errors.ts';
+import { checkResourceMaximums, checkResourceShape, checkScheduling, jobPolicyOf, type JobPolicy } from '../jobs/policy.ts';
 import type { StoredCode } from '../uploads/reference.ts';
-import { mergeTemplate, type Profile, type Profiles } from './admin.ts';
+import { allProfiles, mergeTemplate, profileNamed, profileNames, type Profile, type Profiles } from './admin.ts';
 import { annotations, labels, suffixFromBytes, userLabelValue } from './names.ts';
 import type { JobSpec } from './spec.ts';
 
-export interface JobSettings {
+export interface JobSettings extends Partial<JobPolicy> {
   jobTtlSeconds: number | null;
   jobExtraEnv: Record<string, string>;
   helperImage: string;
@@ -43,6 +44,28 @@ export function buildNamespace(owner: Owner): V1Namespace {
   };
 }
 
+export interface NamespacePolicySettings {
+  namespaceQuota?: Record<string, string>;
+  namespaceLimitRange?: Partial<Record<'default' | 'defaultRequest' | 'max' | 'min', Record<string, string>>>;
+}
+
+/**
+ * The admin's ResourceQuota and LimitRange for a user namespace (KBATCH_NAMESPACE_QUOTA and
+ * KBATCH_NAMESPACE_LIMIT_RANGE), created with it; none when unset. Kubernetes enforces them on
+ * every pod, so together with the per-job maximums a user cannot take the cluster with many jobs.
+ */
+export function buildNamespacePolicy(namespace: string, settings: NamespacePolicySettings): { quota?: V1ResourceQuota; limitRange?: V1LimitRange } {
+  const metadata = () => ({ name: 'kbatch', namespace, labels: { [labels.managedBy]: 'kbatch' } });
+  const hard = settings.namespaceQuota;
+  const range = settings.namespaceLimitRange;
+  return {
+    ...(hard && Object.keys(hard).length ? { quota: { apiVersion: 'v1', kind: 'ResourceQuota', metadata: metadata(), spec: { hard: { ...hard } } } } : {}),
+    ...(range && Object.keys(range).length
+      ? { limitRange: { apiVersion: 'v1', kind: 'LimitRange', metadata: metadata(), spec: { limits: [{ type: 'Container', ...structuredClone(range) }] } } }
+      : {}),
+  };
+}
+
 /**
  * Uploads nobody used before their reference expired: nothing owns them, so nothing else would
  * ever delete them. Pure, so the rule is unit-tested; the backend lists and deletes.
@@ -59,12 +82,40 @@ export function ownerLabels(owner: Owner): Record<string, string> {
 
 export function resolveProfile(spec: JobSpec, profiles: Profiles): Profile | undefined {
   if (spec.profile === undefined) return undefined;
-  const profile = profiles[spec.profile];
+  const profile = profileNamed(profiles, spec.profile);
   if (!profile) {
-    const known = Object.keys(profiles);
+    const known = profileNames(profiles);
     throw new BadRequest(`profile: unknown profile "${spec.profile}"${known.length ? ` (available: ${known.join(', ')})` : ' (the server defines no profiles)'}`, 'profile');
   }
   return profile;
+}
+
+/**
+ * Everything about a spec that depends on the admin's configuration (profile, image, job policy),
+ * with no side effect: a submit can call it before storing any code, and buildJobObjects calls it again.
+ */
+export function checkSubmission(spec: JobSpec, options: { settings: JobSettings; profiles: Profiles }): { profile: Profile | undefined; image: string } {
+  const profile = resolveProfile(spec, options.profiles);
+  checkJobPolicy(spec, profile, options.profiles, jobPolicyOf(options.settings));
+  const image = spec.image ?? profile?.image;
+  if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
+  return { profile, image };
+}
+
+/**
+ * The admin's job policy (lib/jobs/policy.ts) on what the user asked for: resources within the
+ * maximums, limits at least requests once the profile's are added, scheduling only as permitted.
+ */
+export function checkJobPolicy(spec: JobSpec, profile: Profile | undefined, profiles: Profiles, policy: JobPolicy): void {
+  const granted = allProfiles(profiles);
+  checkScheduling(spec, policy, { tolerations: granted.flatMap((p) => p.tolerations ?? []), terms: granted.flatMap((p) => p.nodeAffinityRequired ?? []) });
+  checkResourceMaximums(spec.resources, policy);
+  if (profile?.resources) {
+    checkResourceShape({
+      requests: { ...profile.resources.requests, ...spec.resources?.requests },
+      limits: { ...profile.resources.limits, ...spec.resources?.limits },
+    });
+  }
 }
 
 /** Volumes, an unpacking init container and the /code mount for an upload, or a scratch /code without one. */
@@ -117,9 +168,7 @@ export function buildJobObjects(
   options: { settings: JobSettings; profiles: Profiles; template?: Record<string, unknown>; code?: StoredCode; now?: Date; idempotency?: Idempotency },
 ): JobObjects {
   const { settings } = options;
-  const profile = resolveProfile(spec, options.profiles);
-  const image = spec.image ?? profile?.image;
-  if (!image) throw new BadRequest('image: is required (give --image or choose a profile that sets one)', 'image');
+  const { profile, image } = checkSubmission(spec, options);
   const { namespace } = user;
   const common = { ...(spec.labels ?? {}), ...ownerLabels(user) };
   const userAnnotations: Record<string, string> = { [annotations.username]: user.name, [annotations.submittedAt]: (options.now ?? new Date()).toISOString() };

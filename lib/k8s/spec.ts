@@ -1,23 +1,19 @@
-import { BadRequest } from '../http/errors.ts';
+import { checkResourceShape } from '../jobs/policy.ts';
+import {
+  JobSpecSchema,
+  jobSpecAliases,
+  limits,
+  patterns,
+  type JobSpecInput,
+  type NodeSelectorTerm,
+  type ResourceSpec,
+  type Toleration,
+} from '../jobs/schemas.ts';
+import { checker, fail, withoutAbsent } from '../jobs/validation.ts';
 import { jobNamePrefixPattern, maxJobNamePrefixLength } from './names.ts';
+import { camelCaseKeys } from './wire.ts';
 
-export interface ResourceSpec {
-  requests?: Record<string, string>;
-  limits?: Record<string, string>;
-}
-
-export interface Toleration {
-  key?: string;
-  operator?: string;
-  value?: string;
-  effect?: string;
-  tolerationSeconds?: number;
-}
-
-export interface NodeSelectorTerm {
-  matchExpressions?: { key: string; operator: string; values?: string[] }[];
-  matchFields?: { key: string; operator: string; values?: string[] }[];
-}
+export type { NodeSelectorTerm, ResourceSpec, Toleration };
 
 /** What a user may ask for. Everything else about the Job is decided by the server. */
 export interface JobSpec {
@@ -40,182 +36,131 @@ export interface JobSpec {
   upload?: string;
 }
 
-type Json = unknown;
+// The schema and the type list the same fields: adding one without the other fails to compile.
+type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : never) : never;
+const schemaMatchesType: SameKeys<JobSpec, JobSpecInput> = true;
+void schemaMatchesType;
 
-function fail(field: string, message: string): never {
-  throw new BadRequest(`${field}: ${message}`, field);
+export function expectObject(value: unknown, field: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(field, 'must be an object');
+  return value as Record<string, unknown>;
 }
 
-function isObject(value: Json): value is Record<string, Json> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+const checkJobSpec = checker(JobSpecSchema);
+
+/** Reserved for kbatch and Kubernetes; a user label there could impersonate another user's job. */
+const reservedLabelKey = /(^|\.)(kubernetes\.io|k8s\.io|jupyter\.org)\//;
+
+function text(value: string | number | boolean): string {
+  return String(value);
 }
 
-export function expectObject(value: Json, field: string): Record<string, Json> {
-  if (!isObject(value)) fail(field, 'must be an object');
-  return value;
+function textMap(map: Record<string, string | number | boolean> | undefined): Record<string, string> | undefined {
+  return map && Object.fromEntries(Object.entries(map).map(([key, value]) => [key, text(value)]));
 }
 
-function expectString(value: Json, field: string, maxLength = 4096): string {
-  if (typeof value !== 'string') fail(field, 'must be a string');
-  if (value.length > maxLength) fail(field, `must be at most ${maxLength} characters`);
-  return value;
+/** `retries`, `ttl` and `array` stand for their Kubernetes names; errors name what the user wrote. */
+function resolveAliases(object: Record<string, unknown>): { object: Record<string, unknown>; aliasOf: Map<string, string> } {
+  const aliasOf = new Map<string, string>();
+  const entries = Object.entries(object).map(([key, value]): [string, unknown] => {
+    const canonical = Object.hasOwn(jobSpecAliases, key) ? jobSpecAliases[key as keyof typeof jobSpecAliases] : undefined;
+    if (!canonical) return [key, value];
+    if (Object.hasOwn(object, canonical)) fail(key, `give either ${key} or ${canonical}, not both`);
+    aliasOf.set(canonical, key);
+    return [canonical, value];
+  });
+  return { object: Object.fromEntries(entries), aliasOf };
 }
 
-function expectStringList(value: Json, field: string): string[] {
-  if (!Array.isArray(value)) fail(field, 'must be a list of strings');
-  return value.map((item, i) => expectString(item, `${field}[${i}]`, 128 * 1024));
-}
-
-function expectStringMap(value: Json, field: string): Record<string, string> {
-  const object = expectObject(value, field);
-  const result: Record<string, string> = {};
-  for (const [key, item] of Object.entries(object)) {
-    if (typeof item === 'number' || typeof item === 'boolean') result[key] = String(item);
-    else result[key] = expectString(item, `${field}.${key}`, 1024 * 1024);
-  }
-  return result;
-}
-
-function expectInteger(value: Json, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) fail(field, 'must be an integer');
-  if (value < min || value > max) fail(field, `must be between ${min} and ${max}`);
-  return value;
-}
-
-const envNamePattern = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
-const labelKeyPattern = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const labelValuePattern = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
-const quantityPattern = /^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i?|[mkMGTPE]|u|n)?$/;
-const resourceNamePattern = /^([a-z0-9.-]+\/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i;
-
-function parseEnv(value: Json, field: string): Record<string, string> {
-  const env = expectStringMap(value, field);
-  for (const name of Object.keys(env)) {
-    if (!envNamePattern.test(name)) fail(`${field}.${name}`, 'is not a valid environment variable name');
-  }
-  return env;
-}
-
-function parseResources(value: Json, field: string): ResourceSpec {
-  const object = expectObject(value, field);
-  const result: ResourceSpec = {};
-  for (const [key, item] of Object.entries(object)) {
-    if (key !== 'requests' && key !== 'limits') fail(`${field}.${key}`, 'is not allowed (use requests or limits)');
-    if (item === null || item === undefined) continue;
-    const quantities = expectStringMap(item, `${field}.${key}`);
-    for (const [resource, quantity] of Object.entries(quantities)) {
-      if (!resourceNamePattern.test(resource)) fail(`${field}.${key}.${resource}`, 'is not a valid resource name');
-      if (!quantityPattern.test(quantity)) fail(`${field}.${key}.${resource}`, `"${quantity}" is not a valid quantity`);
+/** The combinations Kubernetes refuses, caught here so no code is stored for a Job that cannot be created. */
+function checkSchedulingShape(raw: { tolerations?: Toleration[]; nodeAffinityRequired?: NodeSelectorTerm[] }): void {
+  raw.tolerations?.forEach((toleration, i) => {
+    if (toleration.operator === 'Exists' && toleration.value) fail(`tolerations[${i}].value`, 'must be empty when the operator is Exists');
+    if (toleration.tolerationSeconds !== undefined && toleration.effect !== 'NoExecute') {
+      fail(`tolerations[${i}].tolerationSeconds`, 'needs the effect NoExecute');
     }
-    result[key] = quantities;
-  }
-  return result;
-}
-
-function parseLabels(value: Json, field: string): Record<string, string> {
-  const result = expectStringMap(value, field);
-  for (const [key, item] of Object.entries(result)) {
-    if (!labelKeyPattern.test(key)) fail(`${field}.${key}`, 'is not a valid label key');
-    if (/(^|\.)(kubernetes\.io|k8s\.io|jupyter\.org)\//.test(key)) fail(`${field}.${key}`, 'is a reserved label key');
-    if (!labelValuePattern.test(item)) fail(`${field}.${key}`, 'is not a valid label value');
-  }
-  return result;
-}
-
-const tolerationFields = new Set(['key', 'operator', 'value', 'effect', 'tolerationSeconds']);
-
-function parseTolerations(value: Json, field: string): Toleration[] {
-  if (!Array.isArray(value)) fail(field, 'must be a list');
-  return value.map((item, i) => {
-    const object = expectObject(item, `${field}[${i}]`);
-    const result: Toleration = {};
-    for (const [key, v] of Object.entries(object)) {
-      if (v === null || v === undefined) continue;
-      if (!tolerationFields.has(key)) fail(`${field}[${i}].${key}`, 'is not allowed');
-      if (key === 'tolerationSeconds') result.tolerationSeconds = expectInteger(v, `${field}[${i}].${key}`, 0, 1e9);
-      else (result as Record<string, string>)[key] = expectString(v, `${field}[${i}].${key}`, 317);
+  });
+  raw.nodeAffinityRequired?.forEach((term, i) => {
+    for (const kind of ['matchExpressions', 'matchFields'] as const) {
+      term[kind]?.forEach((requirement, j) => {
+        const field = `nodeAffinityRequired[${i}].${kind}[${j}].values`;
+        const count = requirement.values?.length ?? 0;
+        if ((requirement.operator === 'In' || requirement.operator === 'NotIn') && count === 0)
+          fail(field, `are required with ${requirement.operator}`);
+        if ((requirement.operator === 'Exists' || requirement.operator === 'DoesNotExist') && count > 0) {
+          fail(field, `must be empty with ${requirement.operator}`);
+        }
+        if ((requirement.operator === 'Gt' || requirement.operator === 'Lt') && (count !== 1 || !/^-?\d+$/.test(requirement.values![0]!))) {
+          fail(field, `must be one integer with ${requirement.operator}`);
+        }
+      });
     }
-    return result;
   });
 }
 
-function parseSelectorRequirements(value: Json, field: string) {
-  if (!Array.isArray(value)) fail(field, 'must be a list');
-  return value.map((item, i) => {
-    const object = expectObject(item, `${field}[${i}]`);
-    for (const key of Object.keys(object)) if (!['key', 'operator', 'values'].includes(key)) fail(`${field}[${i}].${key}`, 'is not allowed');
-    const requirement: { key: string; operator: string; values?: string[] } = {
-      key: expectString(object.key, `${field}[${i}].key`, 317),
-      operator: expectString(object.operator, `${field}[${i}].operator`, 32),
-    };
-    if (object.values !== undefined && object.values !== null) requirement.values = expectStringList(object.values, `${field}[${i}].values`);
-    return requirement;
-  });
-}
-
-export function parseNodeSelectorTerms(value: Json, field: string): NodeSelectorTerm[] {
-  if (!Array.isArray(value)) fail(field, 'must be a list');
-  return value.map((item, i) => {
-    const object = expectObject(item, `${field}[${i}]`);
-    const term: NodeSelectorTerm = {};
-    for (const [key, v] of Object.entries(object)) {
-      if (v === null || v === undefined || (Array.isArray(v) && v.length === 0)) continue;
-      if (key === 'matchExpressions' || key === 'match_expressions') term.matchExpressions = parseSelectorRequirements(v, `${field}[${i}].matchExpressions`);
-      else if (key === 'matchFields' || key === 'match_fields') term.matchFields = parseSelectorRequirements(v, `${field}[${i}].matchFields`);
-      else fail(`${field}[${i}].${key}`, 'is not allowed (use matchExpressions or matchFields)');
-    }
-    return term;
-  });
-}
-
-type FieldParser = (value: Json, field: string, spec: JobSpec) => void;
-
-const jobSpecFields: Record<keyof JobSpec, FieldParser> = {
-  name: (v, f, s) => {
-    const name = expectString(v, f, 253);
-    const trimmed = name.replace(/-+$/, '');
-    if (!jobNamePrefixPattern.test(trimmed) || trimmed.length > maxJobNamePrefixLength) {
-      fail(f, `"${name}" must be lower-case letters, digits and dashes, start and end with a letter or digit, at most ${maxJobNamePrefixLength} characters`);
-    }
-    s.name = trimmed;
-  },
-  image: (v, f, s) => {
-    const image = expectString(v, f, 1024);
-    if (!image.trim() || /\s/.test(image)) fail(f, 'must be a non-empty image reference without spaces');
-    s.image = image;
-  },
-  command: (v, f, s) => (s.command = expectStringList(v, f)),
-  args: (v, f, s) => (s.args = expectStringList(v, f)),
-  env: (v, f, s) => (s.env = parseEnv(v, f)),
-  profile: (v, f, s) => (s.profile = expectString(v, f, 253)),
-  resources: (v, f, s) => (s.resources = parseResources(v, f)),
-  ttlSecondsAfterFinished: (v, f, s) => (s.ttlSecondsAfterFinished = expectInteger(v, f, 0, 365 * 24 * 3600)),
-  backoffLimit: (v, f, s) => (s.backoffLimit = expectInteger(v, f, 0, 100)),
-  activeDeadlineSeconds: (v, f, s) => (s.activeDeadlineSeconds = expectInteger(v, f, 1, 365 * 24 * 3600)),
-  parallelism: (v, f, s) => (s.parallelism = expectInteger(v, f, 1, 1000)),
-  completions: (v, f, s) => (s.completions = expectInteger(v, f, 1, 10_000)),
-  labels: (v, f, s) => (s.labels = parseLabels(v, f)),
-  tolerations: (v, f, s) => (s.tolerations = parseTolerations(v, f)),
-  nodeAffinityRequired: (v, f, s) => (s.nodeAffinityRequired = parseNodeSelectorTerms(v, f)),
-  upload: (v, f, s) => (s.upload = expectString(v, f, 8192)),
-};
-
-const aliases: Record<string, keyof JobSpec> = { retries: 'backoffLimit', ttl: 'ttlSecondsAfterFinished', array: 'completions' };
-
-/** Validates a native job spec against the allow-list; the first offending field is named in the 400. */
-export function parseJobSpec(input: Json): JobSpec {
-  const object = expectObject(input, 'spec');
-  const spec = {} as JobSpec;
-  for (const [rawKey, value] of Object.entries(object)) {
-    if (value === null || value === undefined) continue;
-    const key = (aliases[rawKey] ?? rawKey) as keyof JobSpec;
-    const parse = Object.hasOwn(jobSpecFields, key) ? jobSpecFields[key] : undefined;
-    if (!parse) fail(rawKey, 'is not an allowed field (allowed: ' + Object.keys(jobSpecFields).join(', ') + ')');
-    parse(value, rawKey, spec);
+/**
+ * Validates a native job spec against its schema (lib/jobs/schemas.ts) and the rules a schema
+ * cannot say; the first offending field is named in the 400. Null, [] and {} count as absent.
+ */
+export function parseJobSpec(input: unknown): JobSpec {
+  const pruned = (withoutAbsent(expectObject(input, 'spec'), 'spec') ?? {}) as Record<string, unknown>;
+  // Scheduling entries may come in the Python spelling (match_expressions, toleration_seconds) from YAML files.
+  for (const key of ['tolerations', 'nodeAffinityRequired']) if (Object.hasOwn(pruned, key)) pruned[key] = camelCaseKeys(pruned[key]);
+  const { object, aliasOf } = resolveAliases(pruned);
+  let raw: JobSpecInput;
+  try {
+    raw = checkJobSpec(object);
+  } catch (error) {
+    const field = (error as { field?: string }).field ?? '';
+    const root = field.split(/[.[]/)[0]!;
+    const alias = aliasOf.get(root);
+    if (alias) fail(alias + field.slice(root.length), (error as Error).message.slice(field.length + 2));
+    throw error;
   }
-  if (!spec.name) fail('name', 'is required');
+
+  const name = raw.name.replace(/-+$/, '');
+  if (!jobNamePrefixPattern.test(name) || name.length > maxJobNamePrefixLength) {
+    fail(
+      'name',
+      `"${raw.name}" must be lower-case letters, digits and dashes, start and end with a letter or digit, at most ${maxJobNamePrefixLength} characters`,
+    );
+  }
+  const labels = textMap(raw.labels);
+  const labelValue = new RegExp(patterns.labelValue);
+  for (const [key, value] of Object.entries(labels ?? {})) {
+    if (reservedLabelKey.test(key)) fail(`labels.${key}`, 'is a reserved label key');
+    // A YAML number becomes its text only now (-1, 1e+308), so the text is checked here.
+    if (!labelValue.test(value)) fail(`labels.${key}`, `"${value}" is not a valid label value`);
+  }
+  const env = textMap(raw.env);
+  const envBytes = Object.entries(env ?? {}).reduce((sum, [key, value]) => sum + Buffer.byteLength(key) + Buffer.byteLength(value), 0);
+  if (envBytes > limits.envTotalBytes) fail('env', `holds ${envBytes} bytes; at most ${limits.envTotalBytes} in all`);
+  const resources: ResourceSpec | undefined = raw.resources && {
+    ...(raw.resources.requests ? { requests: textMap(raw.resources.requests) } : {}),
+    ...(raw.resources.limits ? { limits: textMap(raw.resources.limits) } : {}),
+  };
+  checkResourceShape(resources);
   // Without completions, Kubernetes would read parallelism as a work queue, which kbatch jobs are not.
-  if (spec.parallelism !== undefined && spec.completions === undefined) fail('parallelism', 'needs completions (an array of N tasks) to run in parallel');
-  if (spec.parallelism !== undefined && spec.completions !== undefined && spec.parallelism > spec.completions) fail('parallelism', `is more than completions (${spec.completions})`);
+  if (raw.parallelism !== undefined && raw.completions === undefined)
+    fail('parallelism', 'needs completions (an array of N tasks) to run in parallel');
+  if (raw.parallelism !== undefined && raw.completions !== undefined && raw.parallelism > raw.completions)
+    fail('parallelism', `is more than completions (${raw.completions})`);
+
+  checkSchedulingShape(raw);
+
+  const spec: JobSpec = { name };
+  if (raw.image !== undefined) spec.image = raw.image;
+  if (raw.command) spec.command = raw.command;
+  if (raw.args) spec.args = raw.args;
+  if (env) spec.env = env;
+  if (raw.profile !== undefined) spec.profile = raw.profile;
+  if (resources) spec.resources = resources;
+  for (const key of ['ttlSecondsAfterFinished', 'backoffLimit', 'activeDeadlineSeconds', 'parallelism', 'completions'] as const) {
+    if (raw[key] !== undefined) spec[key] = raw[key];
+  }
+  if (labels) spec.labels = labels;
+  if (raw.tolerations) spec.tolerations = raw.tolerations;
+  if (raw.nodeAffinityRequired) spec.nodeAffinityRequired = raw.nodeAffinityRequired;
+  if (raw.upload !== undefined) spec.upload = raw.upload;
   return spec;
 }

@@ -1,110 +1,105 @@
 import { BadRequest } from '../http/errors.ts';
+import { UpstreamCronJobSchema, UpstreamJobSchema, type UpstreamJob } from '../jobs/schemas.ts';
+import { checker, fail, withoutAbsent } from '../jobs/validation.ts';
 import { expectObject, parseJobSpec, type JobSpec } from './spec.ts';
 import { camelCaseKeys } from './wire.ts';
 
-type Json = Record<string, unknown>;
-
-function present(value: unknown): boolean {
-  if (value === null || value === undefined) return false;
-  if (Array.isArray(value)) return value.length > 0;
-  if (typeof value === 'object') return Object.keys(value).length > 0;
-  return true;
+/**
+ * The Python client's `to_dict()` (snake_case, every field present, most null) as Kubernetes JSON
+ * without the absent fields, ready for its schema.
+ */
+function normalized(input: unknown, field: string): Record<string, unknown> {
+  return (withoutAbsent(camelCaseKeys(expectObject(input, field)), field) ?? {}) as Record<string, unknown>;
 }
 
-/** Fails on the first non-empty field outside `allowed`, naming its full path. */
-function onlyAllowed(object: Json, allowed: string[], path: string): void {
-  for (const [key, value] of Object.entries(object)) {
-    if (!allowed.includes(key) && present(value)) {
-      throw new BadRequest(`${path}.${key}: is not allowed in a kbatch job (allowed here: ${allowed.join(', ')})`, `${path}.${key}`);
-    }
+const checkJob = checker(UpstreamJobSchema, 'job');
+const checkCronJob = checker(UpstreamCronJobSchema, 'job');
+
+/** A native spec from the parts of a Job manifest a kbatch job may hold (the schema has refused the rest). */
+function specFromJob(manifest: UpstreamJob, path: string, metadataPath = `${path}.metadata`): JobSpec {
+  const { metadata = {}, spec } = manifest;
+  const podSpec = spec.template.spec;
+  const container = podSpec.containers[0]!;
+  const env = new Map<string, string>();
+  for (const entry of container.env ?? []) env.set(entry.name, entry.value === undefined ? '' : String(entry.value));
+  const labels = { ...metadata.labels, ...spec.template.metadata?.labels };
+  const terms = podSpec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+  try {
+    return parseJobSpec({
+      name: metadata.generateName ?? metadata.name,
+      image: container.image,
+      command: container.command,
+      args: container.args,
+      env: Object.fromEntries(env),
+      resources: container.resources,
+      backoffLimit: spec.backoffLimit,
+      ttlSecondsAfterFinished: spec.ttlSecondsAfterFinished,
+      parallelism: spec.parallelism,
+      completions: spec.completions,
+      activeDeadlineSeconds: spec.activeDeadlineSeconds,
+      labels,
+      tolerations: podSpec.tolerations,
+      nodeAffinityRequired: terms,
+    });
+  } catch (error) {
+    // Name the field where the manifest holds it, not where the native spec does.
+    const field = (error as { field?: string }).field;
+    const where = field && manifestPath(field, path, metadataPath);
+    if (where) fail(where, (error as Error).message.slice(field.length + 2));
+    throw error;
   }
 }
 
-function optionalObject(value: unknown, path: string): Json {
-  return present(value) ? expectObject(value, path) : {};
+function manifestPath(field: string, path: string, metadataPath: string): string | undefined {
+  const pod = `${path}.spec.template.spec`;
+  const container = `${pod}.containers[0]`;
+  const places: [string, string][] = [
+    ['name', `${metadataPath}.generateName`],
+    ['image', `${container}.image`],
+    ['command', `${container}.command`],
+    ['args', `${container}.args`],
+    ['env', `${container}.env`],
+    ['resources', `${container}.resources`],
+    ['labels', `${metadataPath}.labels`],
+    ['tolerations', `${pod}.tolerations`],
+    ['nodeAffinityRequired', `${pod}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms`],
+    ['backoffLimit', `${path}.spec.backoffLimit`],
+    ['ttlSecondsAfterFinished', `${path}.spec.ttlSecondsAfterFinished`],
+    ['parallelism', `${path}.spec.parallelism`],
+    ['completions', `${path}.spec.completions`],
+    ['activeDeadlineSeconds', `${path}.spec.activeDeadlineSeconds`],
+  ];
+  for (const [native, manifest] of places) {
+    if (field === native || field.startsWith(`${native}.`) || field.startsWith(`${native}[`)) return manifest + field.slice(native.length);
+  }
+  return undefined;
 }
 
 /**
- * Reads the full Job manifest that the upstream Python CLI builds client-side (snake_case, every
- * field present, most null) into the same allow-listed spec the native API takes. Anything a user
- * could use to leave their sandbox (namespace, serviceAccountName, hostPath, privileged, hostNetwork)
- * is simply not on the list.
+ * A 400 about the native spec read from a manifest (e.g. the job policy, checked when the Job is
+ * built) restated with the manifest's field path, so the upstream CLI user sees where it is in
+ * their job. Anything else is returned unchanged.
+ */
+export function inManifestTerms(error: unknown, kind: 'job' | 'cronjob'): unknown {
+  const field = (error as { field?: unknown }).field;
+  if (!(error instanceof BadRequest) || typeof field !== 'string') return error;
+  const where = kind === 'job' ? manifestPath(field, 'job', 'job.metadata') : manifestPath(field, 'job.spec.jobTemplate', 'job.metadata');
+  return where ? new BadRequest(`${where}: ${error.message.slice(field.length + 2)}`, where) : error;
+}
+
+/**
+ * Reads the full Job manifest that the upstream Python CLI builds client-side into the same
+ * allow-listed spec the native API takes. Anything a user could use to leave their sandbox
+ * (namespace, serviceAccountName, hostPath, privileged, hostNetwork) is simply not in the schema.
  */
 export function specFromUpstreamManifest(input: unknown): JobSpec {
-  const manifest = camelCaseKeys(expectObject(input, 'job')) as Json;
-  onlyAllowed(manifest, ['apiVersion', 'kind', 'metadata', 'spec', 'status'], 'job');
-  if (present(manifest.kind) && manifest.kind !== 'Job') throw new BadRequest('job.kind: must be Job', 'job.kind');
-  const metadata = optionalObject(manifest.metadata, 'job.metadata');
-  onlyAllowed(metadata, ['name', 'generateName', 'labels', 'annotations'], 'job.metadata');
-  const spec = optionalObject(manifest.spec, 'job.spec');
-  onlyAllowed(spec, ['backoffLimit', 'ttlSecondsAfterFinished', 'parallelism', 'completions', 'activeDeadlineSeconds', 'template', 'completionMode'], 'job.spec');
-  const template = optionalObject(spec.template, 'job.spec.template');
-  onlyAllowed(template, ['metadata', 'spec'], 'job.spec.template');
-  const templateMetadata = optionalObject(template.metadata, 'job.spec.template.metadata');
-  onlyAllowed(templateMetadata, ['name', 'labels', 'annotations'], 'job.spec.template.metadata');
-  const podSpec = optionalObject(template.spec, 'job.spec.template.spec');
-  onlyAllowed(podSpec, ['restartPolicy', 'containers', 'tolerations', 'affinity'], 'job.spec.template.spec');
-  if (present(podSpec.restartPolicy) && !['Never', 'OnFailure'].includes(String(podSpec.restartPolicy))) {
-    throw new BadRequest('job.spec.template.spec.restartPolicy: must be Never or OnFailure', 'job.spec.template.spec.restartPolicy');
-  }
-  const containers = podSpec.containers;
-  if (!Array.isArray(containers) || containers.length !== 1) {
-    throw new BadRequest('job.spec.template.spec.containers: exactly one container is supported', 'job.spec.template.spec.containers');
-  }
-  const container = expectObject(containers[0], 'job.spec.template.spec.containers[0]');
-  const containerPath = 'job.spec.template.spec.containers[0]';
-  onlyAllowed(container, ['name', 'image', 'command', 'args', 'env', 'workingDir', 'resources'], containerPath);
-  if (present(container.workingDir) && container.workingDir !== '/code') {
-    throw new BadRequest(`${containerPath}.workingDir: must be /code`, `${containerPath}.workingDir`);
-  }
-  const env: Record<string, string> = {};
-  if (present(container.env)) {
-    if (!Array.isArray(container.env)) throw new BadRequest(`${containerPath}.env: must be a list`, `${containerPath}.env`);
-    container.env.forEach((item, i) => {
-      const entry = expectObject(item, `${containerPath}.env[${i}]`);
-      onlyAllowed(entry, ['name', 'value'], `${containerPath}.env[${i}]`);
-      if (typeof entry.name !== 'string') throw new BadRequest(`${containerPath}.env[${i}].name: must be a string`, `${containerPath}.env[${i}].name`);
-      env[entry.name] = entry.value === null || entry.value === undefined ? '' : String(entry.value);
-    });
-  }
-  const affinity = optionalObject(podSpec.affinity, 'job.spec.template.spec.affinity');
-  onlyAllowed(affinity, ['nodeAffinity'], 'job.spec.template.spec.affinity');
-  const nodeAffinity = optionalObject(affinity.nodeAffinity, 'job.spec.template.spec.affinity.nodeAffinity');
-  onlyAllowed(nodeAffinity, ['requiredDuringSchedulingIgnoredDuringExecution'], 'job.spec.template.spec.affinity.nodeAffinity');
-  const required = optionalObject(nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution, 'job.spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution');
-
-  const userLabels = { ...(metadata.labels as Json | undefined), ...(templateMetadata.labels as Json | undefined) };
-  const name = (present(metadata.generateName) ? metadata.generateName : metadata.name) as unknown;
-  // The Python client's V1ResourceRequirements.to_dict() also carries `claims: null`.
-  const resources = optionalObject(container.resources, `${containerPath}.resources`);
-  onlyAllowed(resources, ['requests', 'limits'], `${containerPath}.resources`);
-  return parseJobSpec({
-    name,
-    image: container.image,
-    command: container.command,
-    args: container.args,
-    env: Object.keys(env).length ? env : undefined,
-    resources: present(resources.requests) || present(resources.limits) ? { requests: resources.requests, limits: resources.limits } : undefined,
-    backoffLimit: spec.backoffLimit,
-    parallelism: spec.parallelism,
-    completions: spec.completions,
-    activeDeadlineSeconds: spec.activeDeadlineSeconds,
-    labels: Object.keys(userLabels).length ? userLabels : undefined,
-    tolerations: present(podSpec.tolerations) ? podSpec.tolerations : undefined,
-    nodeAffinityRequired: present(required.nodeSelectorTerms) ? required.nodeSelectorTerms : undefined,
-  });
+  return specFromJob(checkJob(normalized(input, 'job')), 'job');
 }
 
 /** The upstream CLI's CronJob: its `jobTemplate` is read exactly like a one-off Job. */
 export function specFromUpstreamCronJob(input: unknown): { spec: JobSpec; schedule: string } {
-  const manifest = camelCaseKeys(expectObject(input, 'job')) as Json;
-  onlyAllowed(manifest, ['apiVersion', 'kind', 'metadata', 'spec', 'status'], 'job');
-  if (present(manifest.kind) && manifest.kind !== 'CronJob') throw new BadRequest('job.kind: must be CronJob', 'job.kind');
-  const spec = optionalObject(manifest.spec, 'job.spec');
-  onlyAllowed(spec, ['schedule', 'startingDeadlineSeconds', 'jobTemplate'], 'job.spec');
-  if (typeof spec.schedule !== 'string' || !spec.schedule.trim()) throw new BadRequest('job.spec.schedule: is required', 'job.spec.schedule');
-  const template = optionalObject(spec.jobTemplate, 'job.spec.jobTemplate');
-  onlyAllowed(template, ['metadata', 'spec'], 'job.spec.jobTemplate');
-  const jobSpec = specFromUpstreamManifest({ kind: 'Job', metadata: manifest.metadata, spec: template.spec });
-  return { spec: jobSpec, schedule: spec.schedule };
+  const cronJob = checkCronJob(normalized(input, 'job'));
+  const template = cronJob.spec.jobTemplate;
+  const spec = specFromJob({ metadata: cronJob.metadata, spec: template.spec }, 'job.spec.jobTemplate', 'job.metadata');
+  return { spec, schedule: cronJob.spec.schedule };
 }

@@ -1,3 +1,5 @@
+import { BadRequest } from '../http/errors.ts';
+
 /**
  * Key-case conversion between Kubernetes' JSON (camelCase) and the upstream kbatch wire format,
  * the Python client's `to_dict()` (snake_case, `+00:00` timestamps). Keys *inside* free-form maps
@@ -28,7 +30,7 @@ const camelSpecial: Record<string, string> = { _continue: 'continue', _from: 'fr
 
 export function snakeCase(key: string): string {
   return (
-    snakeSpecial[key] ??
+    (Object.hasOwn(snakeSpecial, key) ? snakeSpecial[key] : undefined) ??
     key
       .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
       .replace(/([A-Z])([A-Z][a-z])/g, '$1_$2')
@@ -37,12 +39,20 @@ export function snakeCase(key: string): string {
 }
 
 export function camelCase(key: string): string {
-  if (camelSpecial[key]) return camelSpecial[key];
+  if (Object.hasOwn(camelSpecial, key)) return camelSpecial[key]!;
   if (!key.includes('_')) return key;
   // pod_i_ps -> podIPs, pod_ip -> podIP: the Python client's acronym spellings.
-  const acronyms: Record<string, string> = { pod_ip: 'podIP', host_ip: 'hostIP', pod_i_ps: 'podIPs', host_i_ps: 'hostIPs', cluster_ip: 'clusterIP', cluster_i_ps: 'clusterIPs' };
-  if (acronyms[key]) return acronyms[key];
-  return key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  const acronyms: Record<string, string> = {
+    pod_ip: 'podIP',
+    host_ip: 'hostIP',
+    pod_i_ps: 'podIPs',
+    host_i_ps: 'hostIPs',
+    cluster_ip: 'clusterIP',
+    cluster_i_ps: 'clusterIPs',
+  };
+  if (Object.hasOwn(acronyms, key)) return acronyms[key]!;
+  // Only an underscore inside a word joins it: `__proto__` stays itself (and is refused by name).
+  return key.replace(/(?<=[a-z0-9])_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
 /** Python's `datetime.isoformat()` for UTC, which upstream clients parse with `fromisoformat`. */
@@ -53,16 +63,26 @@ export function pythonTimestamp(date: Date): string {
   return micros ? `${seconds}.${String(micros).padStart(6, '0')}+00:00` : `${seconds}+00:00`;
 }
 
-function convert(value: unknown, keyFor: (key: string) => string, dates: (d: Date) => unknown): unknown {
+/** Deeper than any Kubernetes object; a request nested further is refused instead of walked. */
+const maxDepth = 64;
+
+/**
+ * Rebuilds the value with converted keys. Own properties only, and objects are built with
+ * Object.fromEntries, so a `__proto__` key stays a plain key and never becomes a prototype.
+ */
+function convert(value: unknown, keyFor: (key: string) => string, dates: (d: Date) => unknown, depth = 0): unknown {
+  if (depth > maxDepth) throw new BadRequest(`body: nested more than ${maxDepth} levels deep`, 'body');
   if (value instanceof Date) return dates(value);
-  if (Array.isArray(value)) return value.map((item) => convert(item, keyFor, dates));
+  if (Array.isArray(value)) return value.map((item) => convert(item, keyFor, dates, depth + 1));
   if (value && typeof value === 'object') {
-    const result: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
-      if (item === undefined) continue;
-      result[keyFor(key)] = freeFormMaps.has(key) ? convertMapValues(item, dates) : convert(item, keyFor, dates);
-    }
-    return result;
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>)
+        .filter(([, item]) => item !== undefined)
+        .map(([key, item]) => [
+          keyFor(key),
+          freeFormMaps.has(key) ? convertMapValues(item, dates) : convert(item, keyFor, dates, depth + 1),
+        ]),
+    );
   }
   return value;
 }
@@ -73,10 +93,6 @@ function convertMapValues(value: unknown, dates: (d: Date) => unknown): unknown 
 }
 
 const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
-
-export function snakeCaseKeys(value: unknown): unknown {
-  return convert(value, snakeCase, pythonTimestamp);
-}
 
 /** Kubernetes JSON as fetched raw (timestamps are strings) to the upstream wire format. */
 export function toUpstreamWire(value: unknown): unknown {

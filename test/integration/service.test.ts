@@ -116,13 +116,21 @@ submitSuite('refusals are 400s naming the field, and create nothing', async () =
 submitSuite('a failed Job create leaves no Secret or ConfigMap behind', async () => {
   const secretsBefore = (await admin.core.listNamespacedSecret({ namespace: aliceNs })).items.length;
   const mapsBefore = (await admin.core.listNamespacedConfigMap({ namespace: aliceNs })).items.length;
-  // Passes our validation, fails the API server's: requests above limits.
-  const spec = { name: 'orphan', image: 'busybox', command: ['true'], resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } } };
-  const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, spec) });
-  assert.is(res.status, 422, res.text);
-  assert.match(res.body.detail, /must be less than or equal to memory limit/);
-  assert.is((await admin.core.listNamespacedSecret({ namespace: aliceNs })).items.length, secretsBefore);
-  assert.is((await admin.core.listNamespacedConfigMap({ namespace: aliceNs })).items.length, mapsBefore);
+  // Passes our validation, fails at the API server: a quota that admits no Job (limits below
+  // requests, the former trigger, is now refused by the server's own validation first).
+  const quota = { metadata: { name: 'no-jobs' }, spec: { hard: { 'count/jobs.batch': '0' } } };
+  await admin.core.createNamespacedResourceQuota({ namespace: aliceNs, body: quota });
+  try {
+    await eventually('the quota to be counted', async () => (await admin.core.readNamespacedResourceQuota({ namespace: aliceNs, name: 'no-jobs' })).status?.hard !== undefined);
+    const spec = { name: 'orphan', image: 'busybox', command: ['true'] };
+    const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, spec) });
+    assert.ok(res.status >= 400, res.text);
+    assert.match(res.body.detail, /exceeded quota/);
+    assert.is((await admin.core.listNamespacedSecret({ namespace: aliceNs })).items.length, secretsBefore);
+    assert.is((await admin.core.listNamespacedConfigMap({ namespace: aliceNs })).items.length, mapsBefore);
+  } finally {
+    await admin.core.deleteNamespacedResourceQuota({ namespace: aliceNs, name: 'no-jobs' });
+  }
 });
 submitSuite('multipart submit stores the code in a ConfigMap the Job owns and unpacks at /code', async () => {
   const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print("hello from code")', 'pkg/util.py': 'X = 1' }, { name: 'withcode', image: 'python:3.12', command: ['python', 'main.py'] }) });

@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HubAuth, tokenFromHeaders } from '../../lib/auth/hub.ts';
 import { LocalUserAuth } from '../../lib/auth/local.ts';
-import { Forbidden, Unauthorized, Upstream } from '../../lib/http/errors.ts';
+import { BadGateway, Forbidden, Unauthorized, Unavailable } from '../../lib/http/errors.ts';
 import { namespaceForUser } from '../../lib/k8s/names.ts';
 
 interface FakeToken {
@@ -81,7 +81,7 @@ auth('missing and invalid tokens are 401, a missing scope is 403', async () => {
 });
 auth('a name that is not well-formed Unicode is the Hub\'s fault (5xx), never a namespace', async () => {
   const a = hubAuth(fakeHub({ odd: { name: 'x\uD800', scopes: [kbatch] } }).fetch);
-  await refused(a.authenticate(as('odd')), Upstream);
+  await refused(a.authenticate(as('odd')), BadGateway);
 });
 auth('coalesces concurrent lookups of one token', async () => {
   const hub = fakeHub(tokens, 50);
@@ -92,8 +92,9 @@ auth('coalesces concurrent lookups of one token', async () => {
 auth('an unreachable Hub is a 503', async () => {
   const a = new HubAuth({ hubApiUrl: 'http://127.0.0.1:1', serviceName: 'kbatch', cacheSeconds: 60 });
   await a.authenticate(as('x')).then(() => assert.unreachable(), (e) => {
-    assert.instance(e, Upstream);
-    assert.is((e as Upstream).status, 503);
+    assert.instance(e, Unavailable);
+    assert.is((e as Unavailable).status, 503);
+    assert.is((e as Unavailable).reason, 'Unavailable');
   });
 });
 auth('the local user has a namespace too', async () => {

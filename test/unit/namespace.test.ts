@@ -20,7 +20,7 @@ for (const other of ['bob', 'Alice', 'alice ', '']) {
     } catch (error) {
       assert.instance(error, Forbidden);
       assert.is((error as Forbidden).status, 403);
-      assert.is((error as Forbidden).details.reason, 'NamespaceOwnedByOther');
+      assert.is((error as Forbidden).reason, 'NamespaceOwnedByOther');
       if (other === 'bob') assert.not.match((error as Error).message, 'bob');
     }
   });

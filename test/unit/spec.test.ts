@@ -4,15 +4,18 @@ import { BadRequest } from '../../lib/http/errors.ts';
 import { parseJobSpec } from '../../lib/k8s/spec.ts';
 import { specFromUpstreamManifest } from '../../lib/k8s/upstream-manifest.ts';
 
-function rejects(input: unknown, field: string, parse: (v: unknown) => unknown = parseJobSpec) {
+function rejects(input: unknown, field: string, parse: (v: unknown) => unknown = parseJobSpec): string {
   try {
     parse(input);
   } catch (error) {
     assert.instance(error, BadRequest);
     assert.is((error as BadRequest).field, field, (error as Error).message);
-    return;
+    // A human sentence that starts with the field it names.
+    assert.ok((error as Error).message.startsWith(`${field}: `), (error as Error).message);
+    return (error as Error).message;
   }
   assert.unreachable(`expected a 400 naming ${field}`);
+  return '';
 }
 
 const spec = suite('parseJobSpec (native allow-list)');
@@ -35,9 +38,9 @@ spec('accepts every allowed field', () => {
   assert.equal(parsed.env, { A: '1', B: '2' });
   assert.is(parsed.completions, 4);
 });
-spec('requires a name', () => rejects({ image: 'x' }, 'name'));
-spec('refuses unknown fields, naming them', () => rejects({ name: 'a', namespace: 'kube-system' }, 'namespace'));
-spec('refuses serviceAccountName', () => rejects({ name: 'a', serviceAccountName: 'admin' }, 'serviceAccountName'));
+spec('requires a name', () => void rejects({ image: 'x' }, 'name'));
+spec('refuses unknown fields, naming them', () => void rejects({ name: 'a', namespace: 'kube-system' }, 'namespace'));
+spec('refuses serviceAccountName', () => void rejects({ name: 'a', serviceAccountName: 'admin' }, 'serviceAccountName'));
 spec('refuses hostNetwork and privileged', () => {
   rejects({ name: 'a', hostNetwork: true }, 'hostNetwork');
   rejects({ name: 'a', securityContext: { privileged: true } }, 'securityContext');
@@ -49,9 +52,12 @@ spec('refuses invalid names', () => {
 spec('refuses bad quantities and env names', () => {
   rejects({ name: 'a', resources: { requests: { cpu: 'lots' } } }, 'resources.requests.cpu');
   rejects({ name: 'a', env: { 'BAD NAME': 'x' } }, 'env.BAD NAME');
-  rejects({ name: 'a', resources: { claims: [] } }, 'resources.claims');
+  rejects({ name: 'a', resources: { claims: [{ name: 'gpu' }] } }, 'resources.claims');
 });
-spec('refuses reserved label keys', () => rejects({ name: 'a', labels: { 'kbatch.jupyter.org/username': 'bob' } }, 'labels.kbatch.jupyter.org/username'));
+spec(
+  'refuses reserved label keys',
+  () => void rejects({ name: 'a', labels: { 'kbatch.jupyter.org/username': 'bob' } }, 'labels.kbatch.jupyter.org/username'),
+);
 spec('parallelism needs completions and cannot exceed them', () => {
   rejects({ name: 'a', parallelism: 3 }, 'parallelism');
   rejects({ name: 'a', parallelism: 3, completions: 2 }, 'parallelism');
@@ -73,8 +79,27 @@ const manifest = {
       spec: {
         restart_policy: 'Never',
         tolerations: [{ effect: 'NoSchedule', key: 'k', operator: 'Equal', toleration_seconds: null, value: 'v' }],
-        affinity: { node_affinity: { required_during_scheduling_ignored_during_execution: { node_selector_terms: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }], match_fields: [] }] }, preferred_during_scheduling_ignored_during_execution: null }, pod_affinity: null },
-        containers: [{ name: 'job', image: 'alpine', command: ['sh', '-c'], args: ['python main.py'], env: [{ name: 'A', value: '1', value_from: null }], resources: { limits: { memory: '1G' }, requests: { cpu: '1' } }, working_dir: '/code', volume_mounts: null }],
+        affinity: {
+          node_affinity: {
+            required_during_scheduling_ignored_during_execution: {
+              node_selector_terms: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }], match_fields: [] }],
+            },
+            preferred_during_scheduling_ignored_during_execution: null,
+          },
+          pod_affinity: null,
+        },
+        containers: [
+          {
+            name: 'job',
+            image: 'alpine',
+            command: ['sh', '-c'],
+            args: ['python main.py'],
+            env: [{ name: 'A', value: '1', value_from: null }],
+            resources: { limits: { memory: '1G' }, requests: { cpu: '1' } },
+            working_dir: '/code',
+            volume_mounts: null,
+          },
+        ],
       },
     },
   },
@@ -88,11 +113,36 @@ upstream('reads the upstream CLI manifest', () => {
   assert.equal(parsed.tolerations, [{ effect: 'NoSchedule', key: 'k', operator: 'Equal', value: 'v' }]);
   assert.equal(parsed.nodeAffinityRequired, [{ matchExpressions: [{ key: 'a', operator: 'In', values: ['b'] }] }]);
 });
-const withPod = (patch: Record<string, unknown>) => ({ ...manifest, spec: { ...manifest.spec, template: { ...manifest.spec.template, spec: { ...manifest.spec.template.spec, ...patch } } } });
-upstream('refuses a namespace', () => rejects({ ...manifest, metadata: { ...manifest.metadata, namespace: 'kube-system' } }, 'job.metadata.namespace', specFromUpstreamManifest));
-upstream('refuses serviceAccountName', () => rejects(withPod({ service_account_name: 'admin' }), 'job.spec.template.spec.serviceAccountName', specFromUpstreamManifest));
-upstream('refuses hostPath volumes', () => rejects(withPod({ volumes: [{ name: 'h', host_path: { path: '/' } }] }), 'job.spec.template.spec.volumes', specFromUpstreamManifest));
-upstream('refuses hostNetwork', () => rejects(withPod({ host_network: true }), 'job.spec.template.spec.hostNetwork', specFromUpstreamManifest));
+const withPod = (patch: Record<string, unknown>) => ({
+  ...manifest,
+  spec: { ...manifest.spec, template: { ...manifest.spec.template, spec: { ...manifest.spec.template.spec, ...patch } } },
+});
+upstream(
+  'refuses a namespace',
+  () =>
+    void rejects(
+      { ...manifest, metadata: { ...manifest.metadata, namespace: 'kube-system' } },
+      'job.metadata.namespace',
+      specFromUpstreamManifest,
+    ),
+);
+upstream(
+  'refuses serviceAccountName',
+  () => void rejects(withPod({ service_account_name: 'admin' }), 'job.spec.template.spec.serviceAccountName', specFromUpstreamManifest),
+);
+upstream(
+  'refuses hostPath volumes',
+  () =>
+    void rejects(
+      withPod({ volumes: [{ name: 'h', host_path: { path: '/' } }] }),
+      'job.spec.template.spec.volumes',
+      specFromUpstreamManifest,
+    ),
+);
+upstream(
+  'refuses hostNetwork',
+  () => void rejects(withPod({ host_network: true }), 'job.spec.template.spec.hostNetwork', specFromUpstreamManifest),
+);
 upstream('refuses a privileged container', () => {
   const container = { ...manifest.spec.template.spec.containers[0], security_context: { privileged: true } };
   rejects(withPod({ containers: [container] }), 'job.spec.template.spec.containers[0].securityContext', specFromUpstreamManifest);
@@ -110,7 +160,11 @@ cron('reads the upstream CLI cronjob and its schedule', async () => {
     api_version: 'batch/v1',
     kind: 'CronJob',
     metadata: { generate_name: 'nightly-cron-', labels: {}, annotations: {} },
-    spec: { schedule: '0 22 * * 1-5', starting_deadline_seconds: 300, job_template: { metadata: { generate_name: 'nightly-cron-' }, spec: manifest.spec } },
+    spec: {
+      schedule: '0 22 * * 1-5',
+      starting_deadline_seconds: 300,
+      job_template: { metadata: { generate_name: 'nightly-cron-' }, spec: manifest.spec },
+    },
   });
   assert.is(schedule, '0 22 * * 1-5');
   assert.is(parsed.name, 'nightly-cron');
@@ -118,6 +172,195 @@ cron('reads the upstream CLI cronjob and its schedule', async () => {
 });
 cron('refuses fields outside the allow-list', async () => {
   const { specFromUpstreamCronJob } = await import('../../lib/k8s/upstream-manifest.ts');
-  rejects({ kind: 'CronJob', spec: { schedule: '* * * * *', suspend: true, job_template: { spec: manifest.spec } } }, 'job.spec.suspend', specFromUpstreamCronJob);
+  rejects(
+    { kind: 'CronJob', spec: { schedule: '* * * * *', suspend: true, job_template: { spec: manifest.spec } } },
+    'job.spec.suspend',
+    specFromUpstreamCronJob,
+  );
 });
 cron.run();
+
+/** [what is wrong, input (merged over a valid spec), the field the 400 names, words its message holds]. */
+const hostile: [string, Record<string, unknown>, string, string?][] = [
+  ['a list where the spec goes', { name: ['a'] }, 'name', 'must be a string'],
+  ['a number as the image', { image: 42 }, 'image', 'must be a string'],
+  ['an image with spaces', { image: 'python 3' }, 'image', 'without spaces'],
+  ['a string as the command', { command: 'python main.py' }, 'command', 'must be a list'],
+  ['a number inside the command', { command: ['python', 3] }, 'command[1]', 'must be a string'],
+  ['a list where env goes', { env: [['A', '1']] }, 'env', 'must be an object'],
+  ['an object as an env value', { env: { A: { b: 1 } } }, 'env.A', 'must be a string'],
+  ['__proto__ as an env name', { env: JSON.parse('{"__proto__": "x"}') }, 'env.__proto__', 'not allowed'],
+  ['a list where labels go', { labels: ['team'] }, 'labels', 'must be an object'],
+  ['__proto__ as a label key', { labels: JSON.parse('{"__proto__": {"polluted": "yes"}}') }, 'labels.__proto__'],
+  ['an invalid label value', { labels: { team: 'a b' } }, 'labels.team', 'label value'],
+  ['a negative number as a label value', { labels: { team: -1 } }, 'labels.team', 'label value'],
+  ['1e308 as a label value', { labels: { team: 1e308 } }, 'labels.team', 'label value'],
+  ['a label prefix over 253 characters', { labels: { [`${'a'.repeat(254)}/b`]: 'x' } }, `labels.${'a'.repeat(254)}/b`, 'label key'],
+  ['a label name over 63 characters', { labels: { [`x.org/${'a'.repeat(64)}`]: 'x' } }, `labels.x.org/${'a'.repeat(64)}`, 'label key'],
+  ['a list where resources go', { resources: ['cpu'] }, 'resources', 'must be an object'],
+  ['a list where requests go', { resources: { requests: ['cpu'] } }, 'resources.requests', 'must be an object'],
+  ['__proto__ as a resource name', { resources: { requests: JSON.parse('{"__proto__": "1"}') } }, 'resources.requests.__proto__'],
+  ['a fractional integer', { backoffLimit: 1.5 }, 'backoffLimit', 'must be an integer'],
+  ['a negative integer', { backoffLimit: -1 }, 'backoffLimit', 'between 0 and 100'],
+  ['a string integer', { completions: '3' }, 'completions', 'must be an integer'],
+  ['1e308 as completions', { completions: 1e308 }, 'completions', 'between 1 and 10000'],
+  ['100,000 completions', { completions: 100_000 }, 'completions'],
+  ['an alias with a bad value', { retries: -1 }, 'retries', 'between 0 and 100'],
+  ['an alias and its field together', { retries: 1, backoffLimit: 2 }, 'retries', 'not both'],
+  ['a negative TTL', { ttlSecondsAfterFinished: -5 }, 'ttlSecondsAfterFinished'],
+  ['a zero deadline', { activeDeadlineSeconds: 0 }, 'activeDeadlineSeconds'],
+  ['a boolean profile', { profile: true }, 'profile', 'must be a string'],
+  ['a huge cpu quantity string', { resources: { requests: { cpu: '1e308' } } }, 'resources.requests.cpu', 'not a valid quantity'],
+  ['a negative quantity', { resources: { requests: { memory: '-1Gi' } } }, 'resources.requests.memory', 'negative'],
+  ['half a GPU', { resources: { limits: { 'nvidia.com/gpu': '0.5' } } }, 'resources.limits.nvidia.com/gpu', 'whole number'],
+  [
+    'a limit below its request',
+    { resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } } },
+    'resources.limits.memory',
+    'at least its request',
+  ],
+  [
+    'a limit below its request in other units',
+    { resources: { requests: { cpu: '1.5' }, limits: { cpu: '1400m' } } },
+    'resources.limits.cpu',
+    'at least its request',
+  ],
+  ['an object as a toleration', { tolerations: { key: 'a' } }, 'tolerations', 'must be a list'],
+  ['an unknown toleration operator', { tolerations: [{ key: 'a', operator: 'Matches' }] }, 'tolerations[0].operator', 'Exists or Equal'],
+  [
+    'an unknown toleration field',
+    { tolerations: [{ key: 'a', operator: 'Exists', nodeName: 'x' }] },
+    'tolerations[0].nodeName',
+    'not an allowed field',
+  ],
+  [
+    'an unknown selector operator',
+    { nodeAffinityRequired: [{ matchExpressions: [{ key: 'a', operator: 'Like' }] }] },
+    'nodeAffinityRequired[0].matchExpressions[0].operator',
+  ],
+  ['a selector term field that does not exist', { nodeAffinityRequired: [{ nodeName: 'x' }] }, 'nodeAffinityRequired[0].nodeName'],
+  ['too many env entries', { env: Object.fromEntries(Array.from({ length: 201 }, (_, i) => [`E${i}`, 'x'])) }, 'env', 'at most 200'],
+  ['too many labels', { labels: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`l${i}`, 'x'])) }, 'labels', 'at most 32'],
+  [
+    'env values over the Secret budget',
+    { env: Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`E${i}`, 'x'.repeat(120 * 1024)])) },
+    'env',
+    'at most',
+  ],
+  ['too many arguments', { args: Array.from({ length: 1001 }, () => 'x') }, 'args', 'at most 1000'],
+  ['an over-long argument', { args: ['x'.repeat(128 * 1024 + 1)] }, 'args[0]', 'at most'],
+  ['a prototype key at the top', JSON.parse('{"__proto__": {"image": "evil"}}'), '__proto__', 'not an allowed field'],
+  ['constructor at the top', { constructor: 'x' }, 'constructor', 'not an allowed field'],
+];
+const types = suite('parseJobSpec refuses hostile and careless input, naming the field');
+for (const [what, patch, field, words] of hostile) {
+  types(what, () => {
+    const message = rejects({ name: 'a', image: 'python', ...patch }, field);
+    if (words) assert.ok(message.includes(words), message);
+  });
+}
+types('a spec that is not an object', () => {
+  for (const input of [[], 'job', 3, null, true]) rejects(input, 'spec');
+});
+types('a deeply nested value is refused without recursion trouble', () => {
+  let deep: unknown = 'x';
+  for (let i = 0; i < 100_000; i++) deep = [deep];
+  rejects({ name: 'a', command: deep }, 'spec');
+  let object: unknown = {};
+  for (let i = 0; i < 100_000; i++) object = { a: object };
+  rejects({ name: 'a', labels: object }, 'spec');
+});
+types('a __proto__ key never reaches a prototype', () => {
+  try {
+    parseJobSpec(JSON.parse('{"name": "a", "env": {"__proto__": {"polluted": "yes"}}}'));
+  } catch {
+    // refused, as above
+  }
+  assert.is(({} as Record<string, unknown>).polluted, undefined);
+});
+types('null, [] and {} count as absent', () => {
+  assert.equal(parseJobSpec({ name: 'a', image: null, command: [], env: {}, resources: { requests: null }, tolerations: [] }), {
+    name: 'a',
+  });
+});
+types('YAML numbers and booleans are read as their text', () => {
+  const parsed = parseJobSpec({ name: 'a', env: { N: 2, B: true }, labels: { v: 1 }, resources: { requests: { cpu: 2 } } });
+  assert.equal(parsed.env, { N: '2', B: 'true' });
+  assert.equal(parsed.labels, { v: '1' });
+  assert.equal(parsed.resources, { requests: { cpu: '2' } });
+});
+types('aliases are read as their fields', () => {
+  const parsed = parseJobSpec({ name: 'a', retries: 2, ttl: 60, array: 4 });
+  assert.equal([parsed.backoffLimit, parsed.ttlSecondsAfterFinished, parsed.completions], [2, 60, 4]);
+});
+types('scheduling in the Python spelling is read too', () => {
+  const parsed = parseJobSpec({
+    name: 'a',
+    tolerations: [{ key: 'k', operator: 'Exists', effect: 'NoExecute', toleration_seconds: 5 }],
+    nodeAffinityRequired: [{ match_expressions: [{ key: 'a', operator: 'In', values: ['b'] }] }],
+  });
+  assert.equal(parsed.tolerations, [{ key: 'k', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 5 }]);
+  assert.equal(parsed.nodeAffinityRequired, [{ matchExpressions: [{ key: 'a', operator: 'In', values: ['b'] }] }]);
+});
+types('the longest valid label key is accepted', () => {
+  const key = `${'a'.repeat(253)}/${'b'.repeat(63)}`;
+  assert.equal(parseJobSpec({ name: 'a', labels: { [key]: 'x' } }).labels, { [key]: 'x' });
+});
+types('limits equal to requests, in different units, are fine', () => {
+  parseJobSpec({ name: 'a', resources: { requests: { cpu: '1', memory: '1Gi' }, limits: { cpu: '1000m', memory: '1073741824' } } });
+});
+types.run();
+
+const upstreamHostile = suite('specFromUpstreamManifest refuses hostile manifests, naming the manifest field');
+const container = manifest.spec.template.spec.containers[0]!;
+const withContainer = (patch: Record<string, unknown>) => withPod({ containers: [{ ...container, ...patch }] });
+const upstreamCases: [string, unknown, string][] = [
+  ['a list as the manifest', [manifest], 'job'],
+  ['a list as the spec', { ...manifest, spec: [manifest.spec] }, 'job.spec'],
+  ['two containers', withPod({ containers: [container, container] }), 'job.spec.template.spec.containers'],
+  ['no container', withPod({ containers: [] }), 'job.spec.template.spec.containers'],
+  ['a fractional backoff limit', { ...manifest, spec: { ...manifest.spec, backoff_limit: 1.5 } }, 'job.spec.backoffLimit'],
+  ['a negative backoff limit', { ...manifest, spec: { ...manifest.spec, backoff_limit: -1 } }, 'job.spec.backoffLimit'],
+  ['a huge parallelism', { ...manifest, spec: { ...manifest.spec, parallelism: 1e6, completions: 1e6 } }, 'job.spec.parallelism'],
+  ['a map where env goes', withContainer({ env: { A: '1' } }), 'job.spec.template.spec.containers[0].env'],
+  ['a number as the image', withContainer({ image: 7 }), 'job.spec.template.spec.containers[0].image'],
+  ['another working directory', withContainer({ working_dir: '/etc' }), 'job.spec.template.spec.containers[0].workingDir'],
+  [
+    'huge memory',
+    withContainer({ resources: { limits: { memory: '1e308' } } }),
+    'job.spec.template.spec.containers[0].resources.limits.memory',
+  ],
+  [
+    'a limit below its request',
+    withContainer({ resources: { requests: { cpu: '2' }, limits: { cpu: '1' } } }),
+    'job.spec.template.spec.containers[0].resources.limits.cpu',
+  ],
+  [
+    'an unknown toleration operator',
+    withPod({ tolerations: [{ key: 'k', operator: 'All' }] }),
+    'job.spec.template.spec.tolerations[0].operator',
+  ],
+  ['a prototype key in the pod spec', withPod(JSON.parse('{"__proto__": {"host_network": true}}')), 'job.spec.template.spec.__proto__'],
+  ['a bad label', { ...manifest, metadata: { ...manifest.metadata, labels: { 'a b': 'c' } } }, 'job.metadata.labels.a b'],
+  ['another kind', { ...manifest, kind: 'Pod' }, 'job.kind'],
+];
+for (const [what, input, field] of upstreamCases) upstreamHostile(what, () => void rejects(input, field, specFromUpstreamManifest));
+upstreamHostile('a deeply nested manifest is a 400', () => {
+  let deep: unknown = {};
+  for (let i = 0; i < 100_000; i++) deep = { a: deep };
+  rejects({ ...manifest, status: deep }, 'body', specFromUpstreamManifest);
+});
+upstreamHostile.run();
+
+const terms = suite('inManifestTerms: policy errors restated where the manifest holds the field');
+terms('job and cronjob paths', async () => {
+  const { inManifestTerms } = await import('../../lib/k8s/upstream-manifest.ts');
+  const job = inManifestTerms(new BadRequest('tolerations[0]: never allowed', 'tolerations[0]'), 'job') as BadRequest;
+  assert.is(job.field, 'job.spec.template.spec.tolerations[0]');
+  assert.is(job.message, 'job.spec.template.spec.tolerations[0]: never allowed');
+  const cron = inManifestTerms(new BadRequest('resources.limits.cpu: too much', 'resources.limits.cpu'), 'cronjob') as BadRequest;
+  assert.is(cron.field, 'job.spec.jobTemplate.spec.template.spec.containers[0].resources.limits.cpu');
+  const other = new Error('x');
+  assert.is(inManifestTerms(other, 'job'), other);
+});
+terms.run();
