@@ -53,7 +53,7 @@ refused('large code with an unknown profile, no image, or limits below requests:
   for (const [spec, status] of [
     [{ name: 'big', image: 'busybox', profile: 'nope' }, 400],
     [{ name: 'big', command: ['true'] }, 400],
-    [{ name: 'big', image: 'busybox', resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } } }, 422],
+    [{ name: 'big', image: 'busybox', resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } } }, 400],
   ] as const) {
     const res = await alice('POST', 'api/v1/jobs', { form: codeForm(largeCode(), spec) });
     assert.is(res.status, status, res.text);
@@ -62,12 +62,32 @@ refused('large code with an unknown profile, no image, or limits below requests:
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(await objectsIn(aliceNs), before);
 });
-refused('small inline code refused by us or by the API server: no ConfigMap', async () => {
+refused('small inline code refused by us: no ConfigMap', async () => {
   const before = await objectsIn(aliceNs);
   const spec = { name: 'small', image: 'busybox', command: ['true'] };
   assert.is((await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, { ...spec, profile: 'nope' }) })).status, 400);
-  assert.is((await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, { ...spec, resources: { requests: { cpu: '2' }, limits: { cpu: '1' } } }) })).status, 422);
+  assert.is((await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, { ...spec, resources: { requests: { cpu: '2' }, limits: { cpu: '1' } } }) })).status, 400);
   assert.equal(await objectsIn(aliceNs), before);
+});
+refused('small or large code refused by the API server (a quota admitting no Job): nothing stored', async () => {
+  // The namespace exists once alice has submitted something.
+  assert.is((await alice('POST', 'api/v1/jobs', { json: { name: 'first', image: 'busybox', command: ['true'] } })).status, 201);
+  const quota = { metadata: { name: 'no-more-jobs' }, spec: { hard: { 'count/jobs.batch': '1' } } };
+  await admin.core.createNamespacedResourceQuota({ namespace: aliceNs, body: quota });
+  try {
+    await eventually('the quota to be counted', async () => (await admin.core.readNamespacedResourceQuota({ namespace: aliceNs, name: 'no-more-jobs' })).status?.used !== undefined);
+    const before = await objectsIn(aliceNs);
+    const spec = { name: 'over', image: 'busybox', command: ['true'] };
+    for (const files of [{ 'main.py': 'print(1)' }, largeCode()]) {
+      const res = await alice('POST', 'api/v1/jobs', { form: codeForm(files, spec) });
+      assert.ok(res.status >= 400, res.text);
+      assert.match(res.body.detail, /exceeded quota/);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(await objectsIn(aliceNs), before);
+  } finally {
+    await admin.core.deleteNamespacedResourceQuota({ namespace: aliceNs, name: 'no-more-jobs' });
+  }
 });
 refused.run();
 
