@@ -7,7 +7,7 @@ import { jobDetail, jobSummary } from '../views.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
-import { listJobsPage, showJob, storeUpload, submitJob } from './operations.ts';
+import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storeUpload, submitJob } from './operations.ts';
 import { openApiDocument } from './openapi.ts';
 
 /**
@@ -68,23 +68,24 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
       method: 'POST',
       path: '/api/v1/jobs',
       handler: authenticated(deps, async (ctx, user) => {
-        let specInput: unknown;
-        let inline;
+        const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         if (isMultipart(ctx.req)) {
           const { fields, entries, fileParts } = await parseMultipart(ctx.req, uploadLimits(deps));
           if (!fields.spec) throw new BadRequest('spec: a multipart submit needs a "spec" field with the job spec as JSON', 'spec');
+          let specInput: unknown;
           try {
             specInput = JSON.parse(fields.spec);
           } catch {
             throw new BadRequest('spec: is not valid JSON', 'spec');
           }
           const spec = parseJobSpec(specInput);
-          if (fileParts) inline = (await storeUpload(deps, user, entries)).code;
-          const job = await submitJob(deps, user, spec, inline);
+          // Checked here, stored only by the create, after every other check passed.
+          const upload = fileParts ? normalizeCode(deps, entries) : undefined;
+          const job = await submitJob(deps, user, spec, { upload, idempotencyKey });
           return { status: 201, json: jobDetail(job, []) };
         }
         const spec = parseJobSpec(await readJson(ctx.req));
-        const job = await submitJob(deps, user, spec);
+        const job = await submitJob(deps, user, spec, { idempotencyKey });
         return { status: 201, json: jobDetail(job, []) };
       }),
     },

@@ -1,10 +1,13 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { V1CronJob, V1Job } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
-import { BadRequest, toHttpError } from '../http/errors.ts';
-import { buildCronJobObjects, buildJobObjects } from '../k8s/builders.ts';
-import { jobNameFor, labels } from '../k8s/names.ts';
+import type { CreateOptions } from '../backend/types.ts';
+import { idempotencyKeyHeader } from '../contract.ts';
+import { BadRequest, HttpError, toHttpError } from '../http/errors.ts';
+import { buildCronJobObjects, buildJobObjects, idempotencyFor, type Idempotency } from '../k8s/builders.ts';
+import { annotations, jobNameFor, labels } from '../k8s/names.ts';
 import type { JobSpec } from '../k8s/spec.ts';
-import { normalizeUpload, type ArchiveEntry } from '../uploads/archive.ts';
+import { normalizeUpload, type ArchiveEntry, type NormalizedUpload } from '../uploads/archive.ts';
 import { signUploadReference, verifyUploadReference, type StoredCode } from '../uploads/reference.ts';
 import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../views.ts';
 import type { Deps } from './deps.ts';
@@ -12,10 +15,16 @@ import { ensureOwnNamespace } from './namespace.ts';
 
 /** The steps shared by the native API, the upstream-compatible API and every function target. */
 
+/** Checks and normalises code sent with a request (an empty upload is a 400); stores nothing. */
+export function normalizeCode(deps: Deps, entries: ArchiveEntry[]): NormalizedUpload {
+  if (!entries.length) throw new BadRequest('code: the upload contains no files', 'code');
+  return normalizeUpload(entries, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles });
+}
+
+/** POST /uploads: stores the code on its own, for later submits to reference. */
 export async function storeUpload(deps: Deps, user: User, entries: ArchiveEntry[]) {
   const { settings, backend } = deps;
-  if (!entries.length) throw new BadRequest('code: the upload contains no files', 'code');
-  const upload = normalizeUpload(entries, { maxBytes: settings.maxUploadBytes, maxFiles: settings.maxUploadFiles });
+  const upload = normalizeCode(deps, entries);
   await ensureOwnNamespace(deps, user);
   const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
   const code = await backend.storeCode(user, upload, expiresAt);
@@ -23,39 +32,101 @@ export async function storeUpload(deps: Deps, user: User, entries: ArchiveEntry[
   return { reference, code, upload, expiresAt };
 }
 
-export async function submitJob(deps: Deps, user: User, spec: JobSpec, inlineCode?: StoredCode): Promise<V1Job> {
-  return submit(deps, user, spec, inlineCode, (code) => {
-    const objects = buildJobObjects(spec, user, jobNameFor(spec.name), jobOptions(deps, code));
-    return () => deps.backend.createJob(objects, code);
+/** Idempotency keys are opaque to the server; bounded so a label hash and a log line stay cheap. */
+const idempotencyKeyPattern = /^[\x21-\x7e]{1,255}$/;
+
+/** The `Idempotency-Key` header of a submit: absent, or 1-255 visible ASCII characters (400 otherwise). */
+export function idempotencyKeyFrom(headers: IncomingHttpHeaders): string | undefined {
+  const raw = headers[idempotencyKeyHeader];
+  if (raw === undefined) return undefined;
+  const key = Array.isArray(raw) ? raw.join(',') : raw;
+  if (!idempotencyKeyPattern.test(key)) throw new BadRequest('Idempotency-Key: must be 1 to 255 visible ASCII characters (no spaces), e.g. a UUID', 'Idempotency-Key');
+  return key;
+}
+
+export interface SubmitOptions {
+  /** Code sent with the submit itself (multipart files, upstream's inline zip): checked, not stored yet. */
+  upload?: NormalizedUpload;
+  /** From `idempotencyKeyFrom`: a retry with the same key returns the first attempt's job. */
+  idempotencyKey?: string;
+}
+
+export async function submitJob(deps: Deps, user: User, spec: JobSpec, options: SubmitOptions = {}): Promise<V1Job> {
+  return submit(deps, user, spec, options, {}, {
+    build: (name, code, idempotency) => buildJobObjects(spec, user, name, jobOptions(deps, code, idempotency)),
+    create: (objects, code, createOptions) => deps.backend.createJob(objects, code, createOptions),
+    existing: (objects) => deps.backend.getJob(objects.namespace, objects.job.metadata!.name!),
   });
 }
 
-export async function submitCronJob(deps: Deps, user: User, spec: JobSpec, schedule: string, inlineCode?: StoredCode): Promise<V1CronJob> {
-  return submit(deps, user, spec, inlineCode, (code) => {
-    const objects = buildCronJobObjects(spec, schedule, user, jobNameFor(spec.name), jobOptions(deps, code));
-    return () => deps.backend.createCronJob(objects, code);
+export async function submitCronJob(deps: Deps, user: User, spec: JobSpec, schedule: string, options: SubmitOptions = {}): Promise<V1CronJob> {
+  return submit(deps, user, spec, options, { schedule }, {
+    build: (name, code, idempotency) => buildCronJobObjects(spec, schedule, user, name, jobOptions(deps, code, idempotency)),
+    create: (objects, code, createOptions) => deps.backend.createCronJob(objects, code, createOptions),
+    existing: (objects) => deps.backend.getCronJob(objects.namespace, objects.cronJob.metadata!.name!),
   });
 }
 
-function jobOptions(deps: Deps, code: StoredCode | undefined) {
-  return { settings: deps.settings, profiles: deps.admin.profiles, template: deps.admin.jobTemplate, code };
+function jobOptions(deps: Deps, code: StoredCode | undefined, idempotency: Idempotency | undefined) {
+  return { settings: deps.settings, profiles: deps.admin.profiles, template: deps.admin.jobTemplate, code, idempotency };
 }
 
-/** Resolves the code (inline or by signed reference), builds, ensures the namespace, creates. */
-async function submit<T>(deps: Deps, user: User, spec: JobSpec, inlineCode: StoredCode | undefined, plan: (code: StoredCode | undefined) => () => Promise<T>): Promise<T> {
+interface SubmitSteps<O extends { namespace: string }, T extends V1Job | V1CronJob> {
+  /** Pure: every check of the request (profile, image, resources, template, schedule) happens here. */
+  build: (name: string, code: StoredCode | undefined, idempotency: Idempotency | undefined) => O;
+  create: (objects: O, code: StoredCode | undefined, options: CreateOptions) => Promise<T>;
+  existing: (objects: O) => Promise<T>;
+}
+
+/**
+ * Everything that can refuse the request (upload reference, spec, profile, image, template merge)
+ * runs before anything is stored or created; the namespace is ensured once; then the backend
+ * creates the owner first and the Secret and code owned by it (see KubernetesBackend.createJob).
+ */
+async function submit<O extends { namespace: string }, T extends V1Job | V1CronJob>(deps: Deps, user: User, spec: JobSpec, options: SubmitOptions, extra: { schedule?: string }, steps: SubmitSteps<O, T>): Promise<T> {
   const { settings, backend } = deps;
-  try {
-    let code = inlineCode;
-    if (spec.upload) {
-      if (inlineCode) throw new BadRequest('upload: send either files or an upload reference, not both', 'upload');
-      code = (await verifyUploadReference(spec.upload, user.name, settings.uploadSecret)).code;
+  const { upload, idempotencyKey } = options;
+  let code: StoredCode | undefined;
+  let codeSha256 = upload?.sha256;
+  if (spec.upload) {
+    if (upload) throw new BadRequest('upload: send either files or an upload reference, not both', 'upload');
+    const claims = await verifyUploadReference(spec.upload, user.name, settings.uploadSecret);
+    code = claims.code;
+    codeSha256 = claims.sha256;
+  }
+  const idempotency = idempotencyKey === undefined ? undefined : idempotencyFor(user.name, idempotencyKey, { spec, ...extra, code: codeSha256 ?? null });
+  const name = jobNameFor(spec.name, idempotency?.nameSuffix);
+  const placed = upload && backend.placeCode ? backend.placeCode(user, upload, name) : undefined;
+  let objects = steps.build(name, placed ?? code, idempotency);
+  if (settings.createUserNamespace) await ensureOwnNamespace(deps, user);
+
+  if (upload && !placed) {
+    // A backend that cannot store code with the create (local) stores it first and we remove it on failure.
+    const stored = await backend.storeCode(user, upload, new Date(Date.now() + settings.uploadTtlSeconds * 1000));
+    objects = steps.build(name, stored, idempotency);
+    let result: { created: T; first: boolean };
+    try {
+      result = await createOrFindExisting(steps, objects, stored, {}, idempotency);
+    } catch (error) {
+      await backend.deleteCode(stored).catch(() => undefined);
+      throw error;
     }
-    const create = plan(code);
-    if (settings.createUserNamespace) await ensureOwnNamespace(deps, user);
-    return await create();
+    // A retry answered with the first attempt's job: the code this retry stored serves nothing.
+    if (result.first) await backend.deleteCode(stored).catch(() => undefined);
+    return result.created;
+  }
+  return (await createOrFindExisting(steps, objects, placed ?? code, { upload: placed ? upload : undefined }, idempotency)).created;
+}
+
+/** A backend that answers a keyed retry with a Conflict (local) still gets the first attempt's job back. */
+async function createOrFindExisting<O extends { namespace: string }, T extends V1Job | V1CronJob>(steps: SubmitSteps<O, T>, objects: O, code: StoredCode | undefined, createOptions: CreateOptions, idempotency: Idempotency | undefined): Promise<{ created: T; first: boolean }> {
+  try {
+    return { created: await steps.create(objects, code, createOptions), first: false };
   } catch (error) {
-    // Code uploaded with this very request belongs to this submit alone; a referenced upload may serve others.
-    if (inlineCode) await backend.deleteCode(inlineCode).catch(() => undefined);
+    if (!idempotency || !(error instanceof HttpError) || error.status !== 409) throw error;
+    const existing = await steps.existing(objects).catch(() => undefined);
+    const metadata = existing?.metadata;
+    if (existing && metadata?.labels?.[labels.idempotencyKey] === idempotency.label && metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256) return { created: existing, first: true };
     throw error;
   }
 }

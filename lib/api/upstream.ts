@@ -9,7 +9,7 @@ import { toUpstreamWire } from '../k8s/wire.ts';
 import { readZip } from '../uploads/archive.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
-import { listAllJobs, storeUpload, submitCronJob, submitJob } from './operations.ts';
+import { idempotencyKeyFrom, listAllJobs, normalizeCode, submitCronJob, submitJob } from './operations.ts';
 import { authenticated } from './native.ts';
 
 /**
@@ -102,14 +102,14 @@ async function jobOrPodLogs(deps: Deps, user: User, name: string, follow: boolea
   return jobLogs(deps, user, name, { follow }, signal);
 }
 
-/** Upstream sends code as a ConfigMap dict whose `binary_data.code` is a base64 zip. */
-async function inlineCodeFrom(deps: Deps, user: User, code: unknown) {
+/** Upstream sends code as a ConfigMap dict whose `binary_data.code` is a base64 zip; checked here, stored by the create. */
+function inlineCodeFrom(deps: Deps, code: unknown) {
   if (code === null || code === undefined) return undefined;
   const configMap = expectObject(code, 'code');
   const binary = (configMap.binary_data ?? configMap.binaryData) as Record<string, unknown> | undefined;
   if (!binary || typeof binary.code !== 'string') throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
   const zip = Buffer.from(binary.code, 'base64');
-  return (await storeUpload(deps, user, readZip(zip, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles }))).code;
+  return normalizeCode(deps, readZip(zip, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles }));
 }
 
 export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
@@ -118,9 +118,10 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
       method: 'POST',
       path: '/jobs',
       handler: authenticated(deps, async (ctx, user) => {
+        const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
         const spec = specFromUpstreamManifest(body.job);
-        const job = await submitJob(deps, user, spec, await inlineCodeFrom(deps, user, body.code));
+        const job = await submitJob(deps, user, spec, { upload: inlineCodeFrom(deps, body.code), idempotencyKey });
         return { json: toUpstreamWire(withStatusKeys(job)) };
       }),
     },
@@ -128,9 +129,10 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
       method: 'POST',
       path: '/cronjobs',
       handler: authenticated(deps, async (ctx, user) => {
+        const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
         const { spec, schedule } = specFromUpstreamCronJob(body.job);
-        const cronJob = await submitCronJob(deps, user, spec, schedule, await inlineCodeFrom(deps, user, body.code));
+        const cronJob = await submitCronJob(deps, user, spec, schedule, { upload: inlineCodeFrom(deps, body.code), idempotencyKey });
         return { json: toUpstreamWire(cronJob) };
       }),
     },

@@ -1,14 +1,14 @@
 import { PassThrough, Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { fetch } from 'undici';
-import { BadGateway, BadRequest, NotFound, Unavailable } from '../http/errors.ts';
-import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type Owner, type OwnerReference } from '../k8s/builders.ts';
+import { BadGateway, BadRequest, Conflict, NotFound, Unavailable } from '../http/errors.ts';
+import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownedBy, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type Owner, type OwnerReference } from '../k8s/builders.ts';
 import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
 import { buildManualJob } from '../k8s/cronjob-run.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
-import type { Backend, ListOptions, LogOptions, PodFilter } from './types.ts';
+import type { Backend, CreateOptions, ListOptions, LogOptions, PodFilter } from './types.ts';
 
 export interface KubernetesBackendOptions extends NamespacePolicySettings {
   kubeconfig?: string;
@@ -27,6 +27,70 @@ function isStatus(error: unknown, code: number): boolean {
 
 const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
 const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
+/** Lists answered as PartialObjectMetadataList: names, labels and annotations without the (code) data. */
+const metadataOnly = k8s.setHeaderOptions('Accept', 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1');
+
+const uploadsClaimName = 'kbatch-uploads';
+
+function isOwnedBy(object: { metadata?: { ownerReferences?: { uid: string }[] } }, owner: OwnerReference): boolean {
+  return Boolean(object.metadata?.ownerReferences?.some((reference) => reference.uid === owner.uid));
+}
+
+/**
+ * Creates an object owned by `owner`. If it exists already: owned by `owner`, it was made by an
+ * earlier attempt of this request and is kept; owned only by an earlier owner of the same name
+ * (deleted, its dependents not yet collected) it is stale and replaced; anything else is a Conflict.
+ */
+async function createOwned(body: { metadata?: k8s.V1ObjectMeta }, owner: OwnerReference | undefined, undo: Undo, ops: { create: () => Promise<unknown>; ownership: (owner: OwnerReference) => Promise<Ownership>; remove: () => Promise<unknown> }): Promise<void> {
+  const create = async () => {
+    await ops.create();
+    undo.push(ops.remove);
+  };
+  try {
+    return await create();
+  } catch (error) {
+    if (!owner || !isStatus(error, 409)) throw error;
+  }
+  const ownership = await ops.ownership(owner);
+  if (ownership === 'ours') return;
+  if (ownership === 'foreign') throw new Conflict(`${body.metadata?.name} exists and belongs to something else; submit again with another name`);
+  await ops.remove().catch((error) => {
+    if (!isStatus(error, 404)) throw error;
+  });
+  return create();
+}
+
+type Ownership = 'ours' | 'stale' | 'foreign';
+
+/** Ours, or only an earlier owner's of the same kind and name (deleted, not yet collected), or foreign. */
+function ownershipOf(object: { metadata?: k8s.V1ObjectMeta }, owner: OwnerReference): Ownership {
+  if (isOwnedBy(object, owner)) return 'ours';
+  const owners = object.metadata?.ownerReferences ?? [];
+  const stale = owners.length > 0 && owners.every((reference) => reference.kind === owner.kind && reference.name === owner.name && reference.uid !== owner.uid);
+  return stale ? 'stale' : 'foreign';
+}
+
+/** Waits for every step (so the undo list is complete) and rethrows the first failure. */
+async function settleAll(steps: Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/** What one request created, removed newest first if the request fails. */
+class Undo {
+  private readonly steps: (() => Promise<unknown>)[] = [];
+  push(step: () => Promise<unknown>): void {
+    this.steps.push(step);
+  }
+  async run(): Promise<void> {
+    const results = await Promise.allSettled(this.steps.reverse().map((step) => step()));
+    for (const result of results) {
+      if (result.status === 'rejected' && !isStatus(result.reason, 404)) console.error('kbatch: cleanup after failed submit failed:', (result.reason as Error).message);
+    }
+  }
+}
 
 /**
  * A write re-reads a namespace it has not seen for this long: owners never change, but an admin may
@@ -106,49 +170,130 @@ export class KubernetesBackend implements Backend {
     return owner;
   }
 
-  async storeCode(owner: Owner, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
-    await this.deleteAbandonedUploads(owner.namespace);
-    const id = randomSuffix(10);
-    const meta = { sha256: upload.sha256, files: upload.files, expiresAt };
-    if (upload.archive.length <= this.options.configMapMaxBytes) {
-      const body = buildCodeConfigMap(owner, `kbatch-code-${id}`, upload.archive, meta);
-      await this.core.createNamespacedConfigMap({ namespace: body.metadata!.namespace!, body });
-      return { kind: 'configmap', namespace: body.metadata!.namespace!, name: body.metadata!.name! };
-    }
-    return this.storeCodeInClaim(owner, id, upload, meta);
+  /**
+   * Where code sent with a submit will be stored, named after the Job that owns it: a retried submit
+   * (same Idempotency-Key, hence same Job name) finds or completes the same objects. No I/O.
+   */
+  placeCode(owner: Owner, upload: NormalizedUpload, ownerName: string): StoredCode {
+    return this.codeLocation(owner, upload, ownerName);
   }
 
-  private async storeCodeInClaim(owner: Owner, id: string, upload: NormalizedUpload, meta: { sha256: string; files: number; expiresAt: Date }): Promise<StoredCode> {
+  private codeLocation(owner: Owner, upload: NormalizedUpload, id: string): StoredCode {
+    const { namespace } = owner;
+    if (upload.archive.length <= this.options.configMapMaxBytes) return { kind: 'configmap', namespace, name: `kbatch-code-${id}` };
+    const chunks = Math.ceil(upload.archive.length / chunkBytes);
+    const configMaps = Array.from({ length: chunks }, (_, i) => `kbatch-code-${id}-${String(i).padStart(4, '0')}`);
+    return { kind: 'pvc', namespace, claim: uploadsClaimName, path: id, configMaps };
+  }
+
+  /** A standalone upload (POST /uploads): nothing owns it until a submit claims it. */
+  async storeCode(owner: Owner, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
+    const code = this.codeLocation(owner, upload, randomSuffix(10));
+    this.sweepAbandonedUploadsSoon(owner.namespace);
+    const undo = new Undo();
+    try {
+      await this.writeCode(owner, code, upload, { expiresAt }, undo);
+    } catch (error) {
+      await undo.run();
+      throw error;
+    }
+    return code;
+  }
+
+  /**
+   * Creates the code objects at `code`. With an owner, every object is owned from its create on
+   * (and one that already exists for that owner, left by an interrupted attempt, is kept).
+   */
+  private async writeCode(owner: Owner, code: StoredCode, upload: NormalizedUpload, meta: { expiresAt?: Date; ownerRef?: OwnerReference }, undo: Undo): Promise<void> {
+    const base = { sha256: upload.sha256, files: upload.files, ...meta };
+    if (code.kind === 'configmap') {
+      await this.createConfigMap(buildCodeConfigMap(owner, code.name, upload.archive, base), undo, meta.ownerRef);
+    } else if (code.kind === 'pvc') {
+      await this.storeCodeInClaim(owner, code, upload, base, undo);
+    }
+  }
+
+  /**
+   * Large code goes to the per-user PVC through a writer Job. The writer is created first and its
+   * chunks owned by it from their create on (its pod waits for them to mount); a writer for a
+   * submit is itself owned by the submitted Job. A PVC this call created is removed on failure.
+   */
+  private async storeCodeInClaim(owner: Owner, code: Extract<StoredCode, { kind: 'pvc' }>, upload: NormalizedUpload, meta: { sha256: string; files: number; ownerRef?: OwnerReference }, undo: Undo): Promise<void> {
     const claim = buildUploadsClaim(owner, { ...this.options });
-    const namespace = claim.metadata!.namespace!;
+    const namespace = code.namespace;
     try {
       await this.core.createNamespacedPersistentVolumeClaim({ namespace, body: claim });
+      // The claim is shared by all of the user's uploads; one that exists only because this request
+      // made it goes with this request (a concurrent upload racing for it retries on the next submit).
+      undo.push(() => this.core.deleteNamespacedPersistentVolumeClaim({ name: claim.metadata!.name!, namespace }));
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
     }
-    const chunkNames: string[] = [];
-    try {
-      for (let offset = 0, i = 0; offset < upload.archive.length; offset += chunkBytes, i++) {
-        const name = `kbatch-code-${id}-${String(i).padStart(4, '0')}`;
-        const chunk = buildCodeConfigMap(owner, name, upload.archive.subarray(offset, offset + chunkBytes), meta);
-        chunk.binaryData = { part: chunk.binaryData!['code.tgz']! };
-        await this.core.createNamespacedConfigMap({ namespace, body: chunk });
-        chunkNames.push(name);
-      }
-      const writer = buildUploadWriterJob(owner, `kbatch-upload-${id}`, chunkNames, id, this.options);
-      const created = await this.batch.createNamespacedJob({ namespace, body: writer });
-      await Promise.all(chunkNames.map((name) => this.addOwner('configmap', namespace, name, ownerReferenceTo(created))));
-    } catch (error) {
-      await Promise.allSettled(chunkNames.map((name) => this.core.deleteNamespacedConfigMap({ name, namespace })));
-      throw error;
-    }
-    return { kind: 'pvc', namespace, claim: claim.metadata!.name!, path: id, configMaps: chunkNames };
+    const writerName = `kbatch-upload-${code.path}`;
+    const writerBody = buildUploadWriterJob(owner, writerName, code.configMaps, code.path, this.options, meta.ownerRef);
+    let writer: k8s.V1Job | undefined;
+    await createOwned(writerBody, meta.ownerRef, undo, {
+      create: async () => (writer = await this.batch.createNamespacedJob({ namespace, body: writerBody })),
+      ownership: async (owner) => ownershipOf((writer = await this.batch.readNamespacedJob({ name: writerName, namespace })), owner),
+      remove: () => this.batch.deleteNamespacedJob({ name: writerName, namespace, propagationPolicy: 'Background' }),
+    });
+    const writerRef = ownerReferenceTo(writer!);
+    await settleAll(
+      code.configMaps.map((name, i) => {
+        const part = upload.archive.subarray(i * chunkBytes, (i + 1) * chunkBytes);
+        return this.createConfigMap(buildCodeConfigMap(owner, name, part, { ...meta, ownerRef: writerRef, key: 'part' }), undo, writerRef);
+      }),
+    );
   }
 
-  /** Stateless garbage collection: each new upload sweeps the user's expired, never-used ones. */
+  private async createConfigMap(body: k8s.V1ConfigMap, undo: Undo, owner: OwnerReference | undefined): Promise<void> {
+    const { name, namespace } = body.metadata as { name: string; namespace: string };
+    await createOwned(body, owner, undo, {
+      create: () => this.core.createNamespacedConfigMap({ namespace, body }),
+      ownership: async (owner) => ownershipOf(await this.core.readNamespacedConfigMap({ name, namespace }), owner),
+      remove: () => this.core.deleteNamespacedConfigMap({ name, namespace }),
+    });
+  }
+
+  private async createSecret(body: k8s.V1Secret, undo: Undo, owner: OwnerReference): Promise<void> {
+    const { name, namespace } = body.metadata as { name: string; namespace: string };
+    // The service may not read Secrets (knative/rbac.yaml): a JSON patch made only of `test`
+    // operations asks who owns the existing one without reading it (a failed test is a 422).
+    const holds = (tests: { path: string; value: string }[]) =>
+      this.core.patchNamespacedSecret({ name, namespace, body: tests.map((test) => ({ op: 'test', ...test })) }, jsonPatch).then(
+        () => true,
+        (error) => {
+          if (isStatus(error, 422)) return false;
+          throw error;
+        },
+      );
+    await createOwned(body, owner, undo, {
+      create: () => this.core.createNamespacedSecret({ namespace, body }),
+      async ownership(owner) {
+        if (await holds([{ path: '/metadata/ownerReferences/0/uid', value: owner.uid }])) return 'ours';
+        // Secrets of kbatch have exactly one owner, the Job (or CronJob) they are named after.
+        const earlier = await holds([{ path: '/metadata/ownerReferences/0/kind', value: owner.kind }, { path: '/metadata/ownerReferences/0/name', value: owner.name }]);
+        return earlier ? 'stale' : 'foreign';
+      },
+      remove: () => this.core.deleteNamespacedSecret({ name, namespace }),
+    });
+  }
+
+  /**
+   * Off the hot path: a standalone upload starts a sweep of the namespace's expired, never-claimed
+   * uploads and does not wait for it. Only unclaimed uploads carry the label it selects on, and it
+   * reads metadata only, so its cost does not grow with the user's jobs or their code.
+   */
+  private readonly sweeps = new Map<string, Promise<void>>();
+  private sweepAbandonedUploadsSoon(namespace: string): void {
+    if (!namespace || this.sweeps.has(namespace)) return;
+    const sweep = this.deleteAbandonedUploads(namespace).finally(() => this.sweeps.delete(namespace));
+    this.sweeps.set(namespace, sweep);
+  }
+
   private async deleteAbandonedUploads(namespace: string): Promise<void> {
     try {
-      const { items } = await this.core.listNamespacedConfigMap({ namespace, labelSelector: labels.upload });
+      const { items } = await this.core.listNamespacedConfigMap({ namespace, labelSelector: labels.unclaimedUpload }, metadataOnly);
       const now = new Date();
       await Promise.allSettled(items.filter((item) => isAbandonedUpload(item, now)).map((item) => this.core.deleteNamespacedConfigMap({ name: item.metadata!.name!, namespace })));
     } catch (error) {
@@ -165,63 +310,119 @@ export class KubernetesBackend implements Backend {
     }
   }
 
-  private async addOwner(kind: 'configmap' | 'secret', namespace: string, name: string, owner: OwnerReference): Promise<void> {
-    // Strategic merge keys ownerReferences by uid, so a shared upload gains one owner per job.
-    const body = { metadata: { ownerReferences: [owner] } };
-    if (kind === 'configmap') await this.core.patchNamespacedConfigMap({ name, namespace, body }, strategicMerge);
-    else await this.core.patchNamespacedSecret({ name, namespace, body }, strategicMerge);
+  /**
+   * A submit that references an earlier upload claims it: the Job becomes an owner (strategic merge
+   * keys ownerReferences by uid, so a shared upload gains one owner per job) and the unclaimed
+   * label goes, so the sweep never lists it again. The only owner patch left: the object predates the Job.
+   */
+  private async claimUpload(code: Extract<StoredCode, { kind: 'configmap' }>, owner: OwnerReference): Promise<void> {
+    const body = { metadata: { ownerReferences: [owner], labels: { [labels.unclaimedUpload]: null } } };
+    try {
+      await this.core.patchNamespacedConfigMap({ name: code.name, namespace: code.namespace, body }, strategicMerge);
+    } catch (error) {
+      if (isStatus(error, 404)) throw new BadRequest('upload: the uploaded code no longer exists (its jobs were deleted); upload it again', 'upload');
+      throw error;
+    }
   }
 
-  async createJob(objects: JobObjects, code: StoredCode | undefined): Promise<k8s.V1Job> {
+  /**
+   * The Job is created first and suspended: no pod exists (none holds a node or waits on a missing
+   * Secret, whose absence the kubelet only retries every ~10 s) until the Secret and code, each
+   * owned by the Job from its create on, are in place; then it is released. An interruption at any
+   * step leaves the user's own suspended Job (visible in `job list`, completed by a retry with the
+   * same Idempotency-Key, removed with its dependents by `job delete`), never an orphan.
+   */
+  async createJob(objects: JobObjects, code: StoredCode | undefined, options: CreateOptions = {}): Promise<k8s.V1Job> {
     const { namespace, job } = objects;
-    return this.createOwner(objects, code, async () => {
-      const created = await this.batch.createNamespacedJob({ namespace, body: job });
-      const remove = () => this.batch.deleteNamespacedJob({ name: created.metadata!.name!, namespace, propagationPolicy: 'Background' });
-      return { created, reference: ownerReferenceTo(created), remove };
-    });
-  }
-
-  async createCronJob(objects: CronJobObjects, code: StoredCode | undefined): Promise<k8s.V1CronJob> {
-    const { namespace, cronJob } = objects;
-    return this.createOwner(objects, code, async () => {
-      const created = await this.batch.createNamespacedCronJob({ namespace, body: cronJob });
-      const remove = () => this.batch.deleteNamespacedCronJob({ name: created.metadata!.name!, namespace, propagationPolicy: 'Background' });
-      return { created, reference: ownerReferenceTo(created, 'CronJob'), remove };
+    const name = job.metadata!.name!;
+    // An admin template may ask for suspended Jobs (a queue such as Kueue releases them): keep that.
+    const release = job.spec?.suspend !== true;
+    return this.createOwner(objects, code, options, {
+      kind: 'Job',
+      body: { ...job, spec: { ...job.spec!, suspend: true } },
+      create: (body) => this.batch.createNamespacedJob({ namespace, body }),
+      read: () => this.batch.readNamespacedJob({ name, namespace }),
+      remove: () => this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' }),
+      isComplete: (existing) => release && existing.spec?.suspend !== true,
+      finish: (created) => (release ? this.batch.patchNamespacedJob({ name, namespace, body: { spec: { suspend: false } } }, mergePatch) : Promise.resolve(created)),
     });
   }
 
   /**
-   * Secret first, then the owner (Job or CronJob), then ownerReferences on the Secret and the code.
-   * Any failure undoes what this call made, so a refused submit leaves nothing behind.
+   * The CronJob is created first, not suspended (the service may not patch CronJobs, and it needs
+   * not): its first Job starts at the next schedule tick, after the Secret and code created right
+   * after it, each owned by it from its create on. If the service dies in between, the CronJob's
+   * pods wait for the Secret; the user sees and deletes it, or a retry with the key completes it.
    */
-  private async createOwner<T>(
+  async createCronJob(objects: CronJobObjects, code: StoredCode | undefined, options: CreateOptions = {}): Promise<k8s.V1CronJob> {
+    const { namespace, cronJob } = objects;
+    const name = cronJob.metadata!.name!;
+    return this.createOwner(objects, code, options, {
+      kind: 'CronJob',
+      body: cronJob,
+      create: (body) => this.batch.createNamespacedCronJob({ namespace, body }),
+      read: () => this.batch.readNamespacedCronJob({ name, namespace }),
+      remove: () => this.batch.deleteNamespacedCronJob({ name, namespace, propagationPolicy: 'Background' }),
+      // No marker tells a finished create from an interrupted one: a retry re-runs the (idempotent) steps.
+      isComplete: () => false,
+      finish: async (created) => created,
+    });
+  }
+
+  /**
+   * Owner first, then its Secret and code in parallel (owned by it in their create calls), then
+   * `finish`. A failure removes exactly what this call created. An owner that already exists with
+   * this request's idempotency label is the first attempt: it is returned, after completing what
+   * that attempt left undone.
+   */
+  private async createOwner<T extends k8s.V1Job | k8s.V1CronJob>(
     objects: { namespace: string; secret: k8s.V1Secret },
     code: StoredCode | undefined,
-    createOwnerObject: () => Promise<{ created: T; reference: OwnerReference; remove: () => Promise<unknown> }>,
+    options: CreateOptions,
+    owner: {
+      kind: 'Job' | 'CronJob';
+      body: T;
+      create: (body: T) => Promise<T>;
+      read: () => Promise<T>;
+      remove: () => Promise<unknown>;
+      isComplete: (existing: T) => boolean;
+      finish: (created: T) => Promise<T>;
+    },
   ): Promise<T> {
-    const { namespace, secret } = objects;
-    const cleanups: (() => Promise<unknown>)[] = [];
+    const undo = new Undo();
+    let created: T;
+    let completing = false;
     try {
-      if (code?.kind === 'configmap') {
-        try {
-          await this.core.readNamespacedConfigMap({ name: code.name, namespace: code.namespace });
-        } catch (error) {
-          if (isStatus(error, 404)) throw new BadRequest('upload: the uploaded code no longer exists (its jobs were deleted); upload it again', 'upload');
-          throw error;
-        }
-      }
-      await this.core.createNamespacedSecret({ namespace, body: secret });
-      cleanups.push(() => this.core.deleteNamespacedSecret({ name: secret.metadata!.name!, namespace }));
-      const { created, reference, remove } = await createOwnerObject();
-      cleanups.push(remove);
-      await this.addOwner('secret', namespace, secret.metadata!.name!, reference);
-      if (code?.kind === 'configmap') await this.addOwner('configmap', namespace, code.name, reference);
-      return created;
+      created = await owner.create(owner.body);
+      undo.push(owner.remove);
     } catch (error) {
-      const results = await Promise.allSettled(cleanups.reverse().map((cleanup) => cleanup()));
-      for (const result of results) {
-        if (result.status === 'rejected' && !isStatus(result.reason, 404)) console.error('kbatch: cleanup after failed submit failed:', (result.reason as Error).message);
+      const key = owner.body.metadata?.labels?.[labels.idempotencyKey];
+      if (!key || !isStatus(error, 409)) throw error;
+      created = await owner.read();
+      const name = owner.body.metadata!.name!;
+      if (created.metadata?.labels?.[labels.idempotencyKey] !== key) throw new Conflict(`${owner.kind.toLowerCase()} ${name} already exists; submit again to get another name`);
+      if (created.metadata?.annotations?.[annotations.requestSha256] !== owner.body.metadata?.annotations?.[annotations.requestSha256]) {
+        throw new Conflict(`Idempotency-Key: already used for a different request (${owner.kind.toLowerCase()} ${name}); use a new key for a new submit`);
       }
+      if (owner.isComplete(created)) return created;
+      completing = true;
+    }
+    try {
+      const reference = ownerReferenceTo(created, owner.kind);
+      const user: Owner = { name: objects.secret.metadata?.annotations?.[annotations.username] ?? '', namespace: objects.namespace };
+      await settleAll([
+        this.createSecret(ownedBy(objects.secret, reference), undo, reference),
+        (async () => {
+          if (!code) return;
+          if (options.upload) await this.writeCode(user, code, options.upload, { ownerRef: reference }, undo);
+          else if (code.kind === 'configmap') await this.claimUpload(code, reference);
+        })(),
+      ]);
+      return await owner.finish(created);
+    } catch (error) {
+      // Completing an earlier attempt's owner, which may still be running: what this call made is
+      // owned by that owner (never debris), and removing it could pull it from under the other attempt.
+      if (!completing) await undo.run();
       throw error;
     }
   }

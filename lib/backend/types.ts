@@ -14,6 +14,14 @@ export interface PodFilter {
   jobName?: string;
 }
 
+export interface CreateOptions {
+  /**
+   * Code sent with this very submit, not stored yet: the create stores it at `code` (from
+   * `placeCode`) once the owner exists, owned by it, so a refused submit never stored anything.
+   */
+  upload?: NormalizedUpload;
+}
+
 export interface LogOptions {
   follow: boolean;
   /** RFC 3339; resumes a stream after the last line a client saw. */
@@ -41,16 +49,24 @@ export interface Backend {
    * the caller to check.
    */
   ensureNamespace(namespace: V1Namespace): Promise<string | null>;
+  /** Stores a standalone upload (POST /uploads), owned by nothing until a submit claims it. */
   storeCode(owner: Pick<User, 'name' | 'namespace'>, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode>;
   deleteCode(code: StoredCode): Promise<void>;
   /**
-   * Creates the Job and its Secret. On failure nothing this call created remains (the code was
-   * stored earlier; removing it is the caller's choice); on success the Secret and `code` (when
-   * stored as ConfigMaps) are owned by the Job, so deleting the Job removes them.
+   * Where `createJob` will store code sent with a submit (pure: no I/O), so the objects can be built
+   * and every check run before anything is stored. A backend without it gets the code stored first
+   * by `storeCode` and removed by the caller on failure.
    */
-  createJob(objects: JobObjects, code: StoredCode | undefined): Promise<V1Job>;
+  placeCode?(owner: Pick<User, 'name' | 'namespace'>, upload: NormalizedUpload, ownerName: string): StoredCode;
+  /**
+   * Creates the Job, its Secret and (with `options.upload`) its code. On failure nothing this call
+   * created remains; on success the Secret and `code` (when stored as ConfigMaps) are owned by the
+   * Job, so deleting the Job removes them. A Job that exists with the same idempotency label is
+   * returned (completed if an earlier attempt was interrupted) instead of a Conflict.
+   */
+  createJob(objects: JobObjects, code: StoredCode | undefined, options?: CreateOptions): Promise<V1Job>;
   /** Like createJob, with the CronJob as owner of the Secret and code. */
-  createCronJob(objects: CronJobObjects, code: StoredCode | undefined): Promise<V1CronJob>;
+  createCronJob(objects: CronJobObjects, code: StoredCode | undefined, options?: CreateOptions): Promise<V1CronJob>;
   listCronJobs(namespace: string): Promise<V1CronJob[]>;
   /** Pauses or resumes a CronJob's schedule. Optional: the local backend runs no schedules. */
   setCronJobSuspended?(namespace: string, name: string, suspended: boolean): Promise<V1CronJob>;

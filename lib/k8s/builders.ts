@@ -1,10 +1,11 @@
+import { createHash } from 'node:crypto';
 import type { User } from '../auth/types.ts';
 import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1LimitRange, V1Namespace, V1PersistentVolumeClaim, V1ResourceQuota, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { BadRequest } from '../http/errors.ts';
 import { checkResourceMaximums, checkResourceShape, checkScheduling, jobPolicyOf, type JobPolicy } from '../jobs/policy.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import { allProfiles, mergeTemplate, profileNamed, profileNames, type Profile, type Profiles } from './admin.ts';
-import { annotations, labels, userLabelValue } from './names.ts';
+import { annotations, labels, suffixFromBytes, userLabelValue } from './names.ts';
 import type { JobSpec } from './spec.ts';
 
 export interface JobSettings extends Partial<JobPolicy> {
@@ -164,7 +165,7 @@ export function buildJobObjects(
   spec: JobSpec,
   user: SubmitUser,
   jobName: string,
-  options: { settings: JobSettings; profiles: Profiles; template?: Record<string, unknown>; code?: StoredCode; now?: Date },
+  options: { settings: JobSettings; profiles: Profiles; template?: Record<string, unknown>; code?: StoredCode; now?: Date; idempotency?: Idempotency },
 ): JobObjects {
   const { settings } = options;
   const { profile, image } = checkSubmission(spec, options);
@@ -236,6 +237,11 @@ export function buildJobObjects(
   if (options.template) job = mergeTemplate(job, options.template) as V1Job;
   // The template may add, never override, what isolation depends on.
   job.metadata = { ...job.metadata, name: jobName, namespace, labels: { ...job.metadata?.labels, ...common } };
+  if (options.idempotency) {
+    // On the Job only (not its pods): it is how a retry recognises the first attempt's Job.
+    job.metadata.labels![labels.idempotencyKey] = options.idempotency.label;
+    job.metadata.annotations = { ...job.metadata.annotations, [annotations.requestSha256]: options.idempotency.requestSha256 };
+  }
   const podSpec = job.spec!.template.spec!;
   podSpec.serviceAccountName = undefined;
   podSpec.hostNetwork = undefined;
@@ -264,6 +270,34 @@ export function ownerReferenceTo(owner: V1Job | V1CronJob, kind: 'Job' | 'CronJo
   return { apiVersion: 'batch/v1', kind, name: owner.metadata!.name!, uid: owner.metadata!.uid! };
 }
 
+/**
+ * A copy of `object` owned by `owner` from the moment it exists: the reference goes into the create
+ * call itself, so no interruption can leave the object (an env Secret holds the user's Hub token)
+ * without an owner for the garbage collector to follow.
+ */
+export function ownedBy<T extends { metadata?: { ownerReferences?: OwnerReference[] } }>(object: T, owner: OwnerReference): T {
+  return { ...object, metadata: { ...object.metadata, ownerReferences: [owner] } };
+}
+
+/** What a submit with an `Idempotency-Key` records on its Job (or CronJob). */
+export interface Idempotency {
+  /** Label value: a hash of (user, key), so neither appears in clear and keys of different users never meet. */
+  label: string;
+  /** Hash of the request, so a key reused for a different request is refused rather than answered with the wrong job. */
+  requestSha256: string;
+  /** Job name suffix derived from the key: the retry's create collides with the first attempt's (409) instead of making a second Job. */
+  nameSuffix: string;
+}
+
+export function idempotencyFor(username: string, key: string, request: unknown): Idempotency {
+  const digest = createHash('sha256').update(username, 'utf8').update('\0').update(key, 'utf8').digest();
+  return {
+    label: digest.toString('hex').slice(0, 48),
+    requestSha256: createHash('sha256').update(JSON.stringify(request)).digest('hex'),
+    nameSuffix: suffixFromBytes(digest.subarray(24, 29)),
+  };
+}
+
 /** Cron expressions (five fields) or the @-macros the CronJob controller understands. */
 const schedulePattern = /^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$/;
 
@@ -286,6 +320,9 @@ export function buildCronJobObjects(
 ): CronJobObjects {
   if (!schedulePattern.test(schedule.trim())) throw new BadRequest(`schedule: "${schedule}" is not a cron expression (five fields, e.g. "0 22 * * 1-5") or @hourly/@daily/...`, 'schedule');
   const { namespace, job, secret } = buildJobObjects(spec, user, name, options);
+  // The idempotency marks identify the CronJob a submit made, not the Jobs it will start.
+  const { [labels.idempotencyKey]: _key, ...runLabels } = job.metadata!.labels ?? {};
+  const { [annotations.requestSha256]: _request, ...runAnnotations } = job.metadata!.annotations ?? {};
   const cronJob: V1CronJob = {
     apiVersion: 'batch/v1',
     kind: 'CronJob',
@@ -297,25 +334,39 @@ export function buildCronJobObjects(
       concurrencyPolicy: 'Forbid',
       successfulJobsHistoryLimit: 3,
       failedJobsHistoryLimit: 3,
-      jobTemplate: { metadata: { labels: job.metadata!.labels, annotations: job.metadata!.annotations }, spec: job.spec! },
+      jobTemplate: { metadata: { labels: runLabels, annotations: runAnnotations }, spec: job.spec! },
     },
   };
   return { namespace, cronJob, secret };
 }
 
-export function buildCodeConfigMap(owner: Owner, name: string, archive: Buffer, meta: { sha256: string; files: number; expiresAt: Date }): V1ConfigMap {
-  return {
+/**
+ * Uploaded code in a ConfigMap (or one chunk of it, `key: 'part'`). With an owner reference (code
+ * sent with a submit, or a chunk of its writer Job) the garbage collector removes it with its owner;
+ * without one (POST /uploads) it is labelled unclaimed and carries its expiry, so the sweep lists only these.
+ */
+export function buildCodeConfigMap(
+  owner: Owner,
+  name: string,
+  archive: Buffer,
+  meta: { sha256: string; files: number; expiresAt?: Date; ownerRef?: OwnerReference; key?: string },
+): V1ConfigMap {
+  const configMap: V1ConfigMap = {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {
       name,
       namespace: owner.namespace,
       labels: { ...ownerLabels(owner), [labels.upload]: meta.sha256.slice(0, 16) },
-      annotations: { [annotations.username]: owner.name, [annotations.uploadExpires]: meta.expiresAt.toISOString(), 'kbatch.jupyter.org/files': String(meta.files) },
+      annotations: { [annotations.username]: owner.name, 'kbatch.jupyter.org/files': String(meta.files) },
     },
-    binaryData: { [codeArchiveKey]: archive.toString('base64') },
+    binaryData: { [meta.key ?? codeArchiveKey]: archive.toString('base64') },
     immutable: true,
   };
+  if (meta.ownerRef) return ownedBy(configMap, meta.ownerRef);
+  configMap.metadata!.labels![labels.unclaimedUpload] = 'true';
+  if (meta.expiresAt) configMap.metadata!.annotations![annotations.uploadExpires] = meta.expiresAt.toISOString();
+  return configMap;
 }
 
 export function buildUploadsClaim(owner: Owner, settings: { uploadPvcSize: string; uploadPvcStorageClass?: string; uploadPvcAccessMode: string }): V1PersistentVolumeClaim {
@@ -336,19 +387,24 @@ export function buildUploadsClaim(owner: Owner, settings: { uploadPvcSize: strin
  * ConfigMaps (each under the 1 MiB limit), the helper concatenates and unpacks them, and the chunks
  * are owned by the helper Job so they disappear with it.
  */
-export function buildUploadWriterJob(owner: Owner, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string; uploadTtlSeconds: number }): V1Job {
+export function buildUploadWriterJob(owner: Owner, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string; uploadTtlSeconds: number }, ownerRef?: OwnerReference): V1Job {
   // Jobs copy their upload when they start, so a directory is needed only while its reference is
   // valid; each writer first sweeps the ones older than that (a day by default, plus slack).
   const sweepMinutes = Math.ceil(settings.uploadTtlSeconds / 60) + 60;
   const sweep = `find /uploads -mindepth 1 -maxdepth 1 -mmin +${sweepMinutes} -exec rm -rf {} + || true`;
   const { namespace } = owner;
   const chunkMounts = chunkNames.map((chunk, i) => ({ name: `chunk-${i}`, mountPath: `/chunks/${String(i).padStart(5, '0')}`, readOnly: true }));
-  return {
+  const writer: V1Job = {
     apiVersion: 'batch/v1',
     kind: 'Job',
     metadata: { name, namespace, labels: { ...ownerLabels(owner), [labels.component]: 'upload-writer' } },
     spec: {
       backoffLimit: 2,
+      // The writer is created before its chunks (so they can be owned by it from their create on);
+      // its pod waits for them to mount. If the chunks never come (the service died in between),
+      // the deadline fails the Job and the TTL below deletes it and whatever chunks it owns. Jobs
+      // stop waiting for the upload after 600 s too (codeVolumesFor).
+      activeDeadlineSeconds: 600,
       ttlSecondsAfterFinished: 600,
       template: {
         metadata: { labels: { ...ownerLabels(owner), [labels.component]: 'upload-writer' } },
@@ -371,4 +427,5 @@ export function buildUploadWriterJob(owner: Owner, name: string, chunkNames: str
       },
     },
   };
+  return ownerRef ? ownedBy(writer, ownerRef) : writer;
 }

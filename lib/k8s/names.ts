@@ -82,7 +82,11 @@ const suffixAlphabet = 'bcdfghjklmnpqrstvwxz2456789';
 
 /** Kubernetes-style random suffix, chosen here so the Job, its Secret and its pods share one name. */
 export function randomSuffix(length = 5): string {
-  const bytes = randomBytes(length);
+  return suffixFromBytes(randomBytes(length));
+}
+
+/** The same alphabet from given bytes: a retried submit derives its Job name from its idempotency key. */
+export function suffixFromBytes(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => suffixAlphabet[b % suffixAlphabet.length]).join('');
 }
 
@@ -107,6 +111,10 @@ export const labels = {
   legacyJobName: 'job-name',
   /** The index of a pod of an Indexed Job. */
   jobCompletionIndex: 'batch.kubernetes.io/job-completion-index',
+  /** On an upload nothing owns yet (POST /uploads): the only ConfigMaps the abandoned-upload sweep lists. */
+  unclaimedUpload: 'kbatch.jupyter.org/unclaimed-upload',
+  /** Hash of (user, Idempotency-Key) on a Job or CronJob: a retry finds the first attempt's object. */
+  idempotencyKey: 'kbatch.jupyter.org/idempotency-key',
 } as const;
 
 /** The selector for the pods of one job; the only place a selector string is written. */
@@ -121,4 +129,6 @@ export const annotations = {
   profile: 'kbatch.jupyter.org/profile',
   /** Millisecond submit time: creationTimestamp has whole seconds, too coarse to order a burst of submits. */
   submittedAt: 'kbatch.jupyter.org/submitted-at',
+  /** Hash of the request a keyed submit made, so reusing its key for a different request is refused. */
+  requestSha256: 'kbatch.jupyter.org/request-sha256',
 } as const;

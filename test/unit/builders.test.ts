@@ -150,3 +150,73 @@ writer('unpacks the chunks atomically and sweeps directories older than the uplo
   assert.equal(job.spec!.template.spec!.volumes!.map((v) => v.name), ['uploads', 'chunk-0', 'chunk-1']);
 });
 writer.run();
+
+const owned = suite('objects owned from their create on');
+const aliceOwner = { name: 'alice', namespace: 'kbatch-alice' };
+const jobOwner = { apiVersion: 'batch/v1', kind: 'Job', name: 'train-abcde', uid: 'uid-1' };
+owned('ownedBy puts the owner reference into the object itself, leaving the original untouched', async () => {
+  const { ownedBy } = await import('../../lib/k8s/builders.ts');
+  const { secret } = build({ image: 'python' });
+  const withOwner = ownedBy(secret, jobOwner);
+  assert.equal(withOwner.metadata!.ownerReferences, [jobOwner]);
+  assert.is(withOwner.metadata!.name, 'train-abcde');
+  assert.is(secret.metadata!.ownerReferences, undefined);
+});
+owned('code sent with a submit is owned by its Job and never looks unclaimed to the sweep', async () => {
+  const { buildCodeConfigMap, isAbandonedUpload } = await import('../../lib/k8s/builders.ts');
+  const configMap = buildCodeConfigMap(aliceOwner, 'kbatch-code-train-abcde', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, ownerRef: jobOwner });
+  assert.equal(configMap.metadata!.ownerReferences, [jobOwner]);
+  assert.is(configMap.metadata!.labels!['kbatch.jupyter.org/unclaimed-upload'], undefined);
+  assert.is(configMap.metadata!.annotations!['kbatch.jupyter.org/upload-expires'], undefined);
+  assert.not.ok(isAbandonedUpload(configMap, new Date('2100-01-01')));
+});
+owned('a standalone upload is labelled unclaimed and carries its expiry; a chunk keeps its part key', async () => {
+  const { buildCodeConfigMap, isAbandonedUpload } = await import('../../lib/k8s/builders.ts');
+  const expiresAt = new Date('2026-01-01T00:00:00Z');
+  const configMap = buildCodeConfigMap(aliceOwner, 'kbatch-code-x', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, expiresAt });
+  assert.is(configMap.metadata!.labels!['kbatch.jupyter.org/unclaimed-upload'], 'true');
+  assert.is(configMap.metadata!.ownerReferences, undefined);
+  assert.ok(isAbandonedUpload(configMap, new Date('2026-01-02T00:00:00Z')));
+  const chunk = buildCodeConfigMap(aliceOwner, 'kbatch-code-x-0000', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, ownerRef: jobOwner, key: 'part' });
+  assert.equal(Object.keys(chunk.binaryData!), ['part']);
+});
+owned('a writer Job is owned by the submitted Job and bounded by a deadline, so an interrupted one is collected', async () => {
+  const { buildUploadWriterJob } = await import('../../lib/k8s/builders.ts');
+  const writer = buildUploadWriterJob(aliceOwner, 'kbatch-upload-train-abcde', ['c0'], 'train-abcde', { helperImage: 'busybox', uploadTtlSeconds: 86400 }, jobOwner);
+  assert.equal(writer.metadata!.ownerReferences, [jobOwner]);
+  assert.is(writer.spec!.activeDeadlineSeconds, 600);
+  assert.ok(writer.spec!.ttlSecondsAfterFinished! > 0);
+  assert.is(buildUploadWriterJob(aliceOwner, 'w', ['c0'], 'p', { helperImage: 'busybox', uploadTtlSeconds: 60 }).metadata!.ownerReferences, undefined);
+});
+owned.run();
+
+const keys = suite('idempotency');
+keys('the key is recorded as a hash of (user, key) on the Job only, with a hash of the request', async () => {
+  const { idempotencyFor } = await import('../../lib/k8s/builders.ts');
+  const idempotency = idempotencyFor(user.name, 'key-1', { spec: 1 });
+  const { job } = build({ image: 'python' }, { idempotency });
+  assert.is(job.metadata!.labels!['kbatch.jupyter.org/idempotency-key'], idempotency.label);
+  assert.match(idempotency.label, /^[0-9a-f]{48}$/, 'a valid label value');
+  assert.is(job.metadata!.annotations!['kbatch.jupyter.org/request-sha256'], idempotency.requestSha256);
+  assert.is(job.spec!.template.metadata!.labels!['kbatch.jupyter.org/idempotency-key'], undefined, 'not on the pods');
+  assert.not.ok(JSON.stringify(job).includes('key-1'));
+});
+keys('is stable for a retry, distinct across users, keys and requests', async () => {
+  const { idempotencyFor } = await import('../../lib/k8s/builders.ts');
+  const first = idempotencyFor('alice', 'k', { a: 1 });
+  assert.equal(idempotencyFor('alice', 'k', { a: 1 }), first);
+  assert.is.not(idempotencyFor('bob', 'k', { a: 1 }).label, first.label);
+  assert.is.not(idempotencyFor('alice', 'k2', { a: 1 }).label, first.label);
+  assert.is(idempotencyFor('alice', 'k', { a: 2 }).label, first.label);
+  assert.is.not(idempotencyFor('alice', 'k', { a: 2 }).requestSha256, first.requestSha256);
+  assert.match(first.nameSuffix, /^[a-z0-9]{5}$/);
+});
+keys('a CronJob carries the key, the Jobs it starts do not', async () => {
+  const { buildCronJobObjects, idempotencyFor } = await import('../../lib/k8s/builders.ts');
+  const idempotency = idempotencyFor('alice', 'k', {});
+  const { cronJob } = buildCronJobObjects(parseJobSpec({ name: 'nightly', image: 'python' }), '@daily', user, 'nightly-abcde', { settings, profiles, idempotency });
+  assert.is(cronJob.metadata!.labels!['kbatch.jupyter.org/idempotency-key'], idempotency.label);
+  assert.is(cronJob.spec!.jobTemplate.metadata!.labels!['kbatch.jupyter.org/idempotency-key'], undefined);
+  assert.is(cronJob.spec!.jobTemplate.metadata!.annotations!['kbatch.jupyter.org/request-sha256'], undefined);
+});
+keys.run();
