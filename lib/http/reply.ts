@@ -13,9 +13,14 @@ import type { IncomingRequest, Reply, ReplyHeaders, RequestContext } from './typ
  * client and the Hub's proxy read the answer instead of a connection reset.
  */
 
-/** What is left of a refused body is read and discarded up to here, then the connection is cut. */
+/**
+ * What is left of a refused body is read and discarded up to here, then the connection is cut. The
+ * time bound is on silence, not on the whole drain: a slow but steady client (a large upload over a
+ * slow link, or through a busy proxy) still gets to read its answer; one that stops sending does not
+ * hold the connection.
+ */
 const drainLimitBytes = 256 * 1024 * 1024;
-const drainLimitMs = 15_000;
+const drainIdleMs = 15_000;
 /** After the abort marker, a client that does not take it within this time is cut anyway. */
 const abortFlushMs = 1000;
 
@@ -40,10 +45,11 @@ function endAfterDrain(req: IncomingRequest, res: ServerResponse): void {
   const onData = (chunk: Buffer) => {
     drained += chunk.length;
     if (drained > drainLimitBytes) stop(true);
+    else timer.refresh();
   };
   const onEnd = () => stop(false);
   const onCut = () => stop(true);
-  const timer = setTimeout(onCut, drainLimitMs);
+  const timer = setTimeout(onCut, drainIdleMs);
   // A parser that gave up (multipart) may still be attached: the rest of the body goes nowhere.
   req.unpipe();
   req.on('data', onData).on('end', onEnd).on('error', onCut);
