@@ -97,7 +97,20 @@ for (const service of services) {
     }
   });
   knative(`${name}: runs as the kbatch identity`, () => assert.is(spec.serviceAccountName, 'kbatch'));
+  knative(`${name}: ready on /readyz (dependencies reachable), alive on /healthz (the process alone)`, () => {
+    const container = spec.containers[0] as { readinessProbe?: { httpGet?: { path?: string } }; livenessProbe?: { httpGet?: { path?: string } } };
+    assert.is(container.readinessProbe?.httpGet?.path, '/readyz');
+    assert.is(container.livenessProbe?.httpGet?.path, '/healthz');
+  });
 }
+knative('the example PodMonitor scrapes /metrics on exactly the three Services\' pods', () => {
+  const [monitor] = manifests('knative/optional/monitoring.yaml') as (Obj & { spec: { selector: { matchExpressions: { key: string; values: string[] }[] }; podMetricsEndpoints: { path: string }[] } })[];
+  assert.is(monitor!.kind, 'PodMonitor');
+  const expression = monitor!.spec.selector.matchExpressions[0]!;
+  assert.is(expression.key, 'serving.knative.dev/service');
+  assert.equal([...expression.values].sort(), services.map((s) => s.metadata!.name!).sort());
+  assert.is(monitor!.spec.podMetricsEndpoints[0]!.path, '/metrics');
+});
 knative.run();
 
 const restricted = suite('every container runs restricted: numeric non-root user, no capabilities, read-only root');
