@@ -10,10 +10,10 @@ function stateLabel(job: JobSummary): string {
   return job.completions > 1 ? `${job.state} ${job.succeeded}/${job.completions}` : job.state;
 }
 
-export function jobTable(jobs: JobSummary[], now = new Date()): string {
+export function jobTable(jobs: JobSummary[], now = new Date(), withOwner = false): string {
   return table(
-    ['NAME', 'STATE', 'CREATED', 'DURATION', 'IMAGE'],
-    jobs.map((job) => [job.name, stateLabel(job), relativeAge(job.createdAt, now), humanDuration(job.durationSeconds), job.image ?? '-']),
+    [...(withOwner ? ['OWNER'] : []), 'NAME', 'STATE', 'CREATED', 'DURATION', 'IMAGE'],
+    jobs.map((job) => [...(withOwner ? [job.user ?? '-'] : []), job.name, stateLabel(job), relativeAge(job.createdAt, now), humanDuration(job.durationSeconds), job.image ?? '-']),
   );
 }
 
@@ -90,16 +90,18 @@ export const listCommand: Command = {
   options: [
     { name: 'limit', type: 'string', value: 'N', help: 'at most N jobs per request (1-500, server default 50)' },
     { name: 'all', short: 'A', type: 'boolean', help: 'fetch every page, not just the first' },
+    { name: 'all-users', type: 'boolean', help: "every user's jobs, with their owner (needs the Hub admin scope, see the README)" },
     outputOption(['table', 'json', 'yaml', 'name'], 'table'),
   ],
   async run(ctx) {
     const format = parseOutputFormat(ctx.args.string('output'), ['table', 'json', 'yaml', 'name'], 'table');
     const limit = ctx.args.integer('limit', 1, 500);
-    const page = await ctx.api().listJobs({ limit, all: ctx.args.flag('all') });
+    const allUsers = ctx.args.flag('all-users');
+    const page = await ctx.api().listJobs({ limit, all: ctx.args.flag('all'), allUsers });
     if (format === 'json' || format === 'yaml') ctx.out(serialize(page, format));
     else if (format === 'name') ctx.out(page.items.map((j) => `${j.name}\n`).join(''));
     else if (!page.items.length) ctx.err('No jobs.\n');
-    else ctx.out(jobTable(page.items));
+    else ctx.out(jobTable(page.items, new Date(), allUsers));
     if (page.continue && format !== 'json' && format !== 'yaml') ctx.err(`(more jobs: use --all, or --limit N)\n`);
     return 0;
   },
