@@ -72,14 +72,21 @@ const quietRoutes = new Set(['/healthz', '/readyz', '/metrics']);
 /**
  * Starts the record of a request; its line and metrics are written when the response closes
  * (finished, or the client went away: then `aborted` is true and the status is what was sent).
- * Bytes are counted on the connection (headers included), as keep-alive requests on one
- * connection follow each other.
+ * Bytes in are the body bytes Node's parser handed over (counted at `push`, which the parser calls
+ * per chunk: a `data` listener would switch the stream to flowing before its handler reads it, and
+ * the socket's counter already holds a small body with the headers). Bytes out are counted on the
+ * connection, headers included, as keep-alive requests on one connection follow each other.
  */
 export function beginRequest(req: IncomingRequest, res: ServerResponse): void {
   const started = process.hrtime.bigint();
   const socket = req.socket;
-  const readAtStart = socket?.bytesRead ?? 0;
   const writtenAtStart = socket?.bytesWritten ?? 0;
+  let bytesIn = 0;
+  const push = req.push;
+  req.push = function countingPush(this: IncomingRequest, chunk: unknown, encoding?: BufferEncoding) {
+    if (chunk && typeof (chunk as { length?: unknown }).length === 'number') bytesIn += (chunk as { length: number }).length;
+    return push.call(this, chunk, encoding);
+  };
   const record: RequestRecord = {};
   records.set(res, record);
   res.once('close', () => {
@@ -97,7 +104,7 @@ export function beginRequest(req: IncomingRequest, res: ServerResponse): void {
       status,
       durationMs: Math.round(seconds * 1e4) / 10,
       job: record.job,
-      bytesIn: socket ? socket.bytesRead - readAtStart : undefined,
+      bytesIn,
       bytesOut: socket ? socket.bytesWritten - writtenAtStart : undefined,
       reason: record.reason,
       kubernetesReason: record.kubernetesReason,
