@@ -3,11 +3,13 @@
  * Prometheus /metrics endpoint, readiness that follows the Hub while liveness does not, and the
  * admin view of every user's jobs.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startStack } from '../stack/stack.ts';
-import { client, eventually } from './helpers.ts';
+import { client, eventually, runProgram } from './helpers.ts';
 
 const stack = await startStack({ KBATCH_READY_CACHE_SECONDS: '1', KBATCH_READY_TIMEOUT_MS: '500' });
 const alice = client(stack.serviceUrl, stack.hub.tokens.alice);
@@ -42,9 +44,10 @@ log('each request is one JSON line with who, what, how it went and how long it t
   assert.is((await alice('GET', 'api/v1/jobs?limit=0&note=query-value')).status, 400);
   assert.is((await alice('GET', 'api/v1/jobs/no-such-job', { headers: { cookie: 'jupyterhub-session-id=cookie-secret-value' } })).status, 404);
   assert.is((await anonymous('GET', 'api/v1/jobs')).status, 401);
-  const lines = await eventually('four request lines', async () => {
+  // A line is written when the response closes, which may be just after the client has its answer.
+  const lines = await eventually('the four request lines', async () => {
     const all = requestLines().slice(before);
-    return all.length >= 4 ? all : undefined;
+    return [201, 400, 404, 401].every((status) => all.some((line) => line.status === status)) ? all : undefined;
   });
   for (const line of lines) {
     for (const field of ['time', 'level', 'method', 'route', 'status', 'durationMs']) assert.ok(field in line, `${field} in ${JSON.stringify(line)}`);
@@ -149,6 +152,26 @@ admin('an admin\'s token narrowed to kbatch access only does not carry the admin
   const narrow = client(stack.serviceUrl, await stack.hub.createToken('dora', { scopes: ['access:services!service=kbatch'] }));
   assert.is((await narrow('GET', 'api/v1/jobs')).status, 200);
   assert.is((await narrow('GET', 'api/v1/jobs?allUsers=true')).status, 403);
+});
+admin('kbatch job list --all-users shows the owners to an admin and is refused to alice', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'kbatch-operator-cli-'));
+  const cli = (token: string) =>
+    runProgram([process.execPath, resolve(import.meta.dirname, '../../bin/kbatch.mjs'), 'job', 'list', '--all-users'], {
+      cwd: home,
+      env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), KBATCH_URL: stack.serviceUrl, JUPYTERHUB_API_TOKEN: token },
+    });
+  try {
+    const asDora = await cli(await stack.hub.createToken('dora'));
+    assert.is(asDora.code, 0, asDora.stderr);
+    assert.match(asDora.stdout, /^OWNER\s+NAME/);
+    assert.match(asDora.stdout, new RegExp(`^bob\\s+${bobJob}\\s`, 'm'));
+    assert.match(asDora.stdout, new RegExp(`^alice\\s+${aliceJob}\\s`, 'm'));
+    const asAlice = await cli(stack.hub.tokens.alice);
+    assert.is.not(asAlice.code, 0);
+    assert.match(asAlice.stderr, /HTTP 403.*admin:users/);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 });
 admin.run();
 
