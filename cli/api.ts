@@ -105,11 +105,11 @@ export class KbatchApi {
   }
 
   /** One page of jobs, newest first; with `all`, every page joined (and no continue token). */
-  async listJobs(options: { limit?: number; all?: boolean } = {}): Promise<JobPage> {
+  async listJobs(options: { limit?: number; all?: boolean; allUsers?: boolean } = {}): Promise<JobPage> {
     const items: JobSummary[] = [];
     let token: string | undefined;
     for (;;) {
-      const page = await this.http.json<JobPage>('GET', apiPaths.jobs, { query: { limit: options.limit, continue: token } });
+      const page = await this.http.json<JobPage>('GET', apiPaths.jobs, { query: { limit: options.limit, continue: token, allUsers: options.allUsers ? 'true' : undefined } });
       items.push(...page.items);
       if (!options.all || !page.continue) return { items, continue: options.all ? null : page.continue };
       token = page.continue;

@@ -51,6 +51,30 @@ export interface Settings {
   namespaceLimitRange: Partial<Record<'default' | 'defaultRequest' | 'max' | 'min', Record<string, string>>> | undefined;
   /** The web page's Hub OAuth login (lib/web); undefined when no OAuth client secret is set. */
   web: WebSettings | undefined;
+  // --- Operator: request log, readiness, admin view (lib/observability, README "Operating kbatch").
+  /** Lowest level written to stderr: request lines are info (5xx: error; probes and /metrics: debug). */
+  logLevel: LogLevel;
+  /** A Hub scope on the caller's token that lets it list every user's jobs (`?allUsers=true`). */
+  adminScope: string;
+  /** How long a readiness verdict (Kubernetes API or data dir, Hub) is reused. */
+  readyCacheSeconds: number;
+  /** How long one readiness check may take before it counts as unreachable. */
+  readyTimeoutMs: number;
+}
+
+export const logLevels = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+function operatorSettings(env: Env) {
+  const logLevel = (env.KBATCH_LOG_LEVEL ?? 'info').toLowerCase();
+  if (!(logLevels as readonly string[]).includes(logLevel)) throw new ConfigError(`KBATCH_LOG_LEVEL must be one of ${logLevels.join(', ')}, got "${env.KBATCH_LOG_LEVEL}"`);
+  return {
+    logLevel: logLevel as LogLevel,
+    // JupyterHub's admin role holds admin:users, and a token with the default "inherit" permissions carries it.
+    adminScope: env.KBATCH_ADMIN_SCOPE || 'admin:users',
+    readyCacheSeconds: integer(env, 'KBATCH_READY_CACHE_SECONDS', 5),
+    readyTimeoutMs: integer(env, 'KBATCH_READY_TIMEOUT_MS', 2000, 1),
+  };
 }
 
 // --- web page: Hub OAuth client and the encrypted session cookie (lib/web) -------------------------------
@@ -273,6 +297,7 @@ export function loadSettings(env: Env = process.env): Settings {
     logPollSeconds: integer(env, 'KBATCH_LOG_POLL_SECONDS', 2, 1),
     shutdownGraceSeconds: integer(env, 'KBATCH_SHUTDOWN_GRACE_SECONDS', 25),
     ...jobPolicySettings(env),
+    ...operatorSettings(env),
     web: undefined,
   };
   const auth = env.KBATCH_AUTH ?? (env.JUPYTERHUB_API_URL ? 'hub' : settings.backend === 'local' ? 'none' : 'hub');

@@ -13,10 +13,10 @@ function stateLabel(job: JobSummary): string {
   return job.completions > 1 ? `${job.state} ${job.succeeded}/${job.completions}` : job.state;
 }
 
-export function jobTable(jobs: JobSummary[], now = new Date()): string {
+export function jobTable(jobs: JobSummary[], now = new Date(), withOwner = false): string {
   return table(
-    ['NAME', 'STATE', 'CREATED', 'DURATION', 'IMAGE'],
-    jobs.map((job) => [job.name, stateLabel(job), relativeAge(job.createdAt, now), humanDuration(job.durationSeconds), job.image ?? '-']),
+    [...(withOwner ? ['OWNER'] : []), 'NAME', 'STATE', 'CREATED', 'DURATION', 'IMAGE'],
+    jobs.map((job) => [...(withOwner ? [job.user ?? '-'] : []), job.name, stateLabel(job), relativeAge(job.createdAt, now), humanDuration(job.durationSeconds), job.image ?? '-']),
   );
 }
 
@@ -174,6 +174,7 @@ export const listCommand: Command = {
     { name: 'all-pages', type: 'boolean', help: 'fetch every page (the default unless --limit is given)' },
     { name: 'all-namespaces', short: 'A', type: 'boolean', help: 'not available: kbatch lists your own jobs only' },
     { name: 'watch', short: 'w', type: 'boolean', help: 'after the list, print each job that appears, changes or goes away (Ctrl-C to stop)' },
+    { name: 'all-users', type: 'boolean', help: "every user's jobs, with their owner (needs the Hub admin scope, see the README)" },
     outputOption([...listFormats], 'table'),
   ],
   examples: ['kbatch job list --state running', 'kbatch job list -l team=ml -o name', 'kbatch job list --watch'],
@@ -188,9 +189,10 @@ export const listCommand: Command = {
     const filtering = Boolean(states || selector.length);
     // With a filter the matches may be on any page; without one, --limit is one page of that size.
     const allPages = ctx.args.flag('all-pages') || limit === undefined || filtering;
+    const allUsers = ctx.args.flag('all-users');
     const api = ctx.api();
     const load = async () => {
-      const page = await api.listJobs({ limit: allPages ? undefined : limit, all: allPages });
+      const page = await api.listJobs({ limit: allPages ? undefined : limit, all: allPages, allUsers });
       const items = filterJobs(page.items, { states, selector });
       return { items: limit !== undefined ? items.slice(0, limit) : items, more: Boolean(page.continue) || (limit !== undefined && items.length > limit) };
     };
@@ -198,7 +200,7 @@ export const listCommand: Command = {
     if (format === 'json' || format === 'yaml') ctx.out(serialize({ items, continue: null }, format));
     else if (format === 'name') ctx.out(items.map((j) => `${j.name}\n`).join(''));
     else if (!items.length) ctx.err(filtering ? 'No jobs match.\n' : 'No jobs.\n');
-    else ctx.out(jobTable(items));
+    else ctx.out(jobTable(items, new Date(), allUsers));
     if (more && format !== 'json' && format !== 'yaml') ctx.err(`(more jobs: drop --limit to see them all)\n`);
     if (!ctx.args.flag('watch')) return 0;
     if (format !== 'table' && format !== 'name') throw new UsageError('--watch prints table rows; use -o table or -o name');

@@ -1,5 +1,5 @@
 import type { User } from '../auth/types.ts';
-import { BadRequest } from '../http/errors.ts';
+import { BadRequest, Forbidden } from '../http/errors.ts';
 import { queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
 import { parseJobSpec } from '../k8s/spec.ts';
 import { isMultipart, parseMultipart } from '../uploads/multipart.ts';
@@ -9,6 +9,9 @@ import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
 import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storeUpload, submitJob } from './operations.ts';
 import { openApiDocument } from './openapi.ts';
+import { createReadiness } from '../observability/health.ts';
+import { openLogStreams, registry, uploadBytes } from '../observability/metrics.ts';
+import { noteRequest } from '../observability/request-log.ts';
 
 /**
  * Wraps a handler that needs the caller: authentication, and the check that the caller's namespace
@@ -17,6 +20,7 @@ import { openApiDocument } from './openapi.ts';
 export function authenticated(deps: Deps, handler: (ctx: RequestContext, user: User) => Promise<Reply>): Handler {
   return async (ctx) => {
     const user = await deps.auth.authenticate(ctx.req.headers);
+    noteRequest(ctx.res, { user: user.name });
     await checkOwnNamespace(deps, user);
     return handler(ctx, user);
   };
@@ -53,6 +57,7 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
         if (!isMultipart(ctx.req)) throw new BadRequest('Send the code as multipart/form-data (an "archive" part, or one part per file)');
         const { entries } = await parseMultipart(ctx.req, uploadLimits(deps));
         const { reference, code, upload, expiresAt } = await storeUpload(deps, user, entries);
+        uploadBytes.inc(upload.archive.length);
         return {
           status: 201,
           json: { upload: reference, files: upload.files, bytes: upload.bytes, archiveBytes: upload.archive.length, sha256: upload.sha256, storage: code.kind, expiresAt: expiresAt.toISOString() },
@@ -81,23 +86,50 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
           const spec = parseJobSpec(specInput);
           // Checked here, stored only by the create, after every other check passed.
           const upload = fileParts ? normalizeCode(deps, entries) : undefined;
+          if (upload) uploadBytes.inc(upload.archive.length);
           const job = await submitJob(deps, user, spec, { upload, idempotencyKey });
+          noteRequest(ctx.res, { job: job.metadata?.name });
           return { status: 201, json: jobDetail(job, []) };
         }
         const spec = parseJobSpec(await readJson(ctx.req));
         const job = await submitJob(deps, user, spec, { idempotencyKey });
+        noteRequest(ctx.res, { job: job.metadata?.name });
         return { status: 201, json: jobDetail(job, []) };
       }),
     },
   ];
 }
 
-/** Served by every function, so each Knative Service has a readiness probe and the Hub a liveness check. */
+/**
+ * Served by every function, unauthenticated: liveness (/healthz: the process answers, nothing
+ * else asked), readiness (/readyz: the backend and the Hub are reachable, see
+ * lib/observability/health.ts) and Prometheus metrics (/metrics: counts and latencies labelled by
+ * route pattern, status and dependency, never a user, job name, path or token).
+ */
 export function healthRoutes(deps: Deps): RouteDefinition[] {
+  const readiness = createReadiness(deps);
   return [
     { method: 'GET', path: '/', handler: async () => ({ json: { message: 'kbatch' } }) },
     { method: 'GET', path: '/healthz', handler: async () => ({ json: { ok: true, backend: deps.backend.kind } }) },
+    {
+      method: 'GET',
+      path: '/readyz',
+      handler: async () => {
+        const result = await readiness();
+        return { status: result.ready ? 200 : 503, json: result };
+      },
+    },
+    { method: 'GET', path: '/metrics', handler: async () => ({ text: await registry.metrics(), contentType: registry.contentType }) },
   ];
+}
+
+/** `?allUsers=true` is the admin view; it needs the admin scope on the caller's token, not just an admin account. */
+function wantsAllUsers(deps: Deps, ctx: RequestContext, user: User): boolean {
+  if (!queryFlag(ctx.query, 'allUsers')) return false;
+  if (!user.scopes.includes(deps.settings.adminScope)) {
+    throw new Forbidden(`Listing every user's jobs needs the Hub scope ${deps.settings.adminScope} on your token`);
+  }
+  return true;
 }
 
 export function jobRoutes(deps: Deps): RouteDefinition[] {
@@ -113,7 +145,8 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
       method: 'GET',
       path: '/api/v1/jobs',
       handler: authenticated(deps, async (ctx, user) => {
-        const page = await listJobsPage(deps, user, parseLimit(ctx), ctx.query.get('continue') ?? undefined);
+        const allUsers = wantsAllUsers(deps, ctx, user);
+        const page = await listJobsPage(deps, user, parseLimit(ctx), ctx.query.get('continue') ?? undefined, allUsers);
         return { json: { items: page.items.map((job) => jobSummary(job)), continue: page.continueToken ?? null } };
       }),
     },
@@ -142,6 +175,8 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
           timestamps: queryFlag(ctx.query, 'timestamps'),
           tailLines: tail ? Number(tail) : undefined,
         }, ctx.signal);
+        openLogStreams.inc();
+        ctx.res.once('close', () => openLogStreams.dec());
         return { stream };
       }),
     },

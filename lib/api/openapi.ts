@@ -111,6 +111,7 @@ export function openApiDocument(prefix: string) {
           parameters: [
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
             { name: 'continue', in: 'query', schema: { type: 'string' } },
+            { name: 'allUsers', in: 'query', description: "every user's jobs; needs the admin scope (KBATCH_ADMIN_SCOPE), else 403", schema: { type: 'boolean' } },
           ],
           responses: { 200: { description: '{items: JobSummary[], continue: string|null}' }, ...errors },
         },

@@ -169,6 +169,18 @@ function isAfter(job: V1Job, cursor: PageCursor): boolean {
   return created < cursor.createdAt || (created === cursor.createdAt && (job.metadata?.name ?? '') > cursor.name);
 }
 
+/** The admin view: every user's jobs (kbatch-managed, in any namespace), newest first. */
+async function listEveryUsersJobs(deps: Deps): Promise<V1Job[]> {
+  const jobs: V1Job[] = [];
+  let continueToken: string | undefined;
+  do {
+    const page = await deps.backend.listJobsOfAllUsers({ limit: 500, continueToken });
+    jobs.push(...page.items.filter((job) => job.metadata?.labels?.[labels.component] !== 'upload-writer'));
+    continueToken = page.continueToken;
+  } while (continueToken);
+  return newestFirst(jobs);
+}
+
 /** All of the user's jobs, newest first; the cursor is (createdAt, name) so pages stay stable as jobs come and go. */
 export async function listAllJobs(deps: Deps, user: User): Promise<V1Job[]> {
   const { namespace } = user;
@@ -183,8 +195,8 @@ export async function listAllJobs(deps: Deps, user: User): Promise<V1Job[]> {
   return newestFirst(jobs);
 }
 
-export async function listJobsPage(deps: Deps, user: User, limit: number, continueToken?: string) {
-  let jobs = await listAllJobs(deps, user);
+export async function listJobsPage(deps: Deps, user: User, limit: number, continueToken?: string, allUsers = false) {
+  let jobs = allUsers ? await listEveryUsersJobs(deps) : await listAllJobs(deps, user);
   if (continueToken) {
     const cursor = decodeCursor(continueToken);
     jobs = jobs.filter((job) => isAfter(job, cursor));

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { BadGateway, Forbidden, Unauthorized, Unavailable } from '../http/errors.ts';
 import { isWellFormedName } from '../k8s/names.ts';
+import { authCache, hubDuration } from '../observability/metrics.ts';
 import type { Authenticator, User } from './types.ts';
 import { resolveUser } from './user.ts';
 
@@ -91,9 +92,16 @@ export class HubAuth implements Authenticator {
   private async lookup(token: string): Promise<HubModel | null> {
     const key = createHash('sha256').update(token).digest('hex');
     const cached = this.cache.get(key);
-    if (cached && cached.expires > this.now()) return cached.model;
+    if (cached && cached.expires > this.now()) {
+      authCache.inc({ result: 'hit' });
+      return cached.model;
+    }
     const pending = this.inFlight.get(key);
-    if (pending) return pending;
+    if (pending) {
+      authCache.inc({ result: 'shared' });
+      return pending;
+    }
+    authCache.inc({ result: 'miss' });
     const request = this.resolve(token)
       .then(({ model, tokenExpires }) => {
         const now = this.now();
@@ -142,12 +150,16 @@ export class HubAuth implements Authenticator {
   }
 
   private async hubGet(path: string, token: string): Promise<Response> {
+    const endTimer = hubDuration.startTimer({ endpoint: path === '/user' ? '/user' : '/users/:name/tokens/:id' });
     try {
-      return await this.fetch(`${this.options.hubApiUrl}${path}`, {
+      const response = await this.fetch(`${this.options.hubApiUrl}${path}`, {
         headers: { authorization: `token ${token}` },
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
       });
+      endTimer({ outcome: String(response.status) });
+      return response;
     } catch (error) {
+      endTimer({ outcome: 'error' });
       throw new Unavailable(`JupyterHub API unreachable at ${this.options.hubApiUrl}: ${(error as Error).message}`);
     }
   }

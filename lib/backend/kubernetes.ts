@@ -106,6 +106,7 @@ export class KubernetesBackend implements Backend {
   private readonly kc: k8s.KubeConfig;
   private readonly core: k8s.CoreV1Api;
   private readonly batch: k8s.BatchV1Api;
+  private readonly version: k8s.VersionApi;
   private readonly auth: PooledKubeAuthentication;
   /** Owner records of namespaces seen by this process, and when each was last read. */
   private readonly owners = new Map<string, { owner: string | null; seen: number }>();
@@ -117,6 +118,7 @@ export class KubernetesBackend implements Backend {
     this.auth = new PooledKubeAuthentication(this.kc);
     this.core = makePooledApiClient(this.kc, this.auth, k8s.CoreV1Api);
     this.batch = makePooledApiClient(this.kc, this.auth, k8s.BatchV1Api);
+    this.version = makePooledApiClient(this.kc, this.auth, k8s.VersionApi);
   }
 
   async close(): Promise<void> {
@@ -453,6 +455,17 @@ export class KubernetesBackend implements Backend {
   async listJobs(namespace: string, options: ListOptions) {
     const list = await this.batch.listNamespacedJob({ namespace, limit: options.limit, _continue: options.continueToken });
     return { items: list.items, continueToken: list.metadata?._continue || undefined };
+  }
+
+  async listJobsOfAllUsers(options: ListOptions) {
+    const list = await this.batch.listJobForAllNamespaces({ labelSelector: `${labels.managedBy}=kbatch`, limit: options.limit, _continue: options.continueToken });
+    return { items: list.items, continueToken: list.metadata?._continue || undefined };
+  }
+
+  /** `GET /version`: readable by any authenticated identity, and answered by the API server itself, not etcd. */
+  async ping(signal: AbortSignal): Promise<void> {
+    const withSignal = { pre: async (context: k8s.RequestContext) => (context.setSignal(signal), context), post: async (response: k8s.ResponseContext) => response };
+    await this.version.getCode({ middleware: [withSignal], middlewareMergeStrategy: 'append' });
   }
 
   async getJob(namespace: string, name: string): Promise<k8s.V1Job> {

@@ -76,6 +76,10 @@ export interface Backend {
   /** Foreground: its Jobs and their pods go first. */
   deleteCronJob(namespace: string, name: string): Promise<V1CronJob>;
   listJobs(namespace: string, options: ListOptions): Promise<{ items: V1Job[]; continueToken?: string }>;
+  /** Jobs kbatch manages in every namespace (the admin view); the owner is each job's username annotation. */
+  listJobsOfAllUsers(options: ListOptions): Promise<{ items: V1Job[]; continueToken?: string }>;
+  /** Resolves when the backend can serve (the Kubernetes API answers, the data dir is writable); for /readyz. */
+  ping(signal: AbortSignal): Promise<void>;
   getJob(namespace: string, name: string): Promise<V1Job>;
   /** Foreground deletion: the Job is gone only after its pods, so "deleted" means nothing is running. */
   deleteJob(namespace: string, name: string): Promise<V1Job>;

@@ -3,6 +3,7 @@ import { createDeps, createHandler, type TargetName } from '../app.ts';
 import { ConfigError, loadSettings } from '../config.ts';
 import { describeError, logLine } from './lifecycle.ts';
 import { serve } from './serve.ts';
+import { setLogLevel } from '../observability/request-log.ts';
 import type { RequestListener } from './types.ts';
 
 export interface MainOptions {
@@ -39,6 +40,7 @@ function exitOnStartupError(error: unknown): never {
 export async function main(options: MainOptions): Promise<RequestListener> {
   try {
     const settings = loadSettings();
+    setLogLevel(settings.logLevel);
     const deps = await createDeps(settings);
     const handler = createHandler(options.routes, deps);
     functions.http(options.target, handler);

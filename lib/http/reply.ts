@@ -4,6 +4,7 @@ import { streamAbortMarker, type ErrorBody } from '../contract.ts';
 import { bodyUnread } from './body.ts';
 import { isServerFault, toHttpError, type HttpError } from './errors.ts';
 import { describeError, drainSignal, logLine, requestLabel } from './lifecycle.ts';
+import { noteError } from '../observability/request-log.ts';
 import type { IncomingRequest, Reply, ReplyHeaders, RequestContext } from './types.ts';
 
 /**
@@ -97,6 +98,7 @@ export function writeStreamAbort(res: ServerResponse, message: string): void {
 
 export function sendError(res: ServerResponse, error: unknown): void {
   const httpError = toHttpError(error);
+  noteError(res, error, httpError.reason);
   if (isServerFault(error, httpError)) {
     const req = res.req as IncomingRequest | undefined;
     logLine(`kbatch: ${httpError.status} ${httpError.reason}${req ? ` on ${requestLabel(req)}` : ''}: ${describeError(error)}`);

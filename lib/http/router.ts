@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { assertIdentityEncoding } from './body.ts';
 import { BadRequest, MethodNotAllowed, NotFound } from './errors.ts';
 import { requestScope } from './lifecycle.ts';
+import { beginRequest, noteRequest } from '../observability/request-log.ts';
 import { sendError, sendReply } from './reply.ts';
 import type { Handler, IncomingRequest, RequestContext, RequestListener, RouteDefinition } from './types.ts';
 
@@ -14,6 +15,8 @@ interface Route {
   method: string;
   segments: string[];
   handler: Handler;
+  /** The pattern as logged and labelled in metrics: `/api/v1/jobs/:name`, never the raw path. */
+  pattern: string;
 }
 
 function splitPath(path: string): string[] {
@@ -83,7 +86,7 @@ function hasBody(req: IncomingRequest): boolean {
  * called directly (Knative, tests). Every outcome, thrown or rejected, is answered here.
  */
 export function createRouter(prefix: string, routes: RouteDefinition[]): RequestListener {
-  const table: Route[] = routes.map((r) => ({ method: r.method, segments: splitPath(r.path), handler: r.handler }));
+  const table: Route[] = routes.map((r) => ({ method: r.method, segments: splitPath(r.path), handler: r.handler, pattern: `/${splitPath(r.path).join('/')}` }));
   const prefixSegments = splitPath(prefix);
 
   async function route(req: IncomingRequest, res: ServerResponse, signal: AbortSignal): Promise<void> {
@@ -99,6 +102,7 @@ export function createRouter(prefix: string, routes: RouteDefinition[]): Request
         allowed = true;
         continue;
       }
+      noteRequest(res, { route: candidate.pattern, job: /\/jobs\/:name(\/|$)/.test(candidate.pattern) ? params.name : undefined });
       // Refused from the headers alone, before any handler could be tempted to inflate a body.
       if (hasBody(req)) assertIdentityEncoding(req);
       const ctx: RequestContext = { req, res, params, query, signal };
@@ -111,6 +115,7 @@ export function createRouter(prefix: string, routes: RouteDefinition[]): Request
   }
 
   return function handle(req: IncomingRequest, res: ServerResponse): Promise<void> {
+    beginRequest(req, res);
     const controller = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) controller.abort();

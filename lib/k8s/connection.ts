@@ -1,5 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Dispatcher } from 'undici';
+import { kubernetesDuration, kubernetesResource } from '../observability/metrics.ts';
 
 /**
  * Authentication for client-node's generated API clients that keeps ONE connection pool per process.
@@ -31,9 +32,34 @@ export class PooledKubeAuthentication implements k8s.SecurityAuthentication {
   }
 }
 
+/**
+ * The generated clients' transport with every call timed (until the response headers, so a watch
+ * or log stream counts its start, not its length) into `kbatch_kubernetes_request_duration_seconds`.
+ * One wrapper here times every call of every generated client, none of the call sites.
+ */
+function timedHttpLibrary(): k8s.HttpLibrary {
+  const inner = new k8s.IsomorphicFetchHttpLibrary();
+  return k8s.wrapHttpLibrary({
+    async send(request) {
+      const url = request.getUrl();
+      const endTimer = kubernetesDuration.startTimer({ method: request.getHttpMethod().toString(), resource: kubernetesResource(new URL(url).pathname) });
+      try {
+        const response = await inner.send(request).toPromise();
+        endTimer({ outcome: String(response.httpStatusCode) });
+        return response;
+      } catch (error) {
+        endTimer({ outcome: 'error' });
+        throw error;
+      }
+    },
+  });
+}
+
 /** A generated API client (CoreV1Api, BatchV1Api, ...) whose calls share `auth`'s connection pool. */
 export function makePooledApiClient<T>(kubeConfig: k8s.KubeConfig, auth: PooledKubeAuthentication, apiClientType: new (config: k8s.Configuration) => T): T {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster) throw new Error('No active cluster in the kubeconfig');
-  return new apiClientType(k8s.createConfiguration({ baseServer: new k8s.ServerConfiguration(cluster.server, {}), authMethods: { default: auth } }));
+  return new apiClientType(
+    k8s.createConfiguration({ baseServer: new k8s.ServerConfiguration(cluster.server, {}), authMethods: { default: auth }, httpApi: timedHttpLibrary() }),
+  );
 }

@@ -49,7 +49,10 @@ c.JupyterHub.authenticator_class = "dummy"
 # symbol-only names, and erin, whose namespace that suite pre-creates for someone else. JupyterHub 6.1 accepts
 # any lower-cased name without "/", outer spaces, or only dots ("..." is refused at startup).
 identity_users = {"first.last", "-__first.@.~last_~._", "田中太郎", "😀", "-", ".-.", "erin"}
-c.Authenticator.allowed_users = {"alice", "bob", "carol"} | identity_users
+c.Authenticator.allowed_users = {"alice", "bob", "carol", "dora"} | identity_users
+# dora is a Hub admin: her tokens (default "inherit" permissions) carry admin:users, kbatch's default
+# admin scope for listing every user's jobs (test/integration/operator.test.ts).
+c.Authenticator.admin_users = {"dora"}
 
 
 class NoSpawner(Spawner):
@@ -111,6 +114,6 @@ c.JupyterHub.load_roles = [
     {
         "name": "kbatch-users",
         "scopes": ["access:services!service=kbatch"],
-        "users": ["alice", "bob", *sorted(identity_users)],
+        "users": ["alice", "bob", "dora", *sorted(identity_users)],
     },
 ]

@@ -29,6 +29,9 @@ export interface Hub {
   logFile: string;
   /** Kills the hub's process group and CHP (it runs in its own session), then removes the tmp dir. */
   stop(): Promise<void>;
+  /** SIGSTOP / SIGCONT the hub (not CHP): its API accepts connections but never answers, as a hung Hub. */
+  pause(): void;
+  resume(): void;
 }
 
 export interface StartHubOptions {
@@ -143,7 +146,9 @@ export async function startHub(opts: StartHubOptions): Promise<Hub> {
       }
     }
 
-    return { url, apiUrl, servicePrefix, tokens, createToken, oauthClientSecret, logFile, stop };
+    const pause = () => processes.signalHub('SIGSTOP');
+    const resume = () => processes.signalHub('SIGCONT');
+    return { url, apiUrl, servicePrefix, tokens, createToken, oauthClientSecret, logFile, stop, pause, resume };
   } catch (err) {
     const tail = logTail(logFile, 40);
     await stop();
@@ -180,6 +185,7 @@ class HubProcesses {
 
   async kill(): Promise<void> {
     this.readProxyPid();
+    this.killNow('SIGCONT'); // a paused hub would sit on SIGTERM until continued
     // SIGTERM lets the hub stop CHP and clean up (cleanup_proxy); SIGKILL only if it hangs.
     this.killNow('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
@@ -193,6 +199,10 @@ class HubProcesses {
       await sleep(200);
       if (isAlive(this.proxyPid)) signal(-this.proxyPid, 'SIGKILL');
     }
+  }
+
+  signalHub(sig: NodeJS.Signals): void {
+    this.killNow(sig);
   }
 
   private killNow(sig: NodeJS.Signals): void {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { access } from 'node:fs/promises';
+import { access, constants, mkdir } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { BadRequest, HttpError, NotFound } from '../../http/errors.ts';
@@ -23,7 +23,7 @@ export class LocalBackend implements Backend {
   /** Every call waits for the recovery of the previous run, so nobody sees a dead job as running. */
   private readonly recovered: Promise<void>;
 
-  constructor(root: string) {
+  constructor(private readonly root: string) {
     this.store = new LocalStore(root);
     this.runner = new LocalRunner(this.store);
     this.recovered = failInterruptedJobs(this.store).catch((error: Error) => console.error('kbatch: local backend recovery failed:', error.message));
@@ -92,6 +92,17 @@ export class LocalBackend implements Backend {
     const items = (await Promise.all(slice.map((n) => this.store.readJob(namespace, n).catch(() => undefined)))).filter((j): j is V1Job => Boolean(j));
     const more = options.limit !== undefined && start >= 0 && start + options.limit < names.length;
     return { items, continueToken: more ? slice[slice.length - 1] : undefined };
+  }
+
+  async listJobsOfAllUsers(): Promise<{ items: V1Job[]; continueToken?: string }> {
+    await this.recovered;
+    const pages = await Promise.all((await this.store.listNamespaces()).map((namespace) => this.listJobs(namespace, {})));
+    return { items: pages.flatMap((page) => page.items) };
+  }
+
+  async ping(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    await access(this.root, constants.W_OK);
   }
 
   async getJob(namespace: string, name: string): Promise<V1Job> {
