@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { apiPaths, idempotencyKeyHeader } from '../lib/contract.ts';
-import type { JobSpec } from '../lib/k8s/spec.ts';
-import type { JobDetail, JobSummary } from '../lib/views.ts';
+import type { JobSpec } from '../lib/jobs/spec.ts';
+import type { JobDetail, JobSummary } from '../lib/jobs/views.ts';
 import { ApiClient, type FetchLike, type HttpResponse } from './client.ts';
 
 /**

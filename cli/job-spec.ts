@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { JobSpec, ResourceSpec } from '../lib/k8s/spec.ts';
+import type { JobSpec, ResourceSpec } from '../lib/jobs/spec.ts';
 import { parseDuration, type ParsedArgs } from './args.ts';
 import { UsageError } from './errors.ts';
 

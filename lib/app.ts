@@ -5,10 +5,10 @@ import type { Backend } from './backend/types.ts';
 import { LocalBackend } from './backend/local/index.ts';
 import { ConfigError, type Settings } from './config.ts';
 import { createRouter, type RouteDefinition } from './http/router.ts';
-import { loadAdminConfig } from './k8s/admin.ts';
+import { loadAdminConfig } from './jobs/admin-config.ts';
 import type { Deps } from './api/deps.ts';
 import { healthRoutes, jobRoutes, submitRoutes, uploadRoutes } from './api/native.ts';
-import { upstreamJobRoutes, upstreamSubmitRoutes } from './api/upstream.ts';
+import { upstreamJobRoutes, upstreamSubmitRoutes } from './upstream/routes.ts';
 import { SessionAuthenticator } from './web/auth.ts';
 import { webRoutes } from './web/routes.ts';
 

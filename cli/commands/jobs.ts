@@ -1,4 +1,4 @@
-import type { JobDetail, JobSummary } from '../../lib/views.ts';
+import type { JobDetail, JobSummary } from '../../lib/jobs/views.ts';
 import { parseDuration } from '../args.ts';
 import { outputOption, reconnectNotice, type Command } from '../command.ts';
 import { UsageError } from '../errors.ts';

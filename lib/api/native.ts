@@ -1,9 +1,9 @@
 import type { User } from '../auth/types.ts';
 import { BadRequest } from '../http/errors.ts';
 import { queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
-import { parseJobSpec } from '../k8s/spec.ts';
+import { parseJobSpec } from '../jobs/spec.ts';
 import { isMultipart, parseMultipart } from '../uploads/multipart.ts';
-import { jobDetail, jobSummary } from '../views.ts';
+import { jobDetail, jobSummary } from '../jobs/views.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';

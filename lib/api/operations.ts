@@ -3,10 +3,10 @@ import type { User } from '../auth/types.ts';
 import { BadRequest } from '../http/errors.ts';
 import { buildCronJobObjects, buildJobObjects } from '../k8s/builders.ts';
 import { jobNameFor, labels } from '../k8s/names.ts';
-import type { JobSpec } from '../k8s/spec.ts';
+import type { JobSpec } from '../jobs/spec.ts';
 import { normalizeUpload, type ArchiveEntry } from '../uploads/archive.ts';
 import { signUploadReference, verifyUploadReference, type StoredCode } from '../uploads/reference.ts';
-import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../views.ts';
+import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../jobs/views.ts';
 import type { Deps } from './deps.ts';
 import { ensureOwnNamespace } from './namespace.ts';
 

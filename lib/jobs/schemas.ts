@@ -348,7 +348,7 @@ export const ErrorSchema = Type.Object({
 });
 
 /*
- * Response bodies of the native API, for the OpenAPI document (lib/views.ts builds them; a unit test
+ * Response bodies of the native API, for the OpenAPI document (lib/jobs/views.ts builds them; a unit test
  * checks that these list exactly the fields of its types).
  */
 const Time = Type.Optional(Type.String({ format: 'date-time' }));

@@ -1,10 +1,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { V1Job } from '@kubernetes/client-node';
-import { mergeTemplate, parseJobTemplate, parseProfiles } from '../../lib/k8s/admin.ts';
+import { mergeTemplate, parseJobTemplate, parseProfiles } from '../../lib/jobs/admin-config.ts';
 import { resolveUser } from '../../lib/auth/user.ts';
 import { buildJobObjects, buildNamespace, codeVolumesFor } from '../../lib/k8s/builders.ts';
-import { parseJobSpec } from '../../lib/k8s/spec.ts';
+import { parseJobSpec } from '../../lib/jobs/spec.ts';
 
 const settings = { jobTtlSeconds: 3600, jobExtraEnv: { DASK_GATEWAY: 'http://gw' }, helperImage: 'busybox:1.37' };
 const user = resolveUser({ name: 'Alice.Smith@x.org', groups: [], admin: false, scopes: [], token: 'secret-token' });

@@ -4,7 +4,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { openApiDocument } from '../../lib/api/openapi.ts';
 import type { Static } from 'typebox';
 import { JobDetailSchema, JobSpecSchema, JobSummarySchema, UpstreamCronJobSchema, UpstreamJobSchema } from '../../lib/jobs/schemas.ts';
-import { jobDetail, type JobDetail as JobDetailView, type JobSummary } from '../../lib/views.ts';
+import { jobDetail, type JobDetail as JobDetailView, type JobSummary } from '../../lib/jobs/views.ts';
 
 const doc = openApiDocument('/services/kbatch/');
 const schemas = doc.components.schemas as Record<string, Record<string, any>>;

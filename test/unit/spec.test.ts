@@ -1,8 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BadRequest } from '../../lib/http/errors.ts';
-import { parseJobSpec } from '../../lib/k8s/spec.ts';
-import { specFromUpstreamManifest } from '../../lib/k8s/upstream-manifest.ts';
+import { parseJobSpec } from '../../lib/jobs/spec.ts';
+import { specFromUpstreamManifest } from '../../lib/upstream/manifest.ts';
 
 function rejects(input: unknown, field: string, parse: (v: unknown) => unknown = parseJobSpec): string {
   try {
@@ -155,7 +155,7 @@ upstream.run();
 
 const cron = suite('specFromUpstreamCronJob');
 cron('reads the upstream CLI cronjob and its schedule', async () => {
-  const { specFromUpstreamCronJob } = await import('../../lib/k8s/upstream-manifest.ts');
+  const { specFromUpstreamCronJob } = await import('../../lib/upstream/manifest.ts');
   const { spec: parsed, schedule } = specFromUpstreamCronJob({
     api_version: 'batch/v1',
     kind: 'CronJob',
@@ -171,7 +171,7 @@ cron('reads the upstream CLI cronjob and its schedule', async () => {
   assert.is(parsed.image, 'alpine');
 });
 cron('refuses fields outside the allow-list', async () => {
-  const { specFromUpstreamCronJob } = await import('../../lib/k8s/upstream-manifest.ts');
+  const { specFromUpstreamCronJob } = await import('../../lib/upstream/manifest.ts');
   rejects(
     { kind: 'CronJob', spec: { schedule: '* * * * *', suspend: true, job_template: { spec: manifest.spec } } },
     'job.spec.suspend',
@@ -354,7 +354,7 @@ upstreamHostile.run();
 
 const terms = suite('inManifestTerms: policy errors restated where the manifest holds the field');
 terms('job and cronjob paths', async () => {
-  const { inManifestTerms } = await import('../../lib/k8s/upstream-manifest.ts');
+  const { inManifestTerms } = await import('../../lib/upstream/manifest.ts');
   const job = inManifestTerms(new BadRequest('tolerations[0]: never allowed', 'tolerations[0]'), 'job') as BadRequest;
   assert.is(job.field, 'job.spec.template.spec.tolerations[0]');
   assert.is(job.message, 'job.spec.template.spec.tolerations[0]: never allowed');

@@ -3,14 +3,14 @@ import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
 import { BadRequest } from '../http/errors.ts';
 import { queryFlag, readJson, type Reply, type RouteDefinition } from '../http/router.ts';
-import { expectObject } from '../k8s/spec.ts';
-import { specFromUpstreamCronJob, specFromUpstreamManifest } from '../k8s/upstream-manifest.ts';
+import { expectObject } from '../jobs/spec.ts';
 import { toUpstreamWire } from '../k8s/wire.ts';
 import { readZip } from '../uploads/archive.ts';
-import type { Deps } from './deps.ts';
-import { jobLogs } from './logs.ts';
-import { listAllJobs, storeUpload, submitCronJob, submitJob } from './operations.ts';
-import { authenticated } from './native.ts';
+import type { Deps } from '../api/deps.ts';
+import { jobLogs } from '../api/logs.ts';
+import { listAllJobs, storeUpload, submitCronJob, submitJob } from '../api/operations.ts';
+import { authenticated } from '../api/native.ts';
+import { specFromUpstreamCronJob, specFromUpstreamManifest } from './manifest.ts';
 
 /**
  * The API of upstream kbatch-proxy, so the unmodified Python `kbatch` CLI works against this
