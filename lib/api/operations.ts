@@ -114,8 +114,3 @@ export async function listJobsPage(deps: Deps, user: User, limit: number, contin
   const page = jobs.slice(0, limit);
   return { items: page, continueToken: jobs.length > limit ? encodeCursor(page[page.length - 1]!) : undefined };
 }
-
-export async function podsOfJob(deps: Deps, user: User, name: string) {
-  await deps.backend.getJob(user.namespace, name);
-  return deps.backend.listPods(user.namespace, { jobName: name });
-}

@@ -323,7 +323,6 @@ export const UpstreamCronJobSchema = Type.Object(
   },
   { additionalProperties: false },
 );
-export type UpstreamCronJob = Static<typeof UpstreamCronJobSchema>;
 
 /** The body of the upstream submits: the manifest and, optionally, the code as a ConfigMap with a base64 zip. */
 export const upstreamSubmitBody = (job: TSchema) =>
