@@ -3,12 +3,12 @@ import { BadRequest } from '../http/errors.ts';
 import { queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
 import { parseJobSpec } from '../jobs/spec.ts';
 import { isMultipart, parseMultipart } from '../uploads/multipart.ts';
+import { JobDetailSchema, JobSpecSchema, UploadSchema } from '../jobs/schemas.ts';
 import { jobDetail, jobSummary } from '../jobs/views.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
 import { listJobsPage, showJob, storeUpload, submitJob } from './operations.ts';
-import { openApiDocument } from './openapi.ts';
 
 /**
  * Wraps a handler that needs the caller: authentication, and the check that the caller's namespace
@@ -49,6 +49,13 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'POST',
       path: '/api/v1/uploads',
+      doc: {
+        summary: 'Upload code (streamed multipart: one "archive" part with a zip/tar/tar.gz, or one part per file, filename = path)',
+        auth: true,
+        body: { 'multipart/form-data': { type: 'object' } },
+        responses: { 201: { description: 'Upload stored', schema: UploadSchema } },
+        errors: [413],
+      },
       handler: authenticated(deps, async (ctx, user) => {
         if (!isMultipart(ctx.req)) throw new BadRequest('Send the code as multipart/form-data (an "archive" part, or one part per file)');
         const { entries } = await parseMultipart(ctx.req, uploadLimits(deps));
@@ -67,6 +74,23 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'POST',
       path: '/api/v1/jobs',
+      doc: {
+        summary: 'Submit a job (JSON JobSpec, or multipart with a "spec" field plus code parts)',
+        auth: true,
+        body: {
+          'application/json': JobSpecSchema,
+          'multipart/form-data': {
+            type: 'object',
+            required: ['spec'],
+            properties: {
+              spec: { type: 'string', description: 'The JobSpec as JSON (same schema)', contentMediaType: 'application/json', contentSchema: JobSpecSchema },
+            },
+            additionalProperties: { type: 'string', format: 'binary', description: 'Code: an "archive" part, or one part per file' },
+          },
+        },
+        responses: { 201: { description: 'Created', schema: JobDetailSchema } },
+        errors: [409, 413, 422],
+      },
       handler: authenticated(deps, async (ctx, user) => {
         let specInput: unknown;
         let inline;
@@ -94,23 +118,39 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
 /** Served by every function, so each Knative Service has a readiness probe and the Hub a liveness check. */
 export function healthRoutes(deps: Deps): RouteDefinition[] {
   return [
-    { method: 'GET', path: '/', handler: async () => ({ json: { message: 'kbatch' } }) },
-    { method: 'GET', path: '/healthz', handler: async () => ({ json: { ok: true, backend: deps.backend.kind } }) },
+    { method: 'GET', path: '/', doc: { summary: 'Liveness', responses: { 200: '{"message": "kbatch"}' } }, handler: async () => ({ json: { message: 'kbatch' } }) },
+    {
+      method: 'GET',
+      path: '/healthz',
+      doc: { summary: 'Readiness', responses: { 200: '{"ok": true, "backend": "kubernetes" or "local"}' } },
+      handler: async () => ({ json: { ok: true, backend: deps.backend.kind } }),
+    },
   ];
 }
 
 export function jobRoutes(deps: Deps): RouteDefinition[] {
   return [
-    { method: 'GET', path: '/openapi.json', handler: async () => ({ json: openApiDocument(deps.settings.prefix) }) },
-    { method: 'GET', path: '/profiles', handler: async () => ({ json: deps.admin.rawProfiles }) },
+    {
+      method: 'GET',
+      path: '/profiles/',
+      doc: { summary: 'Admin-defined job profiles', responses: { 200: 'profile name to settings' } },
+      handler: async () => ({ json: deps.admin.rawProfiles }),
+    },
     {
       method: 'GET',
       path: '/authorized',
+      doc: { summary: 'Who am I', auth: true, responses: { 200: 'name, groups, namespace' } },
       handler: authenticated(deps, async (_ctx, user) => ({ json: { name: user.name, groups: user.groups, namespace: user.namespace } })),
     },
     {
       method: 'GET',
       path: '/api/v1/jobs',
+      doc: {
+        summary: 'List jobs, newest first',
+        auth: true,
+        query: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 }, continue: { type: 'string' } },
+        responses: { 200: '{items: JobSummary[], continue: string|null}' },
+      },
       handler: authenticated(deps, async (ctx, user) => {
         const page = await listJobsPage(deps, user, parseLimit(ctx), ctx.query.get('continue') ?? undefined);
         return { json: { items: page.items.map((job) => jobSummary(job)), continue: page.continueToken ?? null } };
@@ -119,11 +159,13 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/api/v1/jobs/:name',
+      doc: { summary: 'Show a job with its pods and conditions', auth: true, responses: { 200: { description: 'JobDetail', schema: JobDetailSchema } } },
       handler: authenticated(deps, async (ctx, user) => ({ json: await showJob(deps, user, ctx.params.name!) })),
     },
     {
       method: 'DELETE',
       path: '/api/v1/jobs/:name',
+      doc: { summary: 'Delete a job (foreground: pods first, then owned Secret/ConfigMap)', auth: true, responses: { 200: '{deleted}' } },
       handler: authenticated(deps, async (ctx, user) => {
         const job = await deps.backend.deleteJob(user.namespace, ctx.params.name!);
         return { json: { deleted: job.metadata?.name, propagation: 'Foreground' } };
@@ -132,6 +174,18 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/api/v1/jobs/:name/logs',
+      doc: {
+        summary: 'Job logs as text; follow streams until the pods finish',
+        auth: true,
+        query: {
+          follow: { type: 'boolean' },
+          pod: { type: 'string' },
+          since: { type: 'string', format: 'date-time', description: 'Resume after this time' },
+          timestamps: { type: 'boolean' },
+          tail: { type: 'integer' },
+        },
+        responses: { 200: 'text/plain log lines' },
+      },
       handler: authenticated(deps, async (ctx, user) => {
         const tail = ctx.query.get('tail');
         const stream = await jobLogs(deps, user, ctx.params.name!, {

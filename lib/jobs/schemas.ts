@@ -325,7 +325,7 @@ export const UpstreamCronJobSchema = Type.Object(
 );
 
 /** The body of the upstream submits: the manifest and, optionally, the code as a ConfigMap with a base64 zip. */
-export const upstreamSubmitBody = (job: TSchema) =>
+const upstreamSubmitBody = (job: TSchema) =>
   Type.Object(
     {
       job,
@@ -338,6 +338,9 @@ export const upstreamSubmitBody = (job: TSchema) =>
     },
     { description: 'Keys may be snake_case (the Python client) or camelCase (Kubernetes JSON)' },
   );
+
+export const UpstreamJobBodySchema = upstreamSubmitBody(UpstreamJobSchema);
+export const UpstreamCronJobBodySchema = upstreamSubmitBody(UpstreamCronJobSchema);
 
 export const ErrorSchema = Type.Object({
   detail: Type.String(),
