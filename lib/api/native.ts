@@ -1,8 +1,8 @@
 import type { User } from '../auth/types.ts';
 import { BadRequest } from '../http/errors.ts';
-import { queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
+import { isMultipart, queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
 import { parseJobSpec } from '../jobs/spec.ts';
-import { isMultipart, parseMultipart } from '../uploads/multipart.ts';
+import { parseMultipart } from '../uploads/multipart.ts';
 import { JobDetailSchema, JobSpecSchema, UploadSchema } from '../jobs/schemas.ts';
 import { jobDetail, jobSummary } from '../jobs/views.ts';
 import type { Deps } from './deps.ts';

@@ -17,7 +17,7 @@ export function isMultipart(req: IncomingRequest): boolean {
 }
 
 /** The body functions-framework's own server already buffered, when the handler runs inside it. */
-function bufferedByFramework(req: IncomingRequest): Buffer | undefined {
+export function bufferedByFramework(req: IncomingRequest): Buffer | undefined {
   return Buffer.isBuffer(req.rawBody) ? req.rawBody : undefined;
 }
 
