@@ -83,7 +83,12 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
             type: 'object',
             required: ['spec'],
             properties: {
-              spec: { type: 'string', description: 'The JobSpec as JSON (same schema)', contentMediaType: 'application/json', contentSchema: JobSpecSchema },
+              spec: {
+                type: 'string',
+                description: 'The JobSpec as JSON (same schema)',
+                contentMediaType: 'application/json',
+                contentSchema: JobSpecSchema,
+              },
             },
             additionalProperties: { type: 'string', format: 'binary', description: 'Code: an "archive" part, or one part per file' },
           },
@@ -118,7 +123,12 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
 /** Served by every function, so each Knative Service has a readiness probe and the Hub a liveness check. */
 export function healthRoutes(deps: Deps): RouteDefinition[] {
   return [
-    { method: 'GET', path: '/', doc: { summary: 'Liveness', responses: { 200: '{"message": "kbatch"}' } }, handler: async () => ({ json: { message: 'kbatch' } }) },
+    {
+      method: 'GET',
+      path: '/',
+      doc: { summary: 'Liveness', responses: { 200: '{"message": "kbatch"}' } },
+      handler: async () => ({ json: { message: 'kbatch' } }),
+    },
     {
       method: 'GET',
       path: '/healthz',
@@ -159,7 +169,11 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/api/v1/jobs/:name',
-      doc: { summary: 'Show a job with its pods and conditions', auth: true, responses: { 200: { description: 'JobDetail', schema: JobDetailSchema } } },
+      doc: {
+        summary: 'Show a job with its pods and conditions',
+        auth: true,
+        responses: { 200: { description: 'JobDetail', schema: JobDetailSchema } },
+      },
       handler: authenticated(deps, async (ctx, user) => ({ json: await showJob(deps, user, ctx.params.name!) })),
     },
     {

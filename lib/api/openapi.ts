@@ -63,11 +63,12 @@ function operation(path: string, doc: RouteDoc) {
         : { description: response.description, content: { 'application/json': { schema: response.schema } } };
   }
   for (const status of [...(doc.auth ? authErrors : []), ...(doc.errors ?? [])]) responses[status] = error;
+  const content = (body: Record<string, object>) => Object.fromEntries(Object.entries(body).map(([type, schema]) => [type, { schema }]));
   return withRefs({
     summary: doc.summary,
     ...(doc.auth ? { security: [{ hubToken: [] }] } : {}),
     ...(parameters.length ? { parameters } : {}),
-    ...(doc.body ? { requestBody: { content: Object.fromEntries(Object.entries(doc.body).map(([type, schema]) => [type, { schema }])) } } : {}),
+    ...(doc.body ? { requestBody: { content: content(doc.body) } } : {}),
     responses,
   });
 }

@@ -94,7 +94,9 @@ table('every function serves a documented subset, and together they serve the wh
   assert.equal([...union].sort(), [...documented].sort());
 });
 table('upstream paths keep the spelling upstream clients call', () => {
-  for (const path of ['/jobs/', '/jobs/logs/{name}/', '/pods/', '/pods/logs/{name}/', '/cronjobs/', '/profiles/']) assert.ok(doc.paths[path], path);
+  for (const path of ['/jobs/', '/jobs/logs/{name}/', '/pods/', '/pods/logs/{name}/', '/cronjobs/', '/profiles/']) {
+    assert.ok(doc.paths[path], path);
+  }
   assert.equal(Object.keys(doc.paths['/jobs/']!).sort(), ['get', 'post']);
 });
 table.run();
