@@ -1,9 +1,9 @@
 import type { Readable } from 'node:stream';
 import { apiPaths, idempotencyKeyHeader } from '../lib/contract.ts';
 import type { V1CronJob, V1Job, V1Pod } from '@kubernetes/client-node';
-import type { JobSpec } from '../lib/k8s/spec.ts';
+import type { JobSpec } from '../lib/jobs/spec.ts';
+import type { JobDetail, JobSummary } from '../lib/jobs/views.ts';
 import { camelCaseKeys } from '../lib/k8s/wire.ts';
-import type { JobDetail, JobSummary } from '../lib/views.ts';
 import { ApiClient, type FetchLike, type HttpResponse } from './client.ts';
 
 /**

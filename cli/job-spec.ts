@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { JobSpec, ResourceSpec } from '../lib/k8s/spec.ts';
+import type { JobSpec, ResourceSpec } from '../lib/jobs/spec.ts';
 import { parseDuration, type ParsedArgs } from './args.ts';
 import { UsageError } from './errors.ts';
 

@@ -1,4 +1,4 @@
-import type { JobState, JobSummary } from '../lib/views.ts';
+import type { JobState, JobSummary } from '../lib/jobs/views.ts';
 import { UsageError } from './errors.ts';
 
 /** Choosing jobs by state and label, as `kubectl get -l` and `argo list --status` do. Done here: the server lists, the CLI filters. */

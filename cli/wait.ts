@@ -1,4 +1,4 @@
-import type { JobDetail, JobState } from '../lib/views.ts';
+import type { JobDetail, JobState } from '../lib/jobs/views.ts';
 import type { KbatchApi } from './api.ts';
 import { ApiError, CliError } from './errors.ts';
 import { humanDuration } from './format.ts';

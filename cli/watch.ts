@@ -1,4 +1,4 @@
-import type { JobDetail } from '../lib/views.ts';
+import type { JobDetail } from '../lib/jobs/views.ts';
 import type { KbatchApi } from './api.ts';
 import { reconnectNotice, type CommandContext } from './command.ts';
 import { keepsRunning, onInterrupt } from './interrupt.ts';

@@ -5,11 +5,12 @@ import type { Backend } from './backend/types.ts';
 import { LocalBackend } from './backend/local/index.ts';
 import { ConfigError, type Settings } from './config.ts';
 import { createRouter, type RouteDefinition } from './http/router.ts';
-import { loadAdminConfig } from './k8s/admin.ts';
+import { loadAdminConfig } from './jobs/admin-config.ts';
 import type { Deps } from './api/deps.ts';
 import { healthRoutes, jobRoutes, submitRoutes, uploadRoutes } from './api/native.ts';
-import { upstreamJobRoutes, upstreamSubmitRoutes } from './api/upstream.ts';
 import { cronJobActionRoutes } from './api/cronjobs.ts';
+import { openApiRoute } from './api/openapi.ts';
+import { upstreamJobRoutes, upstreamSubmitRoutes } from './upstream/routes.ts';
 import { SessionAuthenticator } from './web/auth.ts';
 import { webRoutes } from './web/routes.ts';
 
@@ -42,13 +43,25 @@ export async function createDeps(settings: Settings, overrides: { auth?: Authent
   };
 }
 
-/** The routes each deployable function serves; `all` is the one-process server. */
-export function routesFor(target: TargetName, deps: Deps): RouteDefinition[] {
-  const byTarget: Record<Exclude<TargetName, 'all'>, () => RouteDefinition[]> = {
+/** The API routes by the function that serves them. */
+function apiRoutesByTarget(deps: Deps): Record<Exclude<TargetName, 'all'>, () => RouteDefinition[]> {
+  return {
     submit: () => [...submitRoutes(deps), ...upstreamSubmitRoutes(deps)],
     uploads: () => uploadRoutes(deps),
-    jobs: () => [...jobRoutes(deps), ...upstreamJobRoutes(deps), ...cronJobActionRoutes(deps)],
+    // openapi.json documents the whole API, though only the jobs function serves it.
+    jobs: () => [openApiRoute(deps.settings.prefix, () => apiRoutes(deps)), ...jobRoutes(deps), ...upstreamJobRoutes(deps), ...cronJobActionRoutes(deps)],
   };
+}
+
+/** Every API route (all but the web page's), whichever function serves it: what openapi.json documents. */
+export function apiRoutes(deps: Deps): RouteDefinition[] {
+  const byTarget = apiRoutesByTarget(deps);
+  return [...healthRoutes(deps), ...byTarget.submit(), ...byTarget.uploads(), ...byTarget.jobs()];
+}
+
+/** The routes each deployable function serves; `all` is the one-process server. */
+export function routesFor(target: TargetName, deps: Deps): RouteDefinition[] {
+  const byTarget = apiRoutesByTarget(deps);
   // The web page rides with the reads (the gateway sends every GET to the jobs function); its `/`
   // (HTML for browsers, else the same JSON) must come before the health route's.
   if (target === 'all') return [...webRoutes(deps), ...healthRoutes(deps), ...byTarget.submit(), ...byTarget.uploads(), ...byTarget.jobs()];

@@ -1,5 +1,5 @@
 import type { V1CronJob } from '@kubernetes/client-node';
-import type { JobSpec } from '../../lib/k8s/spec.ts';
+import type { JobSpec } from '../../lib/jobs/spec.ts';
 import type { CronJobSubmission, Profile } from '../api.ts';
 import { outputOption, type Command } from '../command.ts';
 import { UsageError } from '../errors.ts';

@@ -1,4 +1,4 @@
-import type { JobDetail, JobSummary } from '../../lib/views.ts';
+import type { JobDetail, JobSummary } from '../../lib/jobs/views.ts';
 import { parseDuration } from '../args.ts';
 import { outputOption, reconnectNotice, type Command, type CommandContext, type Positional } from '../command.ts';
 import { CliError, UsageError } from '../errors.ts';

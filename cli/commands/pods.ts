@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { labels } from '../../lib/k8s/names.ts';
-import { podView, type PodView } from '../../lib/views.ts';
+import { podView, type PodView } from '../../lib/jobs/views.ts';
 import { outputOption, type Command } from '../command.ts';
 import { CliError } from '../errors.ts';
 import { fields, parseOutputFormat, relativeAge, serialize, table } from '../format.ts';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { networkErrorCode } from '../../lib/net.ts';
-import type { JobDetail } from '../../lib/views.ts';
+import type { JobDetail } from '../../lib/jobs/views.ts';
 import type { KbatchApi } from '../api.ts';
 import { apiPaths } from '../../lib/contract.ts';
 import { outputOption, reconnectNotice, type Command, type CommandContext } from '../command.ts';

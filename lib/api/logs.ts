@@ -4,7 +4,7 @@ import type { User } from '../auth/types.ts';
 import type { LogOptions } from '../backend/types.ts';
 import { NotFound } from '../http/errors.ts';
 import { labels } from '../k8s/names.ts';
-import { jobState } from '../views.ts';
+import { jobState } from '../jobs/views.ts';
 import type { Deps } from './deps.ts';
 
 export interface JobLogRequest {

@@ -1,17 +1,17 @@
 import type { User } from '../auth/types.ts';
 import { BadRequest, Forbidden } from '../http/errors.ts';
-import { queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
-import { parseJobSpec } from '../k8s/spec.ts';
-import { isMultipart, parseMultipart } from '../uploads/multipart.ts';
-import { jobDetail, jobSummary } from '../views.ts';
+import { isMultipart, queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
+import { JobDetailSchema, JobSpecSchema, UploadSchema } from '../jobs/schemas.ts';
+import { parseJobSpec } from '../jobs/spec.ts';
+import { jobDetail, jobSummary } from '../jobs/views.ts';
+import { createReadiness } from '../observability/health.ts';
+import { openLogStreams, registry, uploadBytes } from '../observability/metrics.ts';
+import { noteRequest } from '../observability/request-log.ts';
+import { parseMultipart } from '../uploads/multipart.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
 import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storeUpload, submitJob } from './operations.ts';
-import { openApiDocument } from './openapi.ts';
-import { createReadiness } from '../observability/health.ts';
-import { openLogStreams, registry, uploadBytes } from '../observability/metrics.ts';
-import { noteRequest } from '../observability/request-log.ts';
 
 /**
  * Wraps a handler that needs the caller: authentication, and the check that the caller's namespace
@@ -53,6 +53,13 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'POST',
       path: '/api/v1/uploads',
+      doc: {
+        summary: 'Upload code (streamed multipart: one "archive" part with a zip/tar/tar.gz, or one part per file, filename = path)',
+        auth: true,
+        body: { 'multipart/form-data': { type: 'object' } },
+        responses: { 201: { description: 'Upload stored', schema: UploadSchema } },
+        errors: [413],
+      },
       handler: authenticated(deps, async (ctx, user) => {
         if (!isMultipart(ctx.req)) throw new BadRequest('Send the code as multipart/form-data (an "archive" part, or one part per file)');
         const { entries } = await parseMultipart(ctx.req, uploadLimits(deps));
@@ -72,6 +79,28 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'POST',
       path: '/api/v1/jobs',
+      doc: {
+        summary: 'Submit a job (JSON JobSpec, or multipart with a "spec" field plus code parts)',
+        auth: true,
+        body: {
+          'application/json': JobSpecSchema,
+          'multipart/form-data': {
+            type: 'object',
+            required: ['spec'],
+            properties: {
+              spec: {
+                type: 'string',
+                description: 'The JobSpec as JSON (same schema)',
+                contentMediaType: 'application/json',
+                contentSchema: JobSpecSchema,
+              },
+            },
+            additionalProperties: { type: 'string', format: 'binary', description: 'Code: an "archive" part, or one part per file' },
+          },
+        },
+        responses: { 201: { description: 'Created', schema: JobDetailSchema } },
+        errors: [409, 413, 422],
+      },
       handler: authenticated(deps, async (ctx, user) => {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         if (isMultipart(ctx.req)) {
@@ -109,17 +138,33 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
 export function healthRoutes(deps: Deps): RouteDefinition[] {
   const readiness = createReadiness(deps);
   return [
-    { method: 'GET', path: '/', handler: async () => ({ json: { message: 'kbatch' } }) },
-    { method: 'GET', path: '/healthz', handler: async () => ({ json: { ok: true, backend: deps.backend.kind } }) },
+    {
+      method: 'GET',
+      path: '/',
+      doc: { summary: 'Liveness', responses: { 200: '{"message": "kbatch"}' } },
+      handler: async () => ({ json: { message: 'kbatch' } }),
+    },
+    {
+      method: 'GET',
+      path: '/healthz',
+      doc: { summary: 'Liveness (depends on nothing)', responses: { 200: '{"ok": true, "backend": "kubernetes" or "local"}' } },
+      handler: async () => ({ json: { ok: true, backend: deps.backend.kind } }),
+    },
     {
       method: 'GET',
       path: '/readyz',
+      doc: { summary: 'Readiness: the Kubernetes API (or the local data dir) and the Hub answer', responses: { 200: '{"ready": true, ...}', 503: 'not ready: which dependency failed' } },
       handler: async () => {
         const result = await readiness();
         return { status: result.ready ? 200 : 503, json: result };
       },
     },
-    { method: 'GET', path: '/metrics', handler: async () => ({ text: await registry.metrics(), contentType: registry.contentType }) },
+    {
+      method: 'GET',
+      path: '/metrics',
+      doc: { summary: 'Prometheus metrics (no user data)', responses: { 200: 'text exposition format' } },
+      handler: async () => ({ text: await registry.metrics(), contentType: registry.contentType }),
+    },
   ];
 }
 
@@ -134,16 +179,31 @@ function wantsAllUsers(deps: Deps, ctx: RequestContext, user: User): boolean {
 
 export function jobRoutes(deps: Deps): RouteDefinition[] {
   return [
-    { method: 'GET', path: '/openapi.json', handler: async () => ({ json: openApiDocument(deps.settings.prefix) }) },
-    { method: 'GET', path: '/profiles', handler: async () => ({ json: deps.admin.rawProfiles }) },
+    {
+      method: 'GET',
+      path: '/profiles/',
+      doc: { summary: 'Admin-defined job profiles', responses: { 200: 'profile name to settings' } },
+      handler: async () => ({ json: deps.admin.rawProfiles }),
+    },
     {
       method: 'GET',
       path: '/authorized',
+      doc: { summary: 'Who am I', auth: true, responses: { 200: 'name, groups, namespace' } },
       handler: authenticated(deps, async (_ctx, user) => ({ json: { name: user.name, groups: user.groups, namespace: user.namespace } })),
     },
     {
       method: 'GET',
       path: '/api/v1/jobs',
+      doc: {
+        summary: 'List jobs, newest first',
+        auth: true,
+        query: {
+          limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+          continue: { type: 'string' },
+          allUsers: { type: 'boolean', description: "every user's jobs; needs the admin scope (KBATCH_ADMIN_SCOPE), else 403" },
+        },
+        responses: { 200: '{items: JobSummary[], continue: string|null}' },
+      },
       handler: authenticated(deps, async (ctx, user) => {
         const allUsers = wantsAllUsers(deps, ctx, user);
         const page = await listJobsPage(deps, user, parseLimit(ctx), ctx.query.get('continue') ?? undefined, allUsers);
@@ -153,11 +213,18 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/api/v1/jobs/:name',
+      doc: {
+        summary: 'Show a job with its pods, conditions and recent events',
+        auth: true,
+        query: { events: { type: 'boolean', default: true, description: 'false skips the events (one Kubernetes call less; for pollers)' } },
+        responses: { 200: { description: 'JobDetail', schema: JobDetailSchema } },
+      },
       handler: authenticated(deps, async (ctx, user) => ({ json: await showJob(deps, user, ctx.params.name!, { events: ctx.query.get('events') !== 'false' }) })),
     },
     {
       method: 'DELETE',
       path: '/api/v1/jobs/:name',
+      doc: { summary: 'Delete a job (foreground: pods first, then owned Secret/ConfigMap)', auth: true, responses: { 200: '{deleted}' } },
       handler: authenticated(deps, async (ctx, user) => {
         const job = await deps.backend.deleteJob(user.namespace, ctx.params.name!);
         return { json: { deleted: job.metadata?.name, propagation: 'Foreground' } };
@@ -166,6 +233,18 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/api/v1/jobs/:name/logs',
+      doc: {
+        summary: 'Job logs as text; follow streams until the pods finish',
+        auth: true,
+        query: {
+          follow: { type: 'boolean' },
+          pod: { type: 'string' },
+          since: { type: 'string', format: 'date-time', description: 'Resume after this time' },
+          timestamps: { type: 'boolean' },
+          tail: { type: 'integer' },
+        },
+        responses: { 200: 'text/plain log lines' },
+      },
       handler: authenticated(deps, async (ctx, user) => {
         const tail = ctx.query.get('tail');
         const stream = await jobLogs(deps, user, ctx.params.name!, {

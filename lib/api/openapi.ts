@@ -1,22 +1,90 @@
 import packageJson from '../../package.json' with { type: 'json' };
 import { errorReasons } from '../contract.ts';
+import type { RouteDefinition, RouteDoc } from '../http/router.ts';
 import {
   ErrorSchema,
   JobDetailSchema,
   JobSpecSchema,
   JobSummarySchema,
   UploadSchema,
-  UpstreamCronJobSchema,
-  UpstreamJobSchema,
-  upstreamSubmitBody,
+  UpstreamCronJobBodySchema,
+  UpstreamJobBodySchema,
 } from '../jobs/schemas.ts';
 
-/** The HTTP API, described for clients and checked against the live routes in the tests. */
-export function openApiDocument(prefix: string) {
+/**
+ * Named schemas. Request bodies are the very schemas the server validates with (lib/jobs/schemas.ts);
+ * wherever a route's doc holds one of these objects, the document refers to it by name.
+ */
+const schemas: Record<string, object> = {
+  Error: {
+    ...ErrorSchema,
+    properties: {
+      ...ErrorSchema.properties,
+      reason: { enum: [...errorReasons], description: 'Machine-readable; clients branch on it' },
+    },
+  },
+  JobSpec: JobSpecSchema,
+  UpstreamJobBody: UpstreamJobBodySchema,
+  UpstreamCronJobBody: UpstreamCronJobBodySchema,
+  JobSummary: JobSummarySchema,
+  JobDetail: JobDetailSchema,
+  Upload: UploadSchema,
+};
+const schemaNames = new Map<unknown, string>(Object.entries(schemas).map(([name, schema]) => [schema, name]));
+
+/** Copies a route's doc into plain JSON, a named schema becoming a `$ref` to it. */
+function withRefs(value: unknown): unknown {
+  const name = schemaNames.get(value);
+  if (name) return { $ref: `#/components/schemas/${name}` };
+  if (Array.isArray(value)) return value.map(withRefs);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, withRefs(item)]));
+  return value;
+}
+
+/** What any route behind a Hub token may answer besides its own statuses. */
+const authErrors = [400, 401, 403, 404, 503];
+
+/** `/jobs/:name` as OpenAPI spells it, `/jobs/{name}`. */
+export function documentedPath(path: string): string {
+  return path.replace(/:(\w+)/g, '{$1}');
+}
+
+function operation(path: string, doc: RouteDoc) {
   const error = { $ref: '#/components/responses/Error' };
-  const auth = [{ hubToken: [] }];
-  const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
-  const errors = { 400: error, 401: error, 403: error, 404: error, 503: error };
+  const parameters = [
+    ...[...path.matchAll(/:(\w+)/g)].map(([, name]) => ({ name, in: 'path', required: true, schema: { type: 'string' } })),
+    ...Object.entries(doc.query ?? {}).map(([name, schema]) => ({ name, in: 'query', schema })),
+  ];
+  const responses: Record<number, unknown> = {};
+  for (const [status, response] of Object.entries(doc.responses)) {
+    responses[Number(status)] =
+      typeof response === 'string'
+        ? { description: response }
+        : { description: response.description, content: { 'application/json': { schema: response.schema } } };
+  }
+  for (const status of [...(doc.auth ? authErrors : []), ...(doc.errors ?? [])]) responses[status] = error;
+  const content = (body: Record<string, object>) => Object.fromEntries(Object.entries(body).map(([type, schema]) => [type, { schema }]));
+  return withRefs({
+    summary: doc.summary,
+    ...(doc.auth ? { security: [{ hubToken: [] }] } : {}),
+    ...(parameters.length ? { parameters } : {}),
+    ...(doc.body ? { requestBody: { content: content(doc.body) } } : {}),
+    responses,
+  });
+}
+
+/** `paths` of the document: one operation per documented route. */
+export function documentedPaths(routes: readonly RouteDefinition[]): Record<string, Record<string, unknown>> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    if (!route.doc) continue;
+    (paths[documentedPath(route.path)] ??= {})[route.method.toLowerCase()] = operation(route.path, route.doc);
+  }
+  return paths;
+}
+
+/** The HTTP API, described for clients from the routes that serve it. */
+export function openApiDocument(prefix: string, routes: readonly RouteDefinition[]) {
   return {
     openapi: '3.1.0',
     info: {
@@ -37,194 +105,22 @@ export function openApiDocument(prefix: string) {
       responses: {
         Error: { description: 'An error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
       },
-      schemas: {
-        // Request bodies are the very schemas the server validates with (lib/jobs/schemas.ts).
-        Error: {
-          ...ErrorSchema,
-          properties: {
-            ...ErrorSchema.properties,
-            reason: { enum: [...errorReasons], description: 'Machine-readable; clients branch on it' },
-          },
-        },
-        JobSpec: JobSpecSchema,
-        UpstreamJobBody: upstreamSubmitBody(UpstreamJobSchema),
-        UpstreamCronJobBody: upstreamSubmitBody(UpstreamCronJobSchema),
-        JobSummary: JobSummarySchema,
-        JobDetail: JobDetailSchema,
-        Upload: UploadSchema,
-      },
+      schemas,
     },
-    paths: {
-      '/': { get: { summary: 'Liveness', responses: { 200: { description: '{"message": "kbatch"}' } } } },
-      '/authorized': {
-        get: { summary: 'Who am I', security: auth, responses: { 200: { description: 'name, groups, namespace' }, ...errors } },
-      },
-      '/profiles/': { get: { summary: 'Admin-defined job profiles', responses: { 200: { description: 'profile name to settings' } } } },
-      '/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1' } } } },
-      '/api/v1/uploads': {
-        post: {
-          summary: 'Upload code (streamed multipart: one "archive" part with a zip/tar/tar.gz, or one part per file, filename = path)',
-          security: auth,
-          requestBody: { content: { 'multipart/form-data': { schema: { type: 'object' } } } },
-          responses: {
-            201: { description: 'Upload stored', content: { 'application/json': { schema: { $ref: '#/components/schemas/Upload' } } } },
-            413: error,
-            ...errors,
-          },
-        },
-      },
-      '/api/v1/jobs': {
-        post: {
-          summary: 'Submit a job (JSON JobSpec, or multipart with a "spec" field plus code parts)',
-          security: auth,
-          requestBody: {
-            content: {
-              'application/json': { schema: { $ref: '#/components/schemas/JobSpec' } },
-              'multipart/form-data': {
-                schema: {
-                  type: 'object',
-                  required: ['spec'],
-                  properties: {
-                    spec: {
-                      type: 'string',
-                      description: 'The JobSpec as JSON (same schema)',
-                      contentMediaType: 'application/json',
-                      contentSchema: { $ref: '#/components/schemas/JobSpec' },
-                    },
-                  },
-                  additionalProperties: { type: 'string', format: 'binary', description: 'Code: an "archive" part, or one part per file' },
-                },
-              },
-            },
-          },
-          responses: {
-            201: { description: 'Created', content: { 'application/json': { schema: { $ref: '#/components/schemas/JobDetail' } } } },
-            409: error,
-            413: error,
-            422: error,
-            ...errors,
-          },
-        },
-        get: {
-          summary: 'List jobs, newest first',
-          security: auth,
-          parameters: [
-            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
-            { name: 'continue', in: 'query', schema: { type: 'string' } },
-            { name: 'allUsers', in: 'query', description: "every user's jobs; needs the admin scope (KBATCH_ADMIN_SCOPE), else 403", schema: { type: 'boolean' } },
-          ],
-          responses: { 200: { description: '{items: JobSummary[], continue: string|null}' }, ...errors },
-        },
-      },
-      '/api/v1/jobs/{name}': {
-        get: {
-          summary: 'Show a job with its pods and conditions',
-          security: auth,
-          parameters: [nameParam],
-          responses: {
-            200: { description: 'JobDetail', content: { 'application/json': { schema: { $ref: '#/components/schemas/JobDetail' } } } },
-            ...errors,
-          },
-        },
-        delete: {
-          summary: 'Delete a job (foreground: pods first, then owned Secret/ConfigMap)',
-          security: auth,
-          parameters: [nameParam],
-          responses: { 200: { description: '{deleted}' }, ...errors },
-        },
-      },
-      '/api/v1/jobs/{name}/logs': {
-        get: {
-          summary: 'Job logs as text; follow streams until the pods finish',
-          security: auth,
-          parameters: [
-            nameParam,
-            { name: 'follow', in: 'query', schema: { type: 'boolean' } },
-            { name: 'pod', in: 'query', schema: { type: 'string' } },
-            { name: 'since', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Resume after this time' },
-            { name: 'timestamps', in: 'query', schema: { type: 'boolean' } },
-            { name: 'tail', in: 'query', schema: { type: 'integer' } },
-          ],
-          responses: { 200: { description: 'text/plain log lines' }, ...errors },
-        },
-      },
-      '/jobs/': {
-        get: {
-          summary: 'Upstream kbatch-proxy: list jobs (V1JobList, snake_case)',
-          security: auth,
-          responses: { 200: { description: 'JobList' }, ...errors },
-        },
-        post: {
-          summary: 'Upstream kbatch-proxy: submit {job: V1Job, code?: V1ConfigMap with a base64 zip}',
-          security: auth,
-          requestBody: { content: { 'application/json': { schema: { $ref: '#/components/schemas/UpstreamJobBody' } } } },
-          responses: { 200: { description: 'created V1Job' }, ...errors },
-        },
-      },
-      '/jobs/{name}': {
-        get: {
-          summary: 'Upstream: show job',
-          security: auth,
-          parameters: [nameParam],
-          responses: { 200: { description: 'V1Job' }, ...errors },
-        },
-        delete: {
-          summary: 'Upstream: delete job',
-          security: auth,
-          parameters: [nameParam],
-          responses: { 200: { description: 'V1Status' }, ...errors },
-        },
-      },
-      '/jobs/logs/{name}/': {
-        get: {
-          summary: 'Upstream: job logs (?stream=true follows)',
-          security: auth,
-          parameters: [nameParam],
-          responses: { 200: { description: 'text' }, ...errors },
-        },
-      },
-      '/pods/': {
-        get: { summary: 'Upstream: list pods (?job_name=)', security: auth, responses: { 200: { description: 'PodList' }, ...errors } },
-      },
-      '/pods/{name}': {
-        get: {
-          summary: 'Upstream: show pod',
-          security: auth,
-          parameters: [nameParam],
-          responses: { 200: { description: 'V1Pod' }, ...errors },
-        },
-      },
-      '/pods/logs/{name}/': {
-        get: {
-          summary: 'Upstream: pod logs (?stream=true follows)',
-          security: auth,
-          parameters: [nameParam],
-          responses: { 200: { description: 'text' }, ...errors },
-        },
-      },
-      '/cronjobs/': {
-        get: { summary: 'Upstream: list cronjobs', security: auth, responses: { 200: { description: 'CronJobList' }, ...errors } },
-        post: {
-          summary: 'Upstream: submit {job: V1CronJob, code?}; 501 on the local backend',
-          security: auth,
-          requestBody: { content: { 'application/json': { schema: { $ref: '#/components/schemas/UpstreamCronJobBody' } } } },
-          responses: { 200: { description: 'created V1CronJob' }, 501: error, ...errors },
-        },
-      },
-      '/cronjobs/{name}': {
-        get: {
-          summary: 'Upstream: show cronjob',
-          security: auth,
-          parameters: [nameParam],
-          responses: { 200: { description: 'V1CronJob' }, ...errors },
-        },
-        delete: {
-          summary: 'Upstream: delete cronjob (foreground: its jobs and pods first)',
-          security: auth,
-          parameters: [nameParam],
-          responses: { 200: { description: 'V1Status' }, ...errors },
-        },
-      },
-    },
+    paths: documentedPaths(routes),
+  };
+}
+
+/**
+ * GET /openapi.json. `routes` is every API route, whichever function serves it (the document
+ * covers the whole API though only the jobs function serves it); it is read on the first request.
+ */
+export function openApiRoute(prefix: string, routes: () => readonly RouteDefinition[]): RouteDefinition {
+  let document: ReturnType<typeof openApiDocument> | undefined;
+  return {
+    method: 'GET',
+    path: '/openapi.json',
+    doc: { summary: 'This document', responses: { 200: 'OpenAPI 3.1' } },
+    handler: async () => ({ json: (document ??= openApiDocument(prefix, routes())) }),
   };
 }

@@ -6,10 +6,10 @@ import { idempotencyKeyHeader } from '../contract.ts';
 import { BadRequest, HttpError, toHttpError } from '../http/errors.ts';
 import { buildCronJobObjects, buildJobObjects, idempotencyFor, type Idempotency } from '../k8s/builders.ts';
 import { annotations, jobNameFor, labels } from '../k8s/names.ts';
-import type { JobSpec } from '../k8s/spec.ts';
+import type { JobSpec } from '../jobs/spec.ts';
 import { normalizeUpload, type ArchiveEntry, type NormalizedUpload } from '../uploads/archive.ts';
 import { signUploadReference, verifyUploadReference, type StoredCode } from '../uploads/reference.ts';
-import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../views.ts';
+import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../jobs/views.ts';
 import type { Deps } from './deps.ts';
 import { ensureOwnNamespace } from './namespace.ts';
 
@@ -203,9 +203,4 @@ export async function listJobsPage(deps: Deps, user: User, limit: number, contin
   }
   const page = jobs.slice(0, limit);
   return { items: page, continueToken: jobs.length > limit ? encodeCursor(page[page.length - 1]!) : undefined };
-}
-
-export async function podsOfJob(deps: Deps, user: User, name: string) {
-  await deps.backend.getJob(user.namespace, name);
-  return deps.backend.listPods(user.namespace, { jobName: name });
 }

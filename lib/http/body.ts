@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import { BadRequest, PayloadTooLarge, UnsupportedMediaType } from './errors.ts';
 import type { IncomingRequest } from './types.ts';
 
@@ -18,19 +17,13 @@ export function isMultipart(req: IncomingRequest): boolean {
 }
 
 /** The body functions-framework's own server already buffered, when the handler runs inside it. */
-function bufferedByFramework(req: IncomingRequest): Buffer | undefined {
+export function bufferedByFramework(req: IncomingRequest): Buffer | undefined {
   return Buffer.isBuffer(req.rawBody) ? req.rawBody : undefined;
 }
 
 /** True while bytes of the body may still be on the wire: an answer now must drain or close. */
 export function bodyUnread(req: IncomingRequest): boolean {
   return !bufferedByFramework(req) && !req.complete;
-}
-
-/** The body as a stream, whoever read it first (for streaming parsers such as multipart). */
-export function requestBodyStream(req: IncomingRequest): Readable {
-  const buffered = bufferedByFramework(req);
-  return buffered ? Readable.from([buffered]) : req;
 }
 
 /** Compressed request bodies are refused: inflating them is the amplification a small request could buy. */

@@ -7,7 +7,7 @@ import { sendError, sendReply } from './reply.ts';
 import type { Handler, IncomingRequest, RequestContext, RequestListener, RouteDefinition } from './types.ts';
 
 // The modules a handler needs, from one import as before the split (types, body, reply).
-export type { Handler, IncomingRequest, Reply, ReplyHeaders, RequestContext, RouteDefinition } from './types.ts';
+export type { Handler, IncomingRequest, Reply, ReplyHeaders, RequestContext, RouteDefinition, RouteDoc } from './types.ts';
 export { isMultipart, readBody, readJson } from './body.ts';
 export { errorBody, sendError, sendJson } from './reply.ts';
 

@@ -33,6 +33,26 @@ export interface RouteDefinition {
   /** `/jobs/:name`; a trailing slash is optional on both sides, as FastAPI clients expect. */
   path: string;
   handler: Handler;
+  /** Every API route has one (a unit test checks); the web page's routes have none. */
+  doc?: RouteDoc;
+}
+
+/**
+ * A route's entry in the OpenAPI document: lib/api/openapi.ts builds `paths` from the route table,
+ * so the routes and their documentation cannot drift. Path parameters come from the `:name` segments.
+ */
+export interface RouteDoc {
+  summary: string;
+  /** Needs a Hub token: adds the security requirement and the errors every such route can answer. */
+  auth?: boolean;
+  /** Query parameters: name to JSON Schema. */
+  query?: Record<string, object>;
+  /** Request body: content type to JSON Schema (the schemas the server validates with, lib/jobs/schemas.ts). */
+  body?: Record<string, object>;
+  /** Success responses: status to a description, or to a description and a JSON body schema. */
+  responses: Record<number, string | { description: string; schema: object }>;
+  /** Error statuses beyond the common ones, answered with the Error body. */
+  errors?: number[];
 }
 
 /** What the router hands to `http.createServer` and to `functions.http`. */

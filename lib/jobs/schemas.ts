@@ -323,10 +323,9 @@ export const UpstreamCronJobSchema = Type.Object(
   },
   { additionalProperties: false },
 );
-export type UpstreamCronJob = Static<typeof UpstreamCronJobSchema>;
 
 /** The body of the upstream submits: the manifest and, optionally, the code as a ConfigMap with a base64 zip. */
-export const upstreamSubmitBody = (job: TSchema) =>
+const upstreamSubmitBody = (job: TSchema) =>
   Type.Object(
     {
       job,
@@ -340,6 +339,9 @@ export const upstreamSubmitBody = (job: TSchema) =>
     { description: 'Keys may be snake_case (the Python client) or camelCase (Kubernetes JSON)' },
   );
 
+export const UpstreamJobBodySchema = upstreamSubmitBody(UpstreamJobSchema);
+export const UpstreamCronJobBodySchema = upstreamSubmitBody(UpstreamCronJobSchema);
+
 export const ErrorSchema = Type.Object({
   detail: Type.String(),
   status: Type.Integer(),
@@ -348,7 +350,7 @@ export const ErrorSchema = Type.Object({
 });
 
 /*
- * Response bodies of the native API, for the OpenAPI document (lib/views.ts builds them; a unit test
+ * Response bodies of the native API, for the OpenAPI document (lib/jobs/views.ts builds them; a unit test
  * checks that these list exactly the fields of its types).
  */
 const Time = Type.Optional(Type.String({ format: 'date-time' }));

@@ -4,9 +4,9 @@ import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1LimitRange
 import { BadRequest } from '../http/errors.ts';
 import { checkResourceMaximums, checkResourceShape, checkScheduling, jobPolicyOf, type JobPolicy } from '../jobs/policy.ts';
 import type { StoredCode } from '../uploads/reference.ts';
-import { allProfiles, mergeTemplate, profileNamed, profileNames, type Profile, type Profiles } from './admin.ts';
+import { allProfiles, mergeTemplate, profileNamed, profileNames, type Profile, type Profiles } from '../jobs/admin-config.ts';
 import { annotations, labels, suffixFromBytes, userLabelValue } from './names.ts';
-import type { JobSpec } from './spec.ts';
+import type { JobSpec } from '../jobs/spec.ts';
 
 export interface JobSettings extends Partial<JobPolicy> {
   jobTtlSeconds: number | null;

@@ -1,6 +1,7 @@
 import busboy from 'busboy';
 import type { Readable } from 'node:stream';
 import { BadRequest, PayloadTooLarge, type HttpError } from '../http/errors.ts';
+import { bufferedByFramework } from '../http/body.ts';
 import type { IncomingRequest } from '../http/router.ts';
 import { detectArchive, readArchive, type ArchiveEntry, type UploadLimits } from './archive.ts';
 import { invalidArchive, uploadTooLarge } from './errors.ts';
@@ -66,10 +67,6 @@ class PartBuffer {
   }
 }
 
-export function isMultipart(req: IncomingRequest): boolean {
-  return /^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
-}
-
 /**
  * Parses a multipart body as it streams in. A part named `archive` (or a lone file named *.zip,
  * *.tar, *.tar.gz) is unpacked; every other file part is one file whose name is its path under /code.
@@ -98,11 +95,11 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
     let files: FilePart[] = [];
     let total = 0;
     let settled = false;
-    // What is left of Content-Length bounds the next part (0: unknown, as with a chunked body).
-    const declaredLength = Buffer.isBuffer(req.rawBody) ? 0 : Number(req.headers['content-length']) || 0;
-
     // functions-framework may have read the body already; otherwise it streams from the request.
-    const streaming = !Buffer.isBuffer(req.rawBody);
+    const buffered = bufferedByFramework(req);
+    const streaming = !buffered;
+    // What is left of Content-Length bounds the next part (0: unknown, as with a chunked body).
+    const declaredLength = buffered ? 0 : Number(req.headers['content-length']) || 0;
     const stop = () => {
       settled = true;
       files = [];
@@ -192,7 +189,7 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
     });
 
     if (!streaming) {
-      parser.end(req.rawBody);
+      parser.end(buffered);
     } else {
       req.on('close', onRequestClose);
       req.pipe(parser);

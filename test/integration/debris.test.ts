@@ -19,7 +19,7 @@ import type { User } from '../../lib/auth/types.ts';
 import { KubernetesBackend } from '../../lib/backend/kubernetes.ts';
 import { loadSettings } from '../../lib/config.ts';
 import { idempotencyKeyHeader } from '../../lib/contract.ts';
-import { parseJobSpec } from '../../lib/k8s/spec.ts';
+import { parseJobSpec } from '../../lib/jobs/spec.ts';
 import { normalizeUpload, type ArchiveEntry } from '../../lib/uploads/archive.ts';
 import { startServer } from '../stack/server.ts';
 import { serverSettings, startStack } from '../stack/stack.ts';

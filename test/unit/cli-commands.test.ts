@@ -14,7 +14,7 @@ import { collectCodeEntries } from '../../cli/upload.ts';
 import { progressLine } from '../../cli/wait.ts';
 import { writeZip } from '../../cli/zip.ts';
 import { readZip } from '../../lib/uploads/archive.ts';
-import type { JobDetail, JobSummary } from '../../lib/views.ts';
+import type { JobDetail, JobSummary } from '../../lib/jobs/views.ts';
 import { answer, scripted } from './cli-fakes.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'kbatch-cli-commands-'));

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { jobDetailText, jobTable, parseSince } from '../../cli/commands/jobs.ts';
 import { profileTable } from '../../cli/commands/profiles.ts';
 import { humanBytes, humanDuration, relativeAge, serialize, shellWords, table } from '../../cli/format.ts';
-import type { JobDetail, JobSummary } from '../../lib/views.ts';
+import type { JobDetail, JobSummary } from '../../lib/jobs/views.ts';
 
 const now = new Date('2024-05-01T12:00:00Z');
 

@@ -8,7 +8,7 @@ import { submitCommand } from '../../cli/commands/submit.ts';
 import { globalOptions } from '../../cli/command.ts';
 import { UsageError } from '../../cli/errors.ts';
 import { buildSubmitPlan, parseEnvFlags, readJobFile } from '../../cli/job-spec.ts';
-import { parseJobSpec } from '../../lib/k8s/spec.ts';
+import { parseJobSpec } from '../../lib/jobs/spec.ts';
 
 const args = (...argv: string[]) => parseArgs(argv, [...submitCommand.options, ...globalOptions]);
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { JobDetail, JobState } from '../../lib/views.ts';
+import type { JobDetail, JobState } from '../../lib/jobs/views.ts';
 import { KbatchApi } from '../../cli/api.ts';
 import { runCli } from '../../cli/app.ts';
 import { ApiClient } from '../../cli/client.ts';

@@ -25,7 +25,7 @@ local('a retry returns the first job, a different request with the key is a 409'
   const { createDeps } = await import('../../lib/app.ts');
   const { loadSettings } = await import('../../lib/config.ts');
   const { resolveUser } = await import('../../lib/auth/user.ts');
-  const { parseJobSpec } = await import('../../lib/k8s/spec.ts');
+  const { parseJobSpec } = await import('../../lib/jobs/spec.ts');
   const { normalizeUpload } = await import('../../lib/uploads/archive.ts');
   const dir = mkdtempSync(join(tmpdir(), 'kbatch-idem-'));
   const deps = await createDeps(loadSettings({ KBATCH_BACKEND: 'local', KBATCH_LOCAL_DIR: dir }));
@@ -44,7 +44,7 @@ local('a retry returns the first job, a different request with the key is a 409'
       (error: { status?: number }) => assert.is(error.status, 409),
     );
     // The job runs as a local process: let it finish before its directory goes.
-    const { jobState } = await import('../../lib/views.ts');
+    const { jobState } = await import('../../lib/jobs/views.ts');
     for (let i = 0; i < 100 && !['succeeded', 'failed'].includes(jobState(await deps.backend.getJob(user.namespace, first.metadata!.name!))); i++) await new Promise((r) => setTimeout(r, 50));
   } finally {
     await deps.backend.close?.();

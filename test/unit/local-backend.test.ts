@@ -8,9 +8,9 @@ import { LocalBackend } from '../../lib/backend/local/index.ts';
 import { LocalStore } from '../../lib/backend/local/store.ts';
 import { buildJobObjects, buildNamespace } from '../../lib/k8s/builders.ts';
 import { namespaceForUser } from '../../lib/k8s/names.ts';
-import { parseJobSpec } from '../../lib/k8s/spec.ts';
+import { parseJobSpec } from '../../lib/jobs/spec.ts';
 import { normalizeUpload } from '../../lib/uploads/archive.ts';
-import { jobState } from '../../lib/views.ts';
+import { jobState } from '../../lib/jobs/views.ts';
 
 /** Every data directory a test makes, removed at the end. */
 const roots: string[] = [];

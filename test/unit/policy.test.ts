@@ -2,10 +2,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConfigError, loadSettings } from '../../lib/config.ts';
 import { BadRequest } from '../../lib/http/errors.ts';
-import { parseProfiles } from '../../lib/k8s/admin.ts';
+import { parseProfiles } from '../../lib/jobs/admin-config.ts';
 import { buildJobObjects, buildNamespacePolicy, type JobSettings } from '../../lib/k8s/builders.ts';
-import { parseJobSpec } from '../../lib/k8s/spec.ts';
-import { specFromUpstreamManifest } from '../../lib/k8s/upstream-manifest.ts';
+import { parseJobSpec } from '../../lib/jobs/spec.ts';
+import { specFromUpstreamManifest } from '../../lib/upstream/manifest.ts';
 
 const base: JobSettings = { jobTtlSeconds: 3600, jobExtraEnv: {}, helperImage: 'busybox' };
 const { profiles } = parseProfiles(`

@@ -1,4 +1,6 @@
-import { checkResourceShape } from '../jobs/policy.ts';
+import { jobNamePrefixPattern, maxJobNamePrefixLength } from '../k8s/names.ts';
+import { camelCaseKeys } from '../k8s/wire.ts';
+import { checkResourceShape } from './policy.ts';
 import {
   JobSpecSchema,
   jobSpecAliases,
@@ -8,10 +10,8 @@ import {
   type NodeSelectorTerm,
   type ResourceSpec,
   type Toleration,
-} from '../jobs/schemas.ts';
-import { checker, fail, withoutAbsent } from '../jobs/validation.ts';
-import { jobNamePrefixPattern, maxJobNamePrefixLength } from './names.ts';
-import { camelCaseKeys } from './wire.ts';
+} from './schemas.ts';
+import { checker, fail, withoutAbsent } from './validation.ts';
 
 export type { NodeSelectorTerm, ResourceSpec, Toleration };
 

@@ -1,8 +1,8 @@
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, readOptionalFile } from '../config.ts';
-import { checkResourceMaximums, defaultJobPolicy, isWildcardToleration, jobPolicyOf, type JobPolicy } from '../jobs/policy.ts';
+import { camelCaseKeys } from '../k8s/wire.ts';
+import { checkResourceMaximums, defaultJobPolicy, isWildcardToleration, jobPolicyOf, type JobPolicy } from './policy.ts';
 import { parseJobSpec, type NodeSelectorTerm, type ResourceSpec, type Toleration } from './spec.ts';
-import { camelCaseKeys } from './wire.ts';
 
 /** An admin-defined profile (KBATCH_PROFILE_FILE), applied by the server so users cannot skip it. */
 export interface Profile {

@@ -1,5 +1,5 @@
 import type { CoreV1Event, V1Job, V1Pod } from '@kubernetes/client-node';
-import { annotations as annotationKeys } from './k8s/names.ts';
+import { annotations as annotationKeys } from '../k8s/names.ts';
 
 export type JobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'suspended';
 

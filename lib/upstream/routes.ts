@@ -3,14 +3,15 @@ import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
 import { BadRequest, toHttpError } from '../http/errors.ts';
 import { queryFlag, readJson, type Reply, type RouteDefinition } from '../http/router.ts';
-import { expectObject } from '../k8s/spec.ts';
-import { specFromUpstreamCronJob, specFromUpstreamManifest } from '../k8s/upstream-manifest.ts';
+import { UpstreamCronJobBodySchema, UpstreamJobBodySchema } from '../jobs/schemas.ts';
+import { expectObject } from '../jobs/spec.ts';
 import { toUpstreamWire } from '../k8s/wire.ts';
 import { readZip } from '../uploads/archive.ts';
-import type { Deps } from './deps.ts';
-import { jobLogs } from './logs.ts';
-import { idempotencyKeyFrom, listAllJobs, normalizeCode, submitCronJob, submitJob } from './operations.ts';
-import { authenticated } from './native.ts';
+import type { Deps } from '../api/deps.ts';
+import { jobLogs } from '../api/logs.ts';
+import { idempotencyKeyFrom, listAllJobs, normalizeCode, submitCronJob, submitJob } from '../api/operations.ts';
+import { authenticated } from '../api/native.ts';
+import { specFromUpstreamCronJob, specFromUpstreamManifest } from './manifest.ts';
 
 /**
  * The API of upstream kbatch-proxy, so the unmodified Python `kbatch` CLI works against this
@@ -116,7 +117,13 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
   return [
     {
       method: 'POST',
-      path: '/jobs',
+      path: '/jobs/',
+      doc: {
+        summary: 'Upstream kbatch-proxy: submit {job: V1Job, code?: V1ConfigMap with a base64 zip}',
+        auth: true,
+        body: { 'application/json': UpstreamJobBodySchema },
+        responses: { 200: 'created V1Job' },
+      },
       handler: authenticated(deps, async (ctx, user) => {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
@@ -127,7 +134,14 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
     },
     {
       method: 'POST',
-      path: '/cronjobs',
+      path: '/cronjobs/',
+      doc: {
+        summary: 'Upstream: submit {job: V1CronJob, code?}; 501 on the local backend',
+        auth: true,
+        body: { 'application/json': UpstreamCronJobBodySchema },
+        responses: { 200: 'created V1CronJob' },
+        errors: [501],
+      },
       handler: authenticated(deps, async (ctx, user) => {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
@@ -143,7 +157,8 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
   return [
     {
       method: 'GET',
-      path: '/jobs',
+      path: '/jobs/',
+      doc: { summary: 'Upstream kbatch-proxy: list jobs (V1JobList, snake_case)', auth: true, responses: { 200: 'JobList' } },
       handler: authenticated(deps, async (_ctx, user) => {
         const jobs = (await listAllJobs(deps, user)).reverse();
         return { json: listBody('JobList', 'batch/v1', jobs.map((job) => withStatusKeys(withListableTimes(job)))) };
@@ -152,11 +167,13 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/jobs/:name',
+      doc: { summary: 'Upstream: show job', auth: true, responses: { 200: 'V1Job' } },
       handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(withStatusKeys(await deps.backend.getJob(user.namespace, ctx.params.name!))) })),
     },
     {
       method: 'DELETE',
       path: '/jobs/:name',
+      doc: { summary: 'Upstream: delete job', auth: true, responses: { 200: 'V1Status' } },
       handler: authenticated(deps, async (ctx, user) => {
         const job = await deps.backend.deleteJob(user.namespace, ctx.params.name!);
         return { json: deletedStatus('jobs', job.metadata?.name, job.metadata?.uid) };
@@ -164,7 +181,8 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
     },
     {
       method: 'GET',
-      path: '/jobs/logs/:name',
+      path: '/jobs/logs/:name/',
+      doc: { summary: 'Upstream: job logs (?stream=true follows)', auth: true, responses: { 200: 'text' } },
       handler: authenticated(deps, async (ctx, user) => {
         const follow = queryFlag(ctx.query, 'stream');
         return logsReply(await jobOrPodLogs(deps, user, ctx.params.name!, follow, ctx.signal), follow);
@@ -172,7 +190,8 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
     },
     {
       method: 'GET',
-      path: '/pods',
+      path: '/pods/',
+      doc: { summary: 'Upstream: list pods (?job_name=)', auth: true, responses: { 200: 'PodList' } },
       handler: authenticated(deps, async (ctx, user) => {
         const jobName = ctx.query.get('job_name');
         const pods: V1Pod[] = await deps.backend.listPods(user.namespace, jobName ? { jobName } : {});
@@ -182,11 +201,13 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/pods/:name',
+      doc: { summary: 'Upstream: show pod', auth: true, responses: { 200: 'V1Pod' } },
       handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getPod(user.namespace, ctx.params.name!)) })),
     },
     {
       method: 'GET',
-      path: '/pods/logs/:name',
+      path: '/pods/logs/:name/',
+      doc: { summary: 'Upstream: pod logs (?stream=true follows)', auth: true, responses: { 200: 'text' } },
       handler: authenticated(deps, async (ctx, user) => {
         const follow = queryFlag(ctx.query, 'stream');
         const stream = await deps.backend.podLogs(user.namespace, ctx.params.name!, { follow }, ctx.signal);
@@ -195,17 +216,20 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
     },
     {
       method: 'GET',
-      path: '/cronjobs',
+      path: '/cronjobs/',
+      doc: { summary: 'Upstream: list cronjobs', auth: true, responses: { 200: 'CronJobList' } },
       handler: authenticated(deps, async (_ctx, user) => ({ json: listBody('CronJobList', 'batch/v1', await deps.backend.listCronJobs(user.namespace)) })),
     },
     {
       method: 'GET',
       path: '/cronjobs/:name',
+      doc: { summary: 'Upstream: show cronjob', auth: true, responses: { 200: 'V1CronJob' } },
       handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getCronJob(user.namespace, ctx.params.name!)) })),
     },
     {
       method: 'DELETE',
       path: '/cronjobs/:name',
+      doc: { summary: 'Upstream: delete cronjob (foreground: its jobs and pods first)', auth: true, responses: { 200: 'V1Status' } },
       handler: authenticated(deps, async (ctx, user) => {
         const cronJob = await deps.backend.deleteCronJob(user.namespace, ctx.params.name!);
         return { json: deletedStatus('cronjobs', cronJob.metadata?.name, cronJob.metadata?.uid) };

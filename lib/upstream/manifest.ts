@@ -1,8 +1,8 @@
 import { BadRequest } from '../http/errors.ts';
 import { UpstreamCronJobSchema, UpstreamJobSchema, type UpstreamJob } from '../jobs/schemas.ts';
 import { checker, fail, withoutAbsent } from '../jobs/validation.ts';
-import { expectObject, parseJobSpec, type JobSpec } from './spec.ts';
-import { camelCaseKeys } from './wire.ts';
+import { expectObject, parseJobSpec, type JobSpec } from '../jobs/spec.ts';
+import { camelCaseKeys } from '../k8s/wire.ts';
 
 /**
  * The Python client's `to_dict()` (snake_case, every field present, most null) as Kubernetes JSON
