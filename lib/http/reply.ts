@@ -50,7 +50,8 @@ function endAfterDrain(req: IncomingRequest, res: ServerResponse): void {
   };
   const onEnd = () => stop(false);
   const onCut = () => stop(true);
-  const timer = setTimeout(onCut, drainIdleMs);
+  // unref: a client holding a drained connection open must not keep the process alive.
+  const timer = setTimeout(onCut, drainIdleMs).unref();
   // A parser that gave up (multipart) may still be attached: the rest of the body goes nowhere.
   req.unpipe();
   req.on('data', onData).on('end', onEnd).on('error', onCut);
@@ -58,14 +59,18 @@ function endAfterDrain(req: IncomingRequest, res: ServerResponse): void {
   req.resume();
 }
 
-/** Writes a complete answer. With the body unread, the answer goes out first and the connection closes after the drain. */
+/**
+ * Writes a complete answer. With the body unread, the answer goes out first and the rest of the body
+ * is drained. No `Connection: close` then: a proxy in front (the Hub's CHP) passes that header on and
+ * closes its client's socket as soon as the answer is through, while the client is still sending, so
+ * the client sees EPIPE instead of the answer. A drain that is cut destroys the connection anyway.
+ */
 function writeWhole(res: ServerResponse, status: number, headers: Record<string, string | string[] | number>, payload?: string | Buffer): void {
   if (answered.has(res) || res.writableEnded || res.destroyed) return;
   answered.add(res);
   const req = res.req as IncomingRequest | undefined;
   const unread = req !== undefined && bodyUnread(req);
-  const closing = unread || drainSignal.aborted;
-  res.writeHead(status, closing ? { ...headers, connection: 'close' } : headers);
+  res.writeHead(status, drainSignal.aborted ? { ...headers, connection: 'close' } : headers);
   if (!unread || !req) {
     res.end(payload);
     return;

@@ -92,7 +92,7 @@ limits('the nesting scan ignores brackets inside strings and escaped quotes', ()
 limits.run();
 
 const order = suite('answers before the body is read');
-order('a refusal before reading a large body is answered, then the rest is drained and the connection closes cleanly', async () => {
+order('a refusal before reading a large body is answered, then the rest is drained and the connection stays usable', async () => {
   // 32 MiB sent without waiting: the handler refuses without reading. The client must read the JSON
   // and finish sending without a reset (a reset is what made the Hub's proxy answer its own HTML 503).
   const result = await new Promise<{ status: number; body: string; connection: string | undefined; errors: string[] }>((resolve) => {
@@ -101,10 +101,18 @@ order('a refusal before reading a large body is answered, then the rest is drain
     const req = request({ port, method: 'POST', path: '/private', headers: { 'content-type': 'application/json', 'content-length': 32 * 1024 * 1024 } }, (res) => {
       let body = '';
       res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => (response = { status: res.statusCode!, body, connection: res.headers.connection }));
+      res.on('end', () => {
+        response = { status: res.statusCode!, body, connection: res.headers.connection };
+        // Node's client stops sending once a keep-alive answer is complete; the server's drain ends
+        // when it goes. What matters is that the answer arrived whole, with no reset before it.
+        setTimeout(() => {
+          resolve({ ...response!, errors });
+          req.destroy();
+        }, 50);
+      });
     });
     req.on('error', (error) => errors.push(error.message));
-    req.on('close', () => setTimeout(() => resolve({ ...(response ?? { status: 0, body: '', connection: undefined }), errors }), 50));
+    req.on('close', () => resolve({ ...(response ?? { status: 0, body: '', connection: undefined }), errors }));
     const chunk = Buffer.alloc(1024 * 1024, 0x20);
     let sent = 0;
     const pump = () => {
@@ -118,11 +126,15 @@ order('a refusal before reading a large body is answered, then the rest is drain
   });
   assert.equal(result.errors, []);
   assert.is(result.status, 401);
-  assert.is(result.connection, 'close');
+  // No `Connection: close`: a proxy would pass it on and cut its client mid-upload (EPIPE, not the answer).
+  assert.is.not(result.connection, 'close');
   assert.is(JSON.parse(result.body).reason, 'Unauthorized');
   assert.is(authenticated, 1);
 });
 order.after(() => {
+  // A client that stopped sending after its answer holds a draining connection until the drain's idle
+  // bound; the server itself need not wait for that here.
+  server.closeAllConnections();
   server.close();
 });
 order.run();
