@@ -20,7 +20,10 @@ import { adminClients, eventually, runProgram, type CliRun } from './helpers.ts'
 const bin = resolve(import.meta.dirname, '../../bin/kbatch.mjs');
 // The binary runs the bundle: build it from the sources under test.
 await bundleCli();
-const stack = await startStack();
+// The per-pod CPU maximum is raised above what the fake node has (1000 cores), so a job can be
+// valid for kbatch and still unschedulable: that is what `job show` must explain.
+const extraSettings = { KBATCH_MAX_JOB_RESOURCES: JSON.stringify({ cpu: '5000', memory: '256Gi', 'ephemeral-storage': '100Gi', 'nvidia.com/gpu': '8' }) };
+const stack = await startStack(extraSettings);
 /** The server started again by the restart test; the stack only knows the first one. */
 let restarted: KbatchServer | undefined;
 const admin = adminClients(stack.cluster.adminKubeconfig);
@@ -125,7 +128,7 @@ cli('job wait rides out a restart of the kbatch server and reports the outcome',
   await stack.server.stop();
   // Down for longer than the wait's 2 s poll interval, so at least one poll meets the outage.
   await new Promise((r) => setTimeout(r, 2500));
-  restarted = await startServer({ ...serverSettings, KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl }, { port: stack.server.port });
+  restarted = await startServer({ ...serverSettings, ...extraSettings, KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl }, { port: stack.server.port });
   const run = await waiting;
   expectExit(run, 0);
   assert.match(run.stderr, new RegExp(`^kbatch: job ${job} succeeded`, 'm'));
