@@ -193,20 +193,22 @@ export function parseSweepFlags(values: string[]): Record<string, Json[]> {
 }
 
 /**
- * Where the notebook is in /code. Without --code, the notebook's directory is uploaded and the
- * notebook is at its top; with --code DIR, its path inside DIR; a path not on this machine is taken
- * as already inside /code (e.g. with an `upload`).
+ * Where the notebook is in /code. A directory DIR is uploaded as /code/DIR (cli/upload.ts), so the
+ * notebook is under that name: without --code, the notebook's directory is uploaded; with --code DIR
+ * holding the notebook, its path inside; a path not on this machine is taken as already in /code.
  */
 export function notebookInCode(notebook: string, code: string | undefined): { notebook: string; code: string | undefined } {
   const local = resolve(notebook);
   if (code === undefined) {
     if (!existsSync(local)) throw new UsageError(`--notebook: ${notebook} does not exist`, 'give --code DIR with the notebook path inside it, or a local notebook');
-    return { notebook: basename(local), code: dirname(local) };
+    return { notebook: `${basename(dirname(local))}/${basename(local)}`, code: dirname(local) };
   }
   const codePath = resolve(code);
   if (existsSync(codePath) && statSync(codePath).isFile()) return { notebook: basename(codePath), code };
   const inside = relative(codePath, local);
-  if (existsSync(local) && inside && !inside.startsWith('..') && !isAbsolute(inside)) return { notebook: inside.split(sep).join('/'), code };
+  if (existsSync(local) && inside && !inside.startsWith('..') && !isAbsolute(inside)) {
+    return { notebook: `${basename(codePath)}/${inside.split(sep).join('/')}`, code };
+  }
   return { notebook, code };
 }
 

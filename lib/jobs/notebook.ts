@@ -90,8 +90,10 @@ export function notebookEnv(run: NotebookRun): Record<string, string> {
  * script holds it in single quotes. Everything variable comes from the environment.
  */
 const pythonProgram = `
-import json, os, sys
+import json, logging, os
 import papermill
+# As the papermill CLI does, so the output of the cells reaches the job log.
+logging.basicConfig(level=logging.INFO, format="%(message)s")
 notebook = os.environ["KBATCH_NOTEBOOK"]
 sweep = os.environ.get("KBATCH_SWEEP")
 index = os.environ.get("JOB_COMPLETION_INDEX") or "0"
@@ -106,7 +108,8 @@ os.makedirs(outputs, exist_ok=True)
 stem = os.path.basename(notebook)[: -len(".ipynb")]
 output = os.path.join(outputs, stem + suffix + ".ipynb")
 print("kbatch: papermill " + notebook + " -> " + output + " with " + json.dumps(parameters, sort_keys=True), flush=True)
-papermill.execute_notebook(notebook, output, parameters=parameters, log_output=True)
+# In the directory of the notebook, as Jupyter runs it, so its relative paths find its files.
+papermill.execute_notebook(notebook, output, parameters=parameters, cwd=os.path.dirname(notebook) or None, log_output=True, progress_bar=False)
 `.trim();
 
 /**

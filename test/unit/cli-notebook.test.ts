@@ -50,16 +50,16 @@ const submit = suite('job submit --notebook');
 const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-nb-'));
 mkdirSync(join(dir, 'project', 'notebooks'), { recursive: true });
 writeFileSync(join(dir, 'project', 'notebooks', 'analysis.ipynb'), '{}');
-submit('uploads the notebook\'s directory; -p NAME=VALUE is a parameter, -p NAME still the profile', () => {
+submit('uploads the notebook\'s directory (as /code/DIR); -p NAME=VALUE is a parameter, -p NAME still the profile', () => {
   const plan = buildSubmitPlan(args('-n', 'nb', '--image', 'x', '--notebook', join(dir, 'project', 'notebooks', 'analysis.ipynb'), '-p', 'alpha=0.5', '-p', 'gpu', '--parameter', 'label=a b', '--sweep', 'seed=1,2,3'));
-  assert.equal(plan.spec, { name: 'nb', image: 'x', profile: 'gpu', notebook: 'analysis.ipynb', parameters: { alpha: 0.5, label: 'a b' }, sweep: { seed: [1, 2, 3] } });
+  assert.equal(plan.spec, { name: 'nb', image: 'x', profile: 'gpu', notebook: 'notebooks/analysis.ipynb', parameters: { alpha: 0.5, label: 'a b' }, sweep: { seed: [1, 2, 3] } });
   assert.is(plan.code, join(dir, 'project', 'notebooks'));
   // The server accepts what the CLI sends.
   assert.is(parseJobSpec(plan.spec).completions, 3);
 });
 submit('with --code DIR the notebook is its path inside DIR', () => {
   const plan = buildSubmitPlan(args('-n', 'nb', '--image', 'x', '--code', join(dir, 'project'), '--notebook', join(dir, 'project', 'notebooks', 'analysis.ipynb')));
-  assert.is(plan.spec.notebook, 'notebooks/analysis.ipynb');
+  assert.is(plan.spec.notebook, 'project/notebooks/analysis.ipynb');
   assert.is(plan.code, join(dir, 'project'));
 });
 submit('refuses parameters without a notebook, and a command with one', () => {

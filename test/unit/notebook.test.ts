@@ -109,7 +109,7 @@ function runEntry(env: Record<string, string>, withPapermill: boolean): { status
   if (withPapermill) {
     writeFileSync(
       join(modules, 'papermill.py'),
-      'import json, os\ndef execute_notebook(i, o, parameters, log_output):\n    open(os.environ["CALLS"], "a").write(json.dumps([i, o, parameters]) + "\\n")\n',
+      'import json, os\ndef execute_notebook(i, o, parameters, cwd, log_output, progress_bar):\n    open(os.environ["CALLS"], "a").write(json.dumps([i, o, parameters, cwd]) + "\\n")\n',
     );
   }
   const calls = join(dir, 'calls');
@@ -126,7 +126,7 @@ command('picks the parameter set of its index and names the output after it', ()
   const { status, calls, dir } = runEntry({ ...env, JOB_COMPLETION_INDEX: '0' }, true);
   try {
     assert.is(status, 0);
-    assert.equal(calls, [['sub/a.ipynb', join(dir, 'out', 'a-0.ipynb'), { a: hostile }]]);
+    assert.equal(calls, [['sub/a.ipynb', join(dir, 'out', 'a-0.ipynb'), { a: hostile }, 'sub']]);
     assert.ok(readdirSync(join(dir, 'out')).length === 0, 'the stand-in writes nothing; the directory is made');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -136,7 +136,7 @@ command('one run writes the notebook under its own name', () => {
   const { status, calls, dir } = runEntry(notebookEnv({ notebook: 'a.ipynb', parameters: { n: 1.5, none: null } }), true);
   rmSync(dir, { recursive: true, force: true });
   assert.is(status, 0);
-  assert.equal(calls, [['a.ipynb', join(dir, 'out', 'a.ipynb'), { n: 1.5, none: null }]]);
+  assert.equal(calls, [['a.ipynb', join(dir, 'out', 'a.ipynb'), { n: 1.5, none: null }, null]]);
 });
 command('without papermill in the image the log says so and the job fails', () => {
   const { status, stderr, dir } = runEntry(notebookEnv({ notebook: 'a.ipynb' }), false);
