@@ -76,6 +76,10 @@ export function readJobFile(path: string, extraKeys: string[] = []): FileData {
     if (value !== null && value !== undefined) result[canonical] = value;
   }
   if (typeof result.code === 'string' && result.code && !isAbsolute(result.code)) result.code = resolve(dirname(path), result.code);
+  // A notebook next to the YAML file is found from anywhere too; a path that is not here is one inside /code.
+  if (typeof result.notebook === 'string' && !isAbsolute(result.notebook) && existsSync(resolve(dirname(path), result.notebook))) {
+    result.notebook = resolve(dirname(path), result.notebook);
+  }
   return result;
 }
 

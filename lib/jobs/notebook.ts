@@ -103,7 +103,8 @@ if sweep is not None:
 else:
     parameters = json.loads(os.environ.get("KBATCH_PARAMETERS") or "{}")
     suffix = ""
-outputs = os.environ.get("KBATCH_OUTPUTS_DIR") or "/outputs"
+# Where no outputs volume is mounted (none yet), ./outputs under /code: a job may not create /outputs.
+outputs = os.environ.get("KBATCH_OUTPUTS_DIR") or ("/outputs" if os.path.isdir("/outputs") else os.path.abspath("outputs"))
 os.makedirs(outputs, exist_ok=True)
 stem = os.path.basename(notebook)[: -len(".ipynb")]
 output = os.path.join(outputs, stem + suffix + ".ipynb")

@@ -8,7 +8,7 @@ import { jobDetailText } from '../../cli/commands/jobs.ts';
 import { submitCommand } from '../../cli/commands/submit.ts';
 import { globalOptions } from '../../cli/command.ts';
 import { UsageError } from '../../cli/errors.ts';
-import { buildSubmitPlan, parseParameterFlags, parseSweepFlags } from '../../cli/job-spec.ts';
+import { buildSubmitPlan, parseParameterFlags, parseSweepFlags, readJobFile } from '../../cli/job-spec.ts';
 import { buildJobObjects } from '../../lib/k8s/builders.ts';
 import { parseJobSpec } from '../../lib/jobs/spec.ts';
 import { jobDetail } from '../../lib/jobs/views.ts';
@@ -68,6 +68,13 @@ submit('refuses parameters without a notebook, and a command with one', () => {
 });
 submit('a notebook that is not here, without --code, is refused before anything is sent', () => {
   assert.throws(() => buildSubmitPlan(args('-n', 'nb', '--image', 'x', '--notebook', join(dir, 'missing.ipynb'))), (e: Error) => /does not exist/.test(e.message));
+});
+submit('a job file names the notebook next to it, with parameters and a sweep; flags add to them', () => {
+  const yaml = join(dir, 'project', 'notebooks', 'job.yaml');
+  writeFileSync(yaml, 'name: nb\nimage: x\nnotebook: analysis.ipynb\nparameters:\n  alpha: 0.5\n  cfg: {}\nsweep:\n  seed: [1, 2]\n');
+  const plan = buildSubmitPlan(args('-p', 'beta=true'), readJobFile(yaml));
+  assert.equal(plan.spec, { name: 'nb', image: 'x', notebook: 'notebooks/analysis.ipynb', parameters: { alpha: 0.5, cfg: {}, beta: true }, sweep: { seed: [1, 2] } });
+  assert.is(plan.code, join(dir, 'project', 'notebooks'));
 });
 submit.after(() => rmSync(dir, { recursive: true, force: true }));
 submit.run();
