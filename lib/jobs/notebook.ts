@@ -148,15 +148,19 @@ export interface NotebookView {
   runs: { index?: number; parameters: Parameters; output: string }[];
 }
 
+/** Only kbatch writes the annotation, but a view must never fail a `job show`: anything odd is no view. */
 export function notebookView(annotation: string | undefined): NotebookView | undefined {
-  if (!annotation) return undefined;
-  let run: NotebookRun & { source?: 'command'; output?: string };
   try {
-    run = JSON.parse(annotation) as typeof run;
+    return annotation ? readNotebookAnnotation(annotation) : undefined;
   } catch {
     return undefined;
   }
+}
+
+function readNotebookAnnotation(annotation: string): NotebookView | undefined {
+  const run = JSON.parse(annotation) as NotebookRun & { source?: 'command'; output?: string };
   if (typeof run?.notebook !== 'string') return undefined;
+  if (run.sweep && !Object.values(run.sweep).every(Array.isArray)) return undefined;
   const swept = Boolean(run.sweep && Object.keys(run.sweep).length);
   const runs = parameterSets(run).map((parameters, index) => ({
     ...(swept ? { index } : {}),

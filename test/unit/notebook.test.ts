@@ -187,4 +187,7 @@ built('a papermill command is shown as a notebook run', () => {
     runs: [{ parameters: { n: 2 }, output: 'out.ipynb' }],
   });
 });
+built('an annotation that is not a run gives no notebook view rather than a failed show', () => {
+  for (const text of ['', 'not json', '{"notebook": 3}', '{"notebook": "a.ipynb", "sweep": {"a": 3}}', 'null']) assert.is(notebookView(text), undefined, text);
+});
 built.run();
