@@ -28,8 +28,11 @@ export const notebookLimits = {
   sweepAxes: 8,
   sweepValues: 1000,
   sweepBytes: 32 * 1024,
-  /** All parameter sets of a sweep, as they go into the env Secret (1 MiB with the user's 512 KiB of env). */
-  sweepExpandedBytes: 384 * 1024,
+  /**
+   * All parameter sets of a sweep: one env variable (KBATCH_SWEEP), and Linux refuses to exec with
+   * an env string above 128 KiB (MAX_ARG_STRLEN), so the bound stays below that.
+   */
+  sweepExpandedBytes: 120 * 1024,
 } as const;
 
 /** A Python identifier that papermill can assign in the injected cell (ASCII only, no keyword). */

@@ -45,7 +45,7 @@ for (const [what, input, field] of [
   ['a name both fixed and swept', { notebook: 'a.ipynb', parameters: { a: 1 }, sweep: { a: [1, 2] } }, 'sweep.a'],
   ['completions other than the sweep size', { notebook: 'a.ipynb', sweep: { a: [1, 2] }, completions: 3 }, 'completions'],
   ['a sweep above the completions maximum', { notebook: 'a.ipynb', sweep: { a: range(100), b: range(101) } }, 'sweep'],
-  ['a sweep whose sets would not fit the Secret', { notebook: 'a.ipynb', parameters: { big: 'x'.repeat(20000) }, sweep: { a: range(100) } }, 'sweep'],
+  ['a sweep whose sets would not fit one env variable', { notebook: 'a.ipynb', parameters: { big: 'x'.repeat(1300) }, sweep: { a: range(100) } }, 'sweep'],
   ['parameters too large', { notebook: 'a.ipynb', parameters: { big: 'x'.repeat(40000) } }, 'parameters'],
   ['too deep a value', { notebook: 'a.ipynb', parameters: { deep: nested(20) } }, 'parameters.deep' + '[0]'.repeat(17)],
 ] as const) {
@@ -131,6 +131,15 @@ command('picks the parameter set of its index and names the output after it', ()
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+command('the largest sweep accepted still starts: its KBATCH_SWEEP is below the kernel limit on one env string', () => {
+  const spec = parseJobSpec({ name: 'nb', notebook: 'a.ipynb', parameters: { big: 'x'.repeat(1100) }, sweep: { a: range(100) } });
+  const env = notebookEnv({ notebook: spec.notebook!, parameters: spec.parameters, sweep: spec.sweep });
+  assert.ok(env.KBATCH_SWEEP!.length > 100_000, `${env.KBATCH_SWEEP!.length} bytes`);
+  const { status, calls, dir } = runEntry({ ...env, JOB_COMPLETION_INDEX: '99' }, true);
+  rmSync(dir, { recursive: true, force: true });
+  assert.is(status, 0);
+  assert.equal((calls[0] as unknown[])[2], { big: 'x'.repeat(1100), a: 99 });
 });
 command('one run writes the notebook under its own name', () => {
   const { status, calls, dir } = runEntry(notebookEnv({ notebook: 'a.ipynb', parameters: { n: 1.5, none: null } }), true);
