@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { JobSpec, ResourceSpec } from '../lib/jobs/spec.ts';
 import { parseDuration, type ParsedArgs } from './args.ts';
@@ -42,6 +43,9 @@ const fileKeys: Record<string, string> = {
   parallelism: 'parallelism',
   completions: 'completions',
   array: 'completions',
+  notebook: 'notebook',
+  parameters: 'parameters',
+  sweep: 'sweep',
 };
 
 /**
@@ -72,6 +76,10 @@ export function readJobFile(path: string, extraKeys: string[] = []): FileData {
     if (value !== null && value !== undefined) result[canonical] = value;
   }
   if (typeof result.code === 'string' && result.code && !isAbsolute(result.code)) result.code = resolve(dirname(path), result.code);
+  // A notebook next to the YAML file is found from anywhere too; a path that is not here is one inside /code.
+  if (typeof result.notebook === 'string' && !isAbsolute(result.notebook) && existsSync(resolve(dirname(path), result.notebook))) {
+    result.notebook = resolve(dirname(path), result.notebook);
+  }
   return result;
 }
 
@@ -133,6 +141,81 @@ export function parseLabelFlags(values: string[]): Record<string, string> {
   return labels;
 }
 
+/**
+ * A parameter value as typed on the command line: JSON where it parses as JSON (3, 0.5, true,
+ * null, {"a": 1}, [1, 2], "quoted"), else the text itself, so `-p label=run one` needs no quotes.
+ */
+export function typedValue(raw: string): Json {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/** `name=value` (typed as above) or `name:=JSON` (must be JSON: `-p tag:='"1.0"'` keeps a string). */
+function nameAndValue(raw: string, flag: string): [string, string, boolean] {
+  const eq = raw.indexOf('=');
+  if (eq <= 0) throw new UsageError(`${flag}: expected NAME=VALUE or NAME:=JSON, got "${raw}"`);
+  const forced = raw[eq - 1] === ':';
+  const name = raw.slice(0, forced ? eq - 1 : eq);
+  if (!name) throw new UsageError(`${flag}: expected NAME=VALUE or NAME:=JSON, got "${raw}"`);
+  return [name, raw.slice(eq + 1), forced];
+}
+
+function forcedJson(text: string, flag: string, name: string): Json {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UsageError(`${flag} ${name}:=: not valid JSON: ${text}`);
+  }
+}
+
+export function parseParameterFlags(values: string[], flag = '--parameter'): Record<string, Json> {
+  const parameters: Record<string, Json> = {};
+  for (const raw of values) {
+    const [name, text, forced] = nameAndValue(raw, flag);
+    parameters[name] = forced ? forcedJson(text, flag, name) : typedValue(text);
+  }
+  return parameters;
+}
+
+/** `--sweep name=v1,v2,v3` (each typed), or a JSON list: `--sweep 'name=[[1,2],[3,4]]'` / `name:=[...]`. */
+export function parseSweepFlags(values: string[]): Record<string, Json[]> {
+  const sweep: Record<string, Json[]> = {};
+  for (const raw of values) {
+    const [name, text, forced] = nameAndValue(raw, '--sweep');
+    let list: Json;
+    if (forced || text.trim().startsWith('[')) {
+      list = forcedJson(text, '--sweep', name);
+      if (!Array.isArray(list)) throw new UsageError(`--sweep ${name}: a JSON value must be a list, got ${text}`);
+    } else list = text.split(',').map(typedValue);
+    if (!(list as Json[]).length) throw new UsageError(`--sweep ${name}: needs at least one value`);
+    sweep[name] = list as Json[];
+  }
+  return sweep;
+}
+
+/**
+ * Where the notebook is in /code. A directory DIR is uploaded as /code/DIR (cli/upload.ts), so the
+ * notebook is under that name: without --code, the notebook's directory is uploaded; with --code DIR
+ * holding the notebook, its path inside; a path not on this machine is taken as already in /code.
+ */
+export function notebookInCode(notebook: string, code: string | undefined): { notebook: string; code: string | undefined } {
+  const local = resolve(notebook);
+  if (code === undefined) {
+    if (!existsSync(local)) throw new UsageError(`--notebook: ${notebook} does not exist`, 'give --code DIR with the notebook path inside it, or a local notebook');
+    return { notebook: `${basename(dirname(local))}/${basename(local)}`, code: dirname(local) };
+  }
+  const codePath = resolve(code);
+  if (existsSync(codePath) && statSync(codePath).isFile()) return { notebook: basename(codePath), code };
+  const inside = relative(codePath, local);
+  if (existsSync(local) && inside && !inside.startsWith('..') && !isAbsolute(inside)) {
+    return { notebook: `${basename(codePath)}/${inside.split(sep).join('/')}`, code };
+  }
+  return { notebook, code };
+}
+
 function integerValue(value: Json, what: string): number {
   if (typeof value === 'number' && Number.isInteger(value)) return value;
   if (typeof value === 'string' && /^\d+$/.test(value.trim())) return Number(value);
@@ -173,7 +256,10 @@ export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPl
     if (typeof image !== 'string') throw new UsageError('image must be a string');
     spec.image = image;
   }
-  const profile = args.string('profile') ?? file.profile;
+  // `-p` is upstream's --profile; with NAME=VALUE it is a notebook parameter, as papermill's -p (profile names hold no "=").
+  const profileFlags = args.strings('profile');
+  const parameterFlags = [...profileFlags.filter((value) => value.includes('=')), ...args.strings('parameter')];
+  const profile = profileFlags.filter((value) => !value.includes('=')).at(-1) ?? file.profile;
   if (profile !== undefined) {
     if (typeof profile !== 'string') throw new UsageError('profile must be a profile name');
     spec.profile = profile;
@@ -225,8 +311,25 @@ export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPl
   if (file.nodeAffinityRequired !== undefined) spec.nodeAffinityRequired = file.nodeAffinityRequired as JobSpec['nodeAffinityRequired'];
   if (file.upload !== undefined) spec.upload = String(file.upload);
 
-  const code = args.string('code') ?? file.code;
-  if (code !== undefined && typeof code !== 'string') throw new UsageError('code must be a path to a file or directory');
+  const codeGiven = args.string('code') ?? file.code;
+  if (codeGiven !== undefined && typeof codeGiven !== 'string') throw new UsageError('code must be a path to a file or directory');
+  let code: string | undefined = codeGiven;
+
+  const notebook = args.string('notebook') ?? file.notebook;
+  const parameters = { ...(file.parameters !== undefined ? (file.parameters as Record<string, Json>) : {}), ...parseParameterFlags(parameterFlags) };
+  const sweep = { ...(file.sweep !== undefined ? (file.sweep as Record<string, Json[]>) : {}), ...parseSweepFlags(args.strings('sweep')) };
+  if (notebook !== undefined) {
+    if (typeof notebook !== 'string' || !notebook) throw new UsageError('notebook must be the path of a .ipynb file');
+    if (spec.command || spec.args) throw new UsageError('--notebook runs papermill itself: give no --command or --args with it');
+    const placed = spec.upload ? { notebook, code } : notebookInCode(notebook, code);
+    spec.notebook = placed.notebook;
+    code = placed.code;
+    // Passed through for the server to check (names, sizes, the sweep's product).
+    if (Object.keys(parameters).length) spec.parameters = parameters as JobSpec['parameters'];
+    if (Object.keys(sweep).length) spec.sweep = sweep as JobSpec['sweep'];
+  } else if (Object.keys(parameters).length || Object.keys(sweep).length) {
+    throw new UsageError('parameters and --sweep need --notebook', 'e.g. kbatch job submit -n nb --image IMAGE --notebook analysis.ipynb -p alpha=0.5 --sweep seed=1,2,3');
+  }
   // `--code` or its founding spelling `--file`, given on the command line, is relative to here.
   if (code !== undefined && spec.upload) throw new UsageError('give either --code or "upload", not both');
   return { spec, code: code || undefined };

@@ -53,7 +53,7 @@ function runFile(file: string): Promise<Result> {
 /** Builds (or finds cached) what the integration suites start: control-plane binaries and the Hub venv. */
 function prepareStack(): void {
   const started = Date.now();
-  for (const script of ['test/cluster/build.sh', 'test/hub/setup.sh', 'test/upstream/setup.sh', 'test/upstream/proxy-setup.sh']) {
+  for (const script of ['test/cluster/build.sh', 'test/hub/setup.sh', 'test/upstream/setup.sh', 'test/upstream/proxy-setup.sh', 'test/notebooks/setup.sh']) {
     if (!existsSync(join(root, '..', script))) continue;
     const result = spawnSync('bash', [join(root, '..', script)], { stdio: ['ignore', 'ignore', 'inherit'] });
     if (result.status !== 0) throw new Error(`${script} failed (exit ${result.status})`);

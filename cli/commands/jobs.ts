@@ -70,8 +70,13 @@ export function jobDetailText(job: JobDetail, now = new Date()): string {
     ['State', job.state],
     ['Why', whyPending(job)],
     ['Image', job.image],
-    ['Command', shellWords(job.command)],
+    // kbatch's own papermill entry is a long script; the notebook lines below say what it runs.
+    ['Command', job.notebook?.source === 'spec' ? 'papermill (kbatch notebook entry)' : shellWords(job.command)],
     ['Args', shellWords(job.args)],
+    ['Notebook', job.notebook?.notebook],
+    ['Parameters', job.notebook && Object.keys(job.notebook.parameters).length ? parameterText(job.notebook.parameters) : undefined],
+    ['Sweep', job.notebook?.sweep ? Object.entries(job.notebook.sweep).map(([name, values]) => `${name} in ${JSON.stringify(values)}`).join(', ') : undefined],
+    ['Output', job.notebook && !job.notebook.sweep ? job.notebook.runs[0]?.output : undefined],
     ['Profile', job.profile],
     ['Requests', quantities(job.resources?.requests)],
     ['Limits', quantities(job.resources?.limits)],
@@ -85,6 +90,12 @@ export function jobDetailText(job: JobDetail, now = new Date()): string {
     ['Pod counts', `${job.active} active, ${job.succeeded} succeeded, ${job.failed} failed`],
     ['Labels', labels],
   ]);
+  if (job.notebook?.sweep) {
+    // The first 100 indexes; -o json has them all.
+    const runs = job.notebook.runs.slice(0, 100).map((run) => [String(run.index ?? 0), parameterText(run.parameters), run.output]);
+    text += '\nRuns:\n' + indent(table(['INDEX', 'PARAMETERS', 'OUTPUT'], runs));
+    if (job.notebook.runs.length > runs.length) text += `  ... ${job.notebook.runs.length - runs.length} more (-o json shows all)\n`;
+  }
   if (job.conditions?.length) {
     text += '\nConditions:\n' + indent(table(['TYPE', 'STATUS', 'REASON', 'MESSAGE'], job.conditions.map((c) => [c.type, c.status, c.reason ?? '', c.message ?? ''])));
   }
@@ -109,6 +120,13 @@ export function jobDetailText(job: JobDetail, now = new Date()): string {
       indent(table(['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'MESSAGE'], job.events.slice(-10).map((e) => [relativeAge(e.lastSeen, now), e.type, e.reason, e.object, `${e.message}${e.count > 1 ? ` (x${e.count})` : ''}`])));
   }
   return text;
+}
+
+/** `alpha=0.5, seed=1, label="a b"`: each value as JSON, so types show (1 vs "1"). */
+function parameterText(parameters: Record<string, unknown>): string {
+  return Object.entries(parameters)
+    .map(([name, value]) => `${name}=${JSON.stringify(value)}`)
+    .join(', ');
 }
 
 function indent(text: string): string {

@@ -1,4 +1,5 @@
 import Type, { type Static, type TSchema } from 'typebox';
+import { notebookLimits, parameterNamePattern } from './notebook.ts';
 
 /**
  * One schema per request body. They are JSON Schema (TypeBox builds them), so the same objects give
@@ -144,6 +145,16 @@ export const LabelMap = keyedMap(
   limits.labels,
 );
 
+const parameterName = { pattern: parameterNamePattern, maxLength: 64, 'x-message': 'is not a Python identifier (letters, digits, _)' };
+
+/** Notebook parameters: any JSON value (null, [] and {} included; the sizes are checked in lib/jobs/spec.ts). */
+const ParameterMap = keyedMap(Type.Unknown({ description: 'Any JSON value' }), parameterName, notebookLimits.parameters);
+const SweepMap = keyedMap(
+  Type.Array(Type.Unknown(), { minItems: 1, maxItems: notebookLimits.sweepValues, 'x-message': `must be a list of 1 to ${notebookLimits.sweepValues} values` }),
+  parameterName,
+  notebookLimits.sweepAxes,
+);
+
 /** The native job spec: the JSON body of POST api/v1/jobs and the `spec` field of its multipart form. */
 export const JobSpecSchema = Type.Object(
   {
@@ -180,6 +191,22 @@ export const JobSpecSchema = Type.Object(
     ),
     upload: Type.Optional(
       Type.String({ minLength: 1, maxLength: limits.uploadReferenceLength, description: 'Reference returned by POST api/v1/uploads' }),
+    ),
+    notebook: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: notebookLimits.pathLength,
+        description: 'A .ipynb under /code to run with papermill (the image must have papermill); no command or args with it',
+      }),
+    ),
+    parameters: Type.Optional(
+      Type.Unsafe<Record<string, unknown>>({ ...ParameterMap, description: 'Notebook parameters: name (a Python identifier) to a JSON value' }),
+    ),
+    sweep: Type.Optional(
+      Type.Unsafe<Record<string, unknown[]>>({
+        ...SweepMap,
+        description: 'Name to a list of values: an indexed job array over the cartesian product, one parameter set per index',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -413,6 +440,21 @@ export const JobDetailSchema = Type.Object({
         lastSeen: Time,
       }),
       { description: 'Recent events of the job and its pods, oldest first' },
+    ),
+  ),
+  notebook: Type.Optional(
+    Type.Object(
+      {
+        notebook: Type.String(),
+        parameters: Type.Record(Type.String(), Type.Unknown()),
+        sweep: Type.Optional(Type.Record(Type.String(), Type.Array(Type.Unknown()))),
+        source: Type.Union([Type.Literal('spec'), Type.Literal('command')], { description: 'The notebook field, or a recognised papermill command' }),
+        runs: Type.Array(
+          Type.Object({ index: Type.Optional(Type.Integer()), parameters: Type.Record(Type.String(), Type.Unknown()), output: Type.String() }),
+          { description: 'Each index with its parameter set and executed notebook (under KBATCH_OUTPUTS_DIR)' },
+        ),
+      },
+      { description: 'A notebook run (papermill)' },
     ),
   ),
 });

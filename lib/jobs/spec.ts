@@ -1,5 +1,6 @@
 import { jobNamePrefixPattern, maxJobNamePrefixLength } from '../k8s/names.ts';
 import { camelCaseKeys } from '../k8s/wire.ts';
+import { notebookLimits, notebookPathProblem, isParameterName, sweepSize, type JsonValue, type Parameters, type Sweep } from './notebook.ts';
 import { checkResourceShape } from './policy.ts';
 import {
   JobSpecSchema,
@@ -34,6 +35,11 @@ export interface JobSpec {
   nodeAffinityRequired?: NodeSelectorTerm[];
   /** A signed upload reference from POST /uploads. */
   upload?: string;
+  /** A notebook under /code run with papermill (lib/jobs/notebook.ts); the server writes the command. */
+  notebook?: string;
+  parameters?: Parameters;
+  /** With a notebook: an indexed job array over the cartesian product; completions is its size. */
+  sweep?: Sweep;
 }
 
 // The schema and the type list the same fields: adding one without the other fails to compile.
@@ -103,7 +109,13 @@ function checkSchedulingShape(raw: { tolerations?: Toleration[]; nodeAffinityReq
  * cannot say; the first offending field is named in the 400. Null, [] and {} count as absent.
  */
 export function parseJobSpec(input: unknown): JobSpec {
-  const pruned = (withoutAbsent(expectObject(input, 'spec'), 'spec') ?? {}) as Record<string, unknown>;
+  const given = expectObject(input, 'spec');
+  const pruned = (withoutAbsent(given, 'spec') ?? {}) as Record<string, unknown>;
+  // Parameter values are JSON where null, [] and {} are values, not absences: they are kept as given.
+  for (const key of ['parameters', 'sweep']) {
+    if (given[key] === null || given[key] === undefined) delete pruned[key];
+    else pruned[key] = given[key];
+  }
   // Scheduling entries may come in the Python spelling (match_expressions, toleration_seconds) from YAML files.
   for (const key of ['tolerations', 'nodeAffinityRequired']) if (Object.hasOwn(pruned, key)) pruned[key] = camelCaseKeys(pruned[key]);
   const { object, aliasOf } = resolveAliases(pruned);
@@ -141,12 +153,13 @@ export function parseJobSpec(input: unknown): JobSpec {
   };
   checkResourceShape(resources);
   // Without completions, Kubernetes would read parallelism as a work queue, which kbatch jobs are not.
-  if (raw.parallelism !== undefined && raw.completions === undefined)
+  if (raw.parallelism !== undefined && raw.completions === undefined && raw.sweep === undefined)
     fail('parallelism', 'needs completions (an array of N tasks) to run in parallel');
   if (raw.parallelism !== undefined && raw.completions !== undefined && raw.parallelism > raw.completions)
     fail('parallelism', `is more than completions (${raw.completions})`);
 
   checkSchedulingShape(raw);
+  const notebook = checkNotebookRun(raw);
 
   const spec: JobSpec = { name };
   if (raw.image !== undefined) spec.image = raw.image;
@@ -162,5 +175,74 @@ export function parseJobSpec(input: unknown): JobSpec {
   if (raw.tolerations) spec.tolerations = raw.tolerations;
   if (raw.nodeAffinityRequired) spec.nodeAffinityRequired = raw.nodeAffinityRequired;
   if (raw.upload !== undefined) spec.upload = raw.upload;
+  if (notebook) Object.assign(spec, notebook);
   return spec;
+}
+
+/** Nesting of a parameter value; JSON from the body is already bounded in size. */
+const maxParameterDepth = 16;
+
+function checkJsonValue(value: unknown, field: string, depth = 0): JsonValue {
+  if (depth > maxParameterDepth) fail(field, `is nested more than ${maxParameterDepth} levels deep`);
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) fail(field, 'must be a finite number');
+    return value;
+  }
+  if (Array.isArray(value)) return value.map((item, i) => checkJsonValue(item, `${field}[${i}]`, depth + 1));
+  if (typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) checkJsonValue(item, `${field}.${key}`, depth + 1);
+    return value as JsonValue;
+  }
+  return fail(field, 'must be a JSON value');
+}
+
+/**
+ * A notebook run: the path stays inside /code, names are Python identifiers, sizes are bounded, and
+ * a sweep's product becomes completions (which the user may give only if it is the same number).
+ */
+function checkNotebookRun(raw: JobSpecInput): Pick<JobSpec, 'notebook' | 'parameters' | 'sweep' | 'completions'> | undefined {
+  if (raw.notebook === undefined) {
+    for (const key of ['parameters', 'sweep'] as const) if (raw[key] !== undefined) fail(key, 'needs a notebook');
+    return undefined;
+  }
+  const problem = notebookPathProblem(raw.notebook);
+  if (problem) fail('notebook', `"${raw.notebook}" ${problem}`);
+  for (const key of ['command', 'args'] as const) if (raw[key] !== undefined) fail(key, 'cannot be given with a notebook (kbatch runs papermill)');
+  const result: Pick<JobSpec, 'notebook' | 'parameters' | 'sweep' | 'completions'> = { notebook: raw.notebook };
+  for (const [key, map] of [['parameters', raw.parameters], ['sweep', raw.sweep]] as const) {
+    for (const name of Object.keys(map ?? {})) if (!isParameterName(name)) fail(`${key}.${name}`, 'is a Python keyword');
+  }
+  if (raw.parameters && Object.keys(raw.parameters).length) {
+    result.parameters = Object.fromEntries(Object.entries(raw.parameters).map(([name, value]) => [name, checkJsonValue(value, `parameters.${name}`)]));
+    const bytes = Buffer.byteLength(JSON.stringify(result.parameters));
+    if (bytes > notebookLimits.parametersBytes) fail('parameters', `hold ${bytes} bytes of JSON; at most ${notebookLimits.parametersBytes}`);
+  }
+  if (raw.sweep && Object.keys(raw.sweep).length) {
+    const sweep: Sweep = {};
+    for (const [name, values] of Object.entries(raw.sweep)) {
+      if (result.parameters && Object.hasOwn(result.parameters, name)) fail(`sweep.${name}`, 'is also a fixed parameter; give it in one place');
+      sweep[name] = values.map((value, i) => checkJsonValue(value, `sweep.${name}[${i}]`));
+    }
+    const bytes = Buffer.byteLength(JSON.stringify(sweep));
+    if (bytes > notebookLimits.sweepBytes) fail('sweep', `holds ${bytes} bytes of JSON; at most ${notebookLimits.sweepBytes}`);
+    const size = sweepSize(sweep);
+    if (size > limits.maxCompletions) fail('sweep', `makes ${size} parameter sets; at most ${limits.maxCompletions} (the completions maximum)`);
+    if (raw.completions !== undefined && raw.completions !== size) fail('completions', `must be the sweep's size (${size}) or left out`);
+    if (raw.parallelism !== undefined && raw.parallelism > size) fail('parallelism', `is more than the sweep's size (${size})`);
+    // Every index's set goes into the Secret (KBATCH_SWEEP): bound the expansion before making it.
+    const fixed = result.parameters ? Buffer.byteLength(JSON.stringify(result.parameters)) : 2;
+    const widest = Object.entries(sweep).reduce(
+      (sum, [name, values]) => sum + name.length + 4 + Math.max(...values.map((value) => Buffer.byteLength(JSON.stringify(value)))),
+      fixed,
+    );
+    if (size * widest > notebookLimits.sweepExpandedBytes) {
+      fail('sweep', `expands to about ${size * widest} bytes of parameter sets; at most ${notebookLimits.sweepExpandedBytes}`);
+    }
+    result.sweep = sweep;
+    result.completions = size;
+  } else if (raw.completions !== undefined && raw.completions > 1) {
+    fail('completions', 'a notebook runs once; give a sweep to run it over several parameter sets');
+  }
+  return result;
 }

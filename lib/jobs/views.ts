@@ -1,5 +1,6 @@
 import type { CoreV1Event, V1Job, V1Pod } from '@kubernetes/client-node';
 import { annotations as annotationKeys } from '../k8s/names.ts';
+import { notebookView, type NotebookView } from './notebook.ts';
 
 export type JobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'suspended';
 
@@ -53,6 +54,8 @@ export interface JobDetail extends JobSummary {
   envKeys?: string[];
   /** Recent events of the job and its pods, oldest first; absent when the server could not read them. */
   events?: EventView[];
+  /** A notebook run (the native `notebook` field, or a recognised papermill command): its parameters per index. */
+  notebook?: NotebookView;
 }
 
 function iso(value: Date | string | undefined): string | undefined {
@@ -144,6 +147,8 @@ export function jobDetail(job: V1Job, pods: V1Pod[], events?: CoreV1Event[]): Jo
     resources: requests || limits ? { ...(requests ? { requests } : {}), ...(limits ? { limits } : {}) } : undefined,
     envKeys: (container?.env ?? []).map((e) => e.name),
   };
+  const notebook = notebookView(job.metadata?.annotations?.[annotationKeys.notebook]);
+  if (notebook) detail.notebook = notebook;
   if (events) {
     detail.events = events.map(eventView).sort((a, b) => (a.lastSeen ?? '').localeCompare(b.lastSeen ?? ''));
   }

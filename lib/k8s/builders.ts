@@ -7,6 +7,7 @@ import type { StoredCode } from '../uploads/reference.ts';
 import { allProfiles, mergeTemplate, profileNamed, profileNames, type Profile, type Profiles } from '../jobs/admin-config.ts';
 import { annotations, labels, suffixFromBytes, userLabelValue } from './names.ts';
 import type { JobSpec } from '../jobs/spec.ts';
+import { notebookAnnotation, notebookCommand, notebookEnv, recognisedPapermill } from '../jobs/notebook.ts';
 
 export interface JobSettings extends Partial<JobPolicy> {
   jobTtlSeconds: number | null;
@@ -177,6 +178,7 @@ export function buildJobObjects(
   const envValues: Record<string, string> = {
     ...(spec.env ?? {}),
     ...settings.jobExtraEnv,
+    ...(spec.notebook ? notebookEnv({ notebook: spec.notebook, parameters: spec.parameters, sweep: spec.sweep }) : {}),
     JUPYTER_IMAGE: image,
     JUPYTER_IMAGE_SPEC: image,
   };
@@ -196,6 +198,10 @@ export function buildJobObjects(
   };
   if (spec.command) container.command = spec.command;
   if (spec.args) container.args = spec.args;
+  if (spec.notebook) container.command = notebookCommand();
+  const notebookRun = spec.notebook
+    ? notebookAnnotation({ notebook: spec.notebook, ...(spec.parameters ? { parameters: spec.parameters } : {}), ...(spec.sweep ? { sweep: spec.sweep } : {}) })
+    : recognisedPapermill([...(spec.command ?? []), ...(spec.args ?? [])]);
   if (Object.keys(resources.requests).length || Object.keys(resources.limits).length) container.resources = resources;
 
   const tolerations = [...(profile?.tolerations ?? []), ...(spec.tolerations ?? [])];
@@ -208,7 +214,8 @@ export function buildJobObjects(
   let job: V1Job = {
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { name: jobName, namespace, labels: { ...common }, annotations: { ...userAnnotations } },
+    // The notebook annotation is on the Job only: its pods need not carry the parameters of every index.
+    metadata: { name: jobName, namespace, labels: { ...common }, annotations: { ...userAnnotations, ...(notebookRun ? { [annotations.notebook]: notebookRun } : {}) } },
     spec: {
       backoffLimit: spec.backoffLimit ?? 0,
       completions,

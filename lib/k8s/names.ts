@@ -131,4 +131,6 @@ export const annotations = {
   submittedAt: 'kbatch.jupyter.org/submitted-at',
   /** Hash of the request a keyed submit made, so reusing its key for a different request is refused. */
   requestSha256: 'kbatch.jupyter.org/request-sha256',
+  /** A notebook run as JSON (lib/jobs/notebook.ts): the notebook and its parameters, shown by `job show`. Not secret. */
+  notebook: 'kbatch.jupyter.org/notebook',
 } as const;

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
@@ -82,10 +82,13 @@ export class LocalRunner {
     const jobDir = this.store.jobDir(namespace, pod.metadata!.labels![labels.jobName]!);
     const log = createWriteStream(this.store.podFile(namespace, podName, 'log'));
     const image = pod.spec!.containers[0]!.image!;
+    // The job's outputs (KBATCH_OUTPUTS_DIR, /outputs on Kubernetes): next to its code, shared by its indexes.
+    const outputs = join(jobDir, 'outputs');
+    mkdirSync(outputs, { recursive: true });
     return new Promise((resolve) => {
       const child = spawn(argv[0]!, argv.slice(1), {
         cwd: join(jobDir, 'code'),
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', LANG: 'C.UTF-8', ...env },
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', LANG: 'C.UTF-8', KBATCH_OUTPUTS_DIR: outputs, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
         // Its own process group, so deleting the job kills everything the command started.
         detached: true,
