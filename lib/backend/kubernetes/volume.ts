@@ -37,6 +37,7 @@ const startTimeoutMs = 120_000;
 /** Bytes of stdin allowed in flight on the WebSocket before the sender waits: the memory bound per exec. */
 const stdinHighWater = 1024 * 1024;
 const stdinChunk = 64 * 1024;
+const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
 /** A pure builder: non-root, read-only root filesystem, no token, nothing but the volume and /tmp. */
 export function buildVolumeHelperPod(owner: Owner, settings: Pick<VolumeHelperSettings, 'helperImage'>, now: Date): k8s.V1Pod {
@@ -177,12 +178,11 @@ export class VolumeHelper {
     if (now - lastUsed < this.settings.volumeHelperIdleSeconds * 1000) return false;
     this.ready.delete(namespace);
     this.lastTouched.delete(namespace);
-    await this.core
-      .deleteNamespacedPod({ name: volumeHelperPodName, namespace, body: { preconditions: { resourceVersion: pod.metadata?.resourceVersion } } })
-      .catch((error) => {
+    const preconditions = { resourceVersion: pod.metadata?.resourceVersion };
+    await this.core.deleteNamespacedPod({ name: volumeHelperPodName, namespace, body: { preconditions } }).catch((error) => {
         // 409: someone used it (touched the annotation) since it was read; 404: already gone.
-        if (!isStatus(error, 404) && !isStatus(error, 409)) throw error;
-      });
+      if (!isStatus(error, 404) && !isStatus(error, 409)) throw error;
+    });
     return true;
   }
 
@@ -253,11 +253,9 @@ export class VolumeHelper {
     if (!force && now - (this.lastTouched.get(namespace) ?? 0) < 5000) return;
     this.lastTouched.set(namespace, now);
     const body = { metadata: { annotations: { [lastUsedAnnotation]: String(now) } } };
-    await this.core
-      .patchNamespacedPod({ name: volumeHelperPodName, namespace, body }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch))
-      .catch((error) => {
-        if (!isStatus(error, 404)) console.error(`kbatch: marking the volume helper in ${namespace} used failed:`, (error as Error).message);
-      });
+    await this.core.patchNamespacedPod({ name: volumeHelperPodName, namespace, body }, mergePatch).catch((error) => {
+      if (!isStatus(error, 404)) console.error(`kbatch: marking the volume helper in ${namespace} used failed:`, (error as Error).message);
+    });
   }
 
   private execOnce(namespace: string, command: string[], io: ExecIo): Promise<void> {
