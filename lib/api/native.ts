@@ -9,6 +9,7 @@ import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
 import { listJobsPage, showJob, storeUpload, submitJob } from './operations.ts';
 import { openApiDocument } from './openapi.ts';
+import { streamedUpload, streamedUploadFormat } from './streamed-upload.ts';
 
 /**
  * Wraps a handler that needs the caller: authentication, and the check that the caller's namespace
@@ -50,7 +51,9 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
       method: 'POST',
       path: '/api/v1/uploads',
       handler: authenticated(deps, async (ctx, user) => {
-        if (!isMultipart(ctx.req)) throw new BadRequest('Send the code as multipart/form-data (an "archive" part, or one part per file)');
+        const streamed = streamedUploadFormat(ctx.req);
+        if (streamed) return streamedUpload(deps, user, ctx.req, streamed);
+        if (!isMultipart(ctx.req)) throw new BadRequest('Send the code as multipart/form-data (an "archive" part, or one part per file), or the archive itself as application/x-tar or application/gzip');
         const { entries } = await parseMultipart(ctx.req, uploadLimits(deps));
         const { reference, code, upload, expiresAt } = await storeUpload(deps, user, entries);
         return {
