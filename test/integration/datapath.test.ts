@@ -73,6 +73,13 @@ function serverMemory(): { peakKb: number; rssKb: number } {
   return { peakKb: field('VmHWM'), rssKb: field('VmRSS') };
 }
 
+/** Where the signed reference says the upload lives on the volume (its claims are readable, only the signature is secret). */
+function uploadPath(reference: string): string {
+  const claims = JSON.parse(Buffer.from(reference.split('.')[1]!, 'base64url').toString()) as { code: { kind: string; path: string } };
+  assert.is(claims.code.kind, 'pvc');
+  return claims.code.path;
+}
+
 function entriesOnVolume(): string[] {
   return fs.existsSync(uploadsDir) ? fs.readdirSync(uploadsDir).sort() : [];
 }
@@ -87,6 +94,12 @@ streamed('a 200 MiB tar streams through exec into the volume with bounded server
   // Warm up the path (helper pod, namespace, client-node) so the measure is the transfer's own.
   const warm = await postArchive(writeTar([{ path: 'warm.txt', type: 'file', mode: 0o644, data: Buffer.from('warm') }]));
   assert.is(warm.status, 201, JSON.stringify(warm.body));
+  // The first transfers after start size V8's heap and the buffer pools (about +50-70 MB over the
+  // first ~64 MiB, then flat: measured with 16, 48, 96 and 200 MiB in a row); what must stay bounded
+  // is the growth while a large transfer runs, so warm up with 64 MiB first.
+  const first = serverMemory();
+  assert.is((await postArchive(tarStream(8, 8 * MiB).body)).status, 201);
+  console.error(`[datapath] first 64 MiB upload after start: server peak RSS ${(first.peakKb / 1024).toFixed(0)} -> ${(serverMemory().peakKb / 1024).toFixed(0)} MB`);
   const before = serverMemory();
   const started = Date.now();
   const { body, digests } = tarStream(25, 8 * MiB);
@@ -104,10 +117,10 @@ streamed('a 200 MiB tar streams through exec into the volume with bounded server
   // The bytes on the volume are the bytes sent, in a directory named by the upload only when complete.
   const dirs = entriesOnVolume();
   assert.not.ok(dirs.some((d) => d.startsWith('.partial-')), `no partial upload left: ${dirs}`);
-  const uploaded = dirs.filter((d) => fs.existsSync(path.join(uploadsDir, d, 'data')));
-  assert.is(uploaded.length, 1);
+  const uploaded = uploadPath(res.body.upload);
+  assert.ok(dirs.includes(path.basename(uploaded)));
   for (const [name, digest] of digests) {
-    const onDisk = createHash('sha256').update(fs.readFileSync(path.join(uploadsDir, uploaded[0]!, name))).digest('hex');
+    const onDisk = createHash('sha256').update(fs.readFileSync(path.join(workDir, uploaded, name))).digest('hex');
     assert.is(onDisk, digest, name);
   }
 
@@ -116,7 +129,7 @@ streamed('a 200 MiB tar streams through exec into the volume with bounded server
   assert.is(job.status, 201, JSON.stringify(job.body));
   const created = await admin.batch.readNamespacedJob({ name: job.body.name ?? job.body.metadata?.name, namespace: aliceNs });
   const copy = created.spec!.template.spec!.initContainers!.find((c) => c.name === 'copy-code')!;
-  assert.match(copy.command!.join(' '), `/uploads/uploads/${uploaded[0]}`);
+  assert.match(copy.command!.join(' '), `/uploads/${uploaded}`);
 });
 
 streamed('path traversal after 32 MiB of good files is refused mid-stream and leaves nothing', async () => {
@@ -145,8 +158,7 @@ streamed('a tar.gz streams too; a corrupt gzip is a 400', async () => {
   const tgz = gzipSync(writeTar([{ path: 'main.py', type: 'file', mode: 0o644, data: Buffer.from('print("gz")\n') }]));
   const res = await postArchive(tgz, 'application/gzip');
   assert.is(res.status, 201, JSON.stringify(res.body));
-  const dir = path.join(workDir, res.body.upload ? 'uploads' : '', '');
-  assert.ok(fs.readdirSync(dir).some((d) => fs.existsSync(path.join(dir, d, 'main.py'))));
+  assert.is(fs.readFileSync(path.join(workDir, uploadPath(res.body.upload), 'main.py'), 'utf8'), 'print("gz")\n');
   const before = entriesOnVolume();
   const corrupt = Buffer.from(tgz);
   corrupt.fill(0x55, 20, 40);
