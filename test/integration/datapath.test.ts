@@ -62,7 +62,9 @@ async function postArchive(body: ReadableStream<Uint8Array> | Buffer, type = 'ap
     headers: { authorization: `token ${stack.hub.tokens.alice}`, 'content-type': type },
     body: body instanceof Buffer ? new Uint8Array(body) : body,
     duplex: 'half',
-  } as RequestInit);
+  } as RequestInit).catch((error: Error) => {
+    throw new Error(`upload request failed: ${error.message} (${(error.cause as Error | undefined)?.message}); server log tail:\n${fs.readFileSync(stack.server.logFile, 'utf8').slice(-3000)}`);
+  });
   const text = await response.text();
   return { status: response.status, body: JSON.parse(text) as Record<string, any> };
 }

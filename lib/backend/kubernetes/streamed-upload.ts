@@ -22,7 +22,8 @@ export interface StreamedUploadOptions {
  * Streams a tar (or tar.gz) from `source` into the owner's volume through the helper's exec, with
  * the archive rules applied on the way (TarSanitizer). The tar unpacks into a hidden directory that
  * is renamed into place only when complete; a refused or broken upload removes it, so the volume
- * never holds part of an upload under a name a job could use.
+ * never holds part of an upload under a name a job could use (and one the removal missed is swept
+ * with the expired uploads).
  *
  * Memory: one zlib window, one tar header, and the helper's stdin high-water mark (about 1 MiB).
  */
@@ -58,13 +59,18 @@ export async function storeStreamedCode(helper: VolumeHelper, owner: Owner, sour
     `mkdir -p ${uploadsDir}`,
     `find ${uploadsDir} -mindepth 1 -maxdepth 1 -mmin +${sweepMinutes} -exec rm -rf {} + || true`,
     `mkdir ${partial}`,
-    `tar -xf - -C ${partial}`,
+    // A failing tar removes its own partial directory; the cleanup below covers a killed shell.
+    `tar -xf - -C ${partial} || { rm -rf ${partial}; exit 1; }`,
     `mv ${partial} ${target}`,
   ].join('; ');
+  // An aborted exec may still be running for a moment (KWOK kills only the shell and may start it
+  // after this cleanup begins; a kubelet need not kill anything): removing a directory that is still
+  // written into, or not made yet, can miss it, so it must stay gone for a second before this ends.
+  const cleanup = `i=0; while [ $i -lt 10 ]; do rm -rf ${partial} 2>/dev/null; sleep 1; [ -e ${partial} ] || exit 0; i=$((i+1)); done; exit 1`;
   try {
     await helper.run(owner, ['sh', '-c', script], { stdin: sanitizer });
   } catch (error) {
-    await helper.run(owner, ['rm', '-rf', partial]).catch((cleanup: Error) => console.error(`kbatch: removing the refused upload ${partial} in ${owner.namespace} failed:`, cleanup.message));
+    await helper.run(owner, ['sh', '-c', cleanup]).catch((cleanup: Error) => console.error(`kbatch: removing the refused upload ${partial} in ${owner.namespace} failed:`, cleanup.message));
     // The sanitizer's refusal (400/413) explains a broken exec better than the exec does.
     if (refused) throw refused;
     if (error instanceof ExecFailed) throw new ExecFailed(error.status, `unpacking the upload failed: ${error.stderr}`);
