@@ -2,6 +2,7 @@
 // server's exec path: KWOK runs each exec as a local process in a per-namespace work directory
 // (Cluster.execDir), standing in for the pod's volume. KWOK never closes an exec'd command's stdin,
 // so commands here that read stdin stop by themselves (head -c N); closing stdin is for real kubelets. Runs as the kbatch identity (knative/rbac.yaml).
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import * as k8s from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ExecFailed, VolumeHelper, volumeHelperPodName } from '../../lib/backend/kubernetes/volume.ts';
+import { listFiles, readFile, tarDirectory } from '../../lib/backend/kubernetes/volume-files.ts';
 import { startCluster, type Cluster } from '../stack/cluster.ts';
 import { eventually } from './helpers.ts';
 
@@ -133,6 +135,37 @@ Helper('an aborted transfer ends the command and rejects', async (ctx) => {
   const error = await running.then(() => undefined, (e: unknown) => e);
   assert.instance(error, Error);
   assert.match((error as Error).message, /client went away/);
+});
+
+Helper('lists, reads (with ranges) and tars files a job left on the volume', async (ctx) => {
+  const outputs = path.join(ctx.workDir, 'outputs', 'job-1');
+  fs.mkdirSync(path.join(outputs, 'sub'), { recursive: true });
+  const big = randomBytes(3 * 1024 * 1024 + 17);
+  fs.writeFileSync(path.join(outputs, 'result.bin'), big);
+  fs.writeFileSync(path.join(outputs, 'sub', 'notes.txt'), 'hello\n');
+  fs.symlinkSync('/etc/hostname', path.join(outputs, 'link'));
+  const files = await listFiles(ctx.helper, ctx.owner, 'outputs/job-1');
+  assert.equal(files.map((f) => [f.name, f.size]), [['result.bin', big.length], ['sub/notes.txt', 6]], 'regular files only');
+  assert.ok(files.every((f) => Math.abs(f.mtime - Date.now() / 1000) < 600));
+  assert.equal(await listFiles(ctx.helper, ctx.owner, 'outputs/none'), []);
+
+  const whole = collect();
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', whole.sink);
+  assert.ok(whole.bytes().equals(big), 'byte-identical');
+  const part = collect();
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', part.sink, { start: 1_000_000, length: 1234 });
+  assert.ok(part.bytes().equals(big.subarray(1_000_000, 1_001_234)), 'the requested range');
+  const rest = collect();
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', rest.sink, { start: big.length - 5 });
+  assert.ok(rest.bytes().equals(big.subarray(big.length - 5)));
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/missing', collect().sink).then(() => assert.unreachable('read a missing file'), (e: unknown) => assert.instance(e, ExecFailed));
+  await readFile(ctx.helper, ctx.owner, '../../etc/passwd', collect().sink).then(() => assert.unreachable('read outside the volume'), (e: unknown) => assert.match(String(e), /escapes the upload root/));
+
+  const tgz = collect();
+  await tarDirectory(ctx.helper, ctx.owner, 'outputs/job-1', tgz.sink);
+  const listing = execFileSync('tar', ['-tzf', '-'], { input: tgz.bytes() }).toString().split('\n').filter(Boolean).sort();
+  assert.equal(listing, ['./', './link', './result.bin', './sub/', './sub/notes.txt']);
+  fs.rmSync(path.join(ctx.workDir, 'outputs'), { recursive: true });
 });
 
 Helper('is reused while in use and removed once idle', async (ctx) => {
