@@ -195,14 +195,18 @@ export class VolumeHelper {
     this.sweepTimers.set(namespace, timer);
   }
 
-  /** One start per namespace at a time; a helper found gone or broken is made again. */
+  /**
+   * One start per namespace at a time; a helper found gone or broken is made again. Each transfer
+   * reads the pod once (another replica's sweep may have deleted it), which costs one GET.
+   */
   private async ensure(owner: Owner): Promise<void> {
     const { namespace } = owner;
     let ready = this.ready.get(namespace);
     if (!ready) {
       ready = this.start(owner);
       this.ready.set(namespace, ready);
-      ready.catch(() => this.ready.delete(namespace));
+      const forget = () => this.ready.delete(namespace);
+      ready.then(forget, forget);
     }
     await ready;
     await this.touch(namespace);
