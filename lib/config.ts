@@ -35,6 +35,9 @@ export interface Settings {
   uploadPvcStorageClass: string | undefined;
   uploadPvcAccessMode: string;
   helperImage: string;
+  // --- Data path (lib/backend/kubernetes/volume.ts): the per-user volume helper pod.
+  /** A user's volume helper pod unused this long is deleted; the next transfer makes a new one. */
+  volumeHelperIdleSeconds: number;
   localDataDir: string;
   logPollSeconds: number;
   shutdownGraceSeconds: number;
@@ -293,6 +296,7 @@ export function loadSettings(env: Env = process.env): Settings {
     uploadPvcStorageClass: env.KBATCH_UPLOAD_PVC_STORAGE_CLASS || undefined,
     uploadPvcAccessMode: env.KBATCH_UPLOAD_PVC_ACCESS_MODE ?? 'ReadWriteOnce',
     helperImage: env.KBATCH_HELPER_IMAGE ?? 'busybox:1.37',
+    volumeHelperIdleSeconds: integer(env, 'KBATCH_VOLUME_HELPER_IDLE_SECONDS', 300, 1),
     localDataDir: env.KBATCH_LOCAL_DIR ?? join(homedir(), '.local', 'share', 'kbatch'),
     logPollSeconds: integer(env, 'KBATCH_LOG_POLL_SECONDS', 2, 1),
     shutdownGraceSeconds: integer(env, 'KBATCH_SHUTDOWN_GRACE_SECONDS', 25),

@@ -12,6 +12,7 @@ import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
 import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storeUpload, submitJob } from './operations.ts';
+import { streamedUpload, streamedUploadFormat } from './streamed-upload.ts';
 
 /**
  * Wraps a handler that needs the caller: authentication, and the check that the caller's namespace
@@ -54,14 +55,20 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
       method: 'POST',
       path: '/api/v1/uploads',
       doc: {
-        summary: 'Upload code (streamed multipart: one "archive" part with a zip/tar/tar.gz, or one part per file, filename = path)',
+        summary: 'Upload code: multipart (one "archive" part with a zip/tar/tar.gz, or one part per file, filename = path), or a bare tar / tar.gz body streamed into the user volume',
         auth: true,
-        body: { 'multipart/form-data': { type: 'object' } },
+        body: {
+          'multipart/form-data': { type: 'object' },
+          'application/x-tar': { type: 'string', format: 'binary' },
+          'application/gzip': { type: 'string', format: 'binary' },
+        },
         responses: { 201: { description: 'Upload stored', schema: UploadSchema } },
         errors: [413],
       },
       handler: authenticated(deps, async (ctx, user) => {
-        if (!isMultipart(ctx.req)) throw new BadRequest('Send the code as multipart/form-data (an "archive" part, or one part per file)');
+        const streamed = streamedUploadFormat(ctx.req);
+        if (streamed) return streamedUpload(deps, user, ctx.req, streamed);
+        if (!isMultipart(ctx.req)) throw new BadRequest('Send the code as multipart/form-data (an "archive" part, or one part per file), or the archive itself as application/x-tar or application/gzip');
         const { entries } = await parseMultipart(ctx.req, uploadLimits(deps));
         const { reference, code, upload, expiresAt } = await storeUpload(deps, user, entries);
         uploadBytes.inc(upload.archive.length);

@@ -9,6 +9,8 @@ import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/nam
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import type { Backend, CreateOptions, ListOptions, LogOptions, PodFilter } from './types.ts';
+import { storeStreamedCode, type StreamedUploadOptions } from './kubernetes/streamed-upload.ts';
+import { VolumeHelper } from './kubernetes/volume.ts';
 
 export interface KubernetesBackendOptions extends NamespacePolicySettings {
   kubeconfig?: string;
@@ -19,6 +21,7 @@ export interface KubernetesBackendOptions extends NamespacePolicySettings {
   uploadPvcAccessMode: string;
   logPollSeconds: number;
   uploadTtlSeconds: number;
+  volumeHelperIdleSeconds: number;
 }
 
 function isStatus(error: unknown, code: number): boolean {
@@ -108,6 +111,7 @@ export class KubernetesBackend implements Backend {
   private readonly batch: k8s.BatchV1Api;
   private readonly version: k8s.VersionApi;
   private readonly auth: PooledKubeAuthentication;
+  private readonly volumes: VolumeHelper;
   /** Owner records of namespaces seen by this process, and when each was last read. */
   private readonly owners = new Map<string, { owner: string | null; seen: number }>();
 
@@ -119,10 +123,17 @@ export class KubernetesBackend implements Backend {
     this.core = makePooledApiClient(this.kc, this.auth, k8s.CoreV1Api);
     this.batch = makePooledApiClient(this.kc, this.auth, k8s.BatchV1Api);
     this.version = makePooledApiClient(this.kc, this.auth, k8s.VersionApi);
+    this.volumes = new VolumeHelper(this.kc, this.core, options);
   }
 
   async close(): Promise<void> {
+    this.volumes.close();
     await this.auth.close();
+  }
+
+  /** Large uploads: streamed through the user's volume helper (lib/backend/kubernetes/streamed-upload.ts). */
+  async storeCodeStream(owner: Owner, source: Readable, options: StreamedUploadOptions) {
+    return storeStreamedCode(this.volumes, owner, source, options);
   }
 
   /** One read per namespace per process: a recorded owner never changes, so the answer is kept. */

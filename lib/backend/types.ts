@@ -4,6 +4,8 @@ import type { User } from '../auth/types.ts';
 import type { CronJobObjects, JobObjects } from '../k8s/builders.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
+import type { StreamedTarSummary } from '../uploads/tar-stream.ts';
+import type { StreamedUploadOptions } from './kubernetes/streamed-upload.ts';
 
 export interface ListOptions {
   limit?: number;
@@ -52,6 +54,12 @@ export interface Backend {
   /** Stores a standalone upload (POST /uploads), owned by nothing until a submit claims it. */
   storeCode(owner: Pick<User, 'name' | 'namespace'>, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode>;
   deleteCode(code: StoredCode): Promise<void>;
+  /**
+   * Streams a tar (gzip'd when `gzip`) into the owner's volume with bounded memory, checking it on
+   * the way (lib/uploads/tar-stream.ts); a refused upload leaves nothing. Optional: a backend
+   * without it gets the upload buffered and stored through storeCode (lib/api/streamed-upload.ts).
+   */
+  storeCodeStream?(owner: Pick<User, 'name' | 'namespace'>, source: Readable, options: StreamedUploadOptions): Promise<{ code: StoredCode; summary: StreamedTarSummary }>;
   /**
    * Where `createJob` will store code sent with a submit (pure: no I/O), so the objects can be built
    * and every check run before anything is stored. A backend without it gets the code stored first

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { BadRequest, PayloadTooLarge, UnsupportedMediaType } from './errors.ts';
 import type { IncomingRequest } from './types.ts';
 
@@ -19,6 +20,12 @@ export function isMultipart(req: IncomingRequest): boolean {
 /** The body functions-framework's own server already buffered, when the handler runs inside it. */
 export function bufferedByFramework(req: IncomingRequest): Buffer | undefined {
   return Buffer.isBuffer(req.rawBody) ? req.rawBody : undefined;
+}
+
+/** The body as a stream, whether or not a framework read it first. */
+export function requestBodyStream(req: IncomingRequest): Readable {
+  const buffered = bufferedByFramework(req);
+  return buffered ? Readable.from([buffered]) : req;
 }
 
 /** True while bytes of the body may still be on the wire: an answer now must drain or close. */

@@ -80,7 +80,7 @@ export function safeRelativePath(raw: string): string {
   return normalized === '.' ? '' : normalized;
 }
 
-function checkSymlink(entry: ArchiveEntry): void {
+export function checkSymlink(entry: ArchiveEntry): void {
   const target = entry.linkTarget ?? '';
   if (!target || target.includes('\0') || controlCharacter.test(target) || Buffer.byteLength(target) > maxPathBytes) {
     throw invalidArchive(`symlink ${quoted(entry.path)} has an unusable target ${quoted(target)}`);
@@ -136,7 +136,7 @@ function fieldText(block: Buffer, offset: number, length: number): string {
 }
 
 /** A numeric header field: octal digits, optionally space-padded and NUL-terminated. */
-function readOctal(block: Buffer, offset: number, length: number, what: string): number {
+export function readOctal(block: Buffer, offset: number, length: number, what: string): number {
   if ((block[offset] ?? 0) & 0x80) throw invalidArchive(`tar: the ${what} field uses GNU base-256 numbers, which uploads do not support`);
   const text = fieldText(block, offset, length).trim();
   if (text === '') return 0;
@@ -144,14 +144,14 @@ function readOctal(block: Buffer, offset: number, length: number, what: string):
   return parseInt(text, 8);
 }
 
-function readString(block: Buffer, offset: number, length: number): string {
+export function readString(block: Buffer, offset: number, length: number): string {
   const raw = block.subarray(offset, offset + length);
   const end = raw.indexOf(0);
   return raw.subarray(0, end === -1 ? length : end).toString('utf8');
 }
 
 /** The header checksum treats its own field as spaces; old tars summed signed bytes. */
-function checksumMatches(header: Buffer): boolean {
+export function checksumMatches(header: Buffer): boolean {
   const stored = readOctal(header, 148, 8, 'checksum');
   let unsigned = 0;
   let signed = 0;
@@ -164,13 +164,13 @@ function checksumMatches(header: Buffer): boolean {
 }
 
 /** A GNU long name/link record: the bytes up to the first NUL. */
-function longText(data: Buffer): string {
+export function longText(data: Buffer): string {
   const end = data.indexOf(0);
   return data.subarray(0, end === -1 ? data.length : end).toString('utf8');
 }
 
 /** pax extended header records: `<length> <key>=<value>\n`, length counting the whole record. */
-function readPax(data: Buffer): Map<string, string> {
+export function readPax(data: Buffer): Map<string, string> {
   const records = new Map<string, string>();
   let position = 0;
   while (position < data.length) {
@@ -193,7 +193,7 @@ function readPax(data: Buffer): Map<string, string> {
   return records;
 }
 
-const tarTypes: Record<string, string> = { '1': 'a hard link', '3': 'a character device', '4': 'a block device', '6': 'a FIFO' };
+export const tarTypes: Record<string, string> = { '1': 'a hard link', '3': 'a character device', '4': 'a block device', '6': 'a FIFO' };
 
 /**
  * Reads a tar. Entries' data are views into `buffer`. The end-of-archive block is required, so a
@@ -257,7 +257,7 @@ function writeOctal(block: Buffer, value: number, offset: number, length: number
   block.write(value.toString(8).padStart(length - 1, '0') + '\0', offset, length, 'ascii');
 }
 
-function writeHeader(block: Buffer, name: string, size: number, mode: number, typeflag: string, linkTarget = ''): void {
+export function writeHeader(block: Buffer, name: string, size: number, mode: number, typeflag: string, linkTarget = ''): void {
   block.write(name, 0, 100, 'utf8');
   writeOctal(block, mode, 100, 8);
   writeOctal(block, 0, 108, 8);

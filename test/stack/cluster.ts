@@ -3,13 +3,14 @@
 // Binaries come from test/cluster/build.sh. See /work/shared/reference/real-cluster.md for the why of
 // each flag. Run directly (`npx tsx test/stack/cluster.ts`) to keep a cluster up for manual use.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 
@@ -29,6 +30,15 @@ export interface Cluster {
    * Resolves once kwok serves the new content.
    */
   setLogs(namespace: string, lines: string[], opts?: { podName?: string }): Promise<void>;
+  /**
+   * Makes kwok serve `exec` into every pod of `namespace` by running the command as a local process
+   * in a directory of its own (created empty), with stdin piped: what a pod's volume would hold is
+   * then a plain directory a test can read. The namespace's `kbatch-uploads` claim binds to a PV of
+   * that directory. Caveat (kwok v0.8, pkg/utils/exec): the command's stdin is never closed, so a
+   * command reading stdin must stop by itself (tar does at its end-of-archive blocks). Resolves, with that directory, once kwok serves the rule
+   * (proved by an exec through the API server into a probe pod).
+   */
+  execDir(namespace: string): Promise<string>;
   /** Kills every process group it started and removes `dir`. */
   stop(): Promise<void>;
 }
@@ -47,6 +57,7 @@ const repoRoot = path.resolve(import.meta.dirname, '../..');
 const kwokConfigFile = path.join(repoRoot, 'test/cluster/kwok/kwok.yaml');
 // build.sh copies only the Logs CRD next to the binaries; ClusterLogs is vendored beside the stages.
 const clusterLogsCrdFile = path.join(repoRoot, 'test/cluster/kwok/clusterlogs-crd.yaml');
+const clusterExecsCrdFile = path.join(repoRoot, 'test/cluster/kwok/clusterexecs-crd.yaml');
 const rbacFile = path.join(repoRoot, 'knative/rbac.yaml');
 
 const startTimeoutMs = 90_000;
@@ -161,6 +172,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     const crds = [
       ...k8s.loadAllYaml(fs.readFileSync(path.join(binDir, 'kwok-logs-crd.yaml'), 'utf8')),
       ...k8s.loadAllYaml(fs.readFileSync(clusterLogsCrdFile, 'utf8')),
+      ...k8s.loadAllYaml(fs.readFileSync(clusterExecsCrdFile, 'utf8')),
     ].filter(Boolean) as k8s.V1CustomResourceDefinition[];
     await Promise.all(crds.map((crd) => apply(objects, crd)));
     const apiext = kc.makeApiClient(k8s.ApiextensionsV1Api);
@@ -180,7 +192,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       [
         `--kubeconfig=${kubeconfig('kwok', tokens.kwok)}`,
         `--config=${kwokConfigFile}`,
-        '--enable-crds=Logs,ClusterLogs',
+        '--enable-crds=Logs,ClusterLogs,ClusterExec',
         '--manage-all-nodes=true',
         '--node-ip=127.0.0.1',
         '--node-name=localhost',
@@ -220,12 +232,14 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
 
     console.error(`[cluster] ready in ${((performance.now() - started) / 1000).toFixed(1)}s at ${server} (${dir})`);
     const logs = new FakeLogs(dir, objects, kwokPort);
+    const execs = new FakeExecs(dir, objects, kc);
     return {
       server,
       adminKubeconfig: admin,
       kbatchKubeconfig: kbatch,
       dir,
       setLogs: (namespace, lines, logOpts) => logs.set(namespace, lines, logOpts?.podName),
+      execDir: (namespace) => execs.dirFor(namespace),
       stop,
     };
   } catch (err) {
@@ -534,6 +548,120 @@ class FakeLogs {
     }
     throw new Error(`kwok does not serve the logs set for ${namespace}/${podName}; last answer: ${last}`);
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Exec into fake pods
+
+class FakeExecs {
+  private readonly ready = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly objects: k8s.KubernetesObjectApi,
+    private readonly kc: k8s.KubeConfig,
+  ) {}
+
+  dirFor(namespace: string): Promise<string> {
+    let ready = this.ready.get(namespace);
+    if (!ready) {
+      ready = this.configure(namespace);
+      this.ready.set(namespace, ready);
+      ready.catch(() => this.ready.delete(namespace));
+    }
+    return ready;
+  }
+
+  private async configure(namespace: string): Promise<string> {
+    const workDir = path.join(this.dir, 'exec', namespace);
+    fs.mkdirSync(workDir, { recursive: true });
+    await apply(this.objects, {
+      apiVersion: 'kwok.x-k8s.io/v1alpha1',
+      kind: 'ClusterExec',
+      metadata: { name: `namespace-${namespace}` },
+      // The probe namespace shares the rule, so the probe proves it is served without creating (and
+      // so claiming) the user's namespace, which kbatch makes with its owner record on first use.
+      spec: { selector: { matchNamespaces: [namespace, probeNamespace(namespace)] }, execs: [{ local: { workDir } }] },
+    } as k8s.KubernetesObject);
+    // The user's volume is that same directory: a PV bound ahead to the namespace's kbatch-uploads
+    // claim (the test cluster has no provisioner), so pods mounting the claim get scheduled.
+    await apply(this.objects, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolume',
+      metadata: { name: `kbatch-uploads-${namespace}` },
+      spec: {
+        capacity: { storage: '100Gi' },
+        accessModes: ['ReadWriteOnce', 'ReadWriteMany'],
+        persistentVolumeReclaimPolicy: 'Retain',
+        storageClassName: '',
+        hostPath: { path: workDir },
+        claimRef: { namespace, name: 'kbatch-uploads' },
+      },
+    } as k8s.KubernetesObject);
+    await this.waitServed(probeNamespace(namespace), workDir);
+    return workDir;
+  }
+
+  /** kwok reads ClusterExec through a watch: exec `pwd` into a probe pod until it answers workDir. */
+  private async waitServed(namespace: string, workDir: string): Promise<void> {
+    const core = this.kc.makeApiClient(k8s.CoreV1Api);
+    const name = `kbatch-exec-probe-${randomBytes(4).toString('hex')}`;
+    const deadline = Date.now() + 30_000;
+    const until = async (what: string, check: () => Promise<boolean>) => {
+      let last: unknown;
+      while (Date.now() < deadline) {
+        try {
+          if (await check()) return;
+        } catch (err) {
+          last = err;
+        }
+        await sleep(100);
+      }
+      throw new Error(`kwok exec in ${namespace}: timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+    };
+    await core.createNamespace({ body: { metadata: { name: namespace } } }).catch((err) => {
+      if ((err as { code?: number }).code !== 409) throw err;
+    });
+    await until('the default ServiceAccount', async () => Boolean(await core.readNamespacedServiceAccount({ name: 'default', namespace })));
+    await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name },
+        spec: { automountServiceAccountToken: false, containers: [{ name: 'probe', image: 'probe' }] },
+      },
+    });
+    try {
+      await until('the probe pod to run', async () => (await core.readNamespacedPod({ name, namespace })).status?.phase === 'Running');
+      const exec = new k8s.Exec(this.kc);
+      await until('exec to run in the work dir', async () => (await execOnce(exec, namespace, name, ['pwd'])).trim() === workDir);
+    } finally {
+      await core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
+    }
+  }
+}
+
+function probeNamespace(namespace: string): string {
+  return `kwok-exec-probe-${createHash('sha256').update(namespace).digest('hex').slice(0, 12)}`;
+}
+
+/** Stdout of a command run through the API server's exec, failing on a non-Success status. */
+function execOnce(exec: k8s.Exec, namespace: string, pod: string, command: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const stdout = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        out += chunk.toString();
+        done();
+      },
+    });
+    exec
+      .exec(namespace, pod, 'probe', command, stdout, null, null, false, (status) => {
+        if (status.status === 'Success') resolve(out);
+        else reject(new Error(status.message ?? JSON.stringify(status)));
+      })
+      .then((ws) => ws.on('close', () => setTimeout(() => reject(new Error('exec closed without a status')), 50)))
+      .catch(reject);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,48 @@
+import type { User } from '../auth/types.ts';
+import { assertIdentityEncoding, readBody, requestBodyStream } from '../http/body.ts';
+import type { IncomingRequest, Reply } from '../http/router.ts';
+import { readArchive } from '../uploads/archive.ts';
+import { signUploadReference } from '../uploads/reference.ts';
+import type { Deps } from './deps.ts';
+import { ensureOwnNamespace } from './namespace.ts';
+import { storeUpload } from './operations.ts';
+
+/**
+ * POST /api/v1/uploads with the archive itself as the body (Content-Type application/x-tar, or
+ * application/gzip for a tar.gz) instead of multipart: the Kubernetes backend streams it into the
+ * user's volume through the volume helper's exec, so a large upload never sits in memory or etcd.
+ * The answer is the same JSON as a multipart upload, with the same signed reference.
+ */
+
+const tarTypes = new Set(['application/x-tar', 'application/tar']);
+const gzipTypes = new Set(['application/gzip', 'application/x-gzip', 'application/x-tar+gzip', 'application/x-compressed-tar']);
+
+/** The archive's format when the request's body is a bare archive, else undefined. */
+export function streamedUploadFormat(req: IncomingRequest): 'tar' | 'tar.gz' | undefined {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (tarTypes.has(type)) return 'tar';
+  if (gzipTypes.has(type)) return 'tar.gz';
+  return undefined;
+}
+
+export async function streamedUpload(deps: Deps, user: User, req: IncomingRequest, format: 'tar' | 'tar.gz'): Promise<Reply> {
+  const { settings, backend } = deps;
+  // The archive's own gzip is the format; a transfer coding on top would be inflated blind.
+  assertIdentityEncoding(req);
+  const limits = { maxBytes: settings.maxUploadBytes, maxFiles: settings.maxUploadFiles };
+  if (!backend.storeCodeStream) {
+    // A backend without a volume to stream into (local): the archive is read whole, as multipart is.
+    // The compressed body is bounded by the unpacked limit plus tar's per-file overhead.
+    const body = await readBody(req, settings.maxUploadBytes + settings.maxUploadFiles * 1536 + 10240);
+    const { reference, code, upload, expiresAt } = await storeUpload(deps, user, readArchive(body, limits));
+    return { status: 201, json: { upload: reference, files: upload.files, bytes: upload.bytes, archiveBytes: upload.archive.length, sha256: upload.sha256, storage: code.kind, expiresAt: expiresAt.toISOString() } };
+  }
+  await ensureOwnNamespace(deps, user);
+  const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
+  const { code, summary } = await backend.storeCodeStream(user, requestBodyStream(req), { gzip: format === 'tar.gz', limits, uploadTtlSeconds: settings.uploadTtlSeconds });
+  const reference = await signUploadReference({ user: user.name, code, bytes: summary.bytes, files: summary.files, sha256: summary.sha256 }, settings.uploadSecret, settings.uploadTtlSeconds);
+  return {
+    status: 201,
+    json: { upload: reference, files: summary.files, bytes: summary.bytes, archiveBytes: summary.archiveBytes, sha256: summary.sha256, storage: code.kind, expiresAt: expiresAt.toISOString() },
+  };
+}

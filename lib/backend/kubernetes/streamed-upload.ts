@@ -1,0 +1,80 @@
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import type { Owner } from '../../k8s/builders.ts';
+import { randomSuffix } from '../../k8s/names.ts';
+import { invalidArchive } from '../../uploads/errors.ts';
+import type { StoredCode } from '../../uploads/reference.ts';
+import { TarSanitizer, type StreamedTarSummary } from '../../uploads/tar-stream.ts';
+import type { UploadLimits } from '../../uploads/archive.ts';
+import { ExecFailed, type VolumeHelper } from './volume.ts';
+
+/** Streamed uploads live under this directory of the user's volume, one directory per upload. */
+export const uploadsDir = 'uploads';
+
+export interface StreamedUploadOptions {
+  gzip: boolean;
+  limits: UploadLimits;
+  /** Upload directories older than this (plus an hour) are swept by the next upload. */
+  uploadTtlSeconds: number;
+}
+
+/**
+ * Streams a tar (or tar.gz) from `source` into the owner's volume through the helper's exec, with
+ * the archive rules applied on the way (TarSanitizer). The tar unpacks into a hidden directory that
+ * is renamed into place only when complete; a refused or broken upload removes it, so the volume
+ * never holds part of an upload under a name a job could use (and one the removal missed is swept
+ * with the expired uploads).
+ *
+ * Memory: one zlib window, one tar header, and the helper's stdin high-water mark (about 1 MiB).
+ */
+export async function storeStreamedCode(helper: VolumeHelper, owner: Owner, source: Readable, options: StreamedUploadOptions): Promise<{ code: StoredCode; summary: StreamedTarSummary }> {
+  const id = randomSuffix(10);
+  const partial = `${uploadsDir}/.partial-${id}`;
+  const target = `${uploadsDir}/${id}`;
+  const sanitizer = new TarSanitizer(options.limits);
+  let refused: Error | undefined;
+  // Not stream.pipeline: it would destroy the request on a refusal, and with it the socket the 400
+  // goes back on. The request is only unpiped; the HTTP layer drains or closes it after the reply.
+  const head = options.gzip ? createGunzip() : sanitizer;
+  const refuse = (error: Error) => {
+    if (refused) return;
+    // zlib's own errors are the user's corrupt gzip: a 400 like any other broken archive.
+    refused = 'code' in error && typeof error.code === 'string' && error.code.startsWith('Z_') ? invalidArchive(`gzip: ${error.message}`) : error;
+    source.unpipe(head);
+    if (head !== sanitizer) head.destroy();
+    sanitizer.destroy(refused);
+  };
+  sanitizer.on('error', refuse);
+  if (head !== sanitizer) {
+    head.on('error', refuse);
+    head.pipe(sanitizer);
+  }
+  source.on('error', refuse);
+  source.pipe(head);
+
+  // Relative to the helper's working directory (the volume), so it runs the same under KWOK.
+  const sweepMinutes = Math.ceil(options.uploadTtlSeconds / 60) + 60;
+  const script = [
+    'set -e',
+    `mkdir -p ${uploadsDir}`,
+    `find ${uploadsDir} -mindepth 1 -maxdepth 1 -mmin +${sweepMinutes} -exec rm -rf {} + || true`,
+    `mkdir ${partial}`,
+    // A failing tar removes its own partial directory; the cleanup below covers a killed shell.
+    `tar -xf - -C ${partial} || { rm -rf ${partial}; exit 1; }`,
+    `mv ${partial} ${target}`,
+  ].join('; ');
+  // An aborted exec may still be running for a moment (KWOK kills only the shell and may start it
+  // after this cleanup begins; a kubelet need not kill anything): removing a directory that is still
+  // written into, or not made yet, can miss it, so it must stay gone for a second before this ends.
+  const cleanup = `i=0; while [ $i -lt 10 ]; do rm -rf ${partial} 2>/dev/null; sleep 1; [ -e ${partial} ] || exit 0; i=$((i+1)); done; exit 1`;
+  try {
+    await helper.run(owner, ['sh', '-c', script], { stdin: sanitizer });
+  } catch (error) {
+    await helper.run(owner, ['sh', '-c', cleanup]).catch((cleanup: Error) => console.error(`kbatch: removing the refused upload ${partial} in ${owner.namespace} failed:`, cleanup.message));
+    // The sanitizer's refusal (400/413) explains a broken exec better than the exec does.
+    if (refused) throw refused;
+    if (error instanceof ExecFailed) throw new ExecFailed(error.status, `unpacking the upload failed: ${error.stderr}`);
+    throw error;
+  }
+  return { code: { kind: 'pvc', namespace: owner.namespace, claim: 'kbatch-uploads', path: target, configMaps: [] }, summary: sanitizer.summary() };
+}

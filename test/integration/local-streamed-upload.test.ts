@@ -1,0 +1,47 @@
+// The local backend has no volume to stream into: a bare tar or tar.gz body is read whole (bounded)
+// and stored as a multipart archive would be, so clients can send the same request to both backends.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { writeTar } from '../../lib/uploads/archive.ts';
+import { startServer } from '../stack/server.ts';
+import { client, eventually } from './helpers.ts';
+
+const data = mkdtempSync(join(tmpdir(), 'kbatch-local-stream-'));
+const server = await startServer({ KBATCH_BACKEND: 'local', KBATCH_AUTH: 'none', KBATCH_LOCAL_USER: 'dana', KBATCH_LOCAL_DIR: data });
+const call = client(server.url);
+
+async function postArchive(body: Buffer, type: string) {
+  const response = await fetch(new URL('api/v1/uploads', server.url), { method: 'POST', headers: { 'content-type': type }, body: new Uint8Array(body) });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+const local = suite('a bare archive body on the local backend');
+local.after(async () => {
+  await server.stop();
+  rmSync(data, { recursive: true, force: true });
+});
+
+local('a tar.gz body is stored and a job runs with it in /code', async () => {
+  const tgz = gzipSync(writeTar([{ path: 'main.sh', type: 'file', mode: 0o755, data: Buffer.from('echo streamed-local\n') }]));
+  const up = await postArchive(tgz, 'application/gzip');
+  assert.is(up.status, 201, JSON.stringify(up.body));
+  assert.is(up.body.files, 1);
+  const job = await call('POST', 'api/v1/jobs', { json: { name: 'bare', image: 'x', command: ['sh', 'main.sh'], upload: up.body.upload } });
+  assert.is(job.status, 201, job.text);
+  const name = job.body.name as string;
+  await eventually('job done', async () => (await call('GET', `api/v1/jobs/${name}`)).body.state === 'succeeded', 20_000);
+  const logs = await fetch(new URL(`api/v1/jobs/${name}/logs`, server.url));
+  assert.match(await logs.text(), /streamed-local/);
+});
+
+local('traversal in a bare tar is a 400', async () => {
+  const res = await postArchive(writeTar([{ path: '../x', type: 'file', mode: 0o644, data: Buffer.from('x') }]), 'application/x-tar');
+  assert.is(res.status, 400);
+  assert.match(res.body.detail, /escapes the upload root/);
+});
+
+local.run();

@@ -1,0 +1,200 @@
+// The per-user volume helper (lib/backend/kubernetes/volume.ts) moves real bytes through the real API
+// server's exec path: KWOK runs each exec as a local process in a per-namespace work directory
+// (Cluster.execDir), standing in for the pod's volume. KWOK never closes an exec'd command's stdin,
+// so commands here that read stdin stop by themselves (head -c N); closing stdin is for real kubelets. Runs as the kbatch identity (knative/rbac.yaml).
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import * as k8s from '@kubernetes/client-node';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ExecFailed, VolumeHelper, volumeHelperPodName } from '../../lib/backend/kubernetes/volume.ts';
+import { listFiles, readFile, tarDirectory } from '../../lib/backend/kubernetes/volume-files.ts';
+import { startCluster, type Cluster } from '../stack/cluster.ts';
+import { eventually } from './helpers.ts';
+
+interface Context {
+  startError?: unknown;
+  cluster: Cluster;
+  core: k8s.CoreV1Api;
+  helper: VolumeHelper;
+  owner: { name: string; namespace: string };
+  workDir: string;
+}
+
+const settings = { helperImage: 'busybox:1.37', uploadPvcSize: '1Gi', uploadPvcAccessMode: 'ReadWriteOnce', volumeHelperIdleSeconds: 2 };
+
+const Helper = suite<Context>('volume helper over exec');
+
+Helper.before(async (ctx) => {
+  try {
+    ctx.cluster = await startCluster();
+    const admin = new k8s.KubeConfig();
+    admin.loadFromFile(ctx.cluster.adminKubeconfig);
+    ctx.owner = { name: 'alice', namespace: `kbatch-alice-${randomBytes(3).toString('hex')}` };
+    // kbatch makes the namespace on first use; here the test stands in for that step.
+    await admin.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: ctx.owner.namespace } } });
+    ctx.workDir = await ctx.cluster.execDir(ctx.owner.namespace);
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(ctx.cluster.kbatchKubeconfig);
+    ctx.core = kc.makeApiClient(k8s.CoreV1Api);
+    ctx.helper = new VolumeHelper(kc, ctx.core, settings);
+  } catch (error) {
+    ctx.startError = error;
+  }
+});
+
+Helper.before.each((ctx) => {
+  if (ctx.startError) throw ctx.startError;
+});
+
+Helper.after(async (ctx) => {
+  ctx.helper?.close();
+  await ctx.cluster?.stop();
+});
+
+function collect(): { sink: Writable; bytes: () => Buffer } {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk);
+      done();
+    },
+  });
+  return { sink, bytes: () => Buffer.concat(chunks) };
+}
+
+Helper('is created on demand: non-root, read-only root filesystem, no token, the volume as working directory', async (ctx) => {
+  const out = collect();
+  await ctx.helper.run(ctx.owner, ['pwd'], { stdout: out.sink });
+  assert.is(out.bytes().toString().trim(), ctx.workDir);
+  const pod = await ctx.core.readNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace });
+  const container = pod.spec!.containers[0]!;
+  assert.is(pod.spec!.automountServiceAccountToken, false);
+  assert.is(pod.spec!.securityContext!.runAsNonRoot, true);
+  assert.is(container.securityContext!.readOnlyRootFilesystem, true);
+  assert.is(container.securityContext!.allowPrivilegeEscalation, false);
+  assert.is(container.workingDir, '/volume');
+  assert.ok(pod.spec!.volumes!.some((v) => v.persistentVolumeClaim?.claimName === 'kbatch-uploads'));
+  // kbatch may only create claims; the admin reads it back.
+  const admin = new k8s.KubeConfig();
+  admin.loadFromFile(ctx.cluster.adminKubeconfig);
+  const claim = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedPersistentVolumeClaim({ name: 'kbatch-uploads', namespace: ctx.owner.namespace });
+  assert.is(claim.status?.phase, 'Bound');
+});
+
+Helper('pipes 64 MiB of stdin into a file and streams it back out byte-identical', async (ctx) => {
+  const size = 64 * 1024 * 1024;
+  const block = randomBytes(1024 * 1024);
+  const expected = createHash('sha256');
+  for (let i = 0; i < 64; i++) expected.update(block);
+  const input = Readable.from((function* () {
+    for (let i = 0; i < 64; i++) yield block;
+  })());
+  await ctx.helper.run(ctx.owner, ['sh', '-c', `head -c ${size} > big.bin`], { stdin: input });
+  const onDisk = fs.readFileSync(path.join(ctx.workDir, 'big.bin'));
+  assert.is(onDisk.length, size);
+  const digest = expected.digest('hex');
+  assert.is(createHash('sha256').update(onDisk).digest('hex'), digest);
+
+  const back = createHash('sha256');
+  let received = 0;
+  const sink = new Writable({
+    highWaterMark: 64 * 1024,
+    write(chunk: Buffer, _enc, done) {
+      back.update(chunk);
+      received += chunk.length;
+      // A slow reader: backpressure must pause the exec, not buffer the file.
+      setTimeout(done, received % (8 * 1024 * 1024) < chunk.length ? 5 : 0);
+    },
+  });
+  await ctx.helper.run(ctx.owner, ['cat', 'big.bin'], { stdout: sink });
+  assert.is(received, size);
+  assert.is(back.digest('hex'), digest);
+  fs.rmSync(path.join(ctx.workDir, 'big.bin'));
+});
+
+Helper('a failing command rejects with its exit code and stderr', async (ctx) => {
+  const error = await ctx.helper.run(ctx.owner, ['sh', '-c', 'echo nope >&2; exit 3']).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.instance(error, ExecFailed);
+  assert.match((error as ExecFailed).message, /nope/);
+  assert.is((error as ExecFailed).exitCode, 3);
+});
+
+Helper('an aborted transfer ends the command and rejects', async (ctx) => {
+  const stdin = new PassThrough();
+  stdin.write(Buffer.alloc(1024));
+  const controller = new AbortController();
+  const running = ctx.helper.run(ctx.owner, ['sh', '-c', 'cat > aborted.bin'], { stdin, signal: controller.signal });
+  setTimeout(() => controller.abort(new Error('client went away')), 500);
+  const error = await running.then(() => undefined, (e: unknown) => e);
+  assert.instance(error, Error);
+  assert.match((error as Error).message, /client went away/);
+});
+
+Helper('lists, reads (with ranges) and tars files a job left on the volume', async (ctx) => {
+  const outputs = path.join(ctx.workDir, 'outputs', 'job-1');
+  fs.mkdirSync(path.join(outputs, 'sub'), { recursive: true });
+  const big = randomBytes(3 * 1024 * 1024 + 17);
+  fs.writeFileSync(path.join(outputs, 'result.bin'), big);
+  fs.writeFileSync(path.join(outputs, 'sub', 'notes.txt'), 'hello\n');
+  fs.symlinkSync('/etc/hostname', path.join(outputs, 'link'));
+  const files = await listFiles(ctx.helper, ctx.owner, 'outputs/job-1');
+  assert.equal(files.map((f) => [f.name, f.size]), [['result.bin', big.length], ['sub/notes.txt', 6]], 'regular files only');
+  assert.ok(files.every((f) => Math.abs(f.mtime - Date.now() / 1000) < 600));
+  assert.equal(await listFiles(ctx.helper, ctx.owner, 'outputs/none'), []);
+
+  const whole = collect();
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', whole.sink);
+  assert.ok(whole.bytes().equals(big), 'byte-identical');
+  const part = collect();
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', part.sink, { start: 1_000_000, length: 1234 });
+  assert.ok(part.bytes().equals(big.subarray(1_000_000, 1_001_234)), 'the requested range');
+  const rest = collect();
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', rest.sink, { start: big.length - 5 });
+  assert.ok(rest.bytes().equals(big.subarray(big.length - 5)));
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/missing', collect().sink).then(() => assert.unreachable('read a missing file'), (e: unknown) => assert.instance(e, ExecFailed));
+  await readFile(ctx.helper, ctx.owner, '../../etc/passwd', collect().sink).then(() => assert.unreachable('read outside the volume'), (e: unknown) => assert.match(String(e), /escapes the upload root/));
+
+  const tgz = collect();
+  await tarDirectory(ctx.helper, ctx.owner, 'outputs/job-1', tgz.sink);
+  const listing = execFileSync('tar', ['-tzf', '-'], { input: tgz.bytes() }).toString().split('\n').filter(Boolean).sort();
+  assert.equal(listing, ['./', './link', './result.bin', './sub/', './sub/notes.txt']);
+  fs.rmSync(path.join(ctx.workDir, 'outputs'), { recursive: true });
+});
+
+Helper('is reused while in use and removed once idle', async (ctx) => {
+  const uid = async () => (await ctx.core.readNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace })).metadata!.uid;
+  const first = await uid();
+  await Promise.all([ctx.helper.run(ctx.owner, ['true']), ctx.helper.run(ctx.owner, ['true'])]);
+  assert.is(await uid(), first, 'the same pod served every exec');
+  await eventually('the idle helper to be deleted', async () => {
+    try {
+      const pod = await ctx.core.readNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace });
+      return Boolean(pod.metadata?.deletionTimestamp);
+    } catch (error) {
+      return (error as { code?: number }).code === 404;
+    }
+  }, 20_000);
+  // And made again on the next use.
+  const out = collect();
+  await ctx.helper.run(ctx.owner, ['pwd'], { stdout: out.sink });
+  assert.is(out.bytes().toString().trim(), ctx.workDir);
+  const second = await uid();
+  assert.is.not(second, first);
+  // Deleted behind this process's back (another replica's sweep, an admin): the next use makes a new one.
+  const admin = new k8s.KubeConfig();
+  admin.loadFromFile(ctx.cluster.adminKubeconfig);
+  const adminCore = admin.makeApiClient(k8s.CoreV1Api);
+  await adminCore.deleteNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace, gracePeriodSeconds: 0 });
+  await eventually('the helper gone', async () => adminCore.readNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace }).then(() => false, () => true));
+  await ctx.helper.run(ctx.owner, ['true']);
+  assert.is.not(await uid(), second);
+});
+
+Helper.run();
