@@ -25,10 +25,24 @@ interface Result {
   seconds: number;
 }
 
+/**
+ * No suite file may take longer than this: a hung one (a server or stream that never ends) is killed
+ * and counted as failed, so CI reports it instead of running into its own time limit.
+ */
+const fileTimeoutMs = Number(process.env.KBATCH_TEST_FILE_TIMEOUT_SECONDS ?? 600) * 1000;
+
 function runFile(file: string): Promise<Result> {
   const started = Date.now();
   return new Promise((resolveResult) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
+    const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv, detached: true });
+    const timer = setTimeout(() => {
+      process.stderr.write(`\n### ${file}: no end after ${fileTimeoutMs / 1000}s; killed\n`);
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }, fileTimeoutMs);
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
@@ -36,6 +50,7 @@ function runFile(file: string): Promise<Result> {
     });
     child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
     child.on('close', (code) => {
+      clearTimeout(timer);
       // uvu prints one summary per file; strip colours before reading it.
       const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
       const sum = (label: string) => [...plain.matchAll(new RegExp(`${label}:\\s+(\\d+)`, 'g'))].reduce((n, m) => n + Number(m[1]), 0);
