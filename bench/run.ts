@@ -19,7 +19,8 @@ import { bundle } from '../scripts/bundle.ts';
 import { startCluster, type Cluster } from '../test/stack/cluster.ts';
 import { startHub, type Hub } from '../test/stack/hub.ts';
 import { freePort, killOnExit, startServer, type KbatchServer } from '../test/stack/server.ts';
-import { concurrently, cpuMs, median, peakRssMb, percentile, resetPeakRss, rssMb, storedZip } from './lib.ts';
+import { writeZip } from '../cli/zip.ts';
+import { concurrently, cpuMs, median, peakRssMb, percentile, resetPeakRss, rssMb } from './lib.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const { values: flags } = parseArgs({
@@ -65,7 +66,8 @@ const template = join(workDir, 'job-template.yaml');
 // Pods run for two minutes, so log follows have a live pod and no pod churn skews the timings.
 writeFileSync(template, 'apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    metadata:\n      annotations:\n        kbatch.test/duration-ms: "120000"\n');
 const code = { 'main.py': 'print("hello from kbatch bench")\n'.repeat(20) };
-const zip = storedZip(code);
+// The same zip the kbatch CLI builds for the upstream API (what `kbatch job submit --code` sends upstream).
+const zip = writeZip(Object.entries(code).map(([path, content]) => ({ path, type: 'file' as const, mode: 0o644, data: Buffer.from(content) })));
 
 function upstreamSubmitBody(name: string) {
   // What `kbatch job submit --code main.py` (0.5.0b1) POSTs: V1Job.to_dict() plus the code ConfigMap.
