@@ -11,7 +11,7 @@ import type { Deps } from '../api/deps.ts';
 import { jobLogs } from '../api/logs.ts';
 import { idempotencyKeyFrom, listAllJobs, normalizeCode, submitCronJob, submitJob } from '../api/operations.ts';
 import { authenticated } from '../api/native.ts';
-import { specFromUpstreamCronJob, specFromUpstreamManifest } from './manifest.ts';
+import { inManifestTerms, specFromUpstreamCronJob, specFromUpstreamManifest } from './manifest.ts';
 
 /**
  * The API of upstream kbatch-proxy, so the unmodified Python `kbatch` CLI works against this
@@ -128,7 +128,9 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
         const spec = specFromUpstreamManifest(body.job);
-        const job = await submitJob(deps, user, spec, { upload: inlineCodeFrom(deps, body.code), idempotencyKey });
+        const job = await submitJob(deps, user, spec, { upload: inlineCodeFrom(deps, body.code), idempotencyKey }).catch((error: unknown) => {
+          throw inManifestTerms(error, 'job');
+        });
         return { json: toUpstreamWire(withStatusKeys(job)) };
       }),
     },
@@ -146,7 +148,9 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
         const { spec, schedule } = specFromUpstreamCronJob(body.job);
-        const cronJob = await submitCronJob(deps, user, spec, schedule, { upload: inlineCodeFrom(deps, body.code), idempotencyKey });
+        const cronJob = await submitCronJob(deps, user, spec, schedule, { upload: inlineCodeFrom(deps, body.code), idempotencyKey }).catch((error: unknown) => {
+          throw inManifestTerms(error, 'cronjob');
+        });
         return { json: toUpstreamWire(cronJob) };
       }),
     },
