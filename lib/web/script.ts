@@ -215,6 +215,8 @@ export const appScript = String.raw`
     var summary = el('div');
     var pods = el('div');
     var conditions = el('div');
+    var events = el('div');
+    var notebook = el('div');
     var deleteButton = el('button', { type: 'button', class: 'danger' }, 'Delete job');
     var podSelect = el('select', { id: 'log-pod' }, el('option', { value: '' }, 'All pods'));
     var download = el('button', { type: 'button', class: 'secondary' }, 'Download log');
@@ -227,7 +229,9 @@ export const appScript = String.raw`
       el('div', { class: 'toolbar' }, el('h1', { text: name }), el('span', { class: 'spacer' }), deleteButton),
       statusBox, summary,
       el('h2', { text: 'Pods' }), pods,
+      notebook,
       el('h2', { text: 'Conditions' }), conditions,
+      el('h2', { text: 'Events' }), events,
       el('h2', { text: 'Log' }),
       el('div', { class: 'toolbar' }, el('label', { for: 'log-pod' }, 'Pod '), podSelect, download),
       logNotice, logBox,
@@ -242,6 +246,8 @@ export const appScript = String.raw`
         renderSummary(job);
         renderPods(job.pods || []);
         renderConditions(job.conditions || []);
+        renderEvents(job);
+        renderNotebook(job.notebook);
         var names = (job.pods || []).map(function (p) { return p.name; });
         if (names.join() !== podNames.join()) {
           podNames = names;
@@ -313,6 +319,36 @@ export const appScript = String.raw`
       });
       append(conditions, el('div', { class: 'table-wrap' }, el('table', null,
         el('thead', null, el('tr', null, ['Type', 'Status', 'Reason', 'Message', 'Since'].map(function (h, i) { return el('th', { scope: 'col', class: i === 4 ? 'opt' : null }, h); }))), body)));
+    }
+
+    // Why a job waits: the newest warning (FailedScheduling, ErrImagePull...) says it in one line.
+    function renderEvents(job) {
+      clear(events);
+      var list = job.events || [];
+      var warning = list.filter(function (e) { return e.type === 'Warning'; }).slice(-1)[0];
+      if (job.state === 'pending' && warning) {
+        append(events, el('p', { class: 'why', role: 'note' }, 'Why pending: ' + warning.reason + ': ' + warning.message));
+      }
+      if (!list.length) { append(events, el('p', { class: 'muted' }, 'No events.')); return; }
+      var body = el('tbody');
+      list.slice(-50).forEach(function (e) {
+        append(body, el('tr', null, el('td', null, e.type), el('td', null, e.reason), el('td', { class: 'opt' }, e.object), el('td', null, e.message), el('td', { class: 'opt' }, String(e.count)), el('td', { class: 'opt' }, when(e.lastSeen))));
+      });
+      append(events, el('div', { class: 'table-wrap' }, el('table', null,
+        el('thead', null, el('tr', null, ['Type', 'Reason', 'Object', 'Message', 'Count', 'Last seen'].map(function (h, i) { return el('th', { scope: 'col', class: i === 2 || i >= 4 ? 'opt' : null }, h); }))), body)));
+    }
+
+    // A notebook run: its parameters, one row per index for a sweep.
+    function renderNotebook(run) {
+      clear(notebook);
+      if (!run) return;
+      append(notebook, el('h2', { text: 'Notebook' }), el('p', null, el('code', null, run.notebook)));
+      var body = el('tbody');
+      (run.runs || []).slice(0, 200).forEach(function (r) {
+        append(body, el('tr', null, el('td', null, r.index === undefined ? '–' : String(r.index)), el('td', null, el('code', null, JSON.stringify(r.parameters))), el('td', { class: 'opt' }, r.output)));
+      });
+      append(notebook, el('div', { class: 'table-wrap' }, el('table', null,
+        el('thead', null, el('tr', null, ['Index', 'Parameters', 'Executed notebook'].map(function (h, i) { return el('th', { scope: 'col', class: i === 2 ? 'opt' : null }, h); }))), body)));
     }
 
     // Asked when a stream ends cleanly: the poll's last answer may predate the pod finishing.

@@ -47,6 +47,7 @@ td.image { overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-s
 .state-succeeded { color: var(--ok); } .state-failed { color: var(--danger); } .state-running { color: var(--run); }
 .state-pending, .state-suspended { color: var(--warn); }
 .muted { color: var(--muted); }
+.why { padding: .6rem .8rem; border-radius: 6px; background: var(--panel); border-left: 4px solid var(--warn); color: var(--warn); font-weight: 600; overflow-wrap: anywhere; }
 .notice { padding: .6rem .8rem; border-radius: 6px; background: var(--panel); border-left: 4px solid var(--accent); margin: .5rem 0; }
 .error, .notice.error { color: var(--danger); border-left-color: var(--danger); }
 .state-loading { color: var(--muted); }

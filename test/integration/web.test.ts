@@ -32,7 +32,8 @@ watchdog.unref();
 const work = mkdtempSync(join(tmpdir(), 'kbatch-web-'));
 const screenshots = join(work, 'screenshots');
 mkdirSync(screenshots);
-const stack = await startStack();
+// The per-pod CPU maximum is above the fake node's 1000 cores, so a valid job can stay unschedulable.
+const stack = await startStack({ KBATCH_MAX_JOB_RESOURCES: JSON.stringify({ cpu: '5000', memory: '256Gi', 'ephemeral-storage': '100Gi' }) });
 const serviceUrl = stack.serviceUrl;
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const aliceApi = client(serviceUrl, stack.hub.tokens.alice);
@@ -228,6 +229,14 @@ submitting('an error from the API is shown next to the field it names', async ()
   await alice.locator('#memory-error', { hasText: 'resources.requests.memory' }).waitFor();
   assert.is(await alice.getAttribute('#memory', 'aria-invalid'), 'true');
   assert.match(alice.url(), /\/new$/);
+});
+submitting('a job no node can take says why it is pending, from its events', async () => {
+  const submitted = await aliceApi('POST', 'api/v1/jobs', { json: { name: 'too-big', image: 'busybox', command: ['true'], resources: { requests: { cpu: '2000' } } } });
+  assert.is(submitted.status, 201, submitted.text);
+  await alice.goto(`${serviceUrl}job/${submitted.body.name}`);
+  await alice.locator('.why', { hasText: 'FailedScheduling' }).waitFor({ timeout: 30_000 });
+  assert.match((await alice.textContent('.why')) ?? '', /Why pending: FailedScheduling: .*cpu/i);
+  await aliceApi('DELETE', `api/v1/jobs/${submitted.body.name}`);
 });
 submitting.run();
 
