@@ -1,4 +1,5 @@
-import { Transform } from 'node:stream';
+import type { ServerResponse } from 'node:http';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
 import { BadRequest } from '../http/errors.ts';
@@ -62,14 +63,20 @@ function listBody(kind: string, apiVersion: string, items: unknown[]) {
   return toUpstreamWire({ apiVersion, kind, items, metadata: { continue: null, remainingItemCount: null, resourceVersion: null, selfLink: null } });
 }
 
-/** Upstream sends each log line as one chunk without its newline; its CLI adds the newline back. */
-function upstreamLineChunks(): Transform {
+/**
+ * Upstream sends each log line as one chunk without its newline; its CLI prints each chunk it reads
+ * plus a newline, so the chunk boundaries are the protocol. Each line stays one HTTP chunk, but the
+ * lines of one batch are written while the response is corked: one socket write per batch, not per line.
+ */
+function upstreamLineChunks(res: ServerResponse): Transform {
   let carry = '';
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       const lines = (carry + chunk.toString('utf8')).split('\n');
       carry = lines.pop() ?? '';
+      res.cork();
       for (const line of lines) if (line) this.push(line);
+      process.nextTick(() => res.uncork());
       callback();
     },
     flush(callback) {
@@ -79,11 +86,13 @@ function upstreamLineChunks(): Transform {
   });
 }
 
-async function logsReply(stream: NodeJS.ReadableStream & import('node:stream').Readable, follow: boolean): Promise<Reply> {
-  if (follow) return { stream: stream.pipe(upstreamLineChunks()) };
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return { text: Buffer.concat(chunks).toString('utf8') };
+/** A fetched log is streamed as it comes (upstream buffered it whole): the CLI reads the body to its end either way. */
+function logsReply(stream: Readable, follow: boolean, res: ServerResponse): Reply {
+  if (!follow) return { stream };
+  // pipeline, not pipe: an error of the pod stream reaches the reply, and a reply torn down closes the pod stream.
+  const lines = upstreamLineChunks(res);
+  pipeline(stream, lines, () => undefined);
+  return { stream: lines };
 }
 
 /** Upstream sends code as a ConfigMap dict whose `binary_data.code` is a base64 zip. */
@@ -149,7 +158,7 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       path: '/jobs/logs/:name',
       handler: authenticated(deps, async (ctx, user) => {
         const follow = queryFlag(ctx.query, 'stream');
-        return logsReply(await jobLogs(deps, user, ctx.params.name!, { follow }, ctx.signal), follow);
+        return logsReply(await jobLogs(deps, user, ctx.params.name!, { follow }, ctx.signal), follow, ctx.res);
       }),
     },
     {
@@ -172,7 +181,7 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       handler: authenticated(deps, async (ctx, user) => {
         const follow = queryFlag(ctx.query, 'stream');
         const stream = await deps.backend.podLogs(user.namespace, ctx.params.name!, { follow }, ctx.signal);
-        return logsReply(stream, follow);
+        return logsReply(stream, follow, ctx.res);
       }),
     },
     {

@@ -1,9 +1,10 @@
-import { PassThrough, Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
-import { fetch } from 'undici';
+import { getGlobalDispatcher, type Dispatcher } from 'undici';
 import { BadRequest, NotFound, Upstream } from '../http/errors.ts';
 import { buildCodeConfigMap, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownerReferenceTo, type CronJobObjects, type JobObjects, type Owner, type OwnerReference } from '../k8s/builders.ts';
 import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
+import { PodLogStream } from '../k8s/log-stream.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -31,6 +32,9 @@ const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.St
  * delete a namespace, and then the next submit must create it again.
  */
 const namespaceRecheckMs = 60_000;
+
+/** A followed log that stays quiet has its pod's phase read at most this many poll intervals apart. */
+const maxQuietPolls = 8;
 
 /** A chunk of a large upload; 700 KiB of binary stays under the 1 MiB ConfigMap limit once base64'd. */
 const chunkBytes = 700 * 1024;
@@ -258,11 +262,11 @@ export class KubernetesBackend implements Backend {
   }
 
   async podLogs(namespace: string, pod: string, options: LogOptions, signal: AbortSignal): Promise<Readable> {
-    const current = await this.getPod(namespace, pod);
-    const container = options.container ?? current.spec?.containers[0]?.name ?? 'job';
+    // Callers that hold the pod already (job logs) name the container, which saves reading it again.
+    const container = options.container ?? (await this.getPod(namespace, pod)).spec?.containers[0]?.name ?? 'job';
     const cluster = this.kc.getCurrentCluster();
     if (!cluster) throw new Upstream('No Kubernetes cluster configured');
-    const url = new URL(`${cluster.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`);
+    const url = new URL(`${cluster.server.replace(/\/+$/, '')}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`);
     url.searchParams.set('container', container);
     if (options.follow) url.searchParams.set('follow', 'true');
     if (options.sinceTime) url.searchParams.set('sinceTime', options.sinceTime);
@@ -274,67 +278,68 @@ export class KubernetesBackend implements Backend {
     signal.addEventListener('abort', onAbort, { once: true });
     const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
     await this.auth.applySecurityAuthentication(context);
-    const response = await fetch(url, {
-      headers: context.getHeaders(),
-      dispatcher: context.getDispatcher() as import('undici').Dispatcher | undefined,
-      signal: controller.signal,
-    });
-    if (!response.ok || !response.body) {
+    // undici's request() hands back a Node stream: no web-stream conversion (a promise per chunk) in between.
+    const dispatcher = (context.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await dispatcher.request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers: context.getHeaders(), signal: controller.signal });
+    } catch (error) {
       signal.removeEventListener('abort', onAbort);
-      const text = await response.text().catch(() => '');
+      throw error;
+    }
+    if (response.statusCode !== 200) {
+      signal.removeEventListener('abort', onAbort);
+      const text = await response.body.text().catch(() => '');
       let message = text;
       try {
         message = (JSON.parse(text) as { message?: string }).message ?? text;
       } catch {
         /* plain text error */
       }
-      if (response.status === 404) throw new NotFound(message || `pod ${pod} not found`);
-      throw new k8s.ApiException(response.status, message, JSON.stringify({ message }), {});
+      if (response.statusCode === 404) throw new NotFound(message || `pod ${pod} not found`);
+      throw new k8s.ApiException(response.statusCode, message, JSON.stringify({ message }), {});
     }
-    const output = new PassThrough();
-    const source = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
-    source.pipe(output);
-    source.on('error', (error) => {
-      source.unpipe(output);
-      if (controller.signal.aborted) output.end();
-      else output.destroy(error);
-    });
-    output.on('close', () => {
+    const output = new PodLogStream(response.body, () => {
       controller.abort();
       signal.removeEventListener('abort', onAbort);
     });
-    if (options.follow) this.endWhenFinished(namespace, pod, controller, () => {
-      source.unpipe(output);
-      output.end();
-    });
+    if (options.follow) this.endWhenFinished(namespace, pod, output);
     return output;
   }
 
   /**
    * The kubelet (and KWOK) keep a follow stream open after some container exits; the API has no
-   * "wait for completion" flag, so we watch the pod phase and end the stream once it is final.
+   * "wait for completion" flag, so the stream ends once the pod phase is final. The phase is read
+   * only after a quiet spell: while bytes flow the pod is alive and the check costs nothing. A log
+   * that stays quiet is checked ever less often (up to `maxQuietPolls` poll intervals apart), so
+   * idle followers cost almost nothing either.
    */
-  private endWhenFinished(namespace: string, pod: string, controller: AbortController, end: () => void): void {
-    const poll = async () => {
-      while (!controller.signal.aborted) {
-        await new Promise((resolve) => setTimeout(resolve, this.options.logPollSeconds * 1000));
-        if (controller.signal.aborted) return;
+  private endWhenFinished(namespace: string, pod: string, stream: PodLogStream): void {
+    const pollMs = this.options.logPollSeconds * 1000;
+    let interval = pollMs;
+    let timer: NodeJS.Timeout | undefined;
+    const check = async () => {
+      if (stream.destroyed || stream.readableEnded) return;
+      if (stream.active) {
+        stream.active = false;
+        interval = pollMs;
+      } else {
         let phase: string | undefined;
         try {
           phase = (await this.getPod(namespace, pod)).status?.phase;
         } catch (error) {
           if (isStatus(error, 404)) phase = 'Gone';
-          else continue;
         }
         if (phase === 'Succeeded' || phase === 'Failed' || phase === 'Gone') {
           // Give the last lines in flight a moment to arrive before closing.
-          await new Promise((resolve) => setTimeout(resolve, 500));
-          end();
-          controller.abort();
+          timer = setTimeout(() => stream.finish(), 500);
           return;
         }
+        interval = Math.min(interval * 2, pollMs * maxQuietPolls);
       }
+      if (!stream.destroyed) timer = setTimeout(() => void check(), interval);
     };
-    void poll();
+    timer = setTimeout(() => void check(), interval);
+    stream.once('close', () => clearTimeout(timer));
   }
 }
