@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
  */
 export class PodLogStream extends Readable {
   private pending: Buffer[] = [];
+  private pendingBytes = 0;
   private flushScheduled = false;
   private ending = false;
   private finished = false;
@@ -29,13 +30,16 @@ export class PodLogStream extends Readable {
       if (this.finished) return;
       this.active = true;
       this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      // A source that has much at hand (a fetched log, a fast local stream) waits for the next flush.
+      if (this.pendingBytes >= this.readableHighWaterMark) source.pause();
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(this.flush);
       }
     });
     source.once('end', () => this.finish());
-    source.once('error', (error) => {
+    source.on('error', (error) => {
       if (this.finished) return;
       this.finished = true;
       this.destroy(error);
@@ -53,7 +57,10 @@ export class PodLogStream extends Readable {
     if (this.pending.length) {
       const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
       this.pending = [];
-      if (!this.push(data)) this.source.pause();
+      this.pendingBytes = 0;
+      if (this.push(data)) {
+        if (!this.finished) this.source.resume();
+      } else this.source.pause();
     }
     if (this.ending) this.push(null);
   };
