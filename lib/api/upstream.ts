@@ -1,4 +1,3 @@
-import type { ServerResponse } from 'node:http';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
@@ -65,18 +64,16 @@ function listBody(kind: string, apiVersion: string, items: unknown[]) {
 
 /**
  * Upstream sends each log line as one chunk without its newline; its CLI prints each chunk it reads
- * plus a newline, so the chunk boundaries are the protocol. Each line stays one HTTP chunk, but the
- * lines of one batch are written while the response is corked: one socket write per batch, not per line.
+ * plus a newline, so the chunk boundaries are the protocol: one write per line. (Corking the reply to
+ * batch them is no way out: Node joins corked writes into one HTTP chunk.)
  */
-function upstreamLineChunks(res: ServerResponse): Transform {
+function upstreamLineChunks(): Transform {
   let carry = '';
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       const lines = (carry + chunk.toString('utf8')).split('\n');
       carry = lines.pop() ?? '';
-      res.cork();
       for (const line of lines) if (line) this.push(line);
-      process.nextTick(() => res.uncork());
       callback();
     },
     flush(callback) {
@@ -87,10 +84,10 @@ function upstreamLineChunks(res: ServerResponse): Transform {
 }
 
 /** A fetched log is streamed as it comes (upstream buffered it whole): the CLI reads the body to its end either way. */
-function logsReply(stream: Readable, follow: boolean, res: ServerResponse): Reply {
+function logsReply(stream: Readable, follow: boolean): Reply {
   if (!follow) return { stream };
   // pipeline, not pipe: an error of the pod stream reaches the reply, and a reply torn down closes the pod stream.
-  const lines = upstreamLineChunks(res);
+  const lines = upstreamLineChunks();
   pipeline(stream, lines, () => undefined);
   return { stream: lines };
 }
@@ -158,7 +155,7 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       path: '/jobs/logs/:name',
       handler: authenticated(deps, async (ctx, user) => {
         const follow = queryFlag(ctx.query, 'stream');
-        return logsReply(await jobLogs(deps, user, ctx.params.name!, { follow }, ctx.signal), follow, ctx.res);
+        return logsReply(await jobLogs(deps, user, ctx.params.name!, { follow }, ctx.signal), follow);
       }),
     },
     {
@@ -181,7 +178,7 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       handler: authenticated(deps, async (ctx, user) => {
         const follow = queryFlag(ctx.query, 'stream');
         const stream = await deps.backend.podLogs(user.namespace, ctx.params.name!, { follow }, ctx.signal);
-        return logsReply(stream, follow, ctx.res);
+        return logsReply(stream, follow);
       }),
     },
     {
