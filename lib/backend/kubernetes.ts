@@ -47,6 +47,8 @@ export class KubernetesBackend implements Backend {
   private readonly auth: PooledKubeAuthentication;
   /** Owner records of namespaces seen by this process, and when each was last read. */
   private readonly owners = new Map<string, { owner: string | null; seen: number }>();
+  /** Pod phase reads in flight, shared by the followers of one pod. */
+  private readonly phaseReads = new Map<string, Promise<string | undefined>>();
 
   constructor(private readonly options: KubernetesBackendOptions) {
     this.kc = new k8s.KubeConfig();
@@ -308,6 +310,25 @@ export class KubernetesBackend implements Backend {
   }
 
   /**
+   * A pod's phase ('Gone' once deleted, undefined when it cannot be read now). Followers of one pod
+   * that check within a second of each other share one read: a second's staleness only delays the
+   * end of a follow that already waits half a second for lines in flight.
+   */
+  private podPhase(namespace: string, pod: string): Promise<string | undefined> {
+    const key = `${namespace}/${pod}`;
+    let read = this.phaseReads.get(key);
+    if (!read) {
+      read = this.getPod(namespace, pod).then(
+        (current) => current.status?.phase,
+        (error) => (isStatus(error, 404) ? 'Gone' : undefined),
+      );
+      this.phaseReads.set(key, read);
+      void read.finally(() => setTimeout(() => this.phaseReads.delete(key), 1000).unref());
+    }
+    return read;
+  }
+
+  /**
    * The kubelet (and KWOK) keep a follow stream open after some container exits; the API has no
    * "wait for completion" flag, so the stream ends once the pod phase is final. The phase is read
    * only after a quiet spell: while bytes flow the pod is alive and the check costs nothing. A log
@@ -324,12 +345,7 @@ export class KubernetesBackend implements Backend {
         stream.active = false;
         interval = pollMs;
       } else {
-        let phase: string | undefined;
-        try {
-          phase = (await this.getPod(namespace, pod)).status?.phase;
-        } catch (error) {
-          if (isStatus(error, 404)) phase = 'Gone';
-        }
+        const phase = await this.podPhase(namespace, pod);
         if (phase === 'Succeeded' || phase === 'Failed' || phase === 'Gone') {
           // Give the last lines in flight a moment to arrive before closing.
           timer = setTimeout(() => stream.finish(), 500);

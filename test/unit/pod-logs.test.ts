@@ -105,6 +105,24 @@ logs('a follow reads the pod phase only when the log goes quiet, and ends once t
   }
 });
 
+logs('quiet followers of one pod share their phase reads', async () => {
+  const api = await startFakeApi('first\n');
+  try {
+    const controller = new AbortController();
+    const streams = await Promise.all(Array.from({ length: 10 }, () => api.backend.podLogs('ns', 'p', { follow: true, container: 'job' }, controller.signal)));
+    for (const stream of streams) {
+      stream.on('error', () => undefined);
+      stream.resume();
+    }
+    await sleep(2500);
+    // Ten followers, two quiet checks each by now: without sharing that would be up to 20 reads.
+    assert.ok(podReads(api) >= 1 && podReads(api) <= 3, `${podReads(api)} pod reads`);
+    controller.abort();
+  } finally {
+    await stopFakeApi(api);
+  }
+});
+
 logs('a follow whose client goes away closes its request to the API server', async () => {
   const api = await startFakeApi('first\n');
   try {
