@@ -404,7 +404,9 @@ async function measureIdleFollowers(server: KbatchServer, cluster: Cluster, toke
     Array.from({ length: n }, async () => {
       const controller = new AbortController();
       controllers.push(controller);
-      const response = await undiciFetch(`${server.url}api/v1/jobs/${job}/logs?follow=true`, { headers: { authorization: `token ${token}` }, dispatcher, signal: controller.signal });
+      // A follower whose answer does not start within the limit counts as not open (and is dropped).
+      const limit = setTimeout(() => controller.abort(new Error('no answer within 30 s')), 30_000);
+      const response = await undiciFetch(`${server.url}api/v1/jobs/${job}/logs?follow=true`, { headers: { authorization: `token ${token}` }, dispatcher, signal: controller.signal }).finally(() => clearTimeout(limit));
       if (!response.ok) throw new Error(`follow: HTTP ${response.status} ${await response.text()}`);
       // Read (and drop) whatever comes, so a follower never stalls the server on backpressure.
       void response.body?.pipeTo(new WritableStream()).catch(() => undefined);
@@ -425,7 +427,7 @@ async function measureIdleFollowers(server: KbatchServer, cluster: Cluster, toke
   record(`${label}: API calls`, 'calls/s', 'ours (native API)', auditCalls(cluster, 'system:serviceaccount:kbatch:kbatch', offset) / seconds);
   record(`${label}: open`, 'streams', 'ours (native API)', n - failed.length, false);
   for (const controller of controllers) controller.abort();
-  await dispatcher.close().catch(() => undefined);
+  await dispatcher.destroy().catch(() => undefined);
 }
 
 async function fillNamespace(target: Target, count: number): Promise<string[]> {

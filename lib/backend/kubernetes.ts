@@ -36,6 +36,9 @@ const namespaceRecheckMs = 60_000;
 /** A followed log that stays quiet has its pod's phase read at most this many poll intervals apart. */
 const maxQuietPolls = 8;
 
+/** How long a follow waits for the API server's answer before answering its client (see podLogs). */
+const followAnswerWaitMs = 300;
+
 /** A chunk of a large upload; 700 KiB of binary stays under the 1 MiB ConfigMap limit once base64'd. */
 const chunkBytes = 700 * 1024;
 
@@ -278,33 +281,47 @@ export class KubernetesBackend implements Backend {
     const controller = new AbortController();
     const onAbort = () => controller.abort();
     signal.addEventListener('abort', onAbort, { once: true });
+    const output = new PodLogStream(() => {
+      controller.abort();
+      signal.removeEventListener('abort', onAbort);
+    });
     const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
     await this.auth.applySecurityAuthentication(context);
     // undici's request() hands back a Node stream: no web-stream conversion (a promise per chunk) in between.
     const dispatcher = (context.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
-    let response: Dispatcher.ResponseData;
+    const answered = dispatcher
+      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers: context.getHeaders(), signal: controller.signal })
+      .then(async (response) => {
+        if (response.statusCode === 200) return response.body;
+        const text = await response.body.text().catch(() => '');
+        let message = text;
+        try {
+          message = (JSON.parse(text) as { message?: string }).message ?? text;
+        } catch {
+          /* plain text error */
+        }
+        if (response.statusCode === 404) throw new NotFound(message || `pod ${pod} not found`);
+        throw new k8s.ApiException(response.statusCode, message, JSON.stringify({ message }), {});
+      });
+    if (options.follow) {
+      // The API server answers a follow only once the log has bytes: a quiet pod would hold back our
+      // answer, and a client's read timeout would fire. Wait briefly for errors (no such pod or
+      // container), then answer and attach the log when it comes.
+      let timer: NodeJS.Timeout | undefined;
+      const early = await Promise.race([answered.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, followAnswerWaitMs, false)))]);
+      clearTimeout(timer);
+      if (!early) {
+        answered.then((body) => output.attach(body), (error: Error) => output.fail(error));
+        this.endWhenFinished(namespace, pod, output);
+        return output;
+      }
+    }
     try {
-      response = await dispatcher.request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers: context.getHeaders(), signal: controller.signal });
+      output.attach(await answered);
     } catch (error) {
       signal.removeEventListener('abort', onAbort);
       throw error;
     }
-    if (response.statusCode !== 200) {
-      signal.removeEventListener('abort', onAbort);
-      const text = await response.body.text().catch(() => '');
-      let message = text;
-      try {
-        message = (JSON.parse(text) as { message?: string }).message ?? text;
-      } catch {
-        /* plain text error */
-      }
-      if (response.statusCode === 404) throw new NotFound(message || `pod ${pod} not found`);
-      throw new k8s.ApiException(response.statusCode, message, JSON.stringify({ message }), {});
-    }
-    const output = new PodLogStream(response.body, () => {
-      controller.abort();
-      signal.removeEventListener('abort', onAbort);
-    });
     if (options.follow) this.endWhenFinished(namespace, pod, output);
     return output;
   }

@@ -21,11 +21,21 @@ export class PodLogStream extends Readable {
   /** Set on every chunk, cleared by whoever checks the pod: bytes flowing mean the pod is alive. */
   active = false;
 
-  constructor(
-    private readonly source: Readable,
-    private readonly closeSource: () => void,
-  ) {
+  private source: Readable | undefined;
+  private wanted = false;
+
+  /** `closeSource` stops the request to the API server, whether or not it has answered yet. */
+  constructor(private readonly closeSource: () => void) {
     super({ highWaterMark: 64 * 1024 });
+  }
+
+  /** The API server's answer arrived: pass its bytes on. */
+  attach(source: Readable): void {
+    if (this.finished) {
+      source.destroy();
+      return;
+    }
+    this.source = source;
     source.on('data', (chunk: Buffer) => {
       if (this.finished) return;
       this.active = true;
@@ -39,16 +49,21 @@ export class PodLogStream extends Readable {
       }
     });
     source.once('end', () => this.finish());
-    source.on('error', (error) => {
-      if (this.finished) return;
-      this.finished = true;
-      this.destroy(error);
-    });
+    source.on('error', (error) => this.fail(error));
     source.pause();
+    if (this.wanted) source.resume();
+  }
+
+  /** The log cannot be read (any more): the reader gets the error, unless the stream already ended. */
+  fail(error: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.destroy(error);
   }
 
   override _read(): void {
-    if (!this.finished) this.source.resume();
+    this.wanted = true;
+    if (!this.finished) this.source?.resume();
   }
 
   private readonly flush = () => {
@@ -59,8 +74,8 @@ export class PodLogStream extends Readable {
       this.pending = [];
       this.pendingBytes = 0;
       if (this.push(data)) {
-        if (!this.finished) this.source.resume();
-      } else this.source.pause();
+        if (!this.finished) this.source?.resume();
+      } else this.source?.pause();
     }
     if (this.ending) this.push(null);
   };
@@ -78,6 +93,7 @@ export class PodLogStream extends Readable {
     this.finished = true;
     this.pending = [];
     this.closeSource();
+    this.source?.destroy();
     callback(error);
   }
 }

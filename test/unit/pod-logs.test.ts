@@ -32,7 +32,8 @@ async function startFakeApi(log: string): Promise<FakeApi> {
     if (url.pathname.endsWith('/log')) {
       res.writeHead(200, { 'content-type': 'text/plain' });
       if (url.searchParams.get('follow') === 'true') {
-        res.write(log);
+        // Like the API server, an empty log sends no answer (not even headers) until its first bytes.
+        if (log) res.write(log);
         api.follower = res;
       } else res.end(log);
       return;
@@ -123,6 +124,22 @@ logs('quiet followers of one pod share their phase reads', async () => {
   }
 });
 
+logs('a follow of a quiet pod is answered at once; its bytes follow when the API server has some', async () => {
+  const api = await startFakeApi('');
+  try {
+    const started = Date.now();
+    const stream = await api.backend.podLogs('ns', 'p', { follow: true, container: 'job' }, new AbortController().signal);
+    assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
+    const received = text(stream);
+    await sleep(200);
+    api.follower!.write('late\n');
+    api.phase = 'Succeeded';
+    assert.is(await received, 'late\n');
+  } finally {
+    await stopFakeApi(api);
+  }
+});
+
 logs('a follow whose client goes away closes its request to the API server', async () => {
   const api = await startFakeApi('first\n');
   try {
@@ -145,7 +162,8 @@ const batching = suite('PodLogStream');
 
 batching('chunks arriving in one turn of the event loop are passed on as one', async () => {
   const source = new PassThrough();
-  const stream = new PodLogStream(source, () => undefined);
+  const stream = new PodLogStream(() => undefined);
+  stream.attach(source);
   const chunks: string[] = [];
   stream.on('data', (chunk: Buffer) => chunks.push(chunk.toString()));
   await sleep(10);
@@ -166,7 +184,8 @@ batching('a reader that does not read stops the source (backpressure)', async ()
       this.push(Buffer.alloc(16 * 1024));
     },
   });
-  const stream = new PodLogStream(source, () => undefined);
+  const stream = new PodLogStream(() => undefined);
+  stream.attach(source);
   stream.pause();
   stream.read(0);
   await sleep(100);
@@ -178,7 +197,8 @@ batching('a reader that does not read stops the source (backpressure)', async ()
 batching('finish() ends cleanly after what arrived; a later abort error of the source is ignored', async () => {
   const source = new PassThrough();
   let closed = 0;
-  const stream = new PodLogStream(source, () => closed++);
+  const stream = new PodLogStream(() => closed++);
+  stream.attach(source);
   const out = text(stream);
   source.write('a\n');
   stream.finish();
@@ -189,7 +209,8 @@ batching('finish() ends cleanly after what arrived; a later abort error of the s
 
 batching('an error of the source before the end reaches the reader', async () => {
   const source = new PassThrough();
-  const stream = new PodLogStream(source, () => undefined);
+  const stream = new PodLogStream(() => undefined);
+  stream.attach(source);
   const out = text(stream);
   source.write('a\n');
   setTimeout(() => source.destroy(new Error('connection reset')), 20);
