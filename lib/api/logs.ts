@@ -23,6 +23,9 @@ export interface JobLogRequest {
  */
 const maxQuietPolls = 4;
 
+/** After its pods' logs end, a follow waits at most this many 300 ms checks for the job's final state. */
+const settleChecks = 30;
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
@@ -59,7 +62,7 @@ export function jobIsPrefixed(job: V1Job): boolean {
 /**
  * Logs of a job: one pod when asked (or when there is only one), else every pod, each line
  * prefixed with its pod. A follower waits for pods to start and the stream ends when they finish.
- * A single unprefixed pod's log is the backend's stream itself, untouched.
+ * A fetched single unprefixed pod's log is the backend's stream itself, untouched.
  */
 export async function jobLogs(deps: Deps, user: User, jobName: string, request: JobLogRequest, signal: AbortSignal): Promise<Readable> {
   const { namespace } = user;
@@ -77,9 +80,6 @@ export async function jobLogs(deps: Deps, user: User, jobName: string, request: 
   if (!request.follow) {
     if (!pods.length) throw new NotFound(`No pods found for job ${jobName}${jobState(job) === 'pending' ? ' yet; it is still pending' : ''}`);
     if (pods.length === 1 && !prefixed) return backend.podLogs(namespace, pods[0]!.metadata!.name!, logOptionsFor(pods[0]!, options), signal);
-  } else if (!prefixed && pods.length === 1 && podHasStarted(pods[0]!)) {
-    // The common follow: one pod, already running. Its stream ends by itself when the pod finishes.
-    return backend.podLogs(namespace, pods[0]!.metadata!.name!, logOptionsFor(pods[0]!, options), signal);
   }
   const output = new PassThrough();
   void (async () => {
@@ -127,9 +127,22 @@ export async function jobLogs(deps: Deps, user: User, jobName: string, request: 
       fingerprint = next;
     }
     await Promise.all(streams);
+    // The pods are done, but the Job controller records the job's end a moment later: a client that
+    // reads the job's state right after the stream ends must see it final.
+    if (request.follow && !signal.aborted) await jobSettled(deps, namespace, jobName, signal);
     output.end();
   })().catch((error: Error) => output.destroy(error));
   return output;
+}
+
+/** Waits (briefly) until the job's state is final. */
+async function jobSettled(deps: Deps, namespace: string, jobName: string, signal: AbortSignal): Promise<void> {
+  for (let i = 0; i < settleChecks && !signal.aborted; i++) {
+    const job = await deps.backend.getJob(namespace, jobName).catch(() => undefined);
+    const state = job ? jobState(job) : 'failed';
+    if (state === 'succeeded' || state === 'failed') return;
+    await sleep(300, signal);
+  }
 }
 
 async function podLogsWhenStarted(deps: Deps, namespace: string, pod: V1Pod, options: LogOptions, signal: AbortSignal): Promise<Readable> {

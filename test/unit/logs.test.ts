@@ -79,12 +79,19 @@ function runningJob(completions: number, pods: V1Pod[], logs: Record<string, () 
 }
 const running = (name: string): V1Pod => ({ metadata: { name, labels: { 'batch.kubernetes.io/job-name': 'j' } }, spec: { containers: [{ name: 'job' }] }, status: { phase: 'Running' } });
 
-follow('one running pod, unprefixed: the pod stream itself, with the container named from the pod in hand', async () => {
-  const podStream = Readable.from(['a\n']);
-  const { deps, calls } = runningJob(1, [running('j-aaaaa')], { 'j-aaaaa': () => podStream });
+follow('one running pod, unprefixed: its log as is, no re-listing while it streams, and the end once the job is final', async () => {
+  const { deps, calls, finish } = runningJob(1, [running('j-aaaaa')], { 'j-aaaaa': () => Readable.from(['a\n', 'b']) });
   const stream = await jobLogs(deps, alice, 'j', { follow: true }, new AbortController().signal);
-  assert.is(stream, podStream);
-  assert.equal(calls, { getJob: 1, listPods: 1, podLogs: ['j-aaaaa/job'] });
+  let finishedAt = 0;
+  setTimeout(() => {
+    finishedAt = Date.now();
+    finish();
+  }, 700);
+  assert.is(await read(stream), 'a\nb');
+  // The pod's log ended at once; the stream waited for the Job controller to record the end.
+  assert.ok(finishedAt > 0 && Date.now() >= finishedAt, 'ended only after the job was final');
+  assert.is(calls.listPods, 1);
+  assert.equal(calls.podLogs, ['j-aaaaa/job']);
 });
 
 follow('an array: lines of every pod prefixed, split lines joined, the end once the job finished and its pods streamed', async () => {
