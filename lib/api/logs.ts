@@ -129,7 +129,8 @@ export async function jobLogs(deps: Deps, user: User, jobName: string, request: 
     await Promise.all(streams);
     // The pods are done, but the Job controller records the job's end a moment later: a client that
     // reads the job's state right after the stream ends must see it final.
-    if (request.follow && !signal.aborted) await jobSettled(deps, namespace, jobName, signal);
+    // (Only after a log that streamed: a follow that ends on unreadable logs does not linger.)
+    if (request.follow && streams.length && !signal.aborted) await jobSettled(deps, namespace, jobName, signal);
     output.end();
   })().catch((error: Error) => output.destroy(error));
   return output;
