@@ -41,6 +41,8 @@ const sizes = {
   logLines: smoke ? 2_000 : 50_000,
   uploadMb: Number(flags['upload-mb'] ?? (smoke ? 2 : 64)),
   filledJobs: smoke ? 5 : 100,
+  idleFollowers: smoke ? 20 : 200,
+  idleSeconds: smoke ? 3 : 10,
 };
 const started = Date.now();
 const log = (message: string) => console.error(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${message}`);
@@ -389,6 +391,47 @@ async function measureLogs(target: Target, job: string, pod: string, logBytes: n
   }
 }
 
+/**
+ * Many followers of a quiet log (a running pod that prints nothing): what they cost the server in
+ * memory and CPU, and in Kubernetes API calls, once they are all open. Ours only: kbatch-proxy
+ * serves one blocking stream per worker.
+ */
+async function measureIdleFollowers(server: KbatchServer, cluster: Cluster, token: string, job: string): Promise<void> {
+  const pid = server.process.pid!;
+  const n = sizes.idleFollowers;
+  const dispatcher = new Agent({ connections: n + 10, keepAliveTimeout: 60_000 });
+  const controllers: AbortController[] = [];
+  const before = rssMb(pid);
+  const opened = await Promise.allSettled(
+    Array.from({ length: n }, async () => {
+      const controller = new AbortController();
+      controllers.push(controller);
+      // A follower whose answer does not start within the limit counts as not open (and is dropped).
+      const limit = setTimeout(() => controller.abort(new Error('no answer within 30 s')), 30_000);
+      const response = await undiciFetch(`${server.url}api/v1/jobs/${job}/logs?follow=true`, { headers: { authorization: `token ${token}` }, dispatcher, signal: controller.signal }).finally(() => clearTimeout(limit));
+      if (!response.ok) throw new Error(`follow: HTTP ${response.status} ${await response.text()}`);
+      // Read (and drop) whatever comes, so a follower never stalls the server on backpressure.
+      void response.body?.pipeTo(new WritableStream()).catch(() => undefined);
+    }),
+  );
+  const failed = opened.filter((r) => r.status === 'rejected');
+  if (failed.length) log(`idle followers: ${failed.length} of ${n} failed, first: ${(failed[0] as PromiseRejectedResult).reason}`);
+  // Let the first "has the pod finished" checks pass, then measure a quiet window.
+  await new Promise((r) => setTimeout(r, 5000));
+  const cpu0 = cpuMs(pid);
+  const offset = auditOffset(cluster);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, sizes.idleSeconds * 1000));
+  const seconds = (performance.now() - t0) / 1000;
+  const label = `${n} idle log followers`;
+  record(`${label}: RSS growth`, 'MB', 'ours (native API)', rssMb(pid) - before);
+  record(`${label}: server CPU`, 'ms/s', 'ours (native API)', (cpuMs(pid) - cpu0) / seconds);
+  record(`${label}: API calls`, 'calls/s', 'ours (native API)', auditCalls(cluster, 'system:serviceaccount:kbatch:kbatch', offset) / seconds);
+  record(`${label}: open`, 'streams', 'ours (native API)', n - failed.length, false);
+  for (const controller of controllers) controller.abort();
+  await dispatcher.destroy().catch(() => undefined);
+}
+
 async function fillNamespace(target: Target, count: number): Promise<string[]> {
   const names: string[] = [];
   await concurrently(count, 4, async () => void names.push(await target.submit()));
@@ -544,6 +587,11 @@ async function main(): Promise<void> {
       }
       record(`submit p50 after ${sizes.filledJobs} more jobs with code`, 'ms', target.name, percentile(times, 50));
     }
+    log(`${sizes.idleFollowers} idle log followers`);
+    const quietJob = await oursNative!.submit();
+    const quietPod = await waitForPod(cluster, 'kbatch-alice', quietJob);
+    await cluster.setLogs('kbatch-alice', [], { podName: quietPod });
+    await measureIdleFollowers(server, cluster, hub.tokens.alice, quietJob);
     log('upload');
     await measureUpload(server, hub.tokens.alice);
     record('idle RSS after the run', 'MB', oursNative!.name, rssMb(server.process.pid!));

@@ -1,10 +1,11 @@
-import { PassThrough, Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
-import { fetch } from 'undici';
+import { getGlobalDispatcher, type Dispatcher } from 'undici';
 import { BadGateway, BadRequest, Conflict, NotFound, Unavailable } from '../http/errors.ts';
 import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownedBy, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type Owner, type OwnerReference } from '../k8s/builders.ts';
 import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
 import { buildManualJob } from '../k8s/cronjob-run.ts';
+import { PodLogStream } from '../k8s/log-stream.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -101,6 +102,12 @@ class Undo {
  */
 const namespaceRecheckMs = 60_000;
 
+/** A followed log that stays quiet has its pod's phase read at most this many poll intervals apart. */
+const maxQuietPolls = 8;
+
+/** How long a follow waits for the API server's answer before answering its client (see podLogs). */
+const followAnswerWaitMs = 300;
+
 /** A chunk of a large upload; 700 KiB of binary stays under the 1 MiB ConfigMap limit once base64'd. */
 const chunkBytes = 700 * 1024;
 
@@ -114,6 +121,8 @@ export class KubernetesBackend implements Backend {
   private readonly volumes: VolumeHelper;
   /** Owner records of namespaces seen by this process, and when each was last read. */
   private readonly owners = new Map<string, { owner: string | null; seen: number }>();
+  /** Pod phase reads in flight, shared by the followers of one pod. */
+  private readonly phaseReads = new Map<string, Promise<string | undefined>>();
 
   constructor(private readonly options: KubernetesBackendOptions) {
     this.kc = new k8s.KubeConfig();
@@ -505,11 +514,11 @@ export class KubernetesBackend implements Backend {
   }
 
   async podLogs(namespace: string, pod: string, options: LogOptions, signal: AbortSignal): Promise<Readable> {
-    const current = await this.getPod(namespace, pod);
-    const container = options.container ?? current.spec?.containers[0]?.name ?? 'job';
+    // Callers that hold the pod already (job logs) name the container, which saves reading it again.
+    const container = options.container ?? (await this.getPod(namespace, pod)).spec?.containers[0]?.name ?? 'job';
     const cluster = this.kc.getCurrentCluster();
     if (!cluster) throw new BadGateway('No Kubernetes cluster configured');
-    const url = new URL(`${cluster.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`);
+    const url = new URL(`${cluster.server.replace(/\/+$/, '')}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`);
     url.searchParams.set('container', container);
     if (options.follow) url.searchParams.set('follow', 'true');
     if (options.sinceTime) url.searchParams.set('sinceTime', options.sinceTime);
@@ -519,69 +528,98 @@ export class KubernetesBackend implements Backend {
     const controller = new AbortController();
     const onAbort = () => controller.abort();
     signal.addEventListener('abort', onAbort, { once: true });
-    const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
-    await this.auth.applySecurityAuthentication(context);
-    const response = await fetch(url, {
-      headers: context.getHeaders(),
-      dispatcher: context.getDispatcher() as import('undici').Dispatcher | undefined,
-      signal: controller.signal,
-    });
-    if (!response.ok || !response.body) {
-      signal.removeEventListener('abort', onAbort);
-      const text = await response.text().catch(() => '');
-      let message = text;
-      try {
-        message = (JSON.parse(text) as { message?: string }).message ?? text;
-      } catch {
-        /* plain text error */
-      }
-      if (response.status === 404) throw new NotFound(message || `pod ${pod} not found`);
-      throw new k8s.ApiException(response.status, message, JSON.stringify({ message }), {});
-    }
-    const output = new PassThrough();
-    const source = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
-    source.pipe(output);
-    source.on('error', (error) => {
-      source.unpipe(output);
-      if (controller.signal.aborted) output.end();
-      else output.destroy(error);
-    });
-    output.on('close', () => {
+    const output = new PodLogStream(() => {
       controller.abort();
       signal.removeEventListener('abort', onAbort);
     });
-    if (options.follow) this.endWhenFinished(namespace, pod, controller, () => {
-      source.unpipe(output);
-      output.end();
-    });
+    const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
+    await this.auth.applySecurityAuthentication(context);
+    // undici's request() hands back a Node stream: no web-stream conversion (a promise per chunk) in between.
+    const dispatcher = (context.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
+    const answered = dispatcher
+      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers: context.getHeaders(), signal: controller.signal })
+      .then(async (response) => {
+        if (response.statusCode === 200) return response.body;
+        const text = await response.body.text().catch(() => '');
+        let message = text;
+        try {
+          message = (JSON.parse(text) as { message?: string }).message ?? text;
+        } catch {
+          /* plain text error */
+        }
+        if (response.statusCode === 404) throw new NotFound(message || `pod ${pod} not found`);
+        throw new k8s.ApiException(response.statusCode, message, JSON.stringify({ message }), {});
+      });
+    if (options.follow) {
+      // The API server answers a follow only once the log has bytes: a quiet pod would hold back our
+      // answer, and a client's read timeout would fire. Wait briefly for errors (no such pod or
+      // container), then answer and attach the log when it comes.
+      let timer: NodeJS.Timeout | undefined;
+      const early = await Promise.race([answered.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, followAnswerWaitMs, false)))]);
+      clearTimeout(timer);
+      if (!early) {
+        answered.then((body) => output.attach(body), (error: Error) => output.fail(error));
+        this.endWhenFinished(namespace, pod, output);
+        return output;
+      }
+    }
+    try {
+      output.attach(await answered);
+    } catch (error) {
+      signal.removeEventListener('abort', onAbort);
+      throw error;
+    }
+    if (options.follow) this.endWhenFinished(namespace, pod, output);
     return output;
   }
 
   /**
-   * The kubelet (and KWOK) keep a follow stream open after some container exits; the API has no
-   * "wait for completion" flag, so we watch the pod phase and end the stream once it is final.
+   * A pod's phase ('Gone' once deleted, undefined when it cannot be read now). Followers of one pod
+   * that check within a second of each other share one read: a second's staleness only delays the
+   * end of a follow that already waits half a second for lines in flight.
    */
-  private endWhenFinished(namespace: string, pod: string, controller: AbortController, end: () => void): void {
-    const poll = async () => {
-      while (!controller.signal.aborted) {
-        await new Promise((resolve) => setTimeout(resolve, this.options.logPollSeconds * 1000));
-        if (controller.signal.aborted) return;
-        let phase: string | undefined;
-        try {
-          phase = (await this.getPod(namespace, pod)).status?.phase;
-        } catch (error) {
-          if (isStatus(error, 404)) phase = 'Gone';
-          else continue;
-        }
+  private podPhase(namespace: string, pod: string): Promise<string | undefined> {
+    const key = `${namespace}/${pod}`;
+    let read = this.phaseReads.get(key);
+    if (!read) {
+      read = this.getPod(namespace, pod).then(
+        (current) => current.status?.phase,
+        (error) => (isStatus(error, 404) ? 'Gone' : undefined),
+      );
+      this.phaseReads.set(key, read);
+      void read.finally(() => setTimeout(() => this.phaseReads.delete(key), 1000).unref());
+    }
+    return read;
+  }
+
+  /**
+   * The kubelet (and KWOK) keep a follow stream open after some container exits; the API has no
+   * "wait for completion" flag, so the stream ends once the pod phase is final. The phase is read
+   * only after a quiet spell: while bytes flow the pod is alive and the check costs nothing. A log
+   * that stays quiet is checked ever less often (up to `maxQuietPolls` poll intervals apart), so
+   * idle followers cost almost nothing either.
+   */
+  private endWhenFinished(namespace: string, pod: string, stream: PodLogStream): void {
+    const pollMs = this.options.logPollSeconds * 1000;
+    let interval = pollMs;
+    let timer: NodeJS.Timeout | undefined;
+    const check = async () => {
+      if (stream.destroyed || stream.readableEnded) return;
+      if (stream.active) {
+        stream.active = false;
+        interval = pollMs;
+      } else {
+        const phase = await this.podPhase(namespace, pod);
         if (phase === 'Succeeded' || phase === 'Failed' || phase === 'Gone') {
           // Give the last lines in flight a moment to arrive before closing.
-          await new Promise((resolve) => setTimeout(resolve, 500));
-          end();
-          controller.abort();
+          timer = setTimeout(() => stream.finish(), 500);
           return;
         }
+        interval = Math.min(interval * 2, pollMs * maxQuietPolls);
       }
+      if (!stream.destroyed) timer = setTimeout(() => void check(), interval);
     };
-    void poll();
+    timer = setTimeout(() => void check(), interval);
+    stream.once('close', () => clearTimeout(timer));
   }
 }

@@ -1,4 +1,4 @@
-import { Transform } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
 import { BadRequest, toHttpError } from '../http/errors.ts';
@@ -63,7 +63,11 @@ function listBody(kind: string, apiVersion: string, items: unknown[]) {
   return toUpstreamWire({ apiVersion, kind, items, metadata: { continue: null, remainingItemCount: null, resourceVersion: null, selfLink: null } });
 }
 
-/** Upstream sends each log line as one chunk without its newline; its CLI adds the newline back. */
+/**
+ * Upstream sends each log line as one chunk without its newline; its CLI prints each chunk it reads
+ * plus a newline, so the chunk boundaries are the protocol: one write per line. (Corking the reply to
+ * batch them is no way out: Node joins corked writes into one HTTP chunk.)
+ */
 function upstreamLineChunks(): Transform {
   let carry = '';
   return new Transform({
@@ -80,11 +84,13 @@ function upstreamLineChunks(): Transform {
   });
 }
 
-async function logsReply(stream: NodeJS.ReadableStream & import('node:stream').Readable, follow: boolean): Promise<Reply> {
-  if (follow) return { stream: stream.pipe(upstreamLineChunks()) };
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return { text: Buffer.concat(chunks).toString('utf8') };
+/** A fetched log is streamed as it comes (upstream buffered it whole): the CLI reads the body to its end either way. */
+function logsReply(stream: Readable, follow: boolean): Reply {
+  if (!follow) return { stream };
+  // pipeline, not pipe: an error of the pod stream reaches the reply, and a reply torn down closes the pod stream.
+  const lines = upstreamLineChunks();
+  pipeline(stream, lines, () => undefined);
+  return { stream: lines };
 }
 
 /**
