@@ -37,7 +37,11 @@ export function percentile(values: number[], p: number): number {
 export const median = (values: number[]) => percentile(values, 50);
 
 /** Runs `task` `total` times with at most `concurrency` in flight; returns wall seconds and the errors seen. */
-export async function concurrently(total: number, concurrency: number, task: (i: number) => Promise<void>): Promise<{ seconds: number; errors: string[] }> {
+export async function concurrently(
+  total: number,
+  concurrency: number,
+  task: (i: number) => Promise<void>,
+): Promise<{ seconds: number; errors: string[] }> {
   const errors: string[] = [];
   let next = 0;
   const started = performance.now();

@@ -66,10 +66,15 @@ interface Target {
 const workDir = mkdtempSync(join(tmpdir(), 'kbatch-bench-'));
 const template = join(workDir, 'job-template.yaml');
 // Pods run for two minutes, so log follows have a live pod and no pod churn skews the timings.
-writeFileSync(template, 'apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    metadata:\n      annotations:\n        kbatch.test/duration-ms: "120000"\n');
+writeFileSync(
+  template,
+  'apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    metadata:\n      annotations:\n        kbatch.test/duration-ms: "120000"\n',
+);
 const code = { 'main.py': 'print("hello from kbatch bench")\n'.repeat(20) };
 // The same zip the kbatch CLI builds for the upstream API (what `kbatch job submit --code` sends upstream).
-const zip = writeZip(Object.entries(code).map(([path, content]) => ({ path, type: 'file' as const, mode: 0o644, data: Buffer.from(content) })));
+const zip = writeZip(
+  Object.entries(code).map(([path, content]) => ({ path, type: 'file' as const, mode: 0o644, data: Buffer.from(content) })),
+);
 
 function upstreamSubmitBody(name: string) {
   // What `kbatch job submit --code main.py` (0.5.0b1) POSTs: V1Job.to_dict() plus the code ConfigMap.
@@ -101,7 +106,13 @@ function upstreamSubmitBody(name: string) {
       },
       status: null,
     },
-    code: { api_version: 'v1', kind: 'ConfigMap', binary_data: { code: zip.toString('base64') }, data: null, metadata: { generate_name: name } },
+    code: {
+      api_version: 'v1',
+      kind: 'ConfigMap',
+      binary_data: { code: zip.toString('base64') },
+      data: null,
+      metadata: { generate_name: name },
+    },
   };
 }
 
@@ -147,7 +158,11 @@ function ourTarget(server: KbatchServer, token: string, namespace: string): Targ
         const form = new FormData();
         form.append('spec', JSON.stringify({ name: 'bench', image: 'python:3.12', command: ['python', 'main.py'], env: { A: '1' } }));
         for (const [path, content] of Object.entries(code)) form.append('file', new Blob([content]), path);
-        const text = await expectStatus(await fetch(`${server.url}api/v1/jobs`, { method: 'POST', headers: auth, body: form }), [201], 'submit');
+        const text = await expectStatus(
+          await fetch(`${server.url}api/v1/jobs`, { method: 'POST', headers: auth, body: form }),
+          [201],
+          'submit',
+        );
         return (JSON.parse(text) as { name: string }).name;
       },
       async list() {
@@ -159,7 +174,11 @@ function ourTarget(server: KbatchServer, token: string, namespace: string): Targ
       name: 'ours (upstream API)',
       async submit() {
         const body = JSON.stringify(upstreamSubmitBody('bench'));
-        const text = await expectStatus(await fetch(`${server.url}jobs/`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body }), [200, 201], 'submit');
+        const text = await expectStatus(
+          await fetch(`${server.url}jobs/`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body }),
+          [200, 201],
+          'submit',
+        );
         return (JSON.parse(text) as { metadata: { name: string } }).metadata.name;
       },
       async list() {
@@ -178,7 +197,11 @@ function proxyTarget(url: string, pid: number, token: string, namespace: string)
     namespace,
     async submit() {
       const body = JSON.stringify(upstreamSubmitBody('bench'));
-      const text = await expectStatus(await fetch(`${url}jobs/`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body }), [200, 201], 'submit');
+      const text = await expectStatus(
+        await fetch(`${url}jobs/`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body }),
+        [200, 201],
+        'submit',
+      );
       return (JSON.parse(text) as { metadata: { name: string } }).metadata.name;
     },
     async list() {
@@ -222,7 +245,10 @@ function floorTarget(cluster: Cluster, namespace: string, logNamespace: string):
     async submit() {
       const suffix = randomBytes(4).toString('hex');
       const name = `bench-${suffix}`;
-      const configMap = await call('POST', `${ns}/configmaps`, { metadata: { name: `code-${suffix}` }, binaryData: { 'code.zip': zip.toString('base64') } });
+      const configMap = await call('POST', `${ns}/configmaps`, {
+        metadata: { name: `code-${suffix}` },
+        binaryData: { 'code.zip': zip.toString('base64') },
+      });
       const secret = await call('POST', `${ns}/secrets`, { metadata: { name }, stringData: { A: '1' } });
       const job = await call('POST', `/apis/batch/v1/namespaces/${namespace}/jobs`, {
         metadata: { name },
@@ -232,7 +258,14 @@ function floorTarget(cluster: Cluster, namespace: string, logNamespace: string):
             metadata: { annotations: { 'kbatch.test/duration-ms': '120000' } },
             spec: {
               restartPolicy: 'Never',
-              containers: [{ name: 'job', image: 'python:3.12', command: ['python', 'main.py'], env: [{ name: 'A', valueFrom: { secretKeyRef: { name, key: 'A' } } }] }],
+              containers: [
+                {
+                  name: 'job',
+                  image: 'python:3.12',
+                  command: ['python', 'main.py'],
+                  env: [{ name: 'A', valueFrom: { secretKeyRef: { name, key: 'A' } } }],
+                },
+              ],
               volumes: [{ name: 'code', configMap: { name: configMap!.metadata.name } }],
             },
           },
@@ -247,10 +280,13 @@ function floorTarget(cluster: Cluster, namespace: string, logNamespace: string):
       await call('GET', `/apis/batch/v1/namespaces/${namespace}/jobs`);
     },
     async logs(_job, pod, follow, expectBytes) {
-      const response = await undiciFetch(`${server}/api/v1/namespaces/${logNamespace}/pods/${pod}/log?container=job${follow ? '&follow=true' : ''}`, {
-        dispatcher,
-        headers: { authorization: `Bearer ${token}` },
-      });
+      const response = await undiciFetch(
+        `${server}/api/v1/namespaces/${logNamespace}/pods/${pod}/log?container=job${follow ? '&follow=true' : ''}`,
+        {
+          dispatcher,
+          headers: { authorization: `Bearer ${token}` },
+        },
+      );
       if (!response.ok) throw new Error(`logs: HTTP ${response.status} ${await response.text()}`);
       return readAll(response as unknown as Response, follow, expectBytes);
     },
@@ -260,27 +296,35 @@ function floorTarget(cluster: Cluster, namespace: string, logNamespace: string):
 // ---------------------------------------------------------------------------------------------------
 // Starting everything
 
-async function startProxy(hub: Hub, cluster: Cluster, port: number): Promise<{ url: string; process: ChildProcess; stop(): Promise<void> }> {
+async function startProxy(
+  hub: Hub,
+  cluster: Cluster,
+  port: number,
+): Promise<{ url: string; process: ChildProcess; stop(): Promise<void> }> {
   const setup = spawnSync('bash', [join(root, 'test/upstream/proxy-setup.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (setup.status !== 0) throw new Error('test/upstream/proxy-setup.sh failed');
   const venv = setup.stdout.trim();
   const logFile = join(workDir, 'kbatch-proxy.log');
-  const child = spawn(join(venv, 'bin/uvicorn'), ['kbatch_proxy.main:app', '--host', '127.0.0.1', '--port', String(port), '--log-level', 'warning', '--no-access-log'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      JUPYTERHUB_API_URL: hub.apiUrl,
-      // HubAuth wants a token of its own; it checks callers with their own token (GET /user).
-      JUPYTERHUB_API_TOKEN: await hub.createToken('carol'),
-      JUPYTERHUB_SERVICE_NAME: 'kbatch',
-      KBATCH_PREFIX: '/services/kbatch',
-      KBATCH_JOB_TEMPLATE_FILE: template,
-      KBATCH_INIT_LOGGING: 'false',
-      KUBECONFIG: cluster.adminKubeconfig,
+  const child = spawn(
+    join(venv, 'bin/uvicorn'),
+    ['kbatch_proxy.main:app', '--host', '127.0.0.1', '--port', String(port), '--log-level', 'warning', '--no-access-log'],
+    {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        JUPYTERHUB_API_URL: hub.apiUrl,
+        // HubAuth wants a token of its own; it checks callers with their own token (GET /user).
+        JUPYTERHUB_API_TOKEN: await hub.createToken('carol'),
+        JUPYTERHUB_SERVICE_NAME: 'kbatch',
+        KBATCH_PREFIX: '/services/kbatch',
+        KBATCH_JOB_TEMPLATE_FILE: template,
+        KBATCH_INIT_LOGGING: 'false',
+        KUBECONFIG: cluster.adminKubeconfig,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
-    detached: true,
-  });
+  );
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
   killOnExit(child);
@@ -288,7 +332,10 @@ async function startProxy(hub: Hub, cluster: Cluster, port: number): Promise<{ u
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`kbatch-proxy exited: ${stderr}`);
-    const ok = await fetch(url).then((r) => r.ok, () => false);
+    const ok = await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) throw new Error(`kbatch-proxy did not start: ${stderr}`);
     await new Promise((r) => setTimeout(r, 200));
@@ -366,7 +413,13 @@ async function measureList(target: Target): Promise<void> {
   if (target.pid) resetPeakRss(target.pid);
   const cpuBefore = target.pid ? cpuMs(target.pid) : 0;
   const run = await concurrently(sizes.listRequests, sizes.concurrency, () => target.list());
-  record(`list throughput, ${sizes.concurrency} concurrent (${sizes.listJobs} jobs)`, 'req/s', target.name, sizes.listRequests / run.seconds, false);
+  record(
+    `list throughput, ${sizes.concurrency} concurrent (${sizes.listJobs} jobs)`,
+    'req/s',
+    target.name,
+    sizes.listRequests / run.seconds,
+    false,
+  );
   record(`list errors`, 'errors', target.name, run.errors.length);
   if (run.errors.length) log(`${target.name}: ${run.errors.length} list errors, first: ${run.errors[0]}`);
   if (target.pid) {
@@ -408,7 +461,11 @@ async function measureIdleFollowers(server: KbatchServer, cluster: Cluster, toke
       controllers.push(controller);
       // A follower whose answer does not start within the limit counts as not open (and is dropped).
       const limit = setTimeout(() => controller.abort(new Error('no answer within 30 s')), 30_000);
-      const response = await undiciFetch(`${server.url}api/v1/jobs/${job}/logs?follow=true`, { headers: { authorization: `token ${token}` }, dispatcher, signal: controller.signal }).finally(() => clearTimeout(limit));
+      const response = await undiciFetch(`${server.url}api/v1/jobs/${job}/logs?follow=true`, {
+        headers: { authorization: `token ${token}` },
+        dispatcher,
+        signal: controller.signal,
+      }).finally(() => clearTimeout(limit));
       if (!response.ok) throw new Error(`follow: HTTP ${response.status} ${await response.text()}`);
       // Read (and drop) whatever comes, so a follower never stalls the server on backpressure.
       void response.body?.pipeTo(new WritableStream()).catch(() => undefined);
@@ -426,7 +483,12 @@ async function measureIdleFollowers(server: KbatchServer, cluster: Cluster, toke
   const label = `${n} idle log followers`;
   record(`${label}: RSS growth`, 'MB', 'ours (native API)', rssMb(pid) - before);
   record(`${label}: server CPU`, 'ms/s', 'ours (native API)', (cpuMs(pid) - cpu0) / seconds);
-  record(`${label}: API calls`, 'calls/s', 'ours (native API)', auditCalls(cluster, 'system:serviceaccount:kbatch:kbatch', offset) / seconds);
+  record(
+    `${label}: API calls`,
+    'calls/s',
+    'ours (native API)',
+    auditCalls(cluster, 'system:serviceaccount:kbatch:kbatch', offset) / seconds,
+  );
   record(`${label}: open`, 'streams', 'ours (native API)', n - failed.length, false);
   for (const controller of controllers) controller.abort();
   await dispatcher.destroy().catch(() => undefined);
@@ -499,7 +561,9 @@ function printTable(targets: Target[]): void {
     lines.push([
       metric,
       row.unit,
-      ...names.map((n) => (row.values[n] === undefined ? '–' : row.values[n]! >= 100 ? row.values[n]!.toFixed(0) : row.values[n]!.toFixed(1))),
+      ...names.map((n) =>
+        row.values[n] === undefined ? '–' : row.values[n]! >= 100 ? row.values[n]!.toFixed(0) : row.values[n]!.toFixed(1),
+      ),
       ratio(ours, floor),
       ratio(ours, proxy),
     ]);
@@ -597,7 +661,11 @@ async function main(): Promise<void> {
     record('idle RSS after the run', 'MB', oursNative!.name, rssMb(server.process.pid!));
     record('idle RSS after the run', 'MB', upstream.name, rssMb(proxy.process.pid!));
 
-    console.log(`\nkbatch bench: ${sizes.rounds} round(s), medians; node ${process.version}; ${(await import('node:os')).cpus().length} cores; load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    console.log(
+      `\nkbatch bench: ${sizes.rounds} round(s), medians; node ${process.version}; ${(await import('node:os')).cpus().length} cores; load ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}; ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    );
     printTable(targets);
   } finally {
     await proxy?.stop();

@@ -30,13 +30,17 @@ writeFileSync(
 // One responder plays the Hub (GET /hub/api/user) and the API server (GET /api/v1/namespaces/NAME).
 const fake = createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' });
-  if (req.url?.startsWith('/hub/api/user')) res.end(JSON.stringify({ kind: 'user', name: 'alice', groups: [], admin: false, scopes: ['access:services'] }));
+  if (req.url?.startsWith('/hub/api/user'))
+    res.end(JSON.stringify({ kind: 'user', name: 'alice', groups: [], admin: false, scopes: ['access:services'] }));
   else res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: req.url?.split('/').pop(), annotations: {} } }));
 });
 await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
 const fakeUrl = `http://127.0.0.1:${(fake.address() as { port: number }).port}`;
 const kubeconfig = join(work, 'kubeconfig');
-writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${fakeUrl}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`);
+writeFileSync(
+  kubeconfig,
+  `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${fakeUrl}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`,
+);
 const compileCache = join(work, 'compile-cache');
 
 interface Variant {
@@ -48,7 +52,11 @@ interface Variant {
 const variants: Record<string, Variant> = {
   'functions-framework hello (floor)': { args: [floor], path: '/' },
   'jobs function, bundled': { args: [join(dist, 'jobs.mjs')], path: '/services/kbatch/authorized' },
-  'jobs function, bundled, compile cache': { args: [join(dist, 'jobs.mjs')], path: '/services/kbatch/authorized', env: { NODE_COMPILE_CACHE: compileCache } },
+  'jobs function, bundled, compile cache': {
+    args: [join(dist, 'jobs.mjs')],
+    path: '/services/kbatch/authorized',
+    env: { NODE_COMPILE_CACHE: compileCache },
+  },
   'jobs function, tsx unbundled': { args: ['--import', 'tsx', join(root, 'functions/jobs/index.ts')], path: '/services/kbatch/authorized' },
 };
 
@@ -56,12 +64,23 @@ async function measure(variant: Variant, graceful = false): Promise<{ ms: number
   const port = await freePort();
   const started = process.hrtime.bigint();
   const child = spawn(process.execPath, variant.args, {
-    env: { ...process.env, PORT: String(port), KBATCH_BACKEND: 'kubernetes', KUBECONFIG: kubeconfig, JUPYTERHUB_API_URL: `${fakeUrl}/hub/api`, KBATCH_PREFIX: '/services/kbatch/', ...variant.env },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      KBATCH_BACKEND: 'kubernetes',
+      KUBECONFIG: kubeconfig,
+      JUPYTERHUB_API_URL: `${fakeUrl}/hub/api`,
+      KBATCH_PREFIX: '/services/kbatch/',
+      ...variant.env,
+    },
     stdio: 'ignore',
   });
   try {
     for (;;) {
-      const status = await fetch(`http://127.0.0.1:${port}${variant.path}`, { headers: { authorization: 'token t' } }).then((r) => r.status, () => 0);
+      const status = await fetch(`http://127.0.0.1:${port}${variant.path}`, { headers: { authorization: 'token t' } }).then(
+        (r) => r.status,
+        () => 0,
+      );
       if (status === 200) break;
       if (status !== 0) throw new Error(`${variant.args.join(' ')}: HTTP ${status} on ${variant.path}`);
       if (child.exitCode !== null) throw new Error(`${variant.args.join(' ')} exited with ${child.exitCode}`);
@@ -86,11 +105,15 @@ try {
   for (let i = 0; i < runs; i++) {
     for (const [name, variant] of Object.entries(variants)) samples[name]!.push(await measure(variant));
   }
-  const results = Object.fromEntries(Object.entries(samples).map(([name, s]) => [name, { ms: median(s.map((x) => x.ms)), rssMb: median(s.map((x) => x.rssMb)) }]));
+  const results = Object.fromEntries(
+    Object.entries(samples).map(([name, s]) => [name, { ms: median(s.map((x) => x.ms)), rssMb: median(s.map((x) => x.rssMb)) }]),
+  );
   const base = results['functions-framework hello (floor)']!;
   console.log(`startup to first (authenticated) answer, median of ${runs} interleaved (node ${process.version})`);
   for (const [name, r] of Object.entries(results)) {
-    console.log(`${name.padEnd(40)} ${r.ms.toFixed(0).padStart(6)} ms (${(r.ms / base.ms).toFixed(2)}x floor)  ${r.rssMb.toFixed(0).padStart(4)} MB RSS`);
+    console.log(
+      `${name.padEnd(40)} ${r.ms.toFixed(0).padStart(6)} ms (${(r.ms / base.ms).toFixed(2)}x floor)  ${r.rssMb.toFixed(0).padStart(4)} MB RSS`,
+    );
   }
 } finally {
   fake.close();

@@ -68,19 +68,29 @@ try {
   // The floor: this client pipes the same bytes into `tar -x` in the same helper pod.
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(stack.cluster.kbatchKubeconfig);
-  const helper = new VolumeHelper(kc, kc.makeApiClient(k8s.CoreV1Api), { helperImage: 'busybox:1.37', uploadPvcSize: '1Gi', uploadPvcAccessMode: 'ReadWriteOnce', volumeHelperIdleSeconds: 300 });
+  const helper = new VolumeHelper(kc, kc.makeApiClient(k8s.CoreV1Api), {
+    helperImage: 'busybox:1.37',
+    uploadPvcSize: '1Gi',
+    uploadPvcAccessMode: 'ReadWriteOnce',
+    volumeHelperIdleSeconds: 300,
+  });
   const started = performance.now();
-  await helper.run({ name: 'alice', namespace }, ['sh', '-c', 'rm -rf floor && mkdir floor && tar -xf - -C floor'], { stdin: Readable.from(tarChunks(totalMb)) });
+  await helper.run({ name: 'alice', namespace }, ['sh', '-c', 'rm -rf floor && mkdir floor && tar -xf - -C floor'], {
+    stdin: Readable.from(tarChunks(totalMb)),
+  });
   const plainExec = (performance.now() - started) / 1000;
   helper.close();
 
-  const row = (label: string, seconds: number) => `| ${label} | ${totalMb} MiB | ${seconds.toFixed(1)} s | ${(totalMb / seconds).toFixed(0)} MiB/s |`;
+  const row = (label: string, seconds: number) =>
+    `| ${label} | ${totalMb} MiB | ${seconds.toFixed(1)} s | ${(totalMb / seconds).toFixed(0)} MiB/s |`;
   console.log('| path | size | time | throughput |');
   console.log('|---|---|---|---|');
   console.log(row('POST /api/v1/uploads (Hub proxy, server, exec)', viaServer));
   console.log(row('plain exec tar from the same client', plainExec));
   console.log(`\nthroughput ratio (upload / plain exec): ${(plainExec / viaServer).toFixed(2)}`);
-  console.log(`server RSS ${before.rssMb.toFixed(0)} MB before, peak ${after.peakMb.toFixed(0)} MB during the upload: +${(after.peakMb - before.rssMb).toFixed(1)} MB`);
+  console.log(
+    `server RSS ${before.rssMb.toFixed(0)} MB before, peak ${after.peakMb.toFixed(0)} MB during the upload: +${(after.peakMb - before.rssMb).toFixed(1)} MB`,
+  );
 } finally {
   await stack.stop();
 }

@@ -43,4 +43,16 @@ await new Promise((r) => setTimeout(r, 3000));
 const settled = process.memoryUsage().rss;
 clearInterval(sampler);
 server.close();
-console.log(JSON.stringify({ root, mode, answer: out.slice(0, 80), seconds, archiveMiB: mb(archiveBytes), baselineMiB: mb(baseline), peakGrowthMiB: mb(peak - baseline), growthAtAnswerMiB: mb(atEnd - baseline), growthAfter3sMiB: mb(settled - baseline) }));
+console.log(
+  JSON.stringify({
+    root,
+    mode,
+    answer: out.slice(0, 80),
+    seconds,
+    archiveMiB: mb(archiveBytes),
+    baselineMiB: mb(baseline),
+    peakGrowthMiB: mb(peak - baseline),
+    growthAtAnswerMiB: mb(atEnd - baseline),
+    growthAfter3sMiB: mb(settled - baseline),
+  }),
+);

@@ -64,7 +64,11 @@ export function fromUpstreamWire<T>(value: unknown): T {
   const withoutNulls = (item: unknown): unknown => {
     if (Array.isArray(item)) return item.map(withoutNulls);
     if (item && typeof item === 'object') {
-      return Object.fromEntries(Object.entries(item as Record<string, unknown>).filter(([, v]) => v !== null).map(([k, v]) => [k, withoutNulls(v)]));
+      return Object.fromEntries(
+        Object.entries(item as Record<string, unknown>)
+          .filter(([, v]) => v !== null)
+          .map(([k, v]) => [k, withoutNulls(v)]),
+      );
     }
     return item;
   };
@@ -109,7 +113,9 @@ export class KbatchApi {
     const items: JobSummary[] = [];
     let token: string | undefined;
     for (;;) {
-      const page = await this.http.json<JobPage>('GET', apiPaths.jobs, { query: { limit: options.limit, continue: token, allUsers: options.allUsers ? 'true' : undefined } });
+      const page = await this.http.json<JobPage>('GET', apiPaths.jobs, {
+        query: { limit: options.limit, continue: token, allUsers: options.allUsers ? 'true' : undefined },
+      });
       items.push(...page.items);
       if (!options.all || !page.continue) return { items, continue: options.all ? null : page.continue };
       token = page.continue;
@@ -159,7 +165,10 @@ export class KbatchApi {
 
   /** `events: false` when only the state matters (a wait polling): the server skips listing events. */
   getJob(name: string, options: { events?: boolean } = {}): Promise<JobDetail> {
-    return this.http.json<JobDetail>('GET', apiPaths.job(name), { what: `job ${name}`, query: { events: options.events === false ? 'false' : undefined } });
+    return this.http.json<JobDetail>('GET', apiPaths.job(name), {
+      what: `job ${name}`,
+      query: { events: options.events === false ? 'false' : undefined },
+    });
   }
 
   deleteJob(name: string): Promise<{ deleted?: string }> {
@@ -183,7 +192,7 @@ export class KbatchApi {
 
   /** The Hub's own record of the token (`GET {hub api}/user`): `configure --jupyterhub-url` checks the token there too. */
   static hubUser(hubApiUrl: string, token: string | undefined, fetch?: FetchLike): Promise<{ name: string; kind?: string }> {
-    return new ApiClient(hubApiUrl, token, fetch).json('GET', 'user', { what: 'the token\'s Hub user' });
+    return new ApiClient(hubApiUrl, token, fetch).json('GET', 'user', { what: "the token's Hub user" });
   }
 
   /** The raw log stream; the caller reads it as it comes. */

@@ -36,7 +36,15 @@ export const commandTree: Group = {
       name: 'cronjob',
       aliases: ['cronjobs'],
       summary: 'Manage jobs that run on a schedule (they run until deleted).',
-      children: [cronJobSubmitCommand, cronJobListCommand, cronJobShowCommand, cronJobSuspendCommand, cronJobResumeCommand, cronJobRunCommand, cronJobDeleteCommand],
+      children: [
+        cronJobSubmitCommand,
+        cronJobListCommand,
+        cronJobShowCommand,
+        cronJobSuspendCommand,
+        cronJobResumeCommand,
+        cronJobRunCommand,
+        cronJobDeleteCommand,
+      ],
     },
     {
       kind: 'group',
@@ -55,7 +63,11 @@ export const commandTree: Group = {
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   // What the completion scripts call; not a command people type, so not in the help.
   if (argv[0] === '__complete') {
-    io.stdout.write(completions(commandTree, argv.slice(1)).map((c) => `${c}\n`).join(''));
+    io.stdout.write(
+      completions(commandTree, argv.slice(1))
+        .map((c) => `${c}\n`)
+        .join(''),
+    );
     return 0;
   }
   try {

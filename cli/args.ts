@@ -63,7 +63,16 @@ function indexSpecs(specs: OptionSpec[]) {
   return { byLong, byShort };
 }
 
-const booleanWords: Record<string, boolean> = { true: true, yes: true, '1': true, on: true, false: false, no: false, '0': false, off: false };
+const booleanWords: Record<string, boolean> = {
+  true: true,
+  yes: true,
+  '1': true,
+  on: true,
+  false: false,
+  no: false,
+  '0': false,
+  off: false,
+};
 
 /**
  * A deliberately small parser: `--long value`, `--long=value`, `-s value`, `-s=value`, `--flag`,

@@ -70,12 +70,17 @@ export class ApiClient {
       return JSON.parse(text) as T;
     } catch {
       // Typically the Hub's login page: the URL points at the Hub, not at the kbatch service.
-      throw new CliError(`${this.url(path)} did not answer with JSON: ${readErrorAnswer(text).detail.slice(0, 120)}`, 1, 'check the kbatch URL, e.g. https://hub.example.org/services/kbatch/');
+      throw new CliError(
+        `${this.url(path)} did not answer with JSON: ${readErrorAnswer(text).detail.slice(0, 120)}`,
+        1,
+        'check the kbatch URL, e.g. https://hub.example.org/services/kbatch/',
+      );
     }
   }
 
   private failure(error: unknown, signal?: AbortSignal): UnreachableError {
-    if (signal?.aborted) return new UnreachableError(`no answer from kbatch at ${this.baseUrl} in time (${(signal.reason as Error)?.message ?? 'timeout'})`);
+    if (signal?.aborted)
+      return new UnreachableError(`no answer from kbatch at ${this.baseUrl} in time (${(signal.reason as Error)?.message ?? 'timeout'})`);
     return unreachable(this.baseUrl, error);
   }
 }

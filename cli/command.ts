@@ -103,7 +103,11 @@ function positionalUsage(positionals: Positional[] = []): string {
 
 export function commandHelp(path: string[], command: Command): string {
   const positionals = positionalUsage(command.positionals);
-  const lines = [`Usage: kbatch ${path.join(' ')}${positionals ? ` ${positionals}` : ''} [options]`, '', command.description ?? command.summary];
+  const lines = [
+    `Usage: kbatch ${path.join(' ')}${positionals ? ` ${positionals}` : ''} [options]`,
+    '',
+    command.description ?? command.summary,
+  ];
   if (command.aliases?.length) lines.push('', `Alias: kbatch ${[...path.slice(0, -1), command.aliases[0]].join(' ')}`);
   const width = helpWidth([...command.options, ...globalOptions]);
   if (command.options.length) lines.push('', 'Options:', optionLines(command.options, width));
@@ -197,10 +201,17 @@ export async function dispatch(root: Group, argv: string[], io: CliIo, onVersion
       }
       continue;
     }
-    if (token.startsWith('-')) throw new UsageError(`unknown option ${flag}${path.length ? ` for kbatch ${path.join(' ')}` : ''}`, `run kbatch ${[...path, '--help'].join(' ')}`);
+    if (token.startsWith('-'))
+      throw new UsageError(
+        `unknown option ${flag}${path.length ? ` for kbatch ${path.join(' ')}` : ''}`,
+        `run kbatch ${[...path, '--help'].join(' ')}`,
+      );
     const child = findChild(node, token);
     if (!child) {
-      const guess = closest(token, node.children.flatMap((c) => [c.name, ...(c.aliases ?? [])]));
+      const guess = closest(
+        token,
+        node.children.flatMap((c) => [c.name, ...(c.aliases ?? [])]),
+      );
       throw new UsageError(
         `unknown command "${[...path, token].join(' ')}"${guess ? ` (did you mean "${[...path, guess].join(' ')}"?)` : ''}`,
         `available: ${node.children.map((c) => c.name).join(', ')}; run kbatch ${[...path, '--help'].join(' ')}`,
@@ -225,11 +236,16 @@ export async function dispatch(root: Group, argv: string[], io: CliIo, onVersion
   expected.forEach((p, index) => {
     const viaFlag = p.flag ? args.string(p.flag) : undefined;
     if (viaFlag === undefined) return;
-    if (args.positionals[index] !== undefined && args.positionals[index] !== viaFlag) throw new UsageError(`give ${p.name} once: as an argument or with --${p.flag}`);
+    if (args.positionals[index] !== undefined && args.positionals[index] !== viaFlag)
+      throw new UsageError(`give ${p.name} once: as an argument or with --${p.flag}`);
     args.positionals[index] = viaFlag;
   });
   const missing = expected.filter((p, index) => !p.optional && args.positionals[index] === undefined);
-  if (missing.length) throw new UsageError(`missing ${missing.map((p) => p.name).join(' ')}`, `usage: kbatch ${path.join(' ')} ${positionalUsage(expected)} [options]; run kbatch ${path.join(' ')} --help`);
+  if (missing.length)
+    throw new UsageError(
+      `missing ${missing.map((p) => p.name).join(' ')}`,
+      `usage: kbatch ${path.join(' ')} ${positionalUsage(expected)} [options]; run kbatch ${path.join(' ')} --help`,
+    );
   if (args.positionals.length > expected.length && !expected[expected.length - 1]?.variadic) {
     throw new UsageError(`unexpected argument "${args.positionals[expected.length]}"`, `run kbatch ${path.join(' ')} --help`);
   }

@@ -130,7 +130,10 @@ export function apiErrorFor(status: number, answer: ErrorAnswer, baseUrl: string
     case 'NoRoute':
       return error(`not found at ${baseUrl} (HTTP 404${said})`, hints.url);
     case 'NoPods':
-      return error(detail || `${subject.what ?? 'the job'} has no pods yet`, subject.what ? `see why with kbatch job show ${subject.what.replace(/^job /, '')}` : undefined);
+      return error(
+        detail || `${subject.what ?? 'the job'} has no pods yet`,
+        subject.what ? `see why with kbatch job show ${subject.what.replace(/^job /, '')}` : undefined,
+      );
     case 'NotFound':
       return error(`${subject.what ?? 'it'} not found (HTTP 404${said})`);
     case 'Conflict':
@@ -157,7 +160,11 @@ export class UnreachableError extends CliError {}
 
 export function unreachable(baseUrl: string, error: unknown): UnreachableError {
   const code = networkErrorCode(error) ?? (error as Error)?.message ?? String(error);
-  return new UnreachableError(`cannot reach kbatch at ${baseUrl} (${code})`, 1, 'check the URL (kbatch configure --url, $KBATCH_URL) and that the server is running');
+  return new UnreachableError(
+    `cannot reach kbatch at ${baseUrl} (${code})`,
+    1,
+    'check the URL (kbatch configure --url, $KBATCH_URL) and that the server is running',
+  );
 }
 
 /** The single place that turns anything thrown into text for stderr. */

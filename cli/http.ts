@@ -58,7 +58,13 @@ export const fetchTransport: FetchLike = async (url, init) => {
     const text = await response.text();
     upload?.destroy();
     agent?.destroy();
-    return { status: response.status, ok: response.ok, headers: response.headers, text: async () => text, body: Readable.from([Buffer.from(text)]) };
+    return {
+      status: response.status,
+      ok: response.ok,
+      headers: response.headers,
+      text: async () => text,
+      body: Readable.from([Buffer.from(text)]),
+    };
   } finally {
     init.signal?.removeEventListener('abort', forwardAbort);
   }

@@ -84,7 +84,8 @@ export function readJobFile(path: string, extraKeys: string[] = []): FileData {
 }
 
 function stringList(value: Json, what: string): string[] {
-  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw new UsageError(`${what} must be a list of strings, e.g. ["python", "main.py"]`);
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string'))
+    throw new UsageError(`${what} must be a list of strings, e.g. ["python", "main.py"]`);
   return value;
 }
 
@@ -204,7 +205,11 @@ export function parseSweepFlags(values: string[]): Record<string, Json[]> {
 export function notebookInCode(notebook: string, code: string | undefined): { notebook: string; code: string | undefined } {
   const local = resolve(notebook);
   if (code === undefined) {
-    if (!existsSync(local)) throw new UsageError(`--notebook: ${notebook} does not exist`, 'give --code DIR with the notebook path inside it, or a local notebook');
+    if (!existsSync(local))
+      throw new UsageError(
+        `--notebook: ${notebook} does not exist`,
+        'give --code DIR with the notebook path inside it, or a local notebook',
+      );
     return { notebook: `${basename(dirname(local))}/${basename(local)}`, code: dirname(local) };
   }
   const codePath = resolve(code);
@@ -247,7 +252,11 @@ function applyResource(resources: ResourceSpec, key: string, value: string): voi
 export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPlan {
   const spec = {} as JobSpec;
   const name = args.string('name') ?? (file.name as Json);
-  if (name === undefined || name === '') throw new UsageError('missing --name (or "name" in the --filename YAML)', 'e.g. kbatch job submit --name hello --image python:3.12 --command \'["python","-c","print(1)"]\'');
+  if (name === undefined || name === '')
+    throw new UsageError(
+      'missing --name (or "name" in the --filename YAML)',
+      'e.g. kbatch job submit --name hello --image python:3.12 --command \'["python","-c","print(1)"]\'',
+    );
   if (typeof name !== 'string') throw new UsageError('name must be a string');
   spec.name = name;
 
@@ -264,7 +273,8 @@ export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPl
     if (typeof profile !== 'string') throw new UsageError('profile must be a profile name');
     spec.profile = profile;
   }
-  if (!spec.image && !spec.profile) throw new UsageError('missing --image (or --profile with an image)', 'run kbatch profiles to see the profiles the server offers');
+  if (!spec.image && !spec.profile)
+    throw new UsageError('missing --image (or --profile with an image)', 'run kbatch profiles to see the profiles the server offers');
 
   const command = args.string('command');
   if (command !== undefined) spec.command = parseJsonList(command, '--command');
@@ -281,7 +291,8 @@ export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPl
   const resources: ResourceSpec = {};
   if (file.resources !== undefined) {
     const given = file.resources as Record<string, Json>;
-    if (!given || typeof given !== 'object' || Array.isArray(given)) throw new UsageError('resources must be a mapping with requests and/or limits');
+    if (!given || typeof given !== 'object' || Array.isArray(given))
+      throw new UsageError('resources must be a mapping with requests and/or limits');
     for (const [key, value] of Object.entries(given)) {
       if (key !== 'requests' && key !== 'limits') throw new UsageError(`resources.${key} is not allowed (use requests or limits)`);
       resources[key] = stringMap(value, `resources.${key}`);
@@ -295,11 +306,14 @@ export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPl
   if (gpu !== undefined) applyResource(resources, 'nvidia.com/gpu', quantity(gpu, '--gpu'));
   if (resources.requests || resources.limits) spec.resources = resources;
 
-  const completions = args.integer('array', 1, 10_000) ?? (file.completions !== undefined ? integerValue(file.completions, 'completions') : undefined);
+  const completions =
+    args.integer('array', 1, 10_000) ?? (file.completions !== undefined ? integerValue(file.completions, 'completions') : undefined);
   if (completions !== undefined) spec.completions = completions;
-  const parallelism = args.integer('parallelism', 1, 1000) ?? (file.parallelism !== undefined ? integerValue(file.parallelism, 'parallelism') : undefined);
+  const parallelism =
+    args.integer('parallelism', 1, 1000) ?? (file.parallelism !== undefined ? integerValue(file.parallelism, 'parallelism') : undefined);
   if (parallelism !== undefined) spec.parallelism = parallelism;
-  const retries = args.integer('retries', 0, 100) ?? (file.backoffLimit !== undefined ? integerValue(file.backoffLimit, 'retries') : undefined);
+  const retries =
+    args.integer('retries', 0, 100) ?? (file.backoffLimit !== undefined ? integerValue(file.backoffLimit, 'retries') : undefined);
   if (retries !== undefined) spec.backoffLimit = retries;
   const timeout = args.string('timeout') ?? file.activeDeadlineSeconds;
   if (timeout !== undefined) spec.activeDeadlineSeconds = secondsValue(timeout, '--timeout');
@@ -316,7 +330,10 @@ export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPl
   let code: string | undefined = codeGiven;
 
   const notebook = args.string('notebook') ?? file.notebook;
-  const parameters = { ...(file.parameters !== undefined ? (file.parameters as Record<string, Json>) : {}), ...parseParameterFlags(parameterFlags) };
+  const parameters = {
+    ...(file.parameters !== undefined ? (file.parameters as Record<string, Json>) : {}),
+    ...parseParameterFlags(parameterFlags),
+  };
   const sweep = { ...(file.sweep !== undefined ? (file.sweep as Record<string, Json[]>) : {}), ...parseSweepFlags(args.strings('sweep')) };
   if (notebook !== undefined) {
     if (typeof notebook !== 'string' || !notebook) throw new UsageError('notebook must be the path of a .ipynb file');
@@ -328,7 +345,10 @@ export function buildSubmitPlan(args: ParsedArgs, file: FileData = {}): SubmitPl
     if (Object.keys(parameters).length) spec.parameters = parameters as JobSpec['parameters'];
     if (Object.keys(sweep).length) spec.sweep = sweep as JobSpec['sweep'];
   } else if (Object.keys(parameters).length || Object.keys(sweep).length) {
-    throw new UsageError('parameters and --sweep need --notebook', 'e.g. kbatch job submit -n nb --image IMAGE --notebook analysis.ipynb -p alpha=0.5 --sweep seed=1,2,3');
+    throw new UsageError(
+      'parameters and --sweep need --notebook',
+      'e.g. kbatch job submit -n nb --image IMAGE --notebook analysis.ipynb -p alpha=0.5 --sweep seed=1,2,3',
+    );
   }
   // `--code` or its founding spelling `--file`, given on the command line, is relative to here.
   if (code !== undefined && spec.upload) throw new UsageError('give either --code or "upload", not both');

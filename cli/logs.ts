@@ -115,7 +115,9 @@ export async function printLogs(api: KbatchApi, name: string, request: LogReques
   try {
     for await (const chunk of response.body) emit(decoder.decode(chunk, { stream: true }));
   } catch (error) {
-    throw new CliError(`the connection to kbatch broke while reading the logs of job ${name} (${networkErrorCode(error) ?? (error as Error).message})`);
+    throw new CliError(
+      `the connection to kbatch broke while reading the logs of job ${name} (${networkErrorCode(error) ?? (error as Error).message})`,
+    );
   }
   emit(decoder.decode());
   const reason = abortReason(tail);
@@ -133,7 +135,13 @@ function abortReason(tail: string): string | undefined {
  * (stripping them unless the user wanted them) and on a drop resumes with `since` from the last
  * line received, so no line is lost or printed twice.
  */
-export async function followLogs(api: KbatchApi, name: string, request: LogRequest, write: (text: string) => void, deps: FollowDeps): Promise<void> {
+export async function followLogs(
+  api: KbatchApi,
+  name: string,
+  request: LogRequest,
+  write: (text: string) => void,
+  deps: FollowDeps,
+): Promise<void> {
   const cursor = new LogCursor();
   const reconnects = new Reconnects(deps);
   // Only a stream that once worked is worth retrying; a wrong URL should fail at once.
@@ -145,7 +153,13 @@ export async function followLogs(api: KbatchApi, name: string, request: LogReque
     let dropped: string | undefined;
     try {
       // A tail only makes sense before the first line; afterwards `since` says where to continue.
-      const response = await api.jobLogs(name, { follow: true, timestamps: true, pod: request.pod, since, tail: cursor.resumeSince() ? undefined : request.tail });
+      const response = await api.jobLogs(name, {
+        follow: true,
+        timestamps: true,
+        pod: request.pod,
+        since,
+        tail: cursor.resumeSince() ? undefined : request.tail,
+      });
       connected = true;
       // Leaving the loop early (the abort marker) closes the generator and with it the connection.
       for await (const line of response.body ? lines(response.body) : []) {
@@ -172,6 +186,14 @@ export async function followLogs(api: KbatchApi, name: string, request: LogReque
       dropped = 'the stream ended while the job is still running';
     }
     const reason = dropped;
-    await reconnects.failed(reason, () => new CliError(`lost the log stream of job ${name} (${reason}) and could not resume it`, 1, `the job keeps running; resume with kbatch job logs ${name} --follow`));
+    await reconnects.failed(
+      reason,
+      () =>
+        new CliError(
+          `lost the log stream of job ${name} (${reason}) and could not resume it`,
+          1,
+          `the job keeps running; resume with kbatch job logs ${name} --follow`,
+        ),
+    );
   }
 }

@@ -7,7 +7,10 @@ export const jobStates: JobState[] = ['pending', 'running', 'succeeded', 'failed
 
 /** `--state running,failed` (repeatable). */
 export function parseStates(values: string[]): Set<JobState> | undefined {
-  const words = values.flatMap((v) => v.split(',')).map((v) => v.trim().toLowerCase()).filter(Boolean);
+  const words = values
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim().toLowerCase())
+    .filter(Boolean);
   if (!words.length) return undefined;
   for (const word of words) {
     if (!(jobStates as string[]).includes(word)) throw new UsageError(`--state: "${word}" is not one of ${jobStates.join(', ')}`);
@@ -20,9 +23,13 @@ export type Requirement = { key: string; op: '=' | '!=' | 'exists' | '!exists'; 
 /** `-l team=ml,tier!=dev,gpu,!spot`: kubectl's equality selector (all must hold). */
 export function parseSelector(values: string[]): Requirement[] {
   const requirements: Requirement[] = [];
-  for (const part of values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean)) {
+  for (const part of values
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean)) {
     const match = /^(!?)([A-Za-z0-9][-A-Za-z0-9_./]*)(?:(!=|==|=)(.*))?$/.exec(part);
-    if (!match || (match[1] && match[3])) throw new UsageError(`--selector: cannot read "${part}" (use key=value, key!=value, key or !key)`);
+    if (!match || (match[1] && match[3]))
+      throw new UsageError(`--selector: cannot read "${part}" (use key=value, key!=value, key or !key)`);
     const [, not, key, op, value] = match;
     if (!op) requirements.push({ key: key!, op: not ? '!exists' : 'exists' });
     else requirements.push({ key: key!, op: op === '!=' ? '!=' : '=', value: value ?? '' });
@@ -41,5 +48,8 @@ export function matchesSelector(labels: Record<string, string>, requirements: Re
 }
 
 export function filterJobs(jobs: JobSummary[], filter: { states?: Set<JobState>; selector?: Requirement[] }): JobSummary[] {
-  return jobs.filter((job) => (!filter.states || filter.states.has(job.state)) && (!filter.selector?.length || matchesSelector(job.labels ?? {}, filter.selector)));
+  return jobs.filter(
+    (job) =>
+      (!filter.states || filter.states.has(job.state)) && (!filter.selector?.length || matchesSelector(job.labels ?? {}, filter.selector)),
+  );
 }

@@ -115,7 +115,10 @@ function quoteHeader(value: string): string {
 }
 
 /** `multipart/form-data` with text fields and one file part, built by hand so its length is known up front. */
-export function multipartBody(fields: Record<string, string>, file?: { field: string; filename: string; contentType: string; data: Buffer }): MultipartBody {
+export function multipartBody(
+  fields: Record<string, string>,
+  file?: { field: string; filename: string; contentType: string; data: Buffer },
+): MultipartBody {
   const boundary = `----kbatch${randomBytes(12).toString('hex')}`;
   const parts: Buffer[] = [];
   for (const [name, value] of Object.entries(fields)) {

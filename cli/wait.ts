@@ -58,10 +58,20 @@ export async function waitForJob(api: KbatchApi, name: string, options: WaitOpti
       if (!connected || !isTransient(error)) throw error;
       const reason = failureText(error);
       failed = true;
-      await reconnects.failed(reason, () => new CliError(`lost contact with kbatch while waiting for job ${name} (${reason})`, 1, `the job keeps running; resume with kbatch job wait ${name}`));
+      await reconnects.failed(
+        reason,
+        () =>
+          new CliError(
+            `lost contact with kbatch while waiting for job ${name} (${reason})`,
+            1,
+            `the job keeps running; resume with kbatch job wait ${name}`,
+          ),
+      );
     }
     if (deadline !== undefined && now() >= deadline) {
-      throw new CliError(`timed out after ${humanDuration(options.timeoutSeconds)} waiting for job ${name}${lastState ? ` (still ${lastState})` : ''}`);
+      throw new CliError(
+        `timed out after ${humanDuration(options.timeoutSeconds)} waiting for job ${name}${lastState ? ` (still ${lastState})` : ''}`,
+      );
     }
     // The reconnect backoff already waited.
     if (failed) continue;
@@ -77,9 +87,7 @@ export function outcome(job: JobDetail): string {
   const duration = job.durationSeconds !== undefined ? ` after ${humanDuration(job.durationSeconds)}` : '';
   if (job.state === 'succeeded') return `job ${job.name} succeeded${duration}`;
   const failed = job.conditions.find((c) => (c.type === 'Failed' || c.type === 'FailureTarget') && c.status === 'True');
-  const exit = job.pods
-    .flatMap((p) => p.containers)
-    .find((c) => c.state === 'terminated' && c.exitCode !== undefined && c.exitCode !== 0);
+  const exit = job.pods.flatMap((p) => p.containers).find((c) => c.state === 'terminated' && c.exitCode !== undefined && c.exitCode !== 0);
   const reasons = [failed?.reason, failed?.message, exit ? `exit code ${exit.exitCode}` : undefined].filter(Boolean);
   return `job ${job.name} ${job.state}${duration}${reasons.length ? `: ${reasons.join(': ')}` : ''}`;
 }

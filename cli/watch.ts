@@ -16,7 +16,12 @@ function elapsedSeconds(job: JobDetail, waitStarted: number): number {
  * piped), then the outcome as the result line on stderr, `kbatch: job NAME succeeded after 12s`,
  * so stdout carries only what scripts capture (the job name). Exit 0 when it succeeded, else 1.
  */
-export async function watchJob(ctx: CommandContext, api: KbatchApi, name: string, options: { timeoutSeconds?: number; connected?: boolean } = {}): Promise<number> {
+export async function watchJob(
+  ctx: CommandContext,
+  api: KbatchApi,
+  name: string,
+  options: { timeoutSeconds?: number; connected?: boolean } = {},
+): Promise<number> {
   const status = new StatusLine(ctx.io.stderr);
   const started = Date.now();
   let last: JobDetail | undefined;

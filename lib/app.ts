@@ -24,7 +24,9 @@ export async function createBackend(settings: Settings): Promise<Backend> {
     return new KubernetesBackend({ ...settings });
   } catch (error) {
     // client-node throws on an unreadable or malformed kubeconfig: a configuration error, not a crash.
-    throw new ConfigError(`cannot load the Kubernetes configuration${settings.kubeconfig ? ` from ${settings.kubeconfig}` : ''}: ${(error as Error).message}`);
+    throw new ConfigError(
+      `cannot load the Kubernetes configuration${settings.kubeconfig ? ` from ${settings.kubeconfig}` : ''}: ${(error as Error).message}`,
+    );
   }
 }
 
@@ -49,7 +51,12 @@ function apiRoutesByTarget(deps: Deps): Record<Exclude<TargetName, 'all'>, () =>
     submit: () => [...submitRoutes(deps), ...upstreamSubmitRoutes(deps)],
     uploads: () => uploadRoutes(deps),
     // openapi.json documents the whole API, though only the jobs function serves it.
-    jobs: () => [openApiRoute(deps.settings.prefix, () => apiRoutes(deps)), ...jobRoutes(deps), ...upstreamJobRoutes(deps), ...cronJobActionRoutes(deps)],
+    jobs: () => [
+      openApiRoute(deps.settings.prefix, () => apiRoutes(deps)),
+      ...jobRoutes(deps),
+      ...upstreamJobRoutes(deps),
+      ...cronJobActionRoutes(deps),
+    ],
   };
 }
 

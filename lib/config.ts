@@ -70,7 +70,8 @@ export type LogLevel = (typeof logLevels)[number];
 
 function operatorSettings(env: Env) {
   const logLevel = (env.KBATCH_LOG_LEVEL ?? 'info').toLowerCase();
-  if (!(logLevels as readonly string[]).includes(logLevel)) throw new ConfigError(`KBATCH_LOG_LEVEL must be one of ${logLevels.join(', ')}, got "${env.KBATCH_LOG_LEVEL}"`);
+  if (!(logLevels as readonly string[]).includes(logLevel))
+    throw new ConfigError(`KBATCH_LOG_LEVEL must be one of ${logLevels.join(', ')}, got "${env.KBATCH_LOG_LEVEL}"`);
   return {
     logLevel: logLevel as LogLevel,
     // JupyterHub's admin role holds admin:users, and a token with the default "inherit" permissions carries it.
@@ -110,7 +111,9 @@ function loadWebSettings(env: Env, prefix: string, serviceName: string, hubApiUr
     throw new ConfigError(`KBATCH_COOKIE_SECRET must be at least ${minWebSecretLength} characters`);
   }
   if (cookieSecret === undefined && clientSecret.length < minWebSecretLength) {
-    throw new ConfigError(`KBATCH_OAUTH_CLIENT_SECRET is shorter than ${minWebSecretLength} characters: set KBATCH_COOKIE_SECRET (at least ${minWebSecretLength}) to seal the session cookie`);
+    throw new ConfigError(
+      `KBATCH_OAUTH_CLIENT_SECRET is shorter than ${minWebSecretLength} characters: set KBATCH_COOKIE_SECRET (at least ${minWebSecretLength}) to seal the session cookie`,
+    );
   }
   // Every function of a deployment derives the same key, so a cookie sealed by one opens in another.
   const cookieKey = new Uint8Array(hkdfSync('sha256', cookieSecret ?? clientSecret, 'kbatch', 'kbatch web session cookie v1', 32));
@@ -136,7 +139,9 @@ function integer(env: Env, name: string, fallback: number, min = 0, max = Number
   if (raw === undefined || raw === '') return fallback;
   const value = /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got "${raw}"`);
+    throw new ConfigError(
+      `${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got "${raw}"`,
+    );
   }
   return value;
 }
@@ -173,7 +178,8 @@ function jsonObject(env: Env, name: string, example: string): Record<string, unk
   } catch {
     throw new ConfigError(`${name} must be a JSON object, e.g. ${example}`);
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${name} must be a JSON object, e.g. ${example}`);
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError(`${name} must be a JSON object, e.g. ${example}`);
   return parsed as Record<string, unknown>;
 }
 
@@ -182,24 +188,33 @@ function quantityMap(value: unknown, name: string): Record<string, string> {
   return Object.fromEntries(
     Object.entries(value).map(([resource, quantity]) => {
       const parsed = typeof quantity === 'string' || typeof quantity === 'number' ? parseQuantity(String(quantity)) : undefined;
-      if (!parsed || isNegative(parsed)) throw new ConfigError(`${name}: "${String(quantity)}" for ${resource} is not a quantity (e.g. 4, 500m, 16Gi)`);
+      if (!parsed || isNegative(parsed))
+        throw new ConfigError(`${name}: "${String(quantity)}" for ${resource} is not a quantity (e.g. 4, 500m, 16Gi)`);
       return [resource, String(quantity)];
     }),
   );
 }
 
 function keyList(env: Env, name: string): string[] {
-  return (env[name] ?? '').split(',').map((key) => key.trim()).filter(Boolean);
+  return (env[name] ?? '')
+    .split(',')
+    .map((key) => key.trim())
+    .filter(Boolean);
 }
 
 /** The job policy and namespace quota settings, one block (see the README table). */
 function jobPolicySettings(env: Env) {
   const maximums = jsonObject(env, 'KBATCH_MAX_JOB_RESOURCES', '{"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "2"}');
   const quota = jsonObject(env, 'KBATCH_NAMESPACE_QUOTA', '{"requests.cpu": "32", "limits.memory": "128Gi", "count/jobs.batch": "200"}');
-  const limitRange = jsonObject(env, 'KBATCH_NAMESPACE_LIMIT_RANGE', '{"default": {"cpu": "1", "memory": "1Gi"}, "defaultRequest": {"cpu": "100m", "memory": "256Mi"}}');
+  const limitRange = jsonObject(
+    env,
+    'KBATCH_NAMESPACE_LIMIT_RANGE',
+    '{"default": {"cpu": "1", "memory": "1Gi"}, "defaultRequest": {"cpu": "100m", "memory": "256Mi"}}',
+  );
   const limitRangeKeys = ['default', 'defaultRequest', 'max', 'min'] as const;
   for (const key of Object.keys(limitRange ?? {})) {
-    if (!(limitRangeKeys as readonly string[]).includes(key)) throw new ConfigError(`KBATCH_NAMESPACE_LIMIT_RANGE: unknown key "${key}" (allowed: ${limitRangeKeys.join(', ')})`);
+    if (!(limitRangeKeys as readonly string[]).includes(key))
+      throw new ConfigError(`KBATCH_NAMESPACE_LIMIT_RANGE: unknown key "${key}" (allowed: ${limitRangeKeys.join(', ')})`);
   }
   return {
     maxJobResources: maximums ? quantityMap(maximums, 'KBATCH_MAX_JOB_RESOURCES') : { ...defaultMaxJobResources },
@@ -207,7 +222,11 @@ function jobPolicySettings(env: Env) {
     allowedNodeLabelKeys: keyList(env, 'KBATCH_ALLOWED_NODE_LABEL_KEYS'),
     // Quota names (requests.cpu, pods, count/jobs.batch) all take quantities.
     namespaceQuota: quota && quantityMap(quota, 'KBATCH_NAMESPACE_QUOTA'),
-    namespaceLimitRange: limitRange && Object.fromEntries(Object.entries(limitRange).map(([key, value]) => [key, quantityMap(value, `KBATCH_NAMESPACE_LIMIT_RANGE.${key}`)])),
+    namespaceLimitRange:
+      limitRange &&
+      Object.fromEntries(
+        Object.entries(limitRange).map(([key, value]) => [key, quantityMap(value, `KBATCH_NAMESPACE_LIMIT_RANGE.${key}`)]),
+      ),
   };
 }
 
@@ -233,7 +252,8 @@ function explicitKubeconfig(env: Env): string | undefined {
 
 function chooseBackend(env: Env): { backend: 'kubernetes' | 'local'; kubeconfig: string | undefined } {
   const explicit = env.KBATCH_BACKEND;
-  if (explicit && explicit !== 'kubernetes' && explicit !== 'local') throw new ConfigError(`KBATCH_BACKEND must be "kubernetes" or "local", got "${explicit}"`);
+  if (explicit && explicit !== 'kubernetes' && explicit !== 'local')
+    throw new ConfigError(`KBATCH_BACKEND must be "kubernetes" or "local", got "${explicit}"`);
   const kubeconfig = explicitKubeconfig(env);
   const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST);
   if (explicit === 'local') return { backend: 'local', kubeconfig };
@@ -259,7 +279,8 @@ function uploadSecret(env: Env): string | undefined {
   if (Buffer.byteLength(secret, 'utf8') < 32) throw new ConfigError(`KBATCH_UPLOAD_SECRET must be at least 32 bytes; ${hint}`);
   const placeholder = /replace|change.?me|change.?it|placeholder|example|your.?(?:secret|key)|<|todo|xxxx/i;
   const distinct = new Set(secret).size;
-  if (placeholder.test(secret) || distinct < 8) throw new ConfigError(`KBATCH_UPLOAD_SECRET looks like a placeholder, not a secret; ${hint}`);
+  if (placeholder.test(secret) || distinct < 8)
+    throw new ConfigError(`KBATCH_UPLOAD_SECRET looks like a placeholder, not a secret; ${hint}`);
   return secret;
 }
 
@@ -310,8 +331,10 @@ export function loadSettings(env: Env = process.env): Settings {
     throw new ConfigError('KBATCH_AUTH=none is only allowed with the local backend on a loopback address');
   }
   settings.auth = auth;
-  if (settings.configMapMaxBytes > 768 * 1024) throw new ConfigError('KBATCH_CONFIGMAP_MAX_BYTES must be at most 786432 (the 1 MiB ConfigMap limit after base64)');
-  if (!/^https?:\/\//.test(settings.hubApiUrl)) throw new ConfigError(`JUPYTERHUB_API_URL must be an http(s) URL, got "${settings.hubApiUrl}"`);
+  if (settings.configMapMaxBytes > 768 * 1024)
+    throw new ConfigError('KBATCH_CONFIGMAP_MAX_BYTES must be at most 786432 (the 1 MiB ConfigMap limit after base64)');
+  if (!/^https?:\/\//.test(settings.hubApiUrl))
+    throw new ConfigError(`JUPYTERHUB_API_URL must be an http(s) URL, got "${settings.hubApiUrl}"`);
   if (auth === 'hub') settings.web = loadWebSettings(env, settings.prefix, settings.serviceName, settings.hubApiUrl);
   return settings;
 }

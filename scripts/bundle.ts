@@ -17,7 +17,9 @@ export const entries: Record<string, string> = {
 };
 
 // Some CommonJS dependencies (express, body-parser; yaml for the CLI) call require(); give the ESM bundle one.
-const requireBanner = { js: "import { createRequire as __kbatchCreateRequire } from 'node:module'; const require = __kbatchCreateRequire(import.meta.url);" };
+const requireBanner = {
+  js: "import { createRequire as __kbatchCreateRequire } from 'node:module'; const require = __kbatchCreateRequire(import.meta.url);",
+};
 
 /** The CLI's bundle, run by bin/kbatch.mjs. */
 export const cliBundle = resolve(root, 'dist', 'kbatch.mjs');
@@ -68,7 +70,8 @@ export async function bundle(outdir = resolve(root, 'dist')): Promise<void> {
   });
   for (const name of Object.keys(entries)) {
     const file = resolve(outdir, `${name}.mjs`);
-    if (/[^\x00-\x7f]/.test(readFileSync(file, 'latin1'))) throw new Error(`${file} is not pure ASCII: V8 would hold it as a two-byte string`);
+    if (/[^\x00-\x7f]/.test(readFileSync(file, 'latin1')))
+      throw new Error(`${file} is not pure ASCII: V8 would hold it as a two-byte string`);
   }
 }
 

@@ -68,7 +68,13 @@ function runFile(file: string): Promise<Result> {
 /** Builds (or finds cached) what the integration suites start: control-plane binaries and the Hub venv. */
 function prepareStack(): void {
   const started = Date.now();
-  for (const script of ['test/cluster/build.sh', 'test/hub/setup.sh', 'test/upstream/setup.sh', 'test/upstream/proxy-setup.sh', 'test/notebooks/setup.sh']) {
+  for (const script of [
+    'test/cluster/build.sh',
+    'test/hub/setup.sh',
+    'test/upstream/setup.sh',
+    'test/upstream/proxy-setup.sh',
+    'test/notebooks/setup.sh',
+  ]) {
     if (!existsSync(join(root, '..', script))) continue;
     const result = spawnSync('bash', [join(root, '..', script)], { stdio: ['ignore', 'ignore', 'inherit'] });
     if (result.status !== 0) throw new Error(`${script} failed (exit ${result.status})`);
@@ -93,7 +99,10 @@ for (const group of groups) {
 }
 
 console.log('\n### summary');
-for (const r of results) console.log(`${r.failed ? 'FAIL' : 'ok  '} ${r.file.slice(root.length + 1).padEnd(40)} ${r.passed} passed, ${r.failed} failed (${r.seconds.toFixed(1)}s)`);
+for (const r of results)
+  console.log(
+    `${r.failed ? 'FAIL' : 'ok  '} ${r.file.slice(root.length + 1).padEnd(40)} ${r.passed} passed, ${r.failed} failed (${r.seconds.toFixed(1)}s)`,
+  );
 const passed = results.reduce((n, r) => n + r.passed, 0);
 const failed = results.reduce((n, r) => n + r.failed, 0);
 const skipped = results.reduce((n, r) => n + r.skipped, 0);

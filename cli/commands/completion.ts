@@ -35,7 +35,11 @@ export const completionCommand: Command = {
   summary: 'Print a shell completion script: bash, zsh or fish.',
   positionals: [{ name: 'SHELL' }],
   options: [],
-  examples: ['source <(kbatch completion bash)      # add to ~/.bashrc', 'source <(kbatch completion zsh)       # add to ~/.zshrc', 'kbatch completion fish > ~/.config/fish/completions/kbatch.fish'],
+  examples: [
+    'source <(kbatch completion bash)      # add to ~/.bashrc',
+    'source <(kbatch completion zsh)       # add to ~/.zshrc',
+    'kbatch completion fish > ~/.config/fish/completions/kbatch.fish',
+  ],
   async run(ctx) {
     const shell = ctx.args.positionals[0]!;
     const script = scripts[shell];
@@ -62,9 +66,17 @@ export function completions(root: Group, words: string[]): string[] {
     if (child.kind === 'command') options = [...child.options, ...globalOptions];
   }
   const previous = words[words.length - 2];
-  const valueOf = previous?.startsWith('-') ? options.find((o) => `--${o.name}` === previous || `-${o.short}` === previous || o.aliases?.some((a) => `--${a}` === previous)) : undefined;
+  const valueOf = previous?.startsWith('-')
+    ? options.find((o) => `--${o.name}` === previous || `-${o.short}` === previous || o.aliases?.some((a) => `--${a}` === previous))
+    : undefined;
   if (valueOf?.type === 'string') {
-    const formats = valueOf.name === 'output' ? /output format: ([^(]+)/.exec(valueOf.help)?.[1]?.split(',').map((f) => f.trim()) : undefined;
+    const formats =
+      valueOf.name === 'output'
+        ? /output format: ([^(]+)/
+            .exec(valueOf.help)?.[1]
+            ?.split(',')
+            .map((f) => f.trim())
+        : undefined;
     return (formats ?? []).filter((f) => f.startsWith(current));
   }
   let candidates: string[];

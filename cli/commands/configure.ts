@@ -16,7 +16,13 @@ export const configureCommand: Command = {
     'still override the file, and --url/--token override everything.',
   positionals: [{ name: 'URL', optional: true }],
   options: [
-    { name: 'jupyterhub-url', aliases: ['hub-url'], type: 'string', value: 'URL', help: "the Hub's API (e.g. https://hub.example.org/hub/api): the token is checked there too, and the URL saved" },
+    {
+      name: 'jupyterhub-url',
+      aliases: ['hub-url'],
+      type: 'string',
+      value: 'URL',
+      help: "the Hub's API (e.g. https://hub.example.org/hub/api): the token is checked there too, and the URL saved",
+    },
   ],
   examples: [
     'kbatch configure --url https://hub.example.org/services/kbatch/ --token $MY_TOKEN',
@@ -26,7 +32,8 @@ export const configureCommand: Command = {
   async run(ctx) {
     const positional = ctx.args.positionals[0];
     const flag = ctx.args.string('url');
-    if (positional && flag && normalizeUrl(positional) !== normalizeUrl(flag)) throw new UsageError('give the URL once: as an argument or with --url');
+    if (positional && flag && normalizeUrl(positional) !== normalizeUrl(flag))
+      throw new UsageError('give the URL once: as an argument or with --url');
     const raw = positional ?? flag ?? ctx.io.env.KBATCH_URL;
     if (!raw) throw new UsageError('missing URL', 'usage: kbatch configure --url URL [--token TOKEN]');
     const url = normalizeUrl(raw);
@@ -37,13 +44,19 @@ export const configureCommand: Command = {
     // The Hub first: a token it does not know is told apart from a kbatch that refuses it.
     const hubUser = hubUrl ? await KbatchApi.hubUser(hubUrl, checkToken, ctx.io.fetch) : undefined;
     const me = await KbatchApi.at(url, checkToken, ctx.io.fetch).whoAmI();
-    if (hubUser && hubUser.name !== me.name) throw new CliError(`the Hub at ${hubUrl} knows this token as ${hubUser.name}, but kbatch at ${url} as ${me.name}`, 1, 'is --jupyterhub-url the Hub that kbatch uses?');
+    if (hubUser && hubUser.name !== me.name)
+      throw new CliError(
+        `the Hub at ${hubUrl} knows this token as ${hubUser.name}, but kbatch at ${url} as ${me.name}`,
+        1,
+        'is --jupyterhub-url the Hub that kbatch uses?',
+      );
     const path = configPath(ctx.io.env);
     writeConfigFile(path, { kbatch_url: url, token: savedToken ?? null, ...(hubUrl ? { jupyterhub_url: hubUrl } : {}) });
     if (hubUser) ctx.out(`The Hub at ${hubUrl} knows the token as ${hubUser.name}\n`);
     ctx.out(`Logged in to ${url} as ${me.name}${me.namespace ? ` (namespace ${me.namespace})` : ''}\n`);
     ctx.out(`Wrote config to ${path}\n`);
-    if (!savedToken && checkToken) ctx.err('kbatch: the token from $JUPYTERHUB_API_TOKEN was not saved; it is read from the environment each time\n');
+    if (!savedToken && checkToken)
+      ctx.err('kbatch: the token from $JUPYTERHUB_API_TOKEN was not saved; it is read from the environment each time\n');
     return 0;
   },
 };

@@ -34,7 +34,10 @@ export function cronJobManifest(spec: JobSpec, schedule: string, profile?: Profi
     args: spec.args,
     env: Object.entries(spec.env ?? {}).map(([name, value]) => ({ name, value })),
     workingDir: '/code',
-    resources: { requests: merged(profile?.resources, spec.resources, 'requests'), limits: merged(profile?.resources, spec.resources, 'limits') },
+    resources: {
+      requests: merged(profile?.resources, spec.resources, 'requests'),
+      limits: merged(profile?.resources, spec.resources, 'limits'),
+    },
   };
   return {
     apiVersion: 'batch/v1',
@@ -54,7 +57,9 @@ export function cronJobManifest(spec: JobSpec, schedule: string, profile?: Profi
               restartPolicy: 'Never',
               containers: [container],
               tolerations: spec.tolerations,
-              affinity: spec.nodeAffinityRequired ? { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: spec.nodeAffinityRequired } } } : undefined,
+              affinity: spec.nodeAffinityRequired
+                ? { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: spec.nodeAffinityRequired } } }
+                : undefined,
             },
           },
         },
@@ -101,7 +106,15 @@ export function cronJobRow(cronJob: V1CronJob): CronJobRow {
 export function cronJobTable(rows: CronJobRow[], now = new Date()): string {
   return table(
     ['NAME', 'SCHEDULE', 'SUSPENDED', 'ACTIVE', 'LAST RUN', 'CREATED', 'IMAGE'],
-    rows.map((r) => [r.name, r.schedule, r.suspended ? 'yes' : 'no', String(r.active.length), relativeAge(r.lastScheduled, now), relativeAge(r.createdAt, now), r.image ?? '-']),
+    rows.map((r) => [
+      r.name,
+      r.schedule,
+      r.suspended ? 'yes' : 'no',
+      String(r.active.length),
+      relativeAge(r.lastScheduled, now),
+      relativeAge(r.createdAt, now),
+      r.image ?? '-',
+    ]),
   );
 }
 
@@ -142,7 +155,8 @@ export const cronJobSubmitCommand: Command = {
     const fileName = ctx.args.string('filename');
     const file = fileName ? readJobFile(fileName, ['schedule']) : {};
     const schedule = ctx.args.string('schedule') ?? file.schedule;
-    if (typeof schedule !== 'string' || !schedule.trim()) throw new UsageError('missing --schedule (or "schedule" in the --filename YAML)', 'e.g. --schedule "0 22 * * 1-5"');
+    if (typeof schedule !== 'string' || !schedule.trim())
+      throw new UsageError('missing --schedule (or "schedule" in the --filename YAML)', 'e.g. --schedule "0 22 * * 1-5"');
     delete file.schedule;
     const plan = buildSubmitPlan(ctx.args, file);
     const api = ctx.api();
@@ -150,7 +164,8 @@ export const cronJobSubmitCommand: Command = {
     if (plan.spec.profile) {
       const profiles = await api.profiles();
       profile = profiles[plan.spec.profile];
-      if (!profile) throw new UsageError(`unknown profile "${plan.spec.profile}"`, `available: ${Object.keys(profiles).join(', ') || 'none'}`);
+      if (!profile)
+        throw new UsageError(`unknown profile "${plan.spec.profile}"`, `available: ${Object.keys(profiles).join(', ') || 'none'}`);
     }
     const submission: CronJobSubmission = { job: cronJobManifest(plan.spec, schedule.trim(), profile) };
     if (plan.code) submission.code = { binary_data: { code: writeZip(collectCodeEntries(plan.code).entries).toString('base64') } };
@@ -158,7 +173,21 @@ export const cronJobSubmitCommand: Command = {
     const row = cronJobRow(cronJob);
     if (format === 'name') ctx.out(`${row.name}\n`);
     else if (format === 'k8s') ctx.out(serialize(cronJob, 'json'));
-    else ctx.out(serialize({ name: row.name, schedule: row.schedule, image: row.image, command: row.command ?? null, args: row.args ?? null, env: maskedEnv(plan.spec.env), code: plan.code ?? null }, format));
+    else
+      ctx.out(
+        serialize(
+          {
+            name: row.name,
+            schedule: row.schedule,
+            image: row.image,
+            command: row.command ?? null,
+            args: row.args ?? null,
+            env: maskedEnv(plan.spec.env),
+            code: plan.code ?? null,
+          },
+          format,
+        ),
+      );
     return 0;
   },
 };
@@ -216,7 +245,7 @@ function suspendCommand(name: 'suspend' | 'resume'): Command {
   return {
     kind: 'command',
     name,
-    summary: suspended ? 'Pause a cronjob: no new runs until resumed (running jobs go on).' : 'Resume a suspended cronjob\'s schedule.',
+    summary: suspended ? 'Pause a cronjob: no new runs until resumed (running jobs go on).' : "Resume a suspended cronjob's schedule.",
     positionals: nameArgument,
     options: [],
     async run(ctx) {

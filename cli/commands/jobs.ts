@@ -16,7 +16,14 @@ function stateLabel(job: JobSummary): string {
 export function jobTable(jobs: JobSummary[], now = new Date(), withOwner = false): string {
   return table(
     [...(withOwner ? ['OWNER'] : []), 'NAME', 'STATE', 'CREATED', 'DURATION', 'IMAGE'],
-    jobs.map((job) => [...(withOwner ? [job.user ?? '-'] : []), job.name, stateLabel(job), relativeAge(job.createdAt, now), humanDuration(job.durationSeconds), job.image ?? '-']),
+    jobs.map((job) => [
+      ...(withOwner ? [job.user ?? '-'] : []),
+      job.name,
+      stateLabel(job),
+      relativeAge(job.createdAt, now),
+      humanDuration(job.durationSeconds),
+      job.image ?? '-',
+    ]),
   );
 }
 
@@ -40,7 +47,9 @@ export function whyPending(job: JobDetail): string | undefined {
   if (job.state !== 'pending') return undefined;
   const latest = (reasons: string[]) => [...(job.events ?? [])].reverse().find((e) => reasons.includes(e.reason));
   for (const pod of job.pods) {
-    const stuck = pod.containers.find((c) => c.state === 'waiting' && c.reason && (imageProblems.has(c.reason) || c.reason === 'CreateContainerConfigError'));
+    const stuck = pod.containers.find(
+      (c) => c.state === 'waiting' && c.reason && (imageProblems.has(c.reason) || c.reason === 'CreateContainerConfigError'),
+    );
     if (stuck) {
       const pulled = imageProblems.has(stuck.reason!) ? latest(['Failed']) : undefined;
       return `${stuck.reason}: ${pulled?.message ?? stuck.message ?? `container ${stuck.name} of pod ${pod.name} cannot start`}`;
@@ -75,7 +84,14 @@ export function jobDetailText(job: JobDetail, now = new Date()): string {
     ['Args', shellWords(job.args)],
     ['Notebook', job.notebook?.notebook],
     ['Parameters', job.notebook && Object.keys(job.notebook.parameters).length ? parameterText(job.notebook.parameters) : undefined],
-    ['Sweep', job.notebook?.sweep ? Object.entries(job.notebook.sweep).map(([name, values]) => `${name} in ${JSON.stringify(values)}`).join(', ') : undefined],
+    [
+      'Sweep',
+      job.notebook?.sweep
+        ? Object.entries(job.notebook.sweep)
+            .map(([name, values]) => `${name} in ${JSON.stringify(values)}`)
+            .join(', ')
+        : undefined,
+    ],
     ['Output', job.notebook && !job.notebook.sweep ? job.notebook.runs[0]?.output : undefined],
     ['Profile', job.profile],
     ['Requests', quantities(job.resources?.requests)],
@@ -97,12 +113,22 @@ export function jobDetailText(job: JobDetail, now = new Date()): string {
     if (job.notebook.runs.length > runs.length) text += `  ... ${job.notebook.runs.length - runs.length} more (-o json shows all)\n`;
   }
   if (job.conditions?.length) {
-    text += '\nConditions:\n' + indent(table(['TYPE', 'STATUS', 'REASON', 'MESSAGE'], job.conditions.map((c) => [c.type, c.status, c.reason ?? '', c.message ?? ''])));
+    text +=
+      '\nConditions:\n' +
+      indent(
+        table(
+          ['TYPE', 'STATUS', 'REASON', 'MESSAGE'],
+          job.conditions.map((c) => [c.type, c.status, c.reason ?? '', c.message ?? '']),
+        ),
+      );
   }
   if (job.pods?.length) {
     const containers = (pod: JobDetail['pods'][number]) =>
       pod.containers
-        .map((c) => `${c.name}: ${c.state}${c.reason ? ` (${c.reason}${c.exitCode !== undefined ? `, exit ${c.exitCode}` : ''})` : c.exitCode !== undefined ? ` (exit ${c.exitCode})` : ''}`)
+        .map(
+          (c) =>
+            `${c.name}: ${c.state}${c.reason ? ` (${c.reason}${c.exitCode !== undefined ? `, exit ${c.exitCode}` : ''})` : c.exitCode !== undefined ? ` (exit ${c.exitCode})` : ''}`,
+        )
         .join('; ');
     const indexed = job.pods.some((p) => p.completionIndex !== undefined);
     text +=
@@ -110,14 +136,27 @@ export function jobDetailText(job: JobDetail, now = new Date()): string {
       indent(
         table(
           ['NAME', 'PHASE', ...(indexed ? ['INDEX'] : []), 'STARTED', 'CONTAINERS'],
-          job.pods.map((p) => [p.name, p.phase, ...(indexed ? [p.completionIndex ?? '-'] : []), relativeAge(p.startedAt, now), containers(p)]),
+          job.pods.map((p) => [
+            p.name,
+            p.phase,
+            ...(indexed ? [p.completionIndex ?? '-'] : []),
+            relativeAge(p.startedAt, now),
+            containers(p),
+          ]),
         ),
       );
   }
   if (job.events?.length) {
     text +=
       '\nEvents:\n' +
-      indent(table(['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'MESSAGE'], job.events.slice(-10).map((e) => [relativeAge(e.lastSeen, now), e.type, e.reason, e.object, `${e.message}${e.count > 1 ? ` (x${e.count})` : ''}`])));
+      indent(
+        table(
+          ['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'MESSAGE'],
+          job.events
+            .slice(-10)
+            .map((e) => [relativeAge(e.lastSeen, now), e.type, e.reason, e.object, `${e.message}${e.count > 1 ? ` (x${e.count})` : ''}`]),
+        ),
+      );
   }
   return text;
 }
@@ -160,7 +199,13 @@ export function watchChanges(before: Map<string, JobSummary>, now: JobSummary[])
   return { changed, gone: [...before.keys()].filter((name) => !present.has(name)) };
 }
 
-async function watchList(ctx: CommandContext, load: () => Promise<JobSummary[]>, first: JobSummary[], intervalMs: number, namesOnly: boolean): Promise<number> {
+async function watchList(
+  ctx: CommandContext,
+  load: () => Promise<JobSummary[]>,
+  first: JobSummary[],
+  intervalMs: number,
+  namesOnly: boolean,
+): Promise<number> {
   const release = onInterrupt('kbatch: stopped watching the job list; the jobs keep running\n');
   try {
     let seen = new Map(first.map((job) => [job.name, job]));
@@ -184,21 +229,45 @@ export const listCommand: Command = {
   name: 'list',
   aliases: ['ls'],
   summary: 'List your jobs, newest first.',
-  description: 'List your jobs, newest first: every page, unless --limit asks for fewer.\nFilter by state (--state running) and by label (-l team=ml); --watch prints each change as it happens.',
+  description:
+    'List your jobs, newest first: every page, unless --limit asks for fewer.\nFilter by state (--state running) and by label (-l team=ml); --watch prints each change as it happens.',
   options: [
-    { name: 'state', short: 's', aliases: ['status'], type: 'string', repeatable: true, value: 'STATE', help: 'only jobs in this state: pending, running, succeeded, failed, suspended (comma-separated for several)' },
-    { name: 'selector', short: 'l', type: 'string', repeatable: true, value: 'KEY=VALUE', help: 'only jobs with these labels (key=value, key!=value, key, !key; comma-separated)' },
+    {
+      name: 'state',
+      short: 's',
+      aliases: ['status'],
+      type: 'string',
+      repeatable: true,
+      value: 'STATE',
+      help: 'only jobs in this state: pending, running, succeeded, failed, suspended (comma-separated for several)',
+    },
+    {
+      name: 'selector',
+      short: 'l',
+      type: 'string',
+      repeatable: true,
+      value: 'KEY=VALUE',
+      help: 'only jobs with these labels (key=value, key!=value, key, !key; comma-separated)',
+    },
     { name: 'limit', type: 'string', value: 'N', help: 'only the newest N jobs' },
     { name: 'all-pages', type: 'boolean', help: 'fetch every page (the default unless --limit is given)' },
     { name: 'all-namespaces', short: 'A', type: 'boolean', help: 'not available: kbatch lists your own jobs only' },
-    { name: 'watch', short: 'w', type: 'boolean', help: 'after the list, print each job that appears, changes or goes away (Ctrl-C to stop)' },
+    {
+      name: 'watch',
+      short: 'w',
+      type: 'boolean',
+      help: 'after the list, print each job that appears, changes or goes away (Ctrl-C to stop)',
+    },
     { name: 'all-users', type: 'boolean', help: "every user's jobs, with their owner (needs the Hub admin scope, see the README)" },
     outputOption([...listFormats], 'table'),
   ],
   examples: ['kbatch job list --state running', 'kbatch job list -l team=ml -o name', 'kbatch job list --watch'],
   async run(ctx) {
     if (ctx.args.flag('all-namespaces')) {
-      throw new UsageError('-A/--all-namespaces is not available: kbatch shows your own jobs only (and -A no longer means all pages)', 'every page is fetched by default; --all-pages says so explicitly');
+      throw new UsageError(
+        '-A/--all-namespaces is not available: kbatch shows your own jobs only (and -A no longer means all pages)',
+        'every page is fetched by default; --all-pages says so explicitly',
+      );
     }
     const format = parseOutputFormat(ctx.args.string('output'), [...listFormats], 'table');
     const limit = ctx.args.integer('limit', 1, 500);
@@ -212,7 +281,10 @@ export const listCommand: Command = {
     const load = async () => {
       const page = await api.listJobs({ limit: allPages ? undefined : limit, all: allPages, allUsers });
       const items = filterJobs(page.items, { states, selector });
-      return { items: limit !== undefined ? items.slice(0, limit) : items, more: Boolean(page.continue) || (limit !== undefined && items.length > limit) };
+      return {
+        items: limit !== undefined ? items.slice(0, limit) : items,
+        more: Boolean(page.continue) || (limit !== undefined && items.length > limit),
+      };
     };
     const { items, more } = await load();
     if (format === 'json' || format === 'yaml') ctx.out(serialize({ items, continue: null }, format));
@@ -252,7 +324,8 @@ async function chooseForDelete(ctx: CommandContext): Promise<string[]> {
   const names = ctx.args.positionals;
   const all = ctx.args.flag('all');
   const selector = parseSelector(ctx.args.strings('selector'));
-  if (!names.length && !all && !selector.length) throw new UsageError('missing NAME (or -l KEY=VALUE, or --all)', 'usage: kbatch job delete NAME... | -l KEY=VALUE | --all [--yes]');
+  if (!names.length && !all && !selector.length)
+    throw new UsageError('missing NAME (or -l KEY=VALUE, or --all)', 'usage: kbatch job delete NAME... | -l KEY=VALUE | --all [--yes]');
   if (names.length && (all || selector.length)) throw new UsageError('give job names, or -l/--all, not both');
   if (names.length) return names;
   const { items } = await ctx.api().listJobs({ all: true });
@@ -270,7 +343,8 @@ export const deleteCommand: Command = {
   name: 'delete',
   aliases: ['rm'],
   summary: 'Delete jobs, stopping their pods.',
-  description: 'Delete jobs by name, by label (-l) or all of them (--all), stopping their pods.\n-l and --all ask for confirmation on a terminal; --yes skips it (and is required when not on a terminal).',
+  description:
+    'Delete jobs by name, by label (-l) or all of them (--all), stopping their pods.\n-l and --all ask for confirmation on a terminal; --yes skips it (and is required when not on a terminal).',
   positionals: [{ name: 'NAME', optional: true, variadic: true, flag: 'job-id' }],
   options: [
     jobIdOption,
@@ -279,7 +353,12 @@ export const deleteCommand: Command = {
     { name: 'yes', short: 'y', type: 'boolean', help: 'do not ask for confirmation' },
     outputOption(['name', 'json', 'yaml'], 'name'),
   ],
-  examples: ['kbatch job delete hello-x7k2p', 'kbatch job delete a-1x2y3 b-4z5w6', 'kbatch job delete -l team=ml --yes', 'kbatch job delete --all'],
+  examples: [
+    'kbatch job delete hello-x7k2p',
+    'kbatch job delete a-1x2y3 b-4z5w6',
+    'kbatch job delete -l team=ml --yes',
+    'kbatch job delete --all',
+  ],
   async run(ctx) {
     const format = parseOutputFormat(ctx.args.string('output'), ['name', 'json', 'yaml'], 'name');
     const names = await chooseForDelete(ctx);
@@ -327,13 +406,23 @@ export const logsCommand: Command = {
   positionals: nameArgument,
   options: [
     jobIdOption,
-    { name: 'follow', short: 'f', aliases: ['stream'], type: 'boolean', help: 'keep streaming until the job ends; resumes by itself if the connection drops' },
+    {
+      name: 'follow',
+      short: 'f',
+      aliases: ['stream'],
+      type: 'boolean',
+      help: 'keep streaming until the job ends; resumes by itself if the connection drops',
+    },
     { name: 'pod', type: 'string', value: 'POD', help: 'only this pod of the job' },
     { name: 'since', type: 'string', value: 'TIME', help: 'only lines after TIME: a duration (10m, 2h) or an RFC 3339 time' },
     { name: 'tail', type: 'string', value: 'N', help: 'only the last N lines' },
     { name: 'timestamps', type: 'boolean', help: 'prefix each line with its time' },
   ],
-  examples: ['kbatch job logs hello-x7k2p', 'kbatch job logs hello-x7k2p --follow', 'kbatch job logs array-4kq9z --pod array-4kq9z-2-abcde --since 10m'],
+  examples: [
+    'kbatch job logs hello-x7k2p',
+    'kbatch job logs hello-x7k2p --follow',
+    'kbatch job logs array-4kq9z --pod array-4kq9z-2-abcde --since 10m',
+  ],
   async run(ctx) {
     const name = ctx.args.positionals[0]!;
     const since = ctx.args.string('since');
@@ -349,7 +438,12 @@ export const logsCommand: Command = {
 };
 
 /** Shared by `job logs` and `pod logs`: print, or follow with a Ctrl-C notice naming how to resume. */
-export async function jobLogsRun(ctx: CommandContext, name: string, request: Parameters<typeof printLogs>[2], resume = `kbatch job logs ${name} --follow`): Promise<number> {
+export async function jobLogsRun(
+  ctx: CommandContext,
+  name: string,
+  request: Parameters<typeof printLogs>[2],
+  resume = `kbatch job logs ${name} --follow`,
+): Promise<number> {
   const api = ctx.api();
   if (!request.follow) {
     await printLogs(api, name, request, ctx.out);
@@ -357,7 +451,10 @@ export async function jobLogsRun(ctx: CommandContext, name: string, request: Par
   }
   const release = onInterrupt(keepsRunning(name, resume));
   try {
-    await followLogs(api, name, request, ctx.out, { jobFinished: () => jobFinished(api, name), onReconnect: reconnectNotice(ctx, 'log stream') });
+    await followLogs(api, name, request, ctx.out, {
+      jobFinished: () => jobFinished(api, name),
+      onReconnect: reconnectNotice(ctx, 'log stream'),
+    });
   } finally {
     release();
   }

@@ -18,7 +18,10 @@ function podRow(pod: V1Pod): PodRow {
 
 function containerText(pod: PodView): string {
   return pod.containers
-    .map((c) => `${c.name}: ${c.state}${c.reason ? ` (${c.reason}${c.exitCode !== undefined ? `, exit ${c.exitCode}` : ''})` : c.exitCode !== undefined ? ` (exit ${c.exitCode})` : ''}`)
+    .map(
+      (c) =>
+        `${c.name}: ${c.state}${c.reason ? ` (${c.reason}${c.exitCode !== undefined ? `, exit ${c.exitCode}` : ''})` : c.exitCode !== undefined ? ` (exit ${c.exitCode})` : ''}`,
+    )
     .join('; ');
 }
 
@@ -39,7 +42,12 @@ export function podDetailText(pod: PodRow, now = new Date()): string {
     ['Index', pod.completionIndex],
   ]);
   if (pod.containers.length) {
-    text += '\nContainers:\n' + table(['NAME', 'STATE', 'REASON', 'EXIT', 'MESSAGE'], pod.containers.map((c) => [c.name, c.state, c.reason ?? '', c.exitCode === undefined ? '' : String(c.exitCode), c.message ?? ''])).replace(/^/gm, '  ');
+    text +=
+      '\nContainers:\n' +
+      table(
+        ['NAME', 'STATE', 'REASON', 'EXIT', 'MESSAGE'],
+        pod.containers.map((c) => [c.name, c.state, c.reason ?? '', c.exitCode === undefined ? '' : String(c.exitCode), c.message ?? '']),
+      ).replace(/^/gm, '  ');
   }
   return text;
 }
@@ -89,7 +97,13 @@ export const podLogsCommand: Command = {
   summary: 'Print the logs of one pod.',
   positionals: podArgument,
   options: [
-    { name: 'follow', short: 'f', aliases: ['stream'], type: 'boolean', help: 'keep streaming until the pod ends; resumes by itself if the connection drops' },
+    {
+      name: 'follow',
+      short: 'f',
+      aliases: ['stream'],
+      type: 'boolean',
+      help: 'keep streaming until the pod ends; resumes by itself if the connection drops',
+    },
     { name: 'since', type: 'string', value: 'TIME', help: 'only lines after TIME: a duration (10m, 2h) or an RFC 3339 time' },
     { name: 'tail', type: 'string', value: 'N', help: 'only the last N lines' },
     { name: 'timestamps', type: 'boolean', help: 'prefix each line with its time' },

@@ -38,8 +38,14 @@ function progressPrinter(ctx: CommandContext, total: number) {
 function prepareUpload(ctx: CommandContext, spec: object, codePath: string): MultipartBody {
   const code = buildCodeArchive(codePath);
   if (code.skipped.length) ctx.err(`kbatch: not uploading ${code.skipped.join(', ')}\n`);
-  const body = multipartBody({ spec: JSON.stringify(spec) }, { field: 'archive', filename: 'code.tar.gz', contentType: 'application/gzip', data: code.archive });
-  if (ctx.io.stderr.isTTY) ctx.err(`kbatch: packed ${code.files} file${code.files === 1 ? '' : 's'} (${humanBytes(code.bytes)}, ${humanBytes(code.archive.length)} compressed)\n`);
+  const body = multipartBody(
+    { spec: JSON.stringify(spec) },
+    { field: 'archive', filename: 'code.tar.gz', contentType: 'application/gzip', data: code.archive },
+  );
+  if (ctx.io.stderr.isTTY)
+    ctx.err(
+      `kbatch: packed ${code.files} file${code.files === 1 ? '' : 's'} (${humanBytes(code.bytes)}, ${humanBytes(code.archive.length)} compressed)\n`,
+    );
   return body;
 }
 
@@ -115,13 +121,57 @@ export const submitCommand: Command = {
     { name: 'image', type: 'string', value: 'IMAGE', help: 'container image (required unless the profile sets one)' },
     { name: 'command', type: 'string', value: 'JSON', help: 'command as a JSON list, e.g. \'["python", "main.py"]\'' },
     { name: 'args', type: 'string', value: 'JSON', help: 'arguments as a JSON list' },
-    { name: 'env', short: 'e', type: 'string', repeatable: true, value: 'KEY=VALUE|JSON', help: 'environment: KEY=VALUE, or a JSON object' },
-    { name: 'code', short: 'c', aliases: ['file'], type: 'string', value: 'PATH', help: 'file or directory to upload into /code (skips .git, __pycache__, .ipynb_checkpoints, node_modules)' },
-    { name: 'filename', short: 'f', type: 'string', value: 'YAML', help: 'job file with name, image, command, args, env, code, profile, ... (flags override it)' },
-    { name: 'profile', short: 'p', type: 'string', repeatable: true, value: 'NAME', help: 'server-defined profile (see kbatch profiles); -p NAME=VALUE is a notebook parameter' },
-    { name: 'notebook', type: 'string', value: 'PATH', help: 'run this .ipynb with papermill (in the image); uploads its directory unless --code is given' },
-    { name: 'parameter', type: 'string', repeatable: true, value: 'NAME=VALUE', help: 'notebook parameter, also -p NAME=VALUE: 3, 0.5, true, null, JSON, else text; NAME:=JSON forces JSON' },
-    { name: 'sweep', type: 'string', repeatable: true, value: 'NAME=V1,V2', help: 'run the notebook once per combination of the swept values (an indexed job array)' },
+    {
+      name: 'env',
+      short: 'e',
+      type: 'string',
+      repeatable: true,
+      value: 'KEY=VALUE|JSON',
+      help: 'environment: KEY=VALUE, or a JSON object',
+    },
+    {
+      name: 'code',
+      short: 'c',
+      aliases: ['file'],
+      type: 'string',
+      value: 'PATH',
+      help: 'file or directory to upload into /code (skips .git, __pycache__, .ipynb_checkpoints, node_modules)',
+    },
+    {
+      name: 'filename',
+      short: 'f',
+      type: 'string',
+      value: 'YAML',
+      help: 'job file with name, image, command, args, env, code, profile, ... (flags override it)',
+    },
+    {
+      name: 'profile',
+      short: 'p',
+      type: 'string',
+      repeatable: true,
+      value: 'NAME',
+      help: 'server-defined profile (see kbatch profiles); -p NAME=VALUE is a notebook parameter',
+    },
+    {
+      name: 'notebook',
+      type: 'string',
+      value: 'PATH',
+      help: 'run this .ipynb with papermill (in the image); uploads its directory unless --code is given',
+    },
+    {
+      name: 'parameter',
+      type: 'string',
+      repeatable: true,
+      value: 'NAME=VALUE',
+      help: 'notebook parameter, also -p NAME=VALUE: 3, 0.5, true, null, JSON, else text; NAME:=JSON forces JSON',
+    },
+    {
+      name: 'sweep',
+      type: 'string',
+      repeatable: true,
+      value: 'NAME=V1,V2',
+      help: 'run the notebook once per combination of the swept values (an indexed job array)',
+    },
     { name: 'cpu', type: 'string', value: 'N', help: 'CPU request and limit, e.g. 2 or 500m' },
     { name: 'memory', type: 'string', value: 'SIZE', help: 'memory request and limit, e.g. 4Gi' },
     { name: 'gpu', type: 'string', value: 'N', help: 'number of GPUs (nvidia.com/gpu)' },
@@ -157,7 +207,10 @@ export const submitCommand: Command = {
     if (follow) {
       const release = onInterrupt(keepsRunning(job.name, `kbatch job logs ${job.name} --follow`));
       try {
-        await followLogs(api, job.name, { follow: true, timestamps: false }, ctx.out, { jobFinished: () => jobFinished(api, job.name), onReconnect: reconnectNotice(ctx, 'log stream') });
+        await followLogs(api, job.name, { follow: true, timestamps: false }, ctx.out, {
+          jobFinished: () => jobFinished(api, job.name),
+          onReconnect: reconnectNotice(ctx, 'log stream'),
+        });
       } finally {
         release();
       }

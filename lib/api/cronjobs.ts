@@ -38,7 +38,7 @@ export function cronJobActionRoutes(deps: Deps): RouteDefinition[] {
       method: 'POST',
       path: '/api/v1/cronjobs/:name/run',
       doc: {
-        summary: "Run a cronjob now, outside its schedule (a Job from its template, as kubectl create job --from does)",
+        summary: 'Run a cronjob now, outside its schedule (a Job from its template, as kubectl create job --from does)',
         auth: true,
         responses: { 201: { description: 'JobDetail', schema: JobDetailSchema } },
         errors: [501],

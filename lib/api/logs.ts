@@ -49,7 +49,11 @@ function logOptionsFor(pod: V1Pod, options: LogOptions): LogOptions {
 }
 
 /** What a poll compares to decide whether anything changed: each pod and its phase. */
-const podsFingerprint = (pods: V1Pod[]) => pods.map((p) => `${p.metadata?.name}:${p.status?.phase}:${podHasStarted(p)}`).sort().join(',');
+const podsFingerprint = (pods: V1Pod[]) =>
+  pods
+    .map((p) => `${p.metadata?.name}:${p.status?.phase}:${podHasStarted(p)}`)
+    .sort()
+    .join(',');
 
 /**
  * A job that can have several pods (an array, or retries) gets each line prefixed with its pod.
@@ -67,7 +71,12 @@ export function jobIsPrefixed(job: V1Job): boolean {
 export async function jobLogs(deps: Deps, user: User, jobName: string, request: JobLogRequest, signal: AbortSignal): Promise<Readable> {
   const { namespace } = user;
   const { backend } = deps;
-  const options: LogOptions = { follow: request.follow, sinceTime: request.sinceTime, timestamps: request.timestamps, tailLines: request.tailLines };
+  const options: LogOptions = {
+    follow: request.follow,
+    sinceTime: request.sinceTime,
+    timestamps: request.timestamps,
+    tailLines: request.tailLines,
+  };
   if (request.pod) {
     const [, pod] = await Promise.all([backend.getJob(namespace, jobName), backend.getPod(namespace, request.pod)]);
     if (pod.metadata?.labels?.[labels.jobName] !== jobName) throw new NotFound(`pod ${request.pod} does not belong to job ${jobName}`);
@@ -78,8 +87,10 @@ export async function jobLogs(deps: Deps, user: User, jobName: string, request: 
   const prefixed = jobIsPrefixed(job);
   let pods = firstPods;
   if (!request.follow) {
-    if (!pods.length) throw new NotFound(`No pods found for job ${jobName}${jobState(job) === 'pending' ? ' yet; it is still pending' : ''}`);
-    if (pods.length === 1 && !prefixed) return backend.podLogs(namespace, pods[0]!.metadata!.name!, logOptionsFor(pods[0]!, options), signal);
+    if (!pods.length)
+      throw new NotFound(`No pods found for job ${jobName}${jobState(job) === 'pending' ? ' yet; it is still pending' : ''}`);
+    if (pods.length === 1 && !prefixed)
+      return backend.podLogs(namespace, pods[0]!.metadata!.name!, logOptionsFor(pods[0]!, options), signal);
   }
   const output = new PassThrough();
   void (async () => {

@@ -12,7 +12,10 @@ import type { Deps } from './deps.ts';
 export function refuseForeignNamespace(user: User, owner: string | null | undefined): void {
   if (owner === undefined || owner === null || owner === user.name) return;
   // The other owner's name is theirs to keep: the message does not repeat it.
-  throw new Forbidden(`namespace ${user.namespace} is recorded as belonging to another Hub user; ask your Hub admin`, 'NamespaceOwnedByOther');
+  throw new Forbidden(
+    `namespace ${user.namespace} is recorded as belonging to another Hub user; ask your Hub admin`,
+    'NamespaceOwnedByOther',
+  );
 }
 
 /** Before any request acts: reads included, so nobody lists, reads or deletes another user's jobs. */

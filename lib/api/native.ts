@@ -55,7 +55,8 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
       method: 'POST',
       path: '/api/v1/uploads',
       doc: {
-        summary: 'Upload code: multipart (one "archive" part with a zip/tar/tar.gz, or one part per file, filename = path), or a bare tar / tar.gz body streamed into the user volume',
+        summary:
+          'Upload code: multipart (one "archive" part with a zip/tar/tar.gz, or one part per file, filename = path), or a bare tar / tar.gz body streamed into the user volume',
         auth: true,
         body: {
           'multipart/form-data': { type: 'object' },
@@ -68,13 +69,24 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
       handler: authenticated(deps, async (ctx, user) => {
         const streamed = streamedUploadFormat(ctx.req);
         if (streamed) return streamedUpload(deps, user, ctx.req, streamed);
-        if (!isMultipart(ctx.req)) throw new BadRequest('Send the code as multipart/form-data (an "archive" part, or one part per file), or the archive itself as application/x-tar or application/gzip');
+        if (!isMultipart(ctx.req))
+          throw new BadRequest(
+            'Send the code as multipart/form-data (an "archive" part, or one part per file), or the archive itself as application/x-tar or application/gzip',
+          );
         const { entries } = await parseMultipart(ctx.req, uploadLimits(deps));
         const { reference, code, upload, expiresAt } = await storeUpload(deps, user, entries);
         uploadBytes.inc(upload.archive.length);
         return {
           status: 201,
-          json: { upload: reference, files: upload.files, bytes: upload.bytes, archiveBytes: upload.archive.length, sha256: upload.sha256, storage: code.kind, expiresAt: expiresAt.toISOString() },
+          json: {
+            upload: reference,
+            files: upload.files,
+            bytes: upload.bytes,
+            archiveBytes: upload.archive.length,
+            sha256: upload.sha256,
+            storage: code.kind,
+            expiresAt: expiresAt.toISOString(),
+          },
         };
       }),
     },
@@ -160,7 +172,10 @@ export function healthRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'GET',
       path: '/readyz',
-      doc: { summary: 'Readiness: the Kubernetes API (or the local data dir) and the Hub answer', responses: { 200: '{"ready": true, ...}', 503: 'not ready: which dependency failed' } },
+      doc: {
+        summary: 'Readiness: the Kubernetes API (or the local data dir) and the Hub answer',
+        responses: { 200: '{"ready": true, ...}', 503: 'not ready: which dependency failed' },
+      },
       handler: async () => {
         const result = await readiness();
         return { status: result.ready ? 200 : 503, json: result };
@@ -223,10 +238,14 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
       doc: {
         summary: 'Show a job with its pods, conditions and recent events',
         auth: true,
-        query: { events: { type: 'boolean', default: true, description: 'false skips the events (one Kubernetes call less; for pollers)' } },
+        query: {
+          events: { type: 'boolean', default: true, description: 'false skips the events (one Kubernetes call less; for pollers)' },
+        },
         responses: { 200: { description: 'JobDetail', schema: JobDetailSchema } },
       },
-      handler: authenticated(deps, async (ctx, user) => ({ json: await showJob(deps, user, ctx.params.name!, { events: ctx.query.get('events') !== 'false' }) })),
+      handler: authenticated(deps, async (ctx, user) => ({
+        json: await showJob(deps, user, ctx.params.name!, { events: ctx.query.get('events') !== 'false' }),
+      })),
     },
     {
       method: 'DELETE',
@@ -254,13 +273,19 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
       },
       handler: authenticated(deps, async (ctx, user) => {
         const tail = ctx.query.get('tail');
-        const stream = await jobLogs(deps, user, ctx.params.name!, {
-          pod: ctx.query.get('pod') ?? undefined,
-          follow: queryFlag(ctx.query, 'follow'),
-          sinceTime: parseSince(ctx),
-          timestamps: queryFlag(ctx.query, 'timestamps'),
-          tailLines: tail ? Number(tail) : undefined,
-        }, ctx.signal);
+        const stream = await jobLogs(
+          deps,
+          user,
+          ctx.params.name!,
+          {
+            pod: ctx.query.get('pod') ?? undefined,
+            follow: queryFlag(ctx.query, 'follow'),
+            sinceTime: parseSince(ctx),
+            timestamps: queryFlag(ctx.query, 'timestamps'),
+            tailLines: tail ? Number(tail) : undefined,
+          },
+          ctx.signal,
+        );
         openLogStreams.inc();
         ctx.res.once('close', () => openLogStreams.dec());
         return { stream };

@@ -28,7 +28,11 @@ export async function storeUpload(deps: Deps, user: User, entries: ArchiveEntry[
   await ensureOwnNamespace(deps, user);
   const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
   const code = await backend.storeCode(user, upload, expiresAt);
-  const reference = await signUploadReference({ user: user.name, code, bytes: upload.bytes, files: upload.files, sha256: upload.sha256 }, settings.uploadSecret, settings.uploadTtlSeconds);
+  const reference = await signUploadReference(
+    { user: user.name, code, bytes: upload.bytes, files: upload.files, sha256: upload.sha256 },
+    settings.uploadSecret,
+    settings.uploadTtlSeconds,
+  );
   return { reference, code, upload, expiresAt };
 }
 
@@ -40,7 +44,8 @@ export function idempotencyKeyFrom(headers: IncomingHttpHeaders): string | undef
   const raw = headers[idempotencyKeyHeader];
   if (raw === undefined) return undefined;
   const key = Array.isArray(raw) ? raw.join(',') : raw;
-  if (!idempotencyKeyPattern.test(key)) throw new BadRequest('Idempotency-Key: must be 1 to 255 visible ASCII characters (no spaces), e.g. a UUID', 'Idempotency-Key');
+  if (!idempotencyKeyPattern.test(key))
+    throw new BadRequest('Idempotency-Key: must be 1 to 255 visible ASCII characters (no spaces), e.g. a UUID', 'Idempotency-Key');
   return key;
 }
 
@@ -52,19 +57,39 @@ export interface SubmitOptions {
 }
 
 export async function submitJob(deps: Deps, user: User, spec: JobSpec, options: SubmitOptions = {}): Promise<V1Job> {
-  return submit(deps, user, spec, options, {}, {
-    build: (name, code, idempotency) => buildJobObjects(spec, user, name, jobOptions(deps, code, idempotency)),
-    create: (objects, code, createOptions) => deps.backend.createJob(objects, code, createOptions),
-    existing: (objects) => deps.backend.getJob(objects.namespace, objects.job.metadata!.name!),
-  });
+  return submit(
+    deps,
+    user,
+    spec,
+    options,
+    {},
+    {
+      build: (name, code, idempotency) => buildJobObjects(spec, user, name, jobOptions(deps, code, idempotency)),
+      create: (objects, code, createOptions) => deps.backend.createJob(objects, code, createOptions),
+      existing: (objects) => deps.backend.getJob(objects.namespace, objects.job.metadata!.name!),
+    },
+  );
 }
 
-export async function submitCronJob(deps: Deps, user: User, spec: JobSpec, schedule: string, options: SubmitOptions = {}): Promise<V1CronJob> {
-  return submit(deps, user, spec, options, { schedule }, {
-    build: (name, code, idempotency) => buildCronJobObjects(spec, schedule, user, name, jobOptions(deps, code, idempotency)),
-    create: (objects, code, createOptions) => deps.backend.createCronJob(objects, code, createOptions),
-    existing: (objects) => deps.backend.getCronJob(objects.namespace, objects.cronJob.metadata!.name!),
-  });
+export async function submitCronJob(
+  deps: Deps,
+  user: User,
+  spec: JobSpec,
+  schedule: string,
+  options: SubmitOptions = {},
+): Promise<V1CronJob> {
+  return submit(
+    deps,
+    user,
+    spec,
+    options,
+    { schedule },
+    {
+      build: (name, code, idempotency) => buildCronJobObjects(spec, schedule, user, name, jobOptions(deps, code, idempotency)),
+      create: (objects, code, createOptions) => deps.backend.createCronJob(objects, code, createOptions),
+      existing: (objects) => deps.backend.getCronJob(objects.namespace, objects.cronJob.metadata!.name!),
+    },
+  );
 }
 
 function jobOptions(deps: Deps, code: StoredCode | undefined, idempotency: Idempotency | undefined) {
@@ -83,7 +108,14 @@ interface SubmitSteps<O extends { namespace: string }, T extends V1Job | V1CronJ
  * runs before anything is stored or created; the namespace is ensured once; then the backend
  * creates the owner first and the Secret and code owned by it (see KubernetesBackend.createJob).
  */
-async function submit<O extends { namespace: string }, T extends V1Job | V1CronJob>(deps: Deps, user: User, spec: JobSpec, options: SubmitOptions, extra: { schedule?: string }, steps: SubmitSteps<O, T>): Promise<T> {
+async function submit<O extends { namespace: string }, T extends V1Job | V1CronJob>(
+  deps: Deps,
+  user: User,
+  spec: JobSpec,
+  options: SubmitOptions,
+  extra: { schedule?: string },
+  steps: SubmitSteps<O, T>,
+): Promise<T> {
   const { settings, backend } = deps;
   const { upload, idempotencyKey } = options;
   let code: StoredCode | undefined;
@@ -94,7 +126,8 @@ async function submit<O extends { namespace: string }, T extends V1Job | V1CronJ
     code = claims.code;
     codeSha256 = claims.sha256;
   }
-  const idempotency = idempotencyKey === undefined ? undefined : idempotencyFor(user.name, idempotencyKey, { spec, ...extra, code: codeSha256 ?? null });
+  const idempotency =
+    idempotencyKey === undefined ? undefined : idempotencyFor(user.name, idempotencyKey, { spec, ...extra, code: codeSha256 ?? null });
   const name = jobNameFor(spec.name, idempotency?.nameSuffix);
   const placed = upload && backend.placeCode ? backend.placeCode(user, upload, name) : undefined;
   let objects = steps.build(name, placed ?? code, idempotency);
@@ -119,14 +152,25 @@ async function submit<O extends { namespace: string }, T extends V1Job | V1CronJ
 }
 
 /** A backend that answers a keyed retry with a Conflict (local) still gets the first attempt's job back. */
-async function createOrFindExisting<O extends { namespace: string }, T extends V1Job | V1CronJob>(steps: SubmitSteps<O, T>, objects: O, code: StoredCode | undefined, createOptions: CreateOptions, idempotency: Idempotency | undefined): Promise<{ created: T; first: boolean }> {
+async function createOrFindExisting<O extends { namespace: string }, T extends V1Job | V1CronJob>(
+  steps: SubmitSteps<O, T>,
+  objects: O,
+  code: StoredCode | undefined,
+  createOptions: CreateOptions,
+  idempotency: Idempotency | undefined,
+): Promise<{ created: T; first: boolean }> {
   try {
     return { created: await steps.create(objects, code, createOptions), first: false };
   } catch (error) {
     if (!idempotency || !(error instanceof HttpError) || error.status !== 409) throw error;
     const existing = await steps.existing(objects).catch(() => undefined);
     const metadata = existing?.metadata;
-    if (existing && metadata?.labels?.[labels.idempotencyKey] === idempotency.label && metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256) return { created: existing, first: true };
+    if (
+      existing &&
+      metadata?.labels?.[labels.idempotencyKey] === idempotency.label &&
+      metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256
+    )
+      return { created: existing, first: true };
     throw error;
   }
 }
@@ -136,11 +180,13 @@ export async function showJob(deps: Deps, user: User, name: string, options: { e
   const job = await deps.backend.getJob(user.namespace, name);
   const pods = await deps.backend.listPods(user.namespace, { jobName: name });
   if (options.events === false) return jobDetail(job, pods);
-  const events = await deps.backend.listEvents?.(user.namespace, { involvedNames: [name, ...pods.map((p) => p.metadata?.name ?? '')] }).catch((error: unknown) => {
-    // Events only explain; a cluster whose role predates them (no events list) still shows the job.
-    if (toHttpError(error).status === 403) return undefined;
-    throw error;
-  });
+  const events = await deps.backend
+    .listEvents?.(user.namespace, { involvedNames: [name, ...pods.map((p) => p.metadata?.name ?? '')] })
+    .catch((error: unknown) => {
+      // Events only explain; a cluster whose role predates them (no events list) still shows the job.
+      if (toHttpError(error).status === 403) return undefined;
+      throw error;
+    });
   return jobDetail(job, pods, events);
 }
 

@@ -35,14 +35,41 @@ export async function streamedUpload(deps: Deps, user: User, req: IncomingReques
     // The compressed body is bounded by the unpacked limit plus tar's per-file overhead.
     const body = await readBody(req, settings.maxUploadBytes + settings.maxUploadFiles * 1536 + 10240);
     const { reference, code, upload, expiresAt } = await storeUpload(deps, user, readArchive(body, limits));
-    return { status: 201, json: { upload: reference, files: upload.files, bytes: upload.bytes, archiveBytes: upload.archive.length, sha256: upload.sha256, storage: code.kind, expiresAt: expiresAt.toISOString() } };
+    return {
+      status: 201,
+      json: {
+        upload: reference,
+        files: upload.files,
+        bytes: upload.bytes,
+        archiveBytes: upload.archive.length,
+        sha256: upload.sha256,
+        storage: code.kind,
+        expiresAt: expiresAt.toISOString(),
+      },
+    };
   }
   await ensureOwnNamespace(deps, user);
   const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
-  const { code, summary } = await backend.storeCodeStream(user, requestBodyStream(req), { gzip: format === 'tar.gz', limits, uploadTtlSeconds: settings.uploadTtlSeconds });
-  const reference = await signUploadReference({ user: user.name, code, bytes: summary.bytes, files: summary.files, sha256: summary.sha256 }, settings.uploadSecret, settings.uploadTtlSeconds);
+  const { code, summary } = await backend.storeCodeStream(user, requestBodyStream(req), {
+    gzip: format === 'tar.gz',
+    limits,
+    uploadTtlSeconds: settings.uploadTtlSeconds,
+  });
+  const reference = await signUploadReference(
+    { user: user.name, code, bytes: summary.bytes, files: summary.files, sha256: summary.sha256 },
+    settings.uploadSecret,
+    settings.uploadTtlSeconds,
+  );
   return {
     status: 201,
-    json: { upload: reference, files: summary.files, bytes: summary.bytes, archiveBytes: summary.archiveBytes, sha256: summary.sha256, storage: code.kind, expiresAt: expiresAt.toISOString() },
+    json: {
+      upload: reference,
+      files: summary.files,
+      bytes: summary.bytes,
+      archiveBytes: summary.archiveBytes,
+      sha256: summary.sha256,
+      storage: code.kind,
+      expiresAt: expiresAt.toISOString(),
+    },
   };
 }

@@ -74,7 +74,9 @@ export class HubAuth implements Authenticator {
     if (!model) throw new Unauthorized('Invalid or expired JupyterHub token');
     const scopes = model.scopes ?? [];
     if (!this.grantsAccess(scopes)) {
-      throw new Forbidden(`Token for user ${model.name} lacks the scope ${requiredScopes(this.options.serviceName)[0]}; ask your Hub admin to grant it`);
+      throw new Forbidden(
+        `Token for user ${model.name} lacks the scope ${requiredScopes(this.options.serviceName)[0]}; ask your Hub admin to grant it`,
+      );
     }
     return resolveUser({ name: model.name, groups: model.groups ?? [], admin: Boolean(model.admin), scopes, token });
   }

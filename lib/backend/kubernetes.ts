@@ -2,7 +2,20 @@ import type { Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { getGlobalDispatcher, type Dispatcher } from 'undici';
 import { BadGateway, BadRequest, Conflict, NotFound, Unavailable } from '../http/errors.ts';
-import { buildCodeConfigMap, buildNamespacePolicy, buildUploadsClaim, buildUploadWriterJob, isAbandonedUpload, ownedBy, ownerReferenceTo, type CronJobObjects, type JobObjects, type NamespacePolicySettings, type Owner, type OwnerReference } from '../k8s/builders.ts';
+import {
+  buildCodeConfigMap,
+  buildNamespacePolicy,
+  buildUploadsClaim,
+  buildUploadWriterJob,
+  isAbandonedUpload,
+  ownedBy,
+  ownerReferenceTo,
+  type CronJobObjects,
+  type JobObjects,
+  type NamespacePolicySettings,
+  type Owner,
+  type OwnerReference,
+} from '../k8s/builders.ts';
 import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
 import { buildManualJob } from '../k8s/cronjob-run.ts';
 import { PodLogStream } from '../k8s/log-stream.ts';
@@ -46,7 +59,12 @@ function isOwnedBy(object: { metadata?: { ownerReferences?: { uid: string }[] } 
  * earlier attempt of this request and is kept; owned only by an earlier owner of the same name
  * (deleted, its dependents not yet collected) it is stale and replaced; anything else is a Conflict.
  */
-async function createOwned(body: { metadata?: k8s.V1ObjectMeta }, owner: OwnerReference | undefined, undo: Undo, ops: { create: () => Promise<unknown>; ownership: (owner: OwnerReference) => Promise<Ownership>; remove: () => Promise<unknown> }): Promise<void> {
+async function createOwned(
+  body: { metadata?: k8s.V1ObjectMeta },
+  owner: OwnerReference | undefined,
+  undo: Undo,
+  ops: { create: () => Promise<unknown>; ownership: (owner: OwnerReference) => Promise<Ownership>; remove: () => Promise<unknown> },
+): Promise<void> {
   const create = async () => {
     await ops.create();
     undo.push(ops.remove);
@@ -58,7 +76,8 @@ async function createOwned(body: { metadata?: k8s.V1ObjectMeta }, owner: OwnerRe
   }
   const ownership = await ops.ownership(owner);
   if (ownership === 'ours') return;
-  if (ownership === 'foreign') throw new Conflict(`${body.metadata?.name} exists and belongs to something else; submit again with another name`);
+  if (ownership === 'foreign')
+    throw new Conflict(`${body.metadata?.name} exists and belongs to something else; submit again with another name`);
   await ops.remove().catch((error) => {
     if (!isStatus(error, 404)) throw error;
   });
@@ -71,7 +90,9 @@ type Ownership = 'ours' | 'stale' | 'foreign';
 function ownershipOf(object: { metadata?: k8s.V1ObjectMeta }, owner: OwnerReference): Ownership {
   if (isOwnedBy(object, owner)) return 'ours';
   const owners = object.metadata?.ownerReferences ?? [];
-  const stale = owners.length > 0 && owners.every((reference) => reference.kind === owner.kind && reference.name === owner.name && reference.uid !== owner.uid);
+  const stale =
+    owners.length > 0 &&
+    owners.every((reference) => reference.kind === owner.kind && reference.name === owner.name && reference.uid !== owner.uid);
   return stale ? 'stale' : 'foreign';
 }
 
@@ -91,7 +112,8 @@ class Undo {
   async run(): Promise<void> {
     const results = await Promise.allSettled(this.steps.reverse().map((step) => step()));
     for (const result of results) {
-      if (result.status === 'rejected' && !isStatus(result.reason, 404)) console.error('kbatch: cleanup after failed submit failed:', (result.reason as Error).message);
+      if (result.status === 'rejected' && !isStatus(result.reason, 404))
+        console.error('kbatch: cleanup after failed submit failed:', (result.reason as Error).message);
     }
   }
 }
@@ -226,7 +248,13 @@ export class KubernetesBackend implements Backend {
    * Creates the code objects at `code`. With an owner, every object is owned from its create on
    * (and one that already exists for that owner, left by an interrupted attempt, is kept).
    */
-  private async writeCode(owner: Owner, code: StoredCode, upload: NormalizedUpload, meta: { expiresAt?: Date; ownerRef?: OwnerReference }, undo: Undo): Promise<void> {
+  private async writeCode(
+    owner: Owner,
+    code: StoredCode,
+    upload: NormalizedUpload,
+    meta: { expiresAt?: Date; ownerRef?: OwnerReference },
+    undo: Undo,
+  ): Promise<void> {
     const base = { sha256: upload.sha256, files: upload.files, ...meta };
     if (code.kind === 'configmap') {
       await this.createConfigMap(buildCodeConfigMap(owner, code.name, upload.archive, base), undo, meta.ownerRef);
@@ -240,7 +268,13 @@ export class KubernetesBackend implements Backend {
    * chunks owned by it from their create on (its pod waits for them to mount); a writer for a
    * submit is itself owned by the submitted Job. A PVC this call created is removed on failure.
    */
-  private async storeCodeInClaim(owner: Owner, code: Extract<StoredCode, { kind: 'pvc' }>, upload: NormalizedUpload, meta: { sha256: string; files: number; ownerRef?: OwnerReference }, undo: Undo): Promise<void> {
+  private async storeCodeInClaim(
+    owner: Owner,
+    code: Extract<StoredCode, { kind: 'pvc' }>,
+    upload: NormalizedUpload,
+    meta: { sha256: string; files: number; ownerRef?: OwnerReference },
+    undo: Undo,
+  ): Promise<void> {
     const claim = buildUploadsClaim(owner, { ...this.options });
     const namespace = code.namespace;
     try {
@@ -294,7 +328,10 @@ export class KubernetesBackend implements Backend {
       async ownership(owner) {
         if (await holds([{ path: '/metadata/ownerReferences/0/uid', value: owner.uid }])) return 'ours';
         // Secrets of kbatch have exactly one owner, the Job (or CronJob) they are named after.
-        const earlier = await holds([{ path: '/metadata/ownerReferences/0/kind', value: owner.kind }, { path: '/metadata/ownerReferences/0/name', value: owner.name }]);
+        const earlier = await holds([
+          { path: '/metadata/ownerReferences/0/kind', value: owner.kind },
+          { path: '/metadata/ownerReferences/0/name', value: owner.name },
+        ]);
         return earlier ? 'stale' : 'foreign';
       },
       remove: () => this.core.deleteNamespacedSecret({ name, namespace }),
@@ -317,7 +354,11 @@ export class KubernetesBackend implements Backend {
     try {
       const { items } = await this.core.listNamespacedConfigMap({ namespace, labelSelector: labels.unclaimedUpload }, metadataOnly);
       const now = new Date();
-      await Promise.allSettled(items.filter((item) => isAbandonedUpload(item, now)).map((item) => this.core.deleteNamespacedConfigMap({ name: item.metadata!.name!, namespace })));
+      await Promise.allSettled(
+        items
+          .filter((item) => isAbandonedUpload(item, now))
+          .map((item) => this.core.deleteNamespacedConfigMap({ name: item.metadata!.name!, namespace })),
+      );
     } catch (error) {
       // Best effort: a first upload has no namespace yet, and a sweep must never fail an upload.
       if (!isStatus(error, 404)) console.error('kbatch: sweeping abandoned uploads failed:', (error as Error).message);
@@ -342,7 +383,8 @@ export class KubernetesBackend implements Backend {
     try {
       await this.core.patchNamespacedConfigMap({ name: code.name, namespace: code.namespace, body }, strategicMerge);
     } catch (error) {
-      if (isStatus(error, 404)) throw new BadRequest('upload: the uploaded code no longer exists (its jobs were deleted); upload it again', 'upload');
+      if (isStatus(error, 404))
+        throw new BadRequest('upload: the uploaded code no longer exists (its jobs were deleted); upload it again', 'upload');
       throw error;
     }
   }
@@ -366,7 +408,10 @@ export class KubernetesBackend implements Backend {
       read: () => this.batch.readNamespacedJob({ name, namespace }),
       remove: () => this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' }),
       isComplete: (existing) => release && existing.spec?.suspend !== true,
-      finish: (created) => (release ? this.batch.patchNamespacedJob({ name, namespace, body: { spec: { suspend: false } } }, mergePatch) : Promise.resolve(created)),
+      finish: (created) =>
+        release
+          ? this.batch.patchNamespacedJob({ name, namespace, body: { spec: { suspend: false } } }, mergePatch)
+          : Promise.resolve(created),
     });
   }
 
@@ -422,9 +467,12 @@ export class KubernetesBackend implements Backend {
       if (!key || !isStatus(error, 409)) throw error;
       created = await owner.read();
       const name = owner.body.metadata!.name!;
-      if (created.metadata?.labels?.[labels.idempotencyKey] !== key) throw new Conflict(`${owner.kind.toLowerCase()} ${name} already exists; submit again to get another name`);
+      if (created.metadata?.labels?.[labels.idempotencyKey] !== key)
+        throw new Conflict(`${owner.kind.toLowerCase()} ${name} already exists; submit again to get another name`);
       if (created.metadata?.annotations?.[annotations.requestSha256] !== owner.body.metadata?.annotations?.[annotations.requestSha256]) {
-        throw new Conflict(`Idempotency-Key: already used for a different request (${owner.kind.toLowerCase()} ${name}); use a new key for a new submit`);
+        throw new Conflict(
+          `Idempotency-Key: already used for a different request (${owner.kind.toLowerCase()} ${name}); use a new key for a new submit`,
+        );
       }
       if (owner.isComplete(created)) return created;
       completing = true;
@@ -478,13 +526,20 @@ export class KubernetesBackend implements Backend {
   }
 
   async listJobsOfAllUsers(options: ListOptions) {
-    const list = await this.batch.listJobForAllNamespaces({ labelSelector: `${labels.managedBy}=kbatch`, limit: options.limit, _continue: options.continueToken });
+    const list = await this.batch.listJobForAllNamespaces({
+      labelSelector: `${labels.managedBy}=kbatch`,
+      limit: options.limit,
+      _continue: options.continueToken,
+    });
     return { items: list.items, continueToken: list.metadata?._continue || undefined };
   }
 
   /** `GET /version`: readable by any authenticated identity, and answered by the API server itself, not etcd. */
   async ping(signal: AbortSignal): Promise<void> {
-    const withSignal = { pre: async (context: k8s.RequestContext) => (context.setSignal(signal), context), post: async (response: k8s.ResponseContext) => response };
+    const withSignal = {
+      pre: async (context: k8s.RequestContext) => (context.setSignal(signal), context),
+      post: async (response: k8s.ResponseContext) => response,
+    };
     await this.version.getCode({ middleware: [withSignal], middlewareMergeStrategy: 'append' });
   }
 
@@ -518,7 +573,9 @@ export class KubernetesBackend implements Backend {
     const container = options.container ?? (await this.getPod(namespace, pod)).spec?.containers[0]?.name ?? 'job';
     const cluster = this.kc.getCurrentCluster();
     if (!cluster) throw new BadGateway('No Kubernetes cluster configured');
-    const url = new URL(`${cluster.server.replace(/\/+$/, '')}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`);
+    const url = new URL(
+      `${cluster.server.replace(/\/+$/, '')}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`,
+    );
     url.searchParams.set('container', container);
     if (options.follow) url.searchParams.set('follow', 'true');
     if (options.sinceTime) url.searchParams.set('sinceTime', options.sinceTime);
@@ -537,7 +594,13 @@ export class KubernetesBackend implements Backend {
     // undici's request() hands back a Node stream: no web-stream conversion (a promise per chunk) in between.
     const dispatcher = (context.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
     const answered = dispatcher
-      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers: context.getHeaders(), signal: controller.signal })
+      .request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: 'GET',
+        headers: context.getHeaders(),
+        signal: controller.signal,
+      })
       .then(async (response) => {
         if (response.statusCode === 200) return response.body;
         const text = await response.body.text().catch(() => '');
@@ -555,10 +618,19 @@ export class KubernetesBackend implements Backend {
       // answer, and a client's read timeout would fire. Wait briefly for errors (no such pod or
       // container), then answer and attach the log when it comes.
       let timer: NodeJS.Timeout | undefined;
-      const early = await Promise.race([answered.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, followAnswerWaitMs, false)))]);
+      const early = await Promise.race([
+        answered.then(
+          () => true,
+          () => true,
+        ),
+        new Promise<boolean>((resolve) => (timer = setTimeout(resolve, followAnswerWaitMs, false))),
+      ]);
       clearTimeout(timer);
       if (!early) {
-        answered.then((body) => output.attach(body), (error: Error) => output.fail(error));
+        answered.then(
+          (body) => output.attach(body),
+          (error: Error) => output.fail(error),
+        );
         this.endWhenFinished(namespace, pod, output);
         return output;
       }

@@ -59,7 +59,11 @@ export interface Backend {
    * the way (lib/uploads/tar-stream.ts); a refused upload leaves nothing. Optional: a backend
    * without it gets the upload buffered and stored through storeCode (lib/api/streamed-upload.ts).
    */
-  storeCodeStream?(owner: Pick<User, 'name' | 'namespace'>, source: Readable, options: StreamedUploadOptions): Promise<{ code: StoredCode; summary: StreamedTarSummary }>;
+  storeCodeStream?(
+    owner: Pick<User, 'name' | 'namespace'>,
+    source: Readable,
+    options: StreamedUploadOptions,
+  ): Promise<{ code: StoredCode; summary: StreamedTarSummary }>;
   /**
    * Where `createJob` will store code sent with a submit (pure: no I/O), so the objects can be built
    * and every check run before anything is stored. A backend without it gets the code stored first

@@ -37,7 +37,10 @@ export function bodyUnread(req: IncomingRequest): boolean {
 export function assertIdentityEncoding(req: IncomingRequest): void {
   const encoding = req.headers['content-encoding'];
   if (encoding === undefined) return;
-  const codings = encoding.split(',').map((c) => c.trim().toLowerCase()).filter(Boolean);
+  const codings = encoding
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter(Boolean);
   if (codings.every((c) => c === 'identity')) return;
   throw new UnsupportedMediaType(`Content-Encoding "${codings.join(', ')}" is not accepted: send the body uncompressed`);
 }
@@ -105,7 +108,8 @@ export function nestsDeeperThan(body: Uint8Array, max: number): boolean {
   for (let i = 0; i < body.length; i++) {
     const byte = body[i]!;
     if (inString) {
-      if (byte === 0x5c) i++; // backslash: skip the escaped byte
+      if (byte === 0x5c)
+        i++; // backslash: skip the escaped byte
       else if (byte === 0x22) inString = false;
     } else if (byte === 0x22) inString = true;
     else if (byte === 0x7b || byte === 0x5b) {

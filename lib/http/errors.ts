@@ -140,7 +140,9 @@ function fromKubernetes(code: number, message: string): HttpError {
   // The service calls Kubernetes with its own identity, never the user's: a refusal is a
   // deployment fault (RBAC, credentials) an admin must fix, not the caller's 403.
   if (code === 401 || code === 403) {
-    return new InternalError(`Kubernetes refused the kbatch service's own identity (${code}: ${message}); an administrator must check its credentials and RBAC`);
+    return new InternalError(
+      `Kubernetes refused the kbatch service's own identity (${code}: ${message}); an administrator must check its credentials and RBAC`,
+    );
   }
   if (code === 400) return new BadRequest(message);
   if (code === 404) return new NotFound(message);

@@ -36,7 +36,9 @@ const secretLike = /\b(token|bearer|basic)\s+\S+|[A-Za-z0-9_\-+=]{32,}/gi;
 export function describeError(error: unknown): string {
   const text = error instanceof Error ? `${error.name}: ${error.message}` : `non-error thrown: ${String(error)}`;
   const frame = error instanceof Error ? /\n\s+at (.+)/.exec(error.stack ?? '')?.[1] : undefined;
-  const line = `${text}${frame ? ` (at ${frame})` : ''}`.replace(/\s+/g, ' ').replace(secretLike, (match, scheme?: string) => (scheme ? `${scheme} [redacted]` : '[redacted]'));
+  const line = `${text}${frame ? ` (at ${frame})` : ''}`
+    .replace(/\s+/g, ' ')
+    .replace(secretLike, (match, scheme?: string) => (scheme ? `${scheme} [redacted]` : '[redacted]'));
   return line.length > 400 ? `${line.slice(0, 400)}…` : line;
 }
 

@@ -55,8 +55,10 @@ export async function main(options: MainOptions): Promise<RequestListener> {
     const port = typeof address === 'object' && address ? address.port : settings.port;
     const url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}${settings.prefix}`;
     logLine(`${options.target} listening on ${url} (backend: ${deps.backend.kind}, auth: ${settings.auth})`);
-    if (settings.backend === 'local') logLine(`kbatch: local backend keeps jobs under ${settings.localDataDir}; try: KBATCH_URL=${url} npx kbatch job list`);
-    if (settings.uploadSecretIsEphemeral) logLine('kbatch: KBATCH_UPLOAD_SECRET is not set; upload references are valid for this process only');
+    if (settings.backend === 'local')
+      logLine(`kbatch: local backend keeps jobs under ${settings.localDataDir}; try: KBATCH_URL=${url} npx kbatch job list`);
+    if (settings.uploadSecretIsEphemeral)
+      logLine('kbatch: KBATCH_UPLOAD_SECRET is not set; upload references are valid for this process only');
     // Lets a parent process (the tests) learn the port when PORT=0.
     process.send?.({ ready: true, port, url });
     return handler;

@@ -65,7 +65,12 @@ function endAfterDrain(req: IncomingRequest, res: ServerResponse): void {
  * closes its client's socket as soon as the answer is through, while the client is still sending, so
  * the client sees EPIPE instead of the answer. A drain that is cut destroys the connection anyway.
  */
-function writeWhole(res: ServerResponse, status: number, headers: Record<string, string | string[] | number>, payload?: string | Buffer): void {
+function writeWhole(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | string[] | number>,
+  payload?: string | Buffer,
+): void {
   if (answered.has(res) || res.writableEnded || res.destroyed) return;
   answered.add(res);
   const req = res.req as IncomingRequest | undefined;
@@ -81,7 +86,12 @@ function writeWhole(res: ServerResponse, status: number, headers: Record<string,
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: ReplyHeaders = {}): void {
   const payload = JSON.stringify(body);
-  writeWhole(res, status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload), ...headers }, payload);
+  writeWhole(
+    res,
+    status,
+    { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload), ...headers },
+    payload,
+  );
 }
 
 /**
@@ -132,7 +142,8 @@ function pump(source: Readable, res: ServerResponse, clientGone: AbortSignal): P
     };
     const onEnd = () => settle('end');
     const onError = (error: unknown) => settle(clientGone.aborted ? 'client gone' : { error });
-    const onClose = () => settle(source.readableEnded ? 'end' : clientGone.aborted ? 'client gone' : { error: new Error('the stream closed before its end') });
+    const onClose = () =>
+      settle(source.readableEnded ? 'end' : clientGone.aborted ? 'client gone' : { error: new Error('the stream closed before its end') });
     const onClientGone = () => settle('client gone');
     const onShutdown = () => settle('shutdown');
     source.on('end', onEnd).on('error', onError).on('close', onClose);
@@ -178,7 +189,12 @@ export async function sendReply(ctx: RequestContext, reply: Reply): Promise<void
   if ('empty' in reply) return writeWhole(res, reply.status, { ...reply.headers });
   if ('text' in reply) {
     const payload = Buffer.from(reply.text, 'utf8');
-    return writeWhole(res, reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8', 'content-length': payload.length, ...reply.headers }, payload);
+    return writeWhole(
+      res,
+      reply.status ?? 200,
+      { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8', 'content-length': payload.length, ...reply.headers },
+      payload,
+    );
   }
   return sendStream(ctx, reply);
 }

@@ -45,7 +45,10 @@ const kubernetesName = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 
 function checkParam(key: string, value: string): void {
   if (key === 'name' && !kubernetesName.test(value)) {
-    throw new BadRequest(`name: "${value.slice(0, 100)}" is not a valid name (lowercase letters, digits, "-" and ".", at most 253)`, 'name');
+    throw new BadRequest(
+      `name: "${value.slice(0, 100)}" is not a valid name (lowercase letters, digits, "-" and ".", at most 253)`,
+      'name',
+    );
   }
 }
 
@@ -86,7 +89,12 @@ function hasBody(req: IncomingRequest): boolean {
  * called directly (Knative, tests). Every outcome, thrown or rejected, is answered here.
  */
 export function createRouter(prefix: string, routes: RouteDefinition[]): RequestListener {
-  const table: Route[] = routes.map((r) => ({ method: r.method, segments: splitPath(r.path), handler: r.handler, pattern: `/${splitPath(r.path).join('/')}` }));
+  const table: Route[] = routes.map((r) => ({
+    method: r.method,
+    segments: splitPath(r.path),
+    handler: r.handler,
+    pattern: `/${splitPath(r.path).join('/')}`,
+  }));
   const prefixSegments = splitPath(prefix);
 
   async function route(req: IncomingRequest, res: ServerResponse, signal: AbortSignal): Promise<void> {

@@ -28,7 +28,9 @@ function answerClientError(error: NodeJS.ErrnoException & { bytesParsed?: number
   const [status, detail] = byCode[error.code ?? ''] ?? [400, 'Malformed HTTP request'];
   const body: ErrorBody = { detail, status, reason: status === 413 ? 'PayloadTooLarge' : 'BadRequest' };
   const payload = JSON.stringify(body);
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`,
+  );
 }
 
 /**
@@ -60,7 +62,9 @@ export function serve(handler: RequestListener, options: ServeOptions): Promise<
       logLine(`kbatch: second ${signal}, exiting now`);
       process.exit(130);
     }
-    logLine(`kbatch: ${signal} received, ending open streams and draining ${inFlight.size} request(s) (up to ${options.shutdownGraceSeconds}s)`);
+    logLine(
+      `kbatch: ${signal} received, ending open streams and draining ${inFlight.size} request(s) (up to ${options.shutdownGraceSeconds}s)`,
+    );
     startDraining();
     server.close();
     server.closeIdleConnections();

@@ -39,8 +39,10 @@ export const notebookLimits = {
 export const parameterNamePattern = '^[A-Za-z_][A-Za-z0-9_]{0,63}$';
 
 const pythonKeywords = new Set(
-  ('False None True and as assert async await break class continue def del elif else except finally for from global if import in is ' +
-    'lambda nonlocal not or pass raise return try while with yield').split(' '),
+  (
+    'False None True and as assert async await break class continue def del elif else except finally for from global if import in is ' +
+    'lambda nonlocal not or pass raise return try while with yield'
+  ).split(' '),
 );
 
 export function isParameterName(name: string): boolean {
@@ -50,7 +52,7 @@ export function isParameterName(name: string): boolean {
 /** Why a notebook path is refused, or undefined: relative, inside /code, a .ipynb. */
 export function notebookPathProblem(path: string): string | undefined {
   if (!path.endsWith('.ipynb')) return 'must name a .ipynb file';
-  if (path.startsWith('/')) return 'must be relative to /code (the job\'s working directory)';
+  if (path.startsWith('/')) return "must be relative to /code (the job's working directory)";
   if (path.split('/').some((part) => part === '..' || part === '')) return 'must stay inside /code (no "..", no empty segment)';
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f]/.test(path)) return 'must not hold control characters';
@@ -220,11 +222,27 @@ export function recognisedPapermill(argv: string[]): string | undefined {
 }
 
 /** papermill's options that take one value (papermill/cli.py); its other options are flags. */
-const papermillValueOptions = new Set(
-  ['-f', '--parameters_file', '-y', '--parameters_yaml', '-b', '--parameters_base64', '-k', '--kernel', '-l', '--language', '--cwd',
-    '--engine', '--log-level', '--start-timeout', '--start_timeout', '--execution-timeout', '--stdout-file', '--stderr-file',
-    '--autosave-cell-every'],
-);
+const papermillValueOptions = new Set([
+  '-f',
+  '--parameters_file',
+  '-y',
+  '--parameters_yaml',
+  '-b',
+  '--parameters_base64',
+  '-k',
+  '--kernel',
+  '-l',
+  '--language',
+  '--cwd',
+  '--engine',
+  '--log-level',
+  '--start-timeout',
+  '--start_timeout',
+  '--execution-timeout',
+  '--stdout-file',
+  '--stderr-file',
+  '--autosave-cell-every',
+]);
 
 /** papermill's `-p` typing (papermill.cli._resolve_type): int, float, booleans and None, else the text. */
 function papermillTyped(value: string): JsonValue {

@@ -150,7 +150,11 @@ const parameterName = { pattern: parameterNamePattern, maxLength: 64, 'x-message
 /** Notebook parameters: any JSON value (null, [] and {} included; the sizes are checked in lib/jobs/spec.ts). */
 const ParameterMap = keyedMap(Type.Unknown({ description: 'Any JSON value' }), parameterName, notebookLimits.parameters);
 const SweepMap = keyedMap(
-  Type.Array(Type.Unknown(), { minItems: 1, maxItems: notebookLimits.sweepValues, 'x-message': `must be a list of 1 to ${notebookLimits.sweepValues} values` }),
+  Type.Array(Type.Unknown(), {
+    minItems: 1,
+    maxItems: notebookLimits.sweepValues,
+    'x-message': `must be a list of 1 to ${notebookLimits.sweepValues} values`,
+  }),
   parameterName,
   notebookLimits.sweepAxes,
 );
@@ -200,7 +204,10 @@ export const JobSpecSchema = Type.Object(
       }),
     ),
     parameters: Type.Optional(
-      Type.Unsafe<Record<string, unknown>>({ ...ParameterMap, description: 'Notebook parameters: name (a Python identifier) to a JSON value' }),
+      Type.Unsafe<Record<string, unknown>>({
+        ...ParameterMap,
+        description: 'Notebook parameters: name (a Python identifier) to a JSON value',
+      }),
     ),
     sweep: Type.Optional(
       Type.Unsafe<Record<string, unknown[]>>({
@@ -427,7 +434,12 @@ export const JobDetailSchema = Type.Object({
   ),
   pods: Type.Array(PodViewSchema),
   profile: OptionalText,
-  resources: Type.Optional(Type.Object({ requests: Type.Optional(Type.Record(Type.String(), Type.String())), limits: Type.Optional(Type.Record(Type.String(), Type.String())) })),
+  resources: Type.Optional(
+    Type.Object({
+      requests: Type.Optional(Type.Record(Type.String(), Type.String())),
+      limits: Type.Optional(Type.Record(Type.String(), Type.String())),
+    }),
+  ),
   envKeys: Type.Optional(Type.Array(Type.String(), { description: 'Names of the env variables; values are never shown' })),
   events: Type.Optional(
     Type.Array(
@@ -448,9 +460,15 @@ export const JobDetailSchema = Type.Object({
         notebook: Type.String(),
         parameters: Type.Record(Type.String(), Type.Unknown()),
         sweep: Type.Optional(Type.Record(Type.String(), Type.Array(Type.Unknown()))),
-        source: Type.Union([Type.Literal('spec'), Type.Literal('command')], { description: 'The notebook field, or a recognised papermill command' }),
+        source: Type.Union([Type.Literal('spec'), Type.Literal('command')], {
+          description: 'The notebook field, or a recognised papermill command',
+        }),
         runs: Type.Array(
-          Type.Object({ index: Type.Optional(Type.Integer()), parameters: Type.Record(Type.String(), Type.Unknown()), output: Type.String() }),
+          Type.Object({
+            index: Type.Optional(Type.Integer()),
+            parameters: Type.Record(Type.String(), Type.Unknown()),
+            output: Type.String(),
+          }),
           { description: 'Each index with its parameter set and executed notebook (under KBATCH_OUTPUTS_DIR)' },
         ),
       },

@@ -1,6 +1,14 @@
 import { jobNamePrefixPattern, maxJobNamePrefixLength } from '../k8s/names.ts';
 import { camelCaseKeys } from '../k8s/wire.ts';
-import { notebookLimits, notebookPathProblem, isParameterName, sweepSize, type JsonValue, type Parameters, type Sweep } from './notebook.ts';
+import {
+  notebookLimits,
+  notebookPathProblem,
+  isParameterName,
+  sweepSize,
+  type JsonValue,
+  type Parameters,
+  type Sweep,
+} from './notebook.ts';
 import { checkResourceShape } from './policy.ts';
 import {
   JobSpecSchema,
@@ -208,26 +216,35 @@ function checkNotebookRun(raw: JobSpecInput): Pick<JobSpec, 'notebook' | 'parame
   }
   const problem = notebookPathProblem(raw.notebook);
   if (problem) fail('notebook', `"${raw.notebook}" ${problem}`);
-  for (const key of ['command', 'args'] as const) if (raw[key] !== undefined) fail(key, 'cannot be given with a notebook (kbatch runs papermill)');
+  for (const key of ['command', 'args'] as const)
+    if (raw[key] !== undefined) fail(key, 'cannot be given with a notebook (kbatch runs papermill)');
   const result: Pick<JobSpec, 'notebook' | 'parameters' | 'sweep' | 'completions'> = { notebook: raw.notebook };
-  for (const [key, map] of [['parameters', raw.parameters], ['sweep', raw.sweep]] as const) {
+  for (const [key, map] of [
+    ['parameters', raw.parameters],
+    ['sweep', raw.sweep],
+  ] as const) {
     for (const name of Object.keys(map ?? {})) if (!isParameterName(name)) fail(`${key}.${name}`, 'is a Python keyword');
   }
   if (raw.parameters && Object.keys(raw.parameters).length) {
-    result.parameters = Object.fromEntries(Object.entries(raw.parameters).map(([name, value]) => [name, checkJsonValue(value, `parameters.${name}`)]));
+    result.parameters = Object.fromEntries(
+      Object.entries(raw.parameters).map(([name, value]) => [name, checkJsonValue(value, `parameters.${name}`)]),
+    );
     const bytes = Buffer.byteLength(JSON.stringify(result.parameters));
-    if (bytes > notebookLimits.parametersBytes) fail('parameters', `hold ${bytes} bytes of JSON; at most ${notebookLimits.parametersBytes}`);
+    if (bytes > notebookLimits.parametersBytes)
+      fail('parameters', `hold ${bytes} bytes of JSON; at most ${notebookLimits.parametersBytes}`);
   }
   if (raw.sweep && Object.keys(raw.sweep).length) {
     const sweep: Sweep = {};
     for (const [name, values] of Object.entries(raw.sweep)) {
-      if (result.parameters && Object.hasOwn(result.parameters, name)) fail(`sweep.${name}`, 'is also a fixed parameter; give it in one place');
+      if (result.parameters && Object.hasOwn(result.parameters, name))
+        fail(`sweep.${name}`, 'is also a fixed parameter; give it in one place');
       sweep[name] = values.map((value, i) => checkJsonValue(value, `sweep.${name}[${i}]`));
     }
     const bytes = Buffer.byteLength(JSON.stringify(sweep));
     if (bytes > notebookLimits.sweepBytes) fail('sweep', `holds ${bytes} bytes of JSON; at most ${notebookLimits.sweepBytes}`);
     const size = sweepSize(sweep);
-    if (size > limits.maxCompletions) fail('sweep', `makes ${size} parameter sets; at most ${limits.maxCompletions} (the completions maximum)`);
+    if (size > limits.maxCompletions)
+      fail('sweep', `makes ${size} parameter sets; at most ${limits.maxCompletions} (the completions maximum)`);
     if (raw.completions !== undefined && raw.completions !== size) fail('completions', `must be the sweep's size (${size}) or left out`);
     if (raw.parallelism !== undefined && raw.parallelism > size) fail('parallelism', `is more than the sweep's size (${size})`);
     // Every index's set goes into the Secret (KBATCH_SWEEP): bound the expansion before making it.

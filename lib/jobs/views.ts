@@ -64,7 +64,11 @@ function iso(value: Date | string | undefined): string | undefined {
 }
 
 function finalCondition(job: V1Job) {
-  return job.status?.conditions?.find((c) => (c.type === 'Complete' || c.type === 'Failed' || c.type === 'SuccessCriteriaMet' || c.type === 'FailureTarget') && c.status === 'True');
+  return job.status?.conditions?.find(
+    (c) =>
+      (c.type === 'Complete' || c.type === 'Failed' || c.type === 'SuccessCriteriaMet' || c.type === 'FailureTarget') &&
+      c.status === 'True',
+  );
 }
 
 export function jobState(job: V1Job): JobState {
@@ -113,7 +117,14 @@ export function podView(pod: V1Pod): PodView {
     startedAt: iso(pod.status?.startTime),
     completionIndex: pod.metadata?.labels?.['batch.kubernetes.io/job-completion-index'],
     containers: statuses.map((s) => {
-      if (s.state?.terminated) return { name: s.name, state: 'terminated', reason: s.state.terminated.reason, message: s.state.terminated.message, exitCode: s.state.terminated.exitCode };
+      if (s.state?.terminated)
+        return {
+          name: s.name,
+          state: 'terminated',
+          reason: s.state.terminated.reason,
+          message: s.state.terminated.message,
+          exitCode: s.state.terminated.exitCode,
+        };
       if (s.state?.running) return { name: s.name, state: 'running' };
       return { name: s.name, state: 'waiting', reason: s.state?.waiting?.reason, message: s.state?.waiting?.message };
     }),
@@ -141,7 +152,13 @@ export function jobDetail(job: V1Job, pods: V1Pod[], events?: CoreV1Event[]): Jo
   const limits = quantities(resources?.limits);
   const detail: JobDetail = {
     ...jobSummary(job),
-    conditions: (job.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message, lastTransitionTime: iso(c.lastTransitionTime) })),
+    conditions: (job.status?.conditions ?? []).map((c) => ({
+      type: c.type,
+      status: c.status,
+      reason: c.reason,
+      message: c.message,
+      lastTransitionTime: iso(c.lastTransitionTime),
+    })),
     pods: pods.map(podView),
     profile: job.metadata?.annotations?.[annotationKeys.profile],
     resources: requests || limits ? { ...(requests ? { requests } : {}), ...(limits ? { limits } : {}) } : undefined,

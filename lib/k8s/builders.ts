@@ -1,6 +1,19 @@
 import { createHash } from 'node:crypto';
 import type { User } from '../auth/types.ts';
-import type { V1ConfigMap, V1Container, V1CronJob, V1EnvVar, V1Job, V1LimitRange, V1Namespace, V1PersistentVolumeClaim, V1ResourceQuota, V1Secret, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type {
+  V1ConfigMap,
+  V1Container,
+  V1CronJob,
+  V1EnvVar,
+  V1Job,
+  V1LimitRange,
+  V1Namespace,
+  V1PersistentVolumeClaim,
+  V1ResourceQuota,
+  V1Secret,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
 import { BadRequest } from '../http/errors.ts';
 import { checkResourceMaximums, checkResourceShape, checkScheduling, jobPolicyOf, type JobPolicy } from '../jobs/policy.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -55,14 +68,26 @@ export interface NamespacePolicySettings {
  * KBATCH_NAMESPACE_LIMIT_RANGE), created with it; none when unset. Kubernetes enforces them on
  * every pod, so together with the per-job maximums a user cannot take the cluster with many jobs.
  */
-export function buildNamespacePolicy(namespace: string, settings: NamespacePolicySettings): { quota?: V1ResourceQuota; limitRange?: V1LimitRange } {
+export function buildNamespacePolicy(
+  namespace: string,
+  settings: NamespacePolicySettings,
+): { quota?: V1ResourceQuota; limitRange?: V1LimitRange } {
   const metadata = () => ({ name: 'kbatch', namespace, labels: { [labels.managedBy]: 'kbatch' } });
   const hard = settings.namespaceQuota;
   const range = settings.namespaceLimitRange;
   return {
-    ...(hard && Object.keys(hard).length ? { quota: { apiVersion: 'v1', kind: 'ResourceQuota', metadata: metadata(), spec: { hard: { ...hard } } } } : {}),
+    ...(hard && Object.keys(hard).length
+      ? { quota: { apiVersion: 'v1', kind: 'ResourceQuota', metadata: metadata(), spec: { hard: { ...hard } } } }
+      : {}),
     ...(range && Object.keys(range).length
-      ? { limitRange: { apiVersion: 'v1', kind: 'LimitRange', metadata: metadata(), spec: { limits: [{ type: 'Container', ...structuredClone(range) }] } } }
+      ? {
+          limitRange: {
+            apiVersion: 'v1',
+            kind: 'LimitRange',
+            metadata: metadata(),
+            spec: { limits: [{ type: 'Container', ...structuredClone(range) }] },
+          },
+        }
       : {}),
   };
 }
@@ -86,7 +111,10 @@ export function resolveProfile(spec: JobSpec, profiles: Profiles): Profile | und
   const profile = profileNamed(profiles, spec.profile);
   if (!profile) {
     const known = profileNames(profiles);
-    throw new BadRequest(`profile: unknown profile "${spec.profile}"${known.length ? ` (available: ${known.join(', ')})` : ' (the server defines no profiles)'}`, 'profile');
+    throw new BadRequest(
+      `profile: unknown profile "${spec.profile}"${known.length ? ` (available: ${known.join(', ')})` : ' (the server defines no profiles)'}`,
+      'profile',
+    );
   }
   return profile;
 }
@@ -95,7 +123,10 @@ export function resolveProfile(spec: JobSpec, profiles: Profiles): Profile | und
  * Everything about a spec that depends on the admin's configuration (profile, image, job policy),
  * with no side effect: a submit can call it before storing any code, and buildJobObjects calls it again.
  */
-export function checkSubmission(spec: JobSpec, options: { settings: JobSettings; profiles: Profiles }): { profile: Profile | undefined; image: string } {
+export function checkSubmission(
+  spec: JobSpec,
+  options: { settings: JobSettings; profiles: Profiles },
+): { profile: Profile | undefined; image: string } {
   const profile = resolveProfile(spec, options.profiles);
   checkJobPolicy(spec, profile, options.profiles, jobPolicyOf(options.settings));
   const image = spec.image ?? profile?.image;
@@ -109,7 +140,10 @@ export function checkSubmission(spec: JobSpec, options: { settings: JobSettings;
  */
 export function checkJobPolicy(spec: JobSpec, profile: Profile | undefined, profiles: Profiles, policy: JobPolicy): void {
   const granted = allProfiles(profiles);
-  checkScheduling(spec, policy, { tolerations: granted.flatMap((p) => p.tolerations ?? []), terms: granted.flatMap((p) => p.nodeAffinityRequired ?? []) });
+  checkScheduling(spec, policy, {
+    tolerations: granted.flatMap((p) => p.tolerations ?? []),
+    terms: granted.flatMap((p) => p.nodeAffinityRequired ?? []),
+  });
   checkResourceMaximums(spec.resources, policy);
   if (profile?.resources) {
     checkResourceShape({
@@ -120,7 +154,10 @@ export function checkJobPolicy(spec: JobSpec, profile: Profile | undefined, prof
 }
 
 /** Volumes, an unpacking init container and the /code mount for an upload, or a scratch /code without one. */
-export function codeVolumesFor(code: StoredCode | undefined, helperImage: string): { volumes: V1Volume[]; initContainers: V1Container[]; mount: V1VolumeMount } {
+export function codeVolumesFor(
+  code: StoredCode | undefined,
+  helperImage: string,
+): { volumes: V1Volume[]; initContainers: V1Container[]; mount: V1VolumeMount } {
   const mount: V1VolumeMount = { name: 'code', mountPath: codeMountPath };
   const scratch: V1Volume = { name: 'code', emptyDir: {} };
   if (!code || code.kind === 'local') return { volumes: [scratch], initContainers: [], mount };
@@ -146,7 +183,14 @@ export function codeVolumesFor(code: StoredCode | undefined, helperImage: string
         name: 'copy-code',
         image: helperImage,
         // The writer Job renames its directory into place only when complete, so wait for it.
-        command: ['sh', '-c', `for i in $(seq 600); do [ -d "/uploads/${code.path}" ] && break; sleep 1; done; cp -a "/uploads/${code.path}/." ${codeMountPath}/`],
+        command: [
+          'sh',
+          '-c',
+          [
+            `for i in $(seq 600); do [ -d "/uploads/${code.path}" ] && break; sleep 1; done`,
+            `cp -a "/uploads/${code.path}/." ${codeMountPath}/`,
+          ].join('; '),
+        ],
         volumeMounts: [mount, { name: 'uploads', mountPath: '/uploads', readOnly: true }],
       },
     ],
@@ -166,13 +210,23 @@ export function buildJobObjects(
   spec: JobSpec,
   user: SubmitUser,
   jobName: string,
-  options: { settings: JobSettings; profiles: Profiles; template?: Record<string, unknown>; code?: StoredCode; now?: Date; idempotency?: Idempotency },
+  options: {
+    settings: JobSettings;
+    profiles: Profiles;
+    template?: Record<string, unknown>;
+    code?: StoredCode;
+    now?: Date;
+    idempotency?: Idempotency;
+  },
 ): JobObjects {
   const { settings } = options;
   const { profile, image } = checkSubmission(spec, options);
   const { namespace } = user;
   const common = { ...(spec.labels ?? {}), ...ownerLabels(user) };
-  const userAnnotations: Record<string, string> = { [annotations.username]: user.name, [annotations.submittedAt]: (options.now ?? new Date()).toISOString() };
+  const userAnnotations: Record<string, string> = {
+    [annotations.username]: user.name,
+    [annotations.submittedAt]: (options.now ?? new Date()).toISOString(),
+  };
   if (spec.profile) userAnnotations[annotations.profile] = spec.profile;
 
   const envValues: Record<string, string> = {
@@ -200,22 +254,32 @@ export function buildJobObjects(
   if (spec.args) container.args = spec.args;
   if (spec.notebook) container.command = notebookCommand();
   const notebookRun = spec.notebook
-    ? notebookAnnotation({ notebook: spec.notebook, ...(spec.parameters ? { parameters: spec.parameters } : {}), ...(spec.sweep ? { sweep: spec.sweep } : {}) })
+    ? notebookAnnotation({
+        notebook: spec.notebook,
+        ...(spec.parameters ? { parameters: spec.parameters } : {}),
+        ...(spec.sweep ? { sweep: spec.sweep } : {}),
+      })
     : recognisedPapermill([...(spec.command ?? []), ...(spec.args ?? [])]);
   if (Object.keys(resources.requests).length || Object.keys(resources.limits).length) container.resources = resources;
 
   const tolerations = [...(profile?.tolerations ?? []), ...(spec.tolerations ?? [])];
   const terms = [...(profile?.nodeAffinityRequired ?? []), ...(spec.nodeAffinityRequired ?? [])];
   const completions = spec.completions ?? 1;
-  const ttl = spec.ttlSecondsAfterFinished !== undefined && settings.jobTtlSeconds !== null
-    ? Math.min(spec.ttlSecondsAfterFinished, settings.jobTtlSeconds)
-    : (spec.ttlSecondsAfterFinished ?? settings.jobTtlSeconds);
+  const ttl =
+    spec.ttlSecondsAfterFinished !== undefined && settings.jobTtlSeconds !== null
+      ? Math.min(spec.ttlSecondsAfterFinished, settings.jobTtlSeconds)
+      : (spec.ttlSecondsAfterFinished ?? settings.jobTtlSeconds);
 
   let job: V1Job = {
     apiVersion: 'batch/v1',
     kind: 'Job',
     // The notebook annotation is on the Job only: its pods need not carry the parameters of every index.
-    metadata: { name: jobName, namespace, labels: { ...common }, annotations: { ...userAnnotations, ...(notebookRun ? { [annotations.notebook]: notebookRun } : {}) } },
+    metadata: {
+      name: jobName,
+      namespace,
+      labels: { ...common },
+      annotations: { ...userAnnotations, ...(notebookRun ? { [annotations.notebook]: notebookRun } : {}) },
+    },
     spec: {
       backoffLimit: spec.backoffLimit ?? 0,
       completions,
@@ -325,7 +389,11 @@ export function buildCronJobObjects(
   name: string,
   options: Parameters<typeof buildJobObjects>[3],
 ): CronJobObjects {
-  if (!schedulePattern.test(schedule.trim())) throw new BadRequest(`schedule: "${schedule}" is not a cron expression (five fields, e.g. "0 22 * * 1-5") or @hourly/@daily/...`, 'schedule');
+  if (!schedulePattern.test(schedule.trim()))
+    throw new BadRequest(
+      `schedule: "${schedule}" is not a cron expression (five fields, e.g. "0 22 * * 1-5") or @hourly/@daily/...`,
+      'schedule',
+    );
   const { namespace, job, secret } = buildJobObjects(spec, user, name, options);
   // The idempotency marks identify the CronJob a submit made, not the Jobs it will start.
   const { [labels.idempotencyKey]: _key, ...runLabels } = job.metadata!.labels ?? {};
@@ -376,7 +444,10 @@ export function buildCodeConfigMap(
   return configMap;
 }
 
-export function buildUploadsClaim(owner: Owner, settings: { uploadPvcSize: string; uploadPvcStorageClass?: string; uploadPvcAccessMode: string }): V1PersistentVolumeClaim {
+export function buildUploadsClaim(
+  owner: Owner,
+  settings: { uploadPvcSize: string; uploadPvcStorageClass?: string; uploadPvcAccessMode: string },
+): V1PersistentVolumeClaim {
   return {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',
@@ -394,13 +465,24 @@ export function buildUploadsClaim(owner: Owner, settings: { uploadPvcSize: strin
  * ConfigMaps (each under the 1 MiB limit), the helper concatenates and unpacks them, and the chunks
  * are owned by the helper Job so they disappear with it.
  */
-export function buildUploadWriterJob(owner: Owner, name: string, chunkNames: string[], targetPath: string, settings: { helperImage: string; uploadTtlSeconds: number }, ownerRef?: OwnerReference): V1Job {
+export function buildUploadWriterJob(
+  owner: Owner,
+  name: string,
+  chunkNames: string[],
+  targetPath: string,
+  settings: { helperImage: string; uploadTtlSeconds: number },
+  ownerRef?: OwnerReference,
+): V1Job {
   // Jobs copy their upload when they start, so a directory is needed only while its reference is
   // valid; each writer first sweeps the ones older than that (a day by default, plus slack).
   const sweepMinutes = Math.ceil(settings.uploadTtlSeconds / 60) + 60;
   const sweep = `find /uploads -mindepth 1 -maxdepth 1 -mmin +${sweepMinutes} -exec rm -rf {} + || true`;
   const { namespace } = owner;
-  const chunkMounts = chunkNames.map((chunk, i) => ({ name: `chunk-${i}`, mountPath: `/chunks/${String(i).padStart(5, '0')}`, readOnly: true }));
+  const chunkMounts = chunkNames.map((chunk, i) => ({
+    name: `chunk-${i}`,
+    mountPath: `/chunks/${String(i).padStart(5, '0')}`,
+    readOnly: true,
+  }));
   const writer: V1Job = {
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -422,7 +504,18 @@ export function buildUploadWriterJob(owner: Owner, name: string, chunkNames: str
             {
               name: 'write',
               image: settings.helperImage,
-              command: ['sh', '-c', `${sweep}; set -e; rm -rf "/uploads/${targetPath}.partial"; mkdir -p "/uploads/${targetPath}.partial"; cat /chunks/*/part | tar -xzf - -C "/uploads/${targetPath}.partial"; mv "/uploads/${targetPath}.partial" "/uploads/${targetPath}"`],
+              command: [
+                'sh',
+                '-c',
+                [
+                  sweep,
+                  'set -e',
+                  `rm -rf "/uploads/${targetPath}.partial"`,
+                  `mkdir -p "/uploads/${targetPath}.partial"`,
+                  `cat /chunks/*/part | tar -xzf - -C "/uploads/${targetPath}.partial"`,
+                  `mv "/uploads/${targetPath}.partial" "/uploads/${targetPath}"`,
+                ].join('; '),
+              ],
               volumeMounts: [{ name: 'uploads', mountPath: '/uploads' }, ...chunkMounts],
             },
           ],

@@ -42,7 +42,10 @@ function timedHttpLibrary(): k8s.HttpLibrary {
   return k8s.wrapHttpLibrary({
     async send(request) {
       const url = request.getUrl();
-      const endTimer = kubernetesDuration.startTimer({ method: request.getHttpMethod().toString(), resource: kubernetesResource(new URL(url).pathname) });
+      const endTimer = kubernetesDuration.startTimer({
+        method: request.getHttpMethod().toString(),
+        resource: kubernetesResource(new URL(url).pathname),
+      });
       try {
         const response = await inner.send(request).toPromise();
         endTimer({ outcome: String(response.httpStatusCode) });
@@ -56,10 +59,18 @@ function timedHttpLibrary(): k8s.HttpLibrary {
 }
 
 /** A generated API client (CoreV1Api, BatchV1Api, ...) whose calls share `auth`'s connection pool. */
-export function makePooledApiClient<T>(kubeConfig: k8s.KubeConfig, auth: PooledKubeAuthentication, apiClientType: new (config: k8s.Configuration) => T): T {
+export function makePooledApiClient<T>(
+  kubeConfig: k8s.KubeConfig,
+  auth: PooledKubeAuthentication,
+  apiClientType: new (config: k8s.Configuration) => T,
+): T {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster) throw new Error('No active cluster in the kubeconfig');
   return new apiClientType(
-    k8s.createConfiguration({ baseServer: new k8s.ServerConfiguration(cluster.server, {}), authMethods: { default: auth }, httpApi: timedHttpLibrary() }),
+    k8s.createConfiguration({
+      baseServer: new k8s.ServerConfiguration(cluster.server, {}),
+      authMethods: { default: auth },
+      httpApi: timedHttpLibrary(),
+    }),
   );
 }

@@ -47,7 +47,10 @@ function base32(bytes: Buffer): string {
 /** What an admin recognises in `kubectl get ns`: accents folded, other characters as single dashes. */
 function readablePrefix(username: string): string {
   const folded = username.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase();
-  const prefix = folded.replace(/[^a-z0-9]+/g, '-').slice(0, maxPrefixLength).replace(/^-+|-+$/g, '');
+  const prefix = folded
+    .replace(/[^a-z0-9]+/g, '-')
+    .slice(0, maxPrefixLength)
+    .replace(/^-+|-+$/g, '');
   return prefix || fallbackPrefix;
 }
 

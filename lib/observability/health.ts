@@ -63,7 +63,9 @@ export function createReadiness(deps: Deps, fetchImpl: typeof fetch = fetch): ()
   return async () => {
     if (cached && cached.until > Date.now()) return cached.result;
     pending ??= (async () => {
-      const entries = await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await runCheck(name, check, settings.readyTimeoutMs)] as const));
+      const entries = await Promise.all(
+        Object.entries(checks).map(async ([name, check]) => [name, await runCheck(name, check, settings.readyTimeoutMs)] as const),
+      );
       const result: Readiness = { ready: entries.every(([, r]) => r.ok), checks: Object.fromEntries(entries) };
       cached = { until: Date.now() + settings.readyCacheSeconds * 1000, result };
       return result;

@@ -76,5 +76,5 @@ export function kubernetesResource(path: string): string {
   if (ns >= 0) return 'namespaces';
   // /api, /api/v1/<resource>[/name], /apis/<group>/<version>/<resource>[/name]
   const start = segments[0] === 'apis' ? 3 : 2;
-  return segments[start] ?? (segments[0] ?? 'root');
+  return segments[start] ?? segments[0] ?? 'root';
 }

@@ -48,7 +48,8 @@ export function noteRequest(res: ServerResponse, fields: RequestRecord): void {
 
 /** The Status reason Kubernetes gave, when the error came from its API. */
 function kubernetesReasonOf(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null || typeof (error as { code?: unknown }).code !== 'number' || !('body' in error)) return undefined;
+  if (typeof error !== 'object' || error === null || typeof (error as { code?: unknown }).code !== 'number' || !('body' in error))
+    return undefined;
   let body = (error as { body: unknown }).body;
   if (typeof body === 'string') {
     try {

@@ -44,8 +44,16 @@ class BoundedReader {
   }
 
   private check(offset: number, length: number, what: string): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.buffer.length) {
-      throw invalidArchive(`${this.format}: ${what} lies outside the archive (offset ${offset}, ${length} bytes, archive ${this.buffer.length} bytes)`);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.buffer.length
+    ) {
+      throw invalidArchive(
+        `${this.format}: ${what} lies outside the archive (offset ${offset}, ${length} bytes, archive ${this.buffer.length} bytes)`,
+      );
     }
   }
 
@@ -76,7 +84,8 @@ export function safeRelativePath(raw: string): string {
   const normalized = posix.normalize(path).replace(/\/+$/, '');
   if (normalized === '..' || normalized.startsWith('../')) throw invalidArchive(`path ${quoted(raw)} escapes the upload root`);
   if (Buffer.byteLength(normalized) > maxPathBytes) throw invalidArchive(`path ${quoted(raw)} is longer than ${maxPathBytes} bytes`);
-  if (normalized.split('/').some((part) => Buffer.byteLength(part) > maxComponentBytes)) throw invalidArchive(`path ${quoted(raw)} has a name longer than ${maxComponentBytes} bytes`);
+  if (normalized.split('/').some((part) => Buffer.byteLength(part) > maxComponentBytes))
+    throw invalidArchive(`path ${quoted(raw)} has a name longer than ${maxComponentBytes} bytes`);
   return normalized === '.' ? '' : normalized;
 }
 
@@ -121,7 +130,8 @@ export function validateEntries(entries: ArchiveEntry[], limits: UploadLimits): 
   for (const entry of result) {
     for (let slash = entry.path.indexOf('/'); slash !== -1; slash = entry.path.indexOf('/', slash + 1)) {
       const parent = types.get(entry.path.slice(0, slash));
-      if (parent && parent !== 'directory') throw invalidArchive(`${quoted(entry.path)} lies below ${parent} ${quoted(entry.path.slice(0, slash))}`);
+      if (parent && parent !== 'directory')
+        throw invalidArchive(`${quoted(entry.path)} lies below ${parent} ${quoted(entry.path.slice(0, slash))}`);
     }
   }
   return result;
@@ -246,10 +256,14 @@ export function readTar(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
     if (directory) entries.push({ path, type: 'directory', mode: mode || 0o755, data: Buffer.alloc(0) });
     else if (typeflag === '0' || typeflag === '\0' || typeflag === '7') entries.push({ path, type: 'file', mode: mode || 0o644, data });
     else if (typeflag === '2') entries.push({ path, type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget });
-    else throw invalidArchive(`${quoted(path)} is ${tarTypes[typeflag] ?? `an unsupported tar entry (type ${quoted(typeflag)})`}, which uploads do not support`);
+    else
+      throw invalidArchive(
+        `${quoted(path)} is ${tarTypes[typeflag] ?? `an unsupported tar entry (type ${quoted(typeflag)})`}, which uploads do not support`,
+      );
     if (entries.length > limits.maxFiles) throw uploadTooLarge(`more than ${limits.maxFiles} files`);
   }
-  if (longName !== undefined || longLink !== undefined || pax !== undefined) throw invalidArchive('tar: truncated archive (an extended header has no entry)');
+  if (longName !== undefined || longLink !== undefined || pax !== undefined)
+    throw invalidArchive('tar: truncated archive (an extended header has no entry)');
   return entries;
 }
 
@@ -302,7 +316,10 @@ function tarPieces(entries: ArchiveEntry[]): { pieces: Buffer[]; size: number } 
   for (const entry of entries) {
     const name = entry.type === 'directory' ? `${entry.path}/` : entry.path;
     const linkTarget = entry.type === 'symlink' ? (entry.linkTarget ?? '') : '';
-    for (const [typeflag, text] of [['L', name], ['K', linkTarget]] as const) {
+    for (const [typeflag, text] of [
+      ['L', name],
+      ['K', linkTarget],
+    ] as const) {
       if (Buffer.byteLength(text) <= 99) continue;
       const record = Buffer.from(`${text}\0`, 'utf8');
       header('././@LongLink', record.length, 0, typeflag);
@@ -347,7 +364,10 @@ function gzipPieces(pieces: Buffer[], size: number): Buffer {
     staged = [];
     stagedBytes = 0;
     crc = crc32(input, crc);
-    const segment = deflateRawSync(input, { finishFlush: final ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH, chunkSize: deflateBound(input.length) });
+    const segment = deflateRawSync(input, {
+      finishFlush: final ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH,
+      chunkSize: deflateBound(input.length),
+    });
     if (written + segment.length + 8 > out.length) {
       // Cannot happen within deflateBound; kept so a wrong bound costs a copy, never a corrupt archive.
       const bigger = Buffer.allocUnsafe(Math.max(out.length * 2, written + segment.length + 8));
@@ -392,10 +412,12 @@ function inflateEntry(raw: Buffer, size: number, name: string): Buffer {
     // A central directory can lie about the size: never inflate past what it declared.
     data = inflateRawSync(raw, { maxOutputLength: Math.max(size, 1) });
   } catch (error) {
-    if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw invalidArchive(`zip entry ${quoted(name)} inflates to more than the ${size} bytes its header declares`);
+    if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE')
+      throw invalidArchive(`zip entry ${quoted(name)} inflates to more than the ${size} bytes its header declares`);
     throw invalidArchive(`zip entry ${quoted(name)} has corrupt compressed data (${(error as Error).message})`);
   }
-  if (data.length !== size) throw invalidArchive(`zip entry ${quoted(name)} inflates to ${data.length} bytes, not the ${size} its header declares`);
+  if (data.length !== size)
+    throw invalidArchive(`zip entry ${quoted(name)} inflates to ${data.length} bytes, not the ${size} its header declares`);
   return data;
 }
 
@@ -411,7 +433,8 @@ export function readZip(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
   const count = zip.u16(end + 10, 'entry count');
   const directorySize = zip.u32(end + 12, 'central directory size');
   const directoryOffset = zip.u32(end + 16, 'central directory offset');
-  if (count === 0xffff || directorySize === 0xffffffff || directoryOffset === 0xffffffff) throw invalidArchive('zip64 archives are not supported');
+  if (count === 0xffff || directorySize === 0xffffffff || directoryOffset === 0xffffffff)
+    throw invalidArchive('zip64 archives are not supported');
   if (disk !== 0 || directoryDisk !== 0 || countOnDisk !== count) throw invalidArchive('multi-disk zip archives are not supported');
   if (directoryOffset + directorySize > end) throw invalidArchive('zip: the central directory lies outside the archive');
   if (count > limits.maxFiles) throw uploadTooLarge(`more than ${limits.maxFiles} files`);
@@ -442,7 +465,8 @@ export function readZip(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
       throw invalidArchive(`zip entry name ${quoted(nameBytes.toString('latin1'))} is not UTF-8`);
     }
     if (flags & 0x41) throw invalidArchive(`zip entry ${quoted(name)} is encrypted`);
-    if (compressedSize === 0xffffffff || size === 0xffffffff || localOffset === 0xffffffff) throw invalidArchive('zip64 archives are not supported');
+    if (compressedSize === 0xffffffff || size === 0xffffffff || localOffset === 0xffffffff)
+      throw invalidArchive('zip64 archives are not supported');
     total += size;
     if (total > limits.maxBytes) throw uploadTooLarge(`more than ${limits.maxBytes} bytes after unpacking`);
     // Unix permissions live in the high half of the attributes, only when made on Unix (3) or macOS (19).
@@ -455,7 +479,8 @@ export function readZip(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
       entries.push({ path: name, type: 'directory', mode: 0o755, data: Buffer.alloc(0) });
       continue;
     }
-    if (zip.u32(localOffset, 'local header') !== zipSignatures.local) throw invalidArchive(`zip entry ${quoted(name)}: corrupt local header`);
+    if (zip.u32(localOffset, 'local header') !== zipSignatures.local)
+      throw invalidArchive(`zip entry ${quoted(name)}: corrupt local header`);
     const dataStart = localOffset + 30 + zip.u16(localOffset + 26, 'local name length') + zip.u16(localOffset + 28, 'local extra length');
     const raw = zip.slice(dataStart, compressedSize, `data of entry ${quoted(name)}`);
     let data: Buffer;
@@ -465,7 +490,8 @@ export function readZip(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
     } else if (method === 8) data = inflateEntry(raw, size, name);
     else throw invalidArchive(`zip entry ${quoted(name)} uses compression method ${method}; send stored or deflated entries`);
     if (crc32(data) !== crc) throw invalidArchive(`zip entry ${quoted(name)} fails its CRC check (corrupt)`);
-    if (fileType === 0o120000) entries.push({ path: name, type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: data.toString('utf8') });
+    if (fileType === 0o120000)
+      entries.push({ path: name, type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: data.toString('utf8') });
     else entries.push({ path: name, type: 'file', mode: unixMode & 0o777 || 0o644, data });
   }
   return entries;
@@ -493,7 +519,8 @@ export function readArchive(buffer: Buffer, limits: UploadLimits, format = detec
       const declared = buffer.length >= 18 ? buffer.readUInt32LE(buffer.length - 4) : 0;
       tar = gunzipSync(buffer, { maxOutputLength: cap, chunkSize: Math.min(Math.max(declared + 1, 64 * 1024), cap + 1) });
     } catch (error) {
-      if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw uploadTooLarge(`more than ${limits.maxBytes} bytes after unpacking`);
+      if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE')
+        throw uploadTooLarge(`more than ${limits.maxBytes} bytes after unpacking`);
       throw invalidArchive(`corrupt gzip data (${(error as Error).message})`);
     }
     return readTar(tar, limits);

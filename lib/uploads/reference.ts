@@ -40,7 +40,10 @@ export async function verifyUploadReference(reference: string, user: string, sec
     ({ payload } = await jwtVerify(reference, secret, { issuer, audience, algorithms: ['HS256'] }));
   } catch (error) {
     const expired = (error as { code?: string }).code === 'ERR_JWT_EXPIRED';
-    throw new BadRequest(expired ? 'upload: the upload reference has expired; upload the code again' : 'upload: not a valid upload reference', 'upload');
+    throw new BadRequest(
+      expired ? 'upload: the upload reference has expired; upload the code again' : 'upload: not a valid upload reference',
+      'upload',
+    );
   }
   if (payload.sub !== user) throw new Forbidden('upload: this upload belongs to another user');
   return {

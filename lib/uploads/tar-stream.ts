@@ -1,6 +1,18 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { checkSymlink, checksumMatches, longText, readOctal, readPax, readString, safeRelativePath, tarTypes, writeHeader, type ArchiveEntry, type UploadLimits } from './archive.ts';
+import {
+  checkSymlink,
+  checksumMatches,
+  longText,
+  readOctal,
+  readPax,
+  readString,
+  safeRelativePath,
+  tarTypes,
+  writeHeader,
+  type ArchiveEntry,
+  type UploadLimits,
+} from './archive.ts';
 import { invalidArchive, quoted, uploadTooLarge } from './errors.ts';
 
 /**
@@ -130,7 +142,8 @@ export class TarSanitizer extends Transform {
 
   private header(header: Buffer): void {
     if (header.every((b) => b === 0)) {
-      if (this.longName !== undefined || this.longLink !== undefined || this.pax !== undefined) throw invalidArchive('tar: truncated archive (an extended header has no entry)');
+      if (this.longName !== undefined || this.longLink !== undefined || this.pax !== undefined)
+        throw invalidArchive('tar: truncated archive (an extended header has no entry)');
       this.state = { kind: 'end' };
       return;
     }
@@ -141,7 +154,8 @@ export class TarSanitizer extends Transform {
     const size = paxSize !== undefined ? Number(paxSize) : readOctal(header, 124, 12, 'size');
     const padding = (512 - (size % 512)) % 512;
     if (typeflag === 'L' || typeflag === 'K' || typeflag === 'x' || typeflag === 'g') {
-      if (size > maxExtendedHeaderBytes) throw invalidArchive(`tar: an extended header of ${size} bytes is larger than the ${maxExtendedHeaderBytes} allowed`);
+      if (size > maxExtendedHeaderBytes)
+        throw invalidArchive(`tar: an extended header of ${size} bytes is larger than the ${maxExtendedHeaderBytes} allowed`);
       this.state = size ? { kind: 'extended', typeflag, size, padding, chunks: [], got: 0 } : { kind: 'header' };
       if (!size) this.extendedHeader(typeflag, Buffer.alloc(0));
       return;
@@ -158,7 +172,10 @@ export class TarSanitizer extends Transform {
     if (directory) type = 'directory';
     else if (typeflag === '0' || typeflag === '\0' || typeflag === '7') type = 'file';
     else if (typeflag === '2') type = 'symlink';
-    else throw invalidArchive(`${quoted(rawPath)} is ${tarTypes[typeflag] ?? `an unsupported tar entry (type ${quoted(typeflag)})`}, which uploads do not support`);
+    else
+      throw invalidArchive(
+        `${quoted(rawPath)} is ${tarTypes[typeflag] ?? `an unsupported tar entry (type ${quoted(typeflag)})`}, which uploads do not support`,
+      );
 
     const path = safeRelativePath(rawPath);
     const dataSize = type === 'file' ? size : 0;
@@ -168,7 +185,13 @@ export class TarSanitizer extends Transform {
       this.state = size + padding ? { kind: 'skip', remaining: size + padding } : { kind: 'header' };
       return;
     }
-    this.writeEntryHeader(path, type, type === 'directory' ? mode || 0o755 : type === 'file' ? mode || 0o644 : 0o777, dataSize, type === 'symlink' ? linkTarget : '');
+    this.writeEntryHeader(
+      path,
+      type,
+      type === 'directory' ? mode || 0o755 : type === 'file' ? mode || 0o644 : 0o777,
+      dataSize,
+      type === 'symlink' ? linkTarget : '',
+    );
     if (type === 'file') {
       this.state = size ? { kind: 'data', remaining: size, padding } : { kind: 'header' };
     } else {
@@ -203,7 +226,10 @@ export class TarSanitizer extends Transform {
 
   private writeEntryHeader(path: string, type: ArchiveEntry['type'], mode: number, size: number, linkTarget: string): void {
     const name = type === 'directory' ? `${path}/` : path;
-    for (const [typeflag, text] of [['L', name], ['K', linkTarget]] as const) {
+    for (const [typeflag, text] of [
+      ['L', name],
+      ['K', linkTarget],
+    ] as const) {
       if (Buffer.byteLength(text) <= 99) continue;
       const record = Buffer.from(`${text}\0`, 'utf8');
       const block = Buffer.alloc(512);
@@ -213,7 +239,14 @@ export class TarSanitizer extends Transform {
       this.send(Buffer.alloc((512 - (record.length % 512)) % 512));
     }
     const block = Buffer.alloc(512);
-    writeHeader(block, truncateUtf8(name, 99), size, mode, type === 'file' ? '0' : type === 'directory' ? '5' : '2', truncateUtf8(linkTarget, 99));
+    writeHeader(
+      block,
+      truncateUtf8(name, 99),
+      size,
+      mode,
+      type === 'file' ? '0' : type === 'directory' ? '5' : '2',
+      truncateUtf8(linkTarget, 99),
+    );
     this.send(block);
   }
 }
@@ -221,5 +254,10 @@ export class TarSanitizer extends Transform {
 /** The long-name record carries the full name; the header field keeps a prefix that fits. */
 function truncateUtf8(text: string, bytes: number): string {
   const buffer = Buffer.from(text, 'utf8');
-  return buffer.length <= bytes ? text : buffer.subarray(0, bytes).toString('utf8').replace(/\uFFFD$/, '');
+  return buffer.length <= bytes
+    ? text
+    : buffer
+        .subarray(0, bytes)
+        .toString('utf8')
+        .replace(/\uFFFD$/, '');
 }

@@ -60,7 +60,12 @@ function deletedStatus(kind: 'jobs' | 'cronjobs', name: string | undefined, uid:
 }
 
 function listBody(kind: string, apiVersion: string, items: unknown[]) {
-  return toUpstreamWire({ apiVersion, kind, items, metadata: { continue: null, remainingItemCount: null, resourceVersion: null, selfLink: null } });
+  return toUpstreamWire({
+    apiVersion,
+    kind,
+    items,
+    metadata: { continue: null, remainingItemCount: null, resourceVersion: null, selfLink: null },
+  });
 }
 
 /**
@@ -114,7 +119,8 @@ function inlineCodeFrom(deps: Deps, code: unknown) {
   if (code === null || code === undefined) return undefined;
   const configMap = expectObject(code, 'code');
   const binary = (configMap.binary_data ?? configMap.binaryData) as Record<string, unknown> | undefined;
-  if (!binary || typeof binary.code !== 'string') throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
+  if (!binary || typeof binary.code !== 'string')
+    throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
   const zip = Buffer.from(binary.code, 'base64');
   return normalizeCode(deps, readZip(zip, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles }));
 }
@@ -134,9 +140,11 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
         const spec = specFromUpstreamManifest(body.job);
-        const job = await submitJob(deps, user, spec, { upload: inlineCodeFrom(deps, body.code), idempotencyKey }).catch((error: unknown) => {
-          throw inManifestTerms(error, 'job');
-        });
+        const job = await submitJob(deps, user, spec, { upload: inlineCodeFrom(deps, body.code), idempotencyKey }).catch(
+          (error: unknown) => {
+            throw inManifestTerms(error, 'job');
+          },
+        );
         return { json: toUpstreamWire(withStatusKeys(job)) };
       }),
     },
@@ -154,9 +162,11 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
         const { spec, schedule } = specFromUpstreamCronJob(body.job);
-        const cronJob = await submitCronJob(deps, user, spec, schedule, { upload: inlineCodeFrom(deps, body.code), idempotencyKey }).catch((error: unknown) => {
-          throw inManifestTerms(error, 'cronjob');
-        });
+        const cronJob = await submitCronJob(deps, user, spec, schedule, { upload: inlineCodeFrom(deps, body.code), idempotencyKey }).catch(
+          (error: unknown) => {
+            throw inManifestTerms(error, 'cronjob');
+          },
+        );
         return { json: toUpstreamWire(cronJob) };
       }),
     },
@@ -171,14 +181,22 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       doc: { summary: 'Upstream kbatch-proxy: list jobs (V1JobList, snake_case)', auth: true, responses: { 200: 'JobList' } },
       handler: authenticated(deps, async (_ctx, user) => {
         const jobs = (await listAllJobs(deps, user)).reverse();
-        return { json: listBody('JobList', 'batch/v1', jobs.map((job) => withStatusKeys(withListableTimes(job)))) };
+        return {
+          json: listBody(
+            'JobList',
+            'batch/v1',
+            jobs.map((job) => withStatusKeys(withListableTimes(job))),
+          ),
+        };
       }),
     },
     {
       method: 'GET',
       path: '/jobs/:name',
       doc: { summary: 'Upstream: show job', auth: true, responses: { 200: 'V1Job' } },
-      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(withStatusKeys(await deps.backend.getJob(user.namespace, ctx.params.name!))) })),
+      handler: authenticated(deps, async (ctx, user) => ({
+        json: toUpstreamWire(withStatusKeys(await deps.backend.getJob(user.namespace, ctx.params.name!))),
+      })),
     },
     {
       method: 'DELETE',
@@ -212,7 +230,9 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       method: 'GET',
       path: '/pods/:name',
       doc: { summary: 'Upstream: show pod', auth: true, responses: { 200: 'V1Pod' } },
-      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getPod(user.namespace, ctx.params.name!)) })),
+      handler: authenticated(deps, async (ctx, user) => ({
+        json: toUpstreamWire(await deps.backend.getPod(user.namespace, ctx.params.name!)),
+      })),
     },
     {
       method: 'GET',
@@ -228,13 +248,17 @@ export function upstreamJobRoutes(deps: Deps): RouteDefinition[] {
       method: 'GET',
       path: '/cronjobs/',
       doc: { summary: 'Upstream: list cronjobs', auth: true, responses: { 200: 'CronJobList' } },
-      handler: authenticated(deps, async (_ctx, user) => ({ json: listBody('CronJobList', 'batch/v1', await deps.backend.listCronJobs(user.namespace)) })),
+      handler: authenticated(deps, async (_ctx, user) => ({
+        json: listBody('CronJobList', 'batch/v1', await deps.backend.listCronJobs(user.namespace)),
+      })),
     },
     {
       method: 'GET',
       path: '/cronjobs/:name',
       doc: { summary: 'Upstream: show cronjob', auth: true, responses: { 200: 'V1CronJob' } },
-      handler: authenticated(deps, async (ctx, user) => ({ json: toUpstreamWire(await deps.backend.getCronJob(user.namespace, ctx.params.name!)) })),
+      handler: authenticated(deps, async (ctx, user) => ({
+        json: toUpstreamWire(await deps.backend.getCronJob(user.namespace, ctx.params.name!)),
+      })),
     },
     {
       method: 'DELETE',

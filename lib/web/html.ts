@@ -97,14 +97,31 @@ export function shellPage(options: ShellOptions): Reply {
   const title = options.job ? `${options.job} · ${titles[view]}` : titles[view];
   const body = `<div id="app" data-view="${view}" data-job="${escapeHtml(options.job ?? '')}"><p class="state-loading" role="status">Loading…</p></div>
 <noscript><p class="error">This page needs JavaScript. The same actions are available from the kbatch command line.</p></noscript>`;
-  return { status: options.status ?? 200, text: layout(prefix, title, head, options.user, body, options.csrf !== ''), contentType: 'text/html; charset=utf-8', headers: pageHeaders() };
+  return {
+    status: options.status ?? 200,
+    text: layout(prefix, title, head, options.user, body, options.csrf !== ''),
+    contentType: 'text/html; charset=utf-8',
+    headers: pageHeaders(),
+  };
 }
 
 /** A page with a message and no script: login refusals, a job that is not there, logout. */
-export function messagePage(prefix: string, status: number, title: string, message: string, link?: { href: string; text: string }, headers: ReplyHeaders = {}): Reply {
+export function messagePage(
+  prefix: string,
+  status: number,
+  title: string,
+  message: string,
+  link?: { href: string; text: string },
+  headers: ReplyHeaders = {},
+): Reply {
   const action = link ? `<p><a class="button" href="${escapeHtml(link.href)}">${escapeHtml(link.text)}</a></p>` : '';
   const body = `<h1>${escapeHtml(title)}</h1>\n<p class="message">${escapeHtml(message)}</p>\n${action}`;
-  return { status, text: layout(prefix, title, '', undefined, body), contentType: 'text/html; charset=utf-8', headers: pageHeaders(headers) };
+  return {
+    status,
+    text: layout(prefix, title, '', undefined, body),
+    contentType: 'text/html; charset=utf-8',
+    headers: pageHeaders(headers),
+  };
 }
 
 export function redirect(location: string, headers: ReplyHeaders = {}): Reply {

@@ -9,7 +9,21 @@ import type { Reply, RequestContext, RouteDefinition } from '../http/router.ts';
 import { assetVersions, messagePage, redirect, shellPage, wantsHtml, type View } from './html.ts';
 import { appScript } from './script.ts';
 import { appStyles } from './styles.ts';
-import { isHttps, openSession, openState, randomToken, readCookies, sameSecret, sealSession, sealState, serializeCookie, sessionCookie, stateCookie, stateMaxAgeSeconds, type Session } from './session.ts';
+import {
+  isHttps,
+  openSession,
+  openState,
+  randomToken,
+  readCookies,
+  sameSecret,
+  sealSession,
+  sealState,
+  serializeCookie,
+  sessionCookie,
+  stateCookie,
+  stateMaxAgeSeconds,
+  type Session,
+} from './session.ts';
 
 /**
  * The web page: its views, its two static assets, and the Hub OAuth login that puts the Hub token
@@ -22,12 +36,24 @@ export function webRoutes(deps: Deps): RouteDefinition[] {
   const web = settings.web;
 
   const cookie = (ctx: RequestContext, name: string, value: string, maxAge: number) =>
-    serializeCookie(name, value, { path: prefix, secure: isHttps(ctx.req.headers, Boolean((ctx.req.socket as TLSSocket).encrypted)), maxAge });
+    serializeCookie(name, value, {
+      path: prefix,
+      secure: isHttps(ctx.req.headers, Boolean((ctx.req.socket as TLSSocket).encrypted)),
+      maxAge,
+    });
 
   /** Where a login started from this request should come back to: only ever a path under our prefix. */
   const safeNext = (raw: string | null): string => {
     // Dot segments would climb out of the prefix once the browser resolves them.
-    if (!raw || !raw.startsWith(prefix) || raw.includes('\\') || /^\/\//.test(raw) || /[\r\n]/.test(raw) || /\/(\.|%2e){1,2}(\/|$|\?)/i.test(raw)) return prefix;
+    if (
+      !raw ||
+      !raw.startsWith(prefix) ||
+      raw.includes('\\') ||
+      /^\/\//.test(raw) ||
+      /[\r\n]/.test(raw) ||
+      /\/(\.|%2e){1,2}(\/|$|\?)/i.test(raw)
+    )
+      return prefix;
     return raw;
   };
 
@@ -43,7 +69,12 @@ export function webRoutes(deps: Deps): RouteDefinition[] {
   async function pageUser(ctx: RequestContext): Promise<{ user: User; session?: Session } | Reply> {
     if (settings.auth === 'none') return { user: await deps.auth.authenticate(ctx.req.headers) };
     if (!web) {
-      return messagePage(prefix, 404, 'The kbatch web page is not enabled', 'This kbatch server has no Hub OAuth client configured. A Hub admin enables the page by registering kbatch as an OAuth client and setting KBATCH_OAUTH_CLIENT_SECRET (see the kbatch README, "Web page"). The API and the command line work as before.');
+      return messagePage(
+        prefix,
+        404,
+        'The kbatch web page is not enabled',
+        'This kbatch server has no Hub OAuth client configured. A Hub admin enables the page by registering kbatch as an OAuth client and setting KBATCH_OAUTH_CLIENT_SECRET (see the kbatch README, "Web page"). The API and the command line work as before.',
+      );
     }
     const session = await openSession(readCookies(ctx.req.headers).get(sessionCookie), web.cookieKey);
     if (!session) return redirect(loginUrl(ctx));
@@ -60,24 +91,32 @@ export function webRoutes(deps: Deps): RouteDefinition[] {
     }
   }
 
-  const page = (view: View) => async (ctx: RequestContext): Promise<Reply> => {
-    const caller = await pageUser(ctx);
-    if (!('user' in caller)) return caller;
-    const job = view === 'job' ? ctx.params.name! : undefined;
-    if (job !== undefined) {
-      // Someone else's job is simply not there: the same 404 as a job that never existed.
-      try {
-        await deps.backend.getJob(caller.user.namespace, job);
-      } catch (error) {
-        // Kubernetes' own 404 arrives untranslated: map it as the router would.
-        if (toHttpError(error).status === 404) {
-          return messagePage(prefix, 404, 'No such job', `You have no job named "${job}". It may have been deleted, or removed after its time-to-live.`, { href: prefix, text: 'All jobs' });
+  const page =
+    (view: View) =>
+    async (ctx: RequestContext): Promise<Reply> => {
+      const caller = await pageUser(ctx);
+      if (!('user' in caller)) return caller;
+      const job = view === 'job' ? ctx.params.name! : undefined;
+      if (job !== undefined) {
+        // Someone else's job is simply not there: the same 404 as a job that never existed.
+        try {
+          await deps.backend.getJob(caller.user.namespace, job);
+        } catch (error) {
+          // Kubernetes' own 404 arrives untranslated: map it as the router would.
+          if (toHttpError(error).status === 404) {
+            return messagePage(
+              prefix,
+              404,
+              'No such job',
+              `You have no job named "${job}". It may have been deleted, or removed after its time-to-live.`,
+              { href: prefix, text: 'All jobs' },
+            );
+          }
+          throw error;
         }
-        throw error;
       }
-    }
-    return shellPage({ prefix, view, user: caller.user.name, csrf: caller.session?.csrf ?? '', job });
-  };
+      return shellPage({ prefix, view, user: caller.user.name, csrf: caller.session?.csrf ?? '', job });
+    };
 
   const routes: RouteDefinition[] = [
     {
@@ -91,7 +130,11 @@ export function webRoutes(deps: Deps): RouteDefinition[] {
     },
     { method: 'GET', path: '/new', handler: page('new') },
     { method: 'GET', path: '/job/:name', handler: page('job') },
-    { method: 'GET', path: '/static/app.js', handler: async () => asset(appScript, 'text/javascript; charset=utf-8', assetVersions.script) },
+    {
+      method: 'GET',
+      path: '/static/app.js',
+      handler: async () => asset(appScript, 'text/javascript; charset=utf-8', assetVersions.script),
+    },
     { method: 'GET', path: '/static/app.css', handler: async () => asset(appStyles, 'text/css; charset=utf-8', assetVersions.styles) },
   ];
   if (web) routes.push(...loginRoutes(deps, web, { cookie, safeNext }));
@@ -99,7 +142,11 @@ export function webRoutes(deps: Deps): RouteDefinition[] {
 }
 
 function asset(text: string, contentType: string, version: string): Reply {
-  return { text, contentType, headers: { 'cache-control': 'public, max-age=31536000, immutable', etag: `"${version}"`, 'x-content-type-options': 'nosniff' } };
+  return {
+    text,
+    contentType,
+    headers: { 'cache-control': 'public, max-age=31536000, immutable', etag: `"${version}"`, 'x-content-type-options': 'nosniff' },
+  };
 }
 
 interface LoginHelpers {
@@ -123,7 +170,14 @@ interface TokenReply {
 function loginRoutes(deps: Deps, web: WebSettings, { cookie, safeNext }: LoginHelpers): RouteDefinition[] {
   const prefix = deps.settings.prefix;
   const refused = (ctx: RequestContext, status: number, message: string) =>
-    messagePage(prefix, status, 'Login refused', message, { href: `${prefix}login`, text: 'Log in again' }, { 'set-cookie': cookie(ctx, stateCookie, '', 0) });
+    messagePage(
+      prefix,
+      status,
+      'Login refused',
+      message,
+      { href: `${prefix}login`, text: 'Log in again' },
+      { 'set-cookie': cookie(ctx, stateCookie, '', 0) },
+    );
 
   return [
     {
@@ -151,11 +205,17 @@ function loginRoutes(deps: Deps, web: WebSettings, { cookie, safeNext }: LoginHe
       path: '/oauth_callback',
       handler: async (ctx) => {
         const error = ctx.query.get('error');
-        if (error) return refused(ctx, 403, `The Hub did not authorize kbatch: ${error}${ctx.query.get('error_description') ? ` (${ctx.query.get('error_description')})` : ''}`);
+        if (error)
+          return refused(
+            ctx,
+            403,
+            `The Hub did not authorize kbatch: ${error}${ctx.query.get('error_description') ? ` (${ctx.query.get('error_description')})` : ''}`,
+          );
         const code = ctx.query.get('code');
         const state = await openState(readCookies(ctx.req.headers).get(stateCookie), web.cookieKey);
         if (!state) return refused(ctx, 400, 'This login was not started from this browser, or took longer than 10 minutes.');
-        if (!sameSecret(ctx.query.get('state') ?? undefined, state.nonce)) return refused(ctx, 400, 'The login state does not match the one this browser started with.');
+        if (!sameSecret(ctx.query.get('state') ?? undefined, state.nonce))
+          return refused(ctx, 400, 'The login state does not match the one this browser started with.');
         if (!code) return refused(ctx, 400, 'The Hub sent no authorization code.');
 
         let token: string;
@@ -179,7 +239,14 @@ function loginRoutes(deps: Deps, web: WebSettings, { cookie, safeNext }: LoginHe
       path: '/logout',
       handler: async (ctx) =>
         // Forgets the session here; the Hub login stays (logging out of the Hub is the Hub's own link).
-        messagePage(prefix, 200, 'Logged out', 'You are logged out of kbatch.', { href: `${prefix}login`, text: 'Log in again' }, { 'set-cookie': cookie(ctx, sessionCookie, '', 0) }),
+        messagePage(
+          prefix,
+          200,
+          'Logged out',
+          'You are logged out of kbatch.',
+          { href: `${prefix}login`, text: 'Log in again' },
+          { 'set-cookie': cookie(ctx, sessionCookie, '', 0) },
+        ),
     },
   ];
 }
@@ -208,6 +275,7 @@ async function exchangeCode(web: WebSettings, code: string, verifier: string): P
     throw new Forbidden(`The Hub refused the login (${response.status}); log in again`);
   }
   const body = (await response.json().catch(() => ({}))) as TokenReply;
-  if (!response.ok || typeof body.access_token !== 'string') throw new BadGateway(`The Hub's token endpoint answered ${response.status} without a token`);
+  if (!response.ok || typeof body.access_token !== 'string')
+    throw new BadGateway(`The Hub's token endpoint answered ${response.status} without a token`);
   return { token: body.access_token, expiresIn: typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : undefined };
 }

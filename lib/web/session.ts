@@ -50,7 +50,12 @@ async function seal(payload: JWTPayload, purpose: Purpose, key: Uint8Array, maxA
 async function open(value: string | undefined, purpose: Purpose, key: Uint8Array, now?: Date): Promise<JWTPayload | undefined> {
   if (!value) return undefined;
   try {
-    const { payload } = await jwtDecrypt(value, key, { audience: purpose, keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'], currentDate: now });
+    const { payload } = await jwtDecrypt(value, key, {
+      audience: purpose,
+      keyManagementAlgorithms: ['dir'],
+      contentEncryptionAlgorithms: ['A256GCM'],
+      currentDate: now,
+    });
     return payload;
   } catch {
     // Expired, tampered with, sealed under another key: all mean "no session".

@@ -22,7 +22,9 @@ const bin = resolve(import.meta.dirname, '../../bin/kbatch.mjs');
 await bundleCli();
 // The per-pod CPU maximum is raised above what the fake node has (1000 cores), so a job can be
 // valid for kbatch and still unschedulable: that is what `job show` must explain.
-const extraSettings = { KBATCH_MAX_JOB_RESOURCES: JSON.stringify({ cpu: '5000', memory: '256Gi', 'ephemeral-storage': '100Gi', 'nvidia.com/gpu': '8' }) };
+const extraSettings = {
+  KBATCH_MAX_JOB_RESOURCES: JSON.stringify({ cpu: '5000', memory: '256Gi', 'ephemeral-storage': '100Gi', 'nvidia.com/gpu': '8' }),
+};
 const stack = await startStack(extraSettings);
 /** The server started again by the restart test; the stack only knows the first one. */
 let restarted: KbatchServer | undefined;
@@ -40,7 +42,10 @@ function kbatch(args: string[], env: Record<string, string> = {}, cwd = home): P
 }
 
 /** A CLI still running (a wait, a watch), to interrupt as Ctrl-C would: SIGINT to the process. */
-function startKbatch(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => { stdout: string; stderr: string }; exit: Promise<number | null> } {
+function startKbatch(
+  args: string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; output: () => { stdout: string; stderr: string }; exit: Promise<number | null> } {
   const child = spawn(process.execPath, [bin, ...args], { cwd: home, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -74,7 +79,23 @@ cli('login checks the token with the server and writes a private config', async 
 cli('submit --code --wait uploads, runs on the cluster and waits for success', async () => {
   await stack.cluster.setLogs('kbatch-alice', ['1']);
   const code = project();
-  const run = await kbatch(['job', 'submit', '--name', 'cli', '--image', 'python:3.12', '--command', JSON.stringify(['python', `${basename(code)}/main.py`]), '--code', code, '--env', 'MODE=test', '--cpu', '500m', '--wait']);
+  const run = await kbatch([
+    'job',
+    'submit',
+    '--name',
+    'cli',
+    '--image',
+    'python:3.12',
+    '--command',
+    JSON.stringify(['python', `${basename(code)}/main.py`]),
+    '--code',
+    code,
+    '--env',
+    'MODE=test',
+    '--cpu',
+    '500m',
+    '--wait',
+  ]);
   name = expectExit(run, 0).trim().split('\n')[0]!;
   assert.match(name, /^cli-[a-z0-9]{5}$/);
   const job = await admin.batch.readNamespacedJob({ name, namespace: 'kbatch-alice' });
@@ -98,20 +119,31 @@ cli('submit --follow streams the logs and exits when the pod finishes', async ()
   assert.match(out, /epoch 1\nepoch 2\n/);
 });
 cli('an array job makes one pod per index', async () => {
-  const out = expectExit(await kbatch(['job', 'submit', '--name', 'arr', '--image', 'busybox', '--command', '["true"]', '--array', '3', '--wait']), 0);
+  const out = expectExit(
+    await kbatch(['job', 'submit', '--name', 'arr', '--image', 'busybox', '--command', '["true"]', '--array', '3', '--wait']),
+    0,
+  );
   const job = out.trim().split('\n')[0]!;
   const pods = await admin.core.listNamespacedPod({ namespace: 'kbatch-alice', labelSelector: `batch.kubernetes.io/job-name=${job}` });
   assert.equal(pods.items.map((p) => p.metadata!.labels!['batch.kubernetes.io/job-completion-index']).sort(), ['0', '1', '2']);
 });
-cli('bob cannot see alice\'s job; carol is told about the missing scope', async () => {
-  const asBob = await kbatch(['job', 'show', name], { JUPYTERHUB_API_TOKEN: stack.hub.tokens.bob, KBATCH_URL: stack.serviceUrl, XDG_CONFIG_HOME: join(home, 'none') });
+cli("bob cannot see alice's job; carol is told about the missing scope", async () => {
+  const asBob = await kbatch(['job', 'show', name], {
+    JUPYTERHUB_API_TOKEN: stack.hub.tokens.bob,
+    KBATCH_URL: stack.serviceUrl,
+    XDG_CONFIG_HOME: join(home, 'none'),
+  });
   expectExit(asBob, 1);
   assert.match(asBob.stderr, /not found/);
-  const asCarol = await kbatch(['job', 'list'], { JUPYTERHUB_API_TOKEN: stack.hub.tokens.carol, KBATCH_URL: stack.serviceUrl, XDG_CONFIG_HOME: join(home, 'none') });
+  const asCarol = await kbatch(['job', 'list'], {
+    JUPYTERHUB_API_TOKEN: stack.hub.tokens.carol,
+    KBATCH_URL: stack.serviceUrl,
+    XDG_CONFIG_HOME: join(home, 'none'),
+  });
   expectExit(asCarol, 1);
   assert.match(asCarol.stderr, /access:services!service=kbatch/);
 });
-cli('an upload over the server\'s limit is refused at once: exit 1 with the upload hint, no lingering connection', async () => {
+cli("an upload over the server's limit is refused at once: exit 1 with the upload hint, no lingering connection", async () => {
   const dir = mkdtempSync(join(home, 'big-'));
   // 12 MiB that gzip cannot shrink, over the stack's 8 MiB upload limit.
   writeFileSync(join(dir, 'blob.bin'), randomBytes(12 * 1024 * 1024));
@@ -128,7 +160,10 @@ cli('job wait rides out a restart of the kbatch server and reports the outcome',
   await stack.server.stop();
   // Down for longer than the wait's 2 s poll interval, so at least one poll meets the outage.
   await new Promise((r) => setTimeout(r, 2500));
-  restarted = await startServer({ ...serverSettings, ...extraSettings, KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl }, { port: stack.server.port });
+  restarted = await startServer(
+    { ...serverSettings, ...extraSettings, KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl },
+    { port: stack.server.port },
+  );
   const run = await waiting;
   expectExit(run, 0);
   assert.match(run.stderr, new RegExp(`^kbatch: job ${job} succeeded`, 'm'));
@@ -159,48 +194,95 @@ async function codeTree(job: string): Promise<string[]> {
   assert.ok(configMap, 'the code travels in a ConfigMap');
   const stored = await admin.core.readNamespacedConfigMap({ name: configMap!, namespace: 'kbatch-alice' });
   const archive = Buffer.from(Object.values(stored.binaryData!)[0]!, 'base64');
-  return readTar(gunzipSync(archive), { maxBytes: 1e8, maxFiles: 1e4 }).map((e) => `${e.path.replace(/\/$/, '')}${e.type === 'directory' ? '/' : ''}`).sort();
+  return readTar(gunzipSync(archive), { maxBytes: 1e8, maxFiles: 1e4 })
+    .map((e) => `${e.path.replace(/\/$/, '')}${e.type === 'directory' ? '/' : ''}`)
+    .sort();
 }
 
 const founding = suite('the founding usage, verbatim, through the Hub');
 let foundingJob = '';
 founding('kbatch login URL (token from the environment)', async () => {
-  const run = await kbatch(['login', stack.serviceUrl], { JUPYTERHUB_API_TOKEN: stack.hub.tokens.alice, XDG_CONFIG_HOME: join(home, 'login-only') });
+  const run = await kbatch(['login', stack.serviceUrl], {
+    JUPYTERHUB_API_TOKEN: stack.hub.tokens.alice,
+    XDG_CONFIG_HOME: join(home, 'login-only'),
+  });
   assert.match(expectExit(run, 0), /Logged in to .* as alice/);
 });
-founding('kbatch configure --kbatch-url=... --jupyterhub-url=... --token=... checks the token with the Hub and stores all three', async () => {
-  const run = await kbatch(['configure', `--kbatch-url=${stack.serviceUrl.replace(/\/$/, '')}`, `--jupyterhub-url=${stack.hub.apiUrl}`, `--token=${stack.hub.tokens.alice}`]);
-  const out = expectExit(run, 0);
-  assert.match(out, /The Hub at .* knows the token as alice/);
-  assert.match(out, /Wrote config to /);
-  const saved = JSON.parse(readFileSync(join(home, '.config', 'kbatch', 'config.json'), 'utf8'));
-  assert.is(saved.jupyterhub_url, `${stack.hub.apiUrl.replace(/\/$/, '')}/`);
-  assert.is(saved.token, stack.hub.tokens.alice);
-  const wrong = await kbatch(['configure', `--kbatch-url=${stack.serviceUrl}`, `--jupyterhub-url=${stack.hub.apiUrl}`, '--token=not-a-token'], { XDG_CONFIG_HOME: join(home, 'wrong') });
-  expectExit(wrong, 1);
-  assert.match(wrong.stderr, /HTTP 403|HTTP 401/);
-});
-founding('kbatch job submit --name=test --image=... --command=\'["sh"]\' --file=examples/script.sh --url=... --env=\'{...}\' -o json: a masked summary; script.sh at /code/script.sh', async () => {
-  const dir = mkdtempSync(join(home, 'founding-'));
-  mkdirSync(join(dir, 'examples'));
-  writeFileSync(join(dir, 'examples', 'script.sh'), 'echo hello from script\n');
-  const run = await kbatch(['job', 'submit', '--name=test', '--image=busybox', '--command=["sh"]', '--args=["script.sh"]', '--file=examples/script.sh', `--url=${stack.serviceUrl}`, '--env={"SAS_TOKEN": "s3cret-sas"}', '-o', 'json'], {}, dir);
-  const summary = JSON.parse(expectExit(run, 0));
-  foundingJob = summary.name;
-  assert.match(foundingJob, /^test-[a-z0-9]{5}$/);
-  assert.equal(
-    { image: summary.image, command: summary.command, env: summary.env, user: summary.user, code: summary.code },
-    { image: 'busybox', command: ['sh'], env: { SAS_TOKEN: '***' }, user: 'alice', code: 'examples/script.sh' },
-  );
-  assert.is(summary.url, `${stack.serviceUrl}api/v1/jobs/${foundingJob}`);
-  assert.not.match(run.stdout + run.stderr, /s3cret-sas/);
-  assert.equal(await codeTree(foundingJob), ['script.sh']);
-});
+founding(
+  'kbatch configure --kbatch-url=... --jupyterhub-url=... --token=... checks the token with the Hub and stores all three',
+  async () => {
+    const run = await kbatch([
+      'configure',
+      `--kbatch-url=${stack.serviceUrl.replace(/\/$/, '')}`,
+      `--jupyterhub-url=${stack.hub.apiUrl}`,
+      `--token=${stack.hub.tokens.alice}`,
+    ]);
+    const out = expectExit(run, 0);
+    assert.match(out, /The Hub at .* knows the token as alice/);
+    assert.match(out, /Wrote config to /);
+    const saved = JSON.parse(readFileSync(join(home, '.config', 'kbatch', 'config.json'), 'utf8'));
+    assert.is(saved.jupyterhub_url, `${stack.hub.apiUrl.replace(/\/$/, '')}/`);
+    assert.is(saved.token, stack.hub.tokens.alice);
+    const wrong = await kbatch(
+      ['configure', `--kbatch-url=${stack.serviceUrl}`, `--jupyterhub-url=${stack.hub.apiUrl}`, '--token=not-a-token'],
+      { XDG_CONFIG_HOME: join(home, 'wrong') },
+    );
+    expectExit(wrong, 1);
+    assert.match(wrong.stderr, /HTTP 403|HTTP 401/);
+  },
+);
+founding(
+  "kbatch job submit --name=test --image=... --command='[\"sh\"]' --file=examples/script.sh --url=... --env='{...}' -o json: a masked summary; script.sh at /code/script.sh",
+  async () => {
+    const dir = mkdtempSync(join(home, 'founding-'));
+    mkdirSync(join(dir, 'examples'));
+    writeFileSync(join(dir, 'examples', 'script.sh'), 'echo hello from script\n');
+    const run = await kbatch(
+      [
+        'job',
+        'submit',
+        '--name=test',
+        '--image=busybox',
+        '--command=["sh"]',
+        '--args=["script.sh"]',
+        '--file=examples/script.sh',
+        `--url=${stack.serviceUrl}`,
+        '--env={"SAS_TOKEN": "s3cret-sas"}',
+        '-o',
+        'json',
+      ],
+      {},
+      dir,
+    );
+    const summary = JSON.parse(expectExit(run, 0));
+    foundingJob = summary.name;
+    assert.match(foundingJob, /^test-[a-z0-9]{5}$/);
+    assert.equal(
+      { image: summary.image, command: summary.command, env: summary.env, user: summary.user, code: summary.code },
+      { image: 'busybox', command: ['sh'], env: { SAS_TOKEN: '***' }, user: 'alice', code: 'examples/script.sh' },
+    );
+    assert.is(summary.url, `${stack.serviceUrl}api/v1/jobs/${foundingJob}`);
+    assert.not.match(run.stdout + run.stderr, /s3cret-sas/);
+    assert.equal(await codeTree(foundingJob), ['script.sh']);
+  },
+);
 founding('a directory my-dir is at /code/my-dir/', async () => {
   const code = project();
-  const run = await kbatch(['job', 'submit', '--name=dir', '--image=python:3.12', `--command=["python", "${basename(code)}/main.py"]`, `--code=${code}`]);
+  const run = await kbatch([
+    'job',
+    'submit',
+    '--name=dir',
+    '--image=python:3.12',
+    `--command=["python", "${basename(code)}/main.py"]`,
+    `--code=${code}`,
+  ]);
   const job = expectExit(run, 0).trim();
-  assert.equal(await codeTree(job), [`${basename(code)}/`, `${basename(code)}/main.py`, `${basename(code)}/pkg/`, `${basename(code)}/pkg/util.py`]);
+  assert.equal(await codeTree(job), [
+    `${basename(code)}/`,
+    `${basename(code)}/main.py`,
+    `${basename(code)}/pkg/`,
+    `${basename(code)}/pkg/util.py`,
+  ]);
 });
 founding('kbatch jobs list and kbatch jobs show --job-id=...', async () => {
   assert.match(expectExit(await kbatch(['jobs', 'list']), 0), new RegExp(`^${foundingJob}\\s`, 'm'));
@@ -221,7 +303,7 @@ founding('-o k8s is the raw Kubernetes Job, with no env value in it', async () =
 founding.run();
 
 const pods = suite('kbatch pod list, show and logs');
-pods('list a job\'s pods, show one, print its log', async () => {
+pods("list a job's pods, show one, print its log", async () => {
   await stack.cluster.setLogs('kbatch-alice', ['pod line 1', 'pod line 2']);
   const job = expectExit(await kbatch(['job', 'submit', '-n', 'pods', '--image', 'busybox', '--command', '["true"]', '--wait']), 0).trim();
   const names = lines(expectExit(await kbatch(['pod', 'list', '--job-name', job, '-o', 'name']), 0));
@@ -242,7 +324,25 @@ pods.run();
 const cron = suite('kbatch cronjob submit, list, show, suspend, resume, run-now, delete');
 cron('a cronjob with code is submitted, listed, shown, suspended, resumed, run now and deleted', async () => {
   const code = project();
-  const name = expectExit(await kbatch(['cronjob', 'submit', '-n', 'nightly', '--image', 'python:3.12', '--schedule', '0 2 * * *', '--code', code, '--command', `["python", "${basename(code)}/main.py"]`, '-e', 'TOKEN=cron-secret']), 0).trim();
+  const name = expectExit(
+    await kbatch([
+      'cronjob',
+      'submit',
+      '-n',
+      'nightly',
+      '--image',
+      'python:3.12',
+      '--schedule',
+      '0 2 * * *',
+      '--code',
+      code,
+      '--command',
+      `["python", "${basename(code)}/main.py"]`,
+      '-e',
+      'TOKEN=cron-secret',
+    ]),
+    0,
+  ).trim();
   assert.match(name, /^nightly-[a-z0-9]{5}$/);
   assert.match(expectExit(await kbatch(['cronjob', 'list']), 0), new RegExp(`^${name}\\s+0 2 \\* \\* \\*\\s+no\\s`, 'm'));
   const shown = expectExit(await kbatch(['cronjobs', 'show', name]), 0);
@@ -271,11 +371,19 @@ cron.run();
 const finding = suite('finding, waiting, watching, deleting');
 let pending = '';
 finding('job show says why a job is pending: no node has the CPU it asks for (the fake node has 1000 cores)', async () => {
-  pending = expectExit(await kbatch(['job', 'submit', '-n', 'huge', '--image', 'busybox', '--command', '["true"]', '--cpu', '2000', '-l', 'kind=huge']), 0).trim();
-  const shown = await eventually('a FailedScheduling event', async () => {
-    const text = expectExit(await kbatch(['job', 'show', pending]), 0);
-    return /FailedScheduling/.test(text) && text;
-  }, 60_000, 1000);
+  pending = expectExit(
+    await kbatch(['job', 'submit', '-n', 'huge', '--image', 'busybox', '--command', '["true"]', '--cpu', '2000', '-l', 'kind=huge']),
+    0,
+  ).trim();
+  const shown = await eventually(
+    'a FailedScheduling event',
+    async () => {
+      const text = expectExit(await kbatch(['job', 'show', pending]), 0);
+      return /FailedScheduling/.test(text) && text;
+    },
+    60_000,
+    1000,
+  );
   // Shown in the test log: the README quotes it.
   console.error(`[cli-stack] kbatch job show ${pending}:\n${shown}`);
   assert.match(shown, /^State:\s+pending$/m);
@@ -319,7 +427,11 @@ finding('job wait on a terminal shows live progress: state, pods of N, elapsed',
   const job = expectExit(await kbatch(['job', 'submit', '-n', 'tty', '--image', 'busybox', '--command', '["true"]']), 0).trim();
   // `script` gives the CLI a pseudo-terminal, as a user's shell would.
   const command = [process.execPath, bin, 'job', 'wait', job].map((w) => `'${w}'`).join(' ');
-  const run = await runProgram(['script', '-qefc', command, '/dev/null'], { cwd: home, env: { ...cliEnv({}), TERM: 'xterm' }, timeoutMs: 60_000 });
+  const run = await runProgram(['script', '-qefc', command, '/dev/null'], {
+    cwd: home,
+    env: { ...cliEnv({}), TERM: 'xterm' },
+    timeoutMs: 60_000,
+  });
   expectExit(run, 0);
   assert.match(run.stdout, new RegExp(`\\r\\x1b\\[Kjob ${job}: (pending|running) · pods: \\d running, 0 succeeded, 0 failed of 1 · \\d+s`));
   assert.match(run.stdout, new RegExp(`kbatch: job ${job} succeeded`));
@@ -335,14 +447,27 @@ finding('job list --watch prints a job as it appears and changes; Ctrl-C stops o
   assert.match(watch.output().stderr, /stopped watching/);
 });
 finding('job delete takes several names; -l and --all need --yes when nobody can confirm', async () => {
-  const a = expectExit(await kbatch(['job', 'submit', '-n', 'del', '--image', 'busybox', '--command', '["true"]', '-l', 'batch=del']), 0).trim();
-  const b = expectExit(await kbatch(['job', 'submit', '-n', 'del', '--image', 'busybox', '--command', '["true"]', '-l', 'batch=del']), 0).trim();
+  const a = expectExit(
+    await kbatch(['job', 'submit', '-n', 'del', '--image', 'busybox', '--command', '["true"]', '-l', 'batch=del']),
+    0,
+  ).trim();
+  const b = expectExit(
+    await kbatch(['job', 'submit', '-n', 'del', '--image', 'busybox', '--command', '["true"]', '-l', 'batch=del']),
+    0,
+  ).trim();
   const c = expectExit(await kbatch(['job', 'submit', '-n', 'del', '--image', 'busybox', '--command', '["true"]']), 0).trim();
   const refused = await kbatch(['job', 'delete', '--all']);
   expectExit(refused, 2);
   assert.match(refused.stderr, /refusing to delete \d+ jobs .* without confirmation/);
   assert.match(refused.stderr, /--yes/);
-  assert.is(expectExit(await kbatch(['job', 'delete', '-l', 'batch=del', '--yes']), 0).split('\n').filter(Boolean).sort().join(','), [`deleted job ${a}`, `deleted job ${b}`].sort().join(','));
+  assert.is(
+    expectExit(await kbatch(['job', 'delete', '-l', 'batch=del', '--yes']), 0)
+      .split('\n')
+      .filter(Boolean)
+      .sort()
+      .join(','),
+    [`deleted job ${a}`, `deleted job ${b}`].sort().join(','),
+  );
   assert.is(expectExit(await kbatch(['job', 'delete', c, pending]), 0), `deleted job ${c}\ndeleted job ${pending}\n`);
 });
 finding.run();
@@ -361,7 +486,8 @@ help('kbatch completion bash completes commands and flags in a real bash', async
   const binDir = mkdtempSync(join(home, 'bin-'));
   writeFileSync(join(binDir, 'kbatch'), `#!/bin/sh\nexec '${process.execPath}' '${bin}' "$@"\n`);
   chmodSync(join(binDir, 'kbatch'), 0o755);
-  const script = 'source <(kbatch completion bash); COMP_WORDS=(kbatch job su); COMP_CWORD=2; _kbatch; echo "${COMPREPLY[@]}"; COMP_WORDS=(kbatch job submit --filen); COMP_CWORD=3; _kbatch; echo "${COMPREPLY[@]}"';
+  const script =
+    'source <(kbatch completion bash); COMP_WORDS=(kbatch job su); COMP_CWORD=2; _kbatch; echo "${COMPREPLY[@]}"; COMP_WORDS=(kbatch job submit --filen); COMP_CWORD=3; _kbatch; echo "${COMPREPLY[@]}"';
   const run = await runProgram(['bash', '-c', script], { cwd: home, env: { PATH: `${binDir}:${process.env.PATH}`, HOME: home } });
   assert.is(expectExit(run, 0), 'submit\n--filename\n');
 });

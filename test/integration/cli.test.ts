@@ -23,7 +23,10 @@ type Run = CliRun;
 
 /** Runs the CLI as a subprocess with a clean environment: no KBATCH_URL, no token, a fresh config home. */
 function kbatch(args: string[], env: Record<string, string> = {}, cwd = home): Promise<Run> {
-  return runProgram([process.execPath, bin, ...args], { cwd, env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env } });
+  return runProgram([process.execPath, bin, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env },
+  });
 }
 
 function expectExit(run: Run, code: number): void {
@@ -67,7 +70,11 @@ cli.before(async () => {
   try {
     // The binary runs the bundle: build it from the sources under test.
     await bundleCli();
-    server = await startServer({ KBATCH_BACKEND: 'local', KBATCH_AUTH: 'none', KBATCH_LOCAL_DIR: mkdtempSync(join(tmpdir(), 'kbatch-cli-local-')) });
+    server = await startServer({
+      KBATCH_BACKEND: 'local',
+      KBATCH_AUTH: 'none',
+      KBATCH_LOCAL_DIR: mkdtempSync(join(tmpdir(), 'kbatch-cli-local-')),
+    });
   } catch (error) {
     startError = error;
   }
@@ -94,15 +101,32 @@ cli('login URL does the same', async () => {
   assert.equal(JSON.parse(readFileSync(configFile, 'utf8')), { kbatch_url: server!.url, token: null });
 });
 
-cli('submit --code uploads a directory as /code/my-dir/ (run as python my-dir/main.py) and --wait exits 0 when the job succeeds', async () => {
-  const project = makeProject();
-  const run = await kbatch(['job', 'submit', '--name', 'cli-code', '--image', 'python:3.12', '--code', project, '--command', JSON.stringify([python, `${basename(project)}/main.py`]), '-e', 'GREETING=hi there', '--wait']);
-  expectExit(run, 0);
-  submitted = run.stdout.trim();
-  assert.match(submitted, /^cli-code-[a-z0-9]{5}$/, 'stdout is just the job name');
-  assert.match(run.stderr, /not uploading .*\.git\//);
-  assert.match(run.stderr, /job cli-code-\w+ succeeded/);
-});
+cli(
+  'submit --code uploads a directory as /code/my-dir/ (run as python my-dir/main.py) and --wait exits 0 when the job succeeds',
+  async () => {
+    const project = makeProject();
+    const run = await kbatch([
+      'job',
+      'submit',
+      '--name',
+      'cli-code',
+      '--image',
+      'python:3.12',
+      '--code',
+      project,
+      '--command',
+      JSON.stringify([python, `${basename(project)}/main.py`]),
+      '-e',
+      'GREETING=hi there',
+      '--wait',
+    ]);
+    expectExit(run, 0);
+    submitted = run.stdout.trim();
+    assert.match(submitted, /^cli-code-[a-z0-9]{5}$/, 'stdout is just the job name');
+    assert.match(run.stderr, /not uploading .*\.git\//);
+    assert.match(run.stderr, /job cli-code-\w+ succeeded/);
+  },
+);
 
 cli('job list shows it', async () => {
   const run = await kbatch(['job', 'list']);
@@ -111,7 +135,7 @@ cli('job list shows it', async () => {
   assert.match(run.stdout, new RegExp(`^${submitted} +succeeded +\\d+s ago +\\S+ +python:3\\.12$`, 'm'));
 });
 
-cli('job show -o json is the server\'s JobDetail', async () => {
+cli("job show -o json is the server's JobDetail", async () => {
   const run = await kbatch(['job', 'show', submitted, '-o', 'json']);
   expectExit(run, 0);
   const job = JSON.parse(run.stdout);
@@ -155,7 +179,17 @@ cli('job logs --timestamps prefixes each line with its time', async () => {
 
 cli('submit --follow prints the name, then the logs, and exits 1 when the job fails', async () => {
   const script = 'import sys\nprint("about to fail", flush=True)\nsys.exit(3)\n';
-  const run = await kbatch(['job', 'submit', '-n', 'cli-fails', '--image', 'x', '--command', JSON.stringify([python, '-c', script]), '--follow']);
+  const run = await kbatch([
+    'job',
+    'submit',
+    '-n',
+    'cli-fails',
+    '--image',
+    'x',
+    '--command',
+    JSON.stringify([python, '-c', script]),
+    '--follow',
+  ]);
   expectExit(run, 1);
   assert.match(run.stdout, /^cli-fails-[a-z0-9]{5}\nabout to fail\n$/);
   assert.match(run.stderr, /job cli-fails-\w+ failed.*exit code 3/);
@@ -165,7 +199,10 @@ cli('submit --follow prints the name, then the logs, and exits 1 when the job fa
 
 cli('submit -f reads a YAML job file; flags override it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kbatch-cli-yaml-'));
-  writeFileSync(join(dir, 'job.yaml'), `name: cli-yaml\nimage: python:3.12\ncommand: [${python}, -c, "import os; print(os.environ['A'], os.environ['B'])"]\nenv: {A: from-file, B: from-file}\n`);
+  writeFileSync(
+    join(dir, 'job.yaml'),
+    `name: cli-yaml\nimage: python:3.12\ncommand: [${python}, -c, "import os; print(os.environ['A'], os.environ['B'])"]\nenv: {A: from-file, B: from-file}\n`,
+  );
   const run = await kbatch(['job', 'submit', '-f', join(dir, 'job.yaml'), '-e', 'B=from-flag', '-o', 'yaml', '--wait']);
   expectExit(run, 0);
   const name = /^name: (\S+)$/m.exec(run.stdout)![1]!;
@@ -203,7 +240,11 @@ cli('profiles and version talk to the server', async () => {
 cli('cronjob suspend on the local backend, which runs no schedules, says it is not available here', async () => {
   const run = await kbatch(['cronjob', 'suspend', 'nightly-abcde']);
   expectExit(run, 1);
-  assert.match(run.stderr, /^kbatch: not available on this server \(HTTP 501\): cronjob schedules are not run by the local backend$/m, run.stderr);
+  assert.match(
+    run.stderr,
+    /^kbatch: not available on this server \(HTTP 501\): cronjob schedules are not run by the local backend$/m,
+    run.stderr,
+  );
 });
 
 cli('usage errors exit 2 without touching the server', async () => {
@@ -240,7 +281,10 @@ cli('without its bundle the binary says how to build it, instead of compiling Ty
   const checkout = mkdtempSync(join(tmpdir(), 'kbatch-cli-unbuilt-'));
   mkdirSync(join(checkout, 'bin'));
   copyFileSync(bin, join(checkout, 'bin', 'kbatch.mjs'));
-  const run = await runProgram([process.execPath, join(checkout, 'bin', 'kbatch.mjs'), 'job', 'list'], { cwd: checkout, env: { PATH: process.env.PATH } });
+  const run = await runProgram([process.execPath, join(checkout, 'bin', 'kbatch.mjs'), 'job', 'list'], {
+    cwd: checkout,
+    env: { PATH: process.env.PATH },
+  });
   expectExit(run, 1);
   assert.match(run.stderr, /^kbatch: the CLI is not built \(.*dist\/kbatch\.mjs is missing\)\nhint: run npm run build in /);
 });

@@ -22,7 +22,11 @@ const admin = adminClients(stack.cluster.adminKubeconfig);
 const uploadsDir = path.join(workDir, 'uploads');
 
 /** A tar generated as it is sent: `files` files of `fileBytes` pseudo-random bytes, then `tail` entries. */
-function tarStream(files: number, fileBytes: number, tail: Buffer = Buffer.alloc(1024)): { body: ReadableStream<Uint8Array>; digests: Map<string, string> } {
+function tarStream(
+  files: number,
+  fileBytes: number,
+  tail: Buffer = Buffer.alloc(1024),
+): { body: ReadableStream<Uint8Array>; digests: Map<string, string> } {
   const digests = new Map<string, string>();
   const block = randomBytes(MiB);
   async function* generate() {
@@ -63,7 +67,9 @@ async function postArchive(body: ReadableStream<Uint8Array> | Buffer, type = 'ap
     body: body instanceof Buffer ? new Uint8Array(body) : body,
     duplex: 'half',
   } as RequestInit).catch((error: Error) => {
-    throw new Error(`upload request failed: ${error.message} (${(error.cause as Error | undefined)?.message}); server log tail:\n${fs.readFileSync(stack.server.logFile, 'utf8').slice(-3000)}`);
+    throw new Error(
+      `upload request failed: ${error.message} (${(error.cause as Error | undefined)?.message}); server log tail:\n${fs.readFileSync(stack.server.logFile, 'utf8').slice(-3000)}`,
+    );
   });
   const text = await response.text();
   return { status: response.status, body: JSON.parse(text) as Record<string, any> };
@@ -102,7 +108,9 @@ streamed('a 200 MiB tar streams through exec into the volume with bounded server
   // is the growth while a large transfer runs, so warm up with 64 MiB first.
   const first = serverMemory();
   assert.is((await postArchive(tarStream(8, 8 * MiB).body)).status, 201);
-  console.error(`[datapath] first 64 MiB upload after start: server peak RSS ${(first.peakKb / 1024).toFixed(0)} -> ${(serverMemory().peakKb / 1024).toFixed(0)} MB`);
+  console.error(
+    `[datapath] first 64 MiB upload after start: server peak RSS ${(first.peakKb / 1024).toFixed(0)} -> ${(serverMemory().peakKb / 1024).toFixed(0)} MB`,
+  );
   // The kernel's peak (VmHWM) restarts at the current RSS, so the peak after is the transfer's own.
   resetPeakRss(stack.server.process.pid!);
   const before = serverMemory();
@@ -116,16 +124,23 @@ streamed('a 200 MiB tar streams through exec into the volume with bounded server
   assert.is(res.body.files, 25);
   assert.is(res.body.bytes, 200 * MiB);
   const growthMb = (after.peakKb - before.rssKb) / 1024;
-  console.error(`[datapath] 200 MiB streamed upload: ${seconds.toFixed(1)} s (${(200 / seconds).toFixed(0)} MiB/s), server RSS ${(before.rssKb / 1024).toFixed(0)} MB, peak during the upload ${(after.peakKb / 1024).toFixed(0)} MB (+${growthMb.toFixed(1)} MB)`);
+  console.error(
+    `[datapath] 200 MiB streamed upload: ${seconds.toFixed(1)} s (${(200 / seconds).toFixed(0)} MiB/s), server RSS ${(before.rssKb / 1024).toFixed(0)} MB, peak during the upload ${(after.peakKb / 1024).toFixed(0)} MB (+${growthMb.toFixed(1)} MB)`,
+  );
   assert.ok(growthMb <= 32, `peak RSS grew by ${growthMb.toFixed(1)} MB during a 200 MiB upload`);
 
   // The bytes on the volume are the bytes sent, in a directory named by the upload only when complete.
   const dirs = entriesOnVolume();
-  assert.not.ok(dirs.some((d) => d.startsWith('.partial-')), `no partial upload left: ${dirs}`);
+  assert.not.ok(
+    dirs.some((d) => d.startsWith('.partial-')),
+    `no partial upload left: ${dirs}`,
+  );
   const uploaded = uploadPath(res.body.upload);
   assert.ok(dirs.includes(path.basename(uploaded)));
   for (const [name, digest] of digests) {
-    const onDisk = createHash('sha256').update(fs.readFileSync(path.join(workDir, uploaded, name))).digest('hex');
+    const onDisk = createHash('sha256')
+      .update(fs.readFileSync(path.join(workDir, uploaded, name)))
+      .digest('hex');
     assert.is(onDisk, digest, name);
   }
 
@@ -153,7 +168,12 @@ streamed('path traversal after 32 MiB of good files is refused mid-stream and le
 
 streamed('a symlink pointing out of the upload is refused and leaves nothing', async () => {
   const before = entriesOnVolume();
-  const res = await postArchive(writeTar([{ path: 'a.py', type: 'file', mode: 0o644, data: Buffer.from('x') }, { path: 'link', type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: '../../../etc/passwd' }]));
+  const res = await postArchive(
+    writeTar([
+      { path: 'a.py', type: 'file', mode: 0o644, data: Buffer.from('x') },
+      { path: 'link', type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: '../../../etc/passwd' },
+    ]),
+  );
   assert.is(res.status, 400);
   assert.match(res.body.detail, /points outside/);
   assert.equal(entriesOnVolume(), before);

@@ -66,7 +66,14 @@ refused('small inline code refused by us: no ConfigMap', async () => {
   const before = await objectsIn(aliceNs);
   const spec = { name: 'small', image: 'busybox', command: ['true'] };
   assert.is((await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, { ...spec, profile: 'nope' }) })).status, 400);
-  assert.is((await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, { ...spec, resources: { requests: { cpu: '2' }, limits: { cpu: '1' } } }) })).status, 400);
+  assert.is(
+    (
+      await alice('POST', 'api/v1/jobs', {
+        form: codeForm({ 'main.py': 'print(1)' }, { ...spec, resources: { requests: { cpu: '2' }, limits: { cpu: '1' } } }),
+      })
+    ).status,
+    400,
+  );
   assert.equal(await objectsIn(aliceNs), before);
 });
 refused('small or large code refused by the API server (a quota admitting no Job): nothing stored', async () => {
@@ -75,7 +82,10 @@ refused('small or large code refused by the API server (a quota admitting no Job
   const quota = { metadata: { name: 'no-more-jobs' }, spec: { hard: { 'count/jobs.batch': '1' } } };
   await admin.core.createNamespacedResourceQuota({ namespace: aliceNs, body: quota });
   try {
-    await eventually('the quota to be counted', async () => (await admin.core.readNamespacedResourceQuota({ namespace: aliceNs, name: 'no-more-jobs' })).status?.used !== undefined);
+    await eventually(
+      'the quota to be counted',
+      async () => (await admin.core.readNamespacedResourceQuota({ namespace: aliceNs, name: 'no-more-jobs' })).status?.used !== undefined,
+    );
     const before = await objectsIn(aliceNs);
     const spec = { name: 'over', image: 'busybox', command: ['true'] };
     for (const files of [{ 'main.py': 'print(1)' }, largeCode()]) {
@@ -116,12 +126,20 @@ idempotent('the same key for a different request is a 409; for another user it i
   assert.match(changed.body.detail, /Idempotency-Key/);
   const other = await bob('POST', 'api/v1/jobs', { json: { name: 'keyed', image: 'busybox', command: ['true'] }, headers });
   assert.is(other.status, 201, other.text);
-  assert.is((await admin.batch.readNamespacedJob({ name: other.body.name, namespace: 'kbatch-bob' })).metadata!.annotations!['kbatch.jupyter.org/username'], 'bob');
+  assert.is(
+    (await admin.batch.readNamespacedJob({ name: other.body.name, namespace: 'kbatch-bob' })).metadata!.annotations![
+      'kbatch.jupyter.org/username'
+    ],
+    'bob',
+  );
 });
 idempotent('a key that is too long or not visible ASCII is a 400 and creates nothing', async () => {
   const before = await objectsIn(aliceNs);
   for (const key of ['x'.repeat(256), 'has space', 'tab\there']) {
-    const res = await alice('POST', 'api/v1/jobs', { json: { name: 'badkey', image: 'busybox' }, headers: { [idempotencyKeyHeader]: key } });
+    const res = await alice('POST', 'api/v1/jobs', {
+      json: { name: 'badkey', image: 'busybox' },
+      headers: { [idempotencyKeyHeader]: key },
+    });
     assert.is(res.status, 400, `${JSON.stringify(key)}: ${res.text}`);
     assert.is(res.body.field, 'Idempotency-Key');
   }
@@ -132,7 +150,12 @@ idempotent.run();
 // ---------------------------------------------------------------------------------------------
 // In-process: the same operations and backend as the server, on the same cluster, with failures injected.
 
-const settings = loadSettings({ ...serverSettings, KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl, KBATCH_UPLOAD_SECRET: 'debris-test-upload-secret-0123456789abcdef' });
+const settings = loadSettings({
+  ...serverSettings,
+  KUBECONFIG: stack.cluster.kbatchKubeconfig,
+  JUPYTERHUB_API_URL: stack.hub.apiUrl,
+  KBATCH_UPLOAD_SECRET: 'debris-test-upload-secret-0123456789abcdef',
+});
 const backend = new KubernetesBackend({ ...settings });
 const probe = instrument(backend);
 const deps = await createDeps(settings, { backend });
@@ -161,7 +184,8 @@ function instrument(target: KubernetesBackend) {
           const selector = (args[0] as { labelSelector?: string } | undefined)?.labelSelector;
           const index = calls.push(selector ? `${String(property)}[${selector}]` : String(property)) - 1;
           if (fault?.kind === 'down' && index >= fault.at) throw injected();
-          if (fault?.kind === 'refuse' && property === fault.method) throw Object.assign(new Error('refused (injected)'), { code: 500, body: '{}' });
+          if (fault?.kind === 'refuse' && property === fault.method)
+            throw Object.assign(new Error('refused (injected)'), { code: 500, body: '{}' });
           const lost = fault?.kind === 'lost' && index === fault.at;
           const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(object, args).catch((error: unknown) => {
             throw lost ? injected() : error;
@@ -192,21 +216,31 @@ function entriesOf(files: Record<string, string | Buffer>): ArchiveEntry[] {
 /** Every Secret and code ConfigMap has an owner that exists (the one with that name and uid). */
 async function everythingOwned(namespace: string): Promise<string | true> {
   const exists = async (ref: k8s.V1OwnerReference) => {
-    const read = ref.kind === 'CronJob' ? admin.batch.readNamespacedCronJob({ name: ref.name, namespace }) : admin.batch.readNamespacedJob({ name: ref.name, namespace });
-    return read.then((owner) => owner.metadata!.uid === ref.uid, () => false);
+    const read =
+      ref.kind === 'CronJob'
+        ? admin.batch.readNamespacedCronJob({ name: ref.name, namespace })
+        : admin.batch.readNamespacedJob({ name: ref.name, namespace });
+    return read.then(
+      (owner) => owner.metadata!.uid === ref.uid,
+      () => false,
+    );
   };
   const secrets = (await admin.core.listNamespacedSecret({ namespace })).items;
   const maps = (await admin.core.listNamespacedConfigMap({ namespace, labelSelector: 'kbatch.jupyter.org/upload' })).items;
   for (const object of [...secrets, ...maps]) {
     const refs = object.metadata!.ownerReferences ?? [];
-    if (!refs.length || !(await Promise.all(refs.map(exists))).some(Boolean)) return `${object.kind ?? 'object'} ${object.metadata!.name} has no live owner`;
+    if (!refs.length || !(await Promise.all(refs.map(exists))).some(Boolean))
+      return `${object.kind ?? 'object'} ${object.metadata!.name} has no live owner`;
   }
   return true;
 }
 
 async function assertOwnedBy(read: Promise<{ metadata?: k8s.V1ObjectMeta }>, owner: { metadata?: k8s.V1ObjectMeta }, what: string) {
   const object = await read;
-  assert.ok(object.metadata!.ownerReferences?.some((ref) => ref.uid === owner.metadata!.uid), `${what} is owned by ${owner.metadata!.name}`);
+  assert.ok(
+    object.metadata!.ownerReferences?.some((ref) => ref.uid === owner.metadata!.uid),
+    `${what} is owned by ${owner.metadata!.name}`,
+  );
 }
 
 interface Scenario {
@@ -238,7 +272,8 @@ function jobScenario(name: string, user: User, code: typeof smallCode): Scenario
       await assertOwnedBy(Promise.resolve(writer), job, 'the writer Job');
       const chunks = writer.spec!.template.spec!.volumes!.filter((v) => v.configMap).map((v) => v.configMap!.name!);
       assert.is(chunks.length, 2);
-      for (const chunk of chunks) await assertOwnedBy(admin.core.readNamespacedConfigMap({ name: chunk, namespace }), writer, `chunk ${chunk}`);
+      for (const chunk of chunks)
+        await assertOwnedBy(admin.core.readNamespacedConfigMap({ name: chunk, namespace }), writer, `chunk ${chunk}`);
     },
   };
 }
@@ -279,12 +314,19 @@ for (const scenario of scenarios) {
           (error: Error) => assert.match(error.message, /injected/, key),
         );
         probe.reset();
-        await eventually(`${key}: every Secret and ConfigMap owned by a live owner`, async () => (await everythingOwned(namespace)) === true, 30_000).catch(async (error) => {
+        await eventually(
+          `${key}: every Secret and ConfigMap owned by a live owner`,
+          async () => (await everythingOwned(namespace)) === true,
+          30_000,
+        ).catch(async (error) => {
           throw new Error(`${(error as Error).message}: ${await everythingOwned(namespace)}`);
         });
         const retried = await scenario.submit(key);
         await scenario.verify(retried);
-        const keyed = [...(await admin.batch.listNamespacedJob({ namespace })).items, ...(await admin.batch.listNamespacedCronJob({ namespace })).items].filter((o) => o.metadata!.name === retried.metadata!.name);
+        const keyed = [
+          ...(await admin.batch.listNamespacedJob({ namespace })).items,
+          ...(await admin.batch.listNamespacedCronJob({ namespace })).items,
+        ].filter((o) => o.metadata!.name === retried.metadata!.name);
         assert.is(keyed.length, 1, `${key}: one ${scenario.name} object, no duplicate`);
       }
     }
@@ -300,7 +342,7 @@ interrupted('concurrent retries of one keyed submit all get the same, complete j
   await scenario.verify(results[0]!);
   const jobs = (await admin.batch.listNamespacedJob({ namespace: user.namespace })).items;
   assert.is(jobs.filter((job) => job.metadata!.name === results[0]!.metadata!.name).length, 1);
-  assert.is((await everythingOwned(user.namespace)), true);
+  assert.is(await everythingOwned(user.namespace), true);
 });
 interrupted.run();
 
@@ -315,10 +357,14 @@ failed('removes exactly what it created: Job, writer Job, chunk ConfigMaps and t
     (error: Error) => assert.match(error.message, /refused/),
   );
   probe.reset();
-  await eventually('nothing of the failed submit left', async () => {
-    const left = await objectsIn(namespace);
-    return left.jobs.length + left.configMaps.length + left.secrets.length + left.claims.length === 0;
-  }, 30_000);
+  await eventually(
+    'nothing of the failed submit left',
+    async () => {
+      const left = await objectsIn(namespace);
+      return left.jobs.length + left.configMaps.length + left.secrets.length + left.claims.length === 0;
+    },
+    30_000,
+  );
 });
 failed('keeps a PVC that existed before the request', async () => {
   const user = userNamed('gus');
@@ -345,16 +391,27 @@ cost('a submit makes no read-back, no namespace re-check and no sweep; the sweep
   await measure('first submit of a user, no code', () => submitJob(deps, user, jobSpec('c0')));
   const plain = await measure('submit, no code', () => submitJob(deps, user, jobSpec('c1')));
   const inline = await measure('submit with inline code', () => submitJob(deps, user, jobSpec('c2'), { upload: smallCode }));
-  const keyed = await measure('submit with inline code and Idempotency-Key', () => submitJob(deps, user, jobSpec('c3'), { upload: smallCode, idempotencyKey: 'cost-1' }));
-  const retry = await measure('retry of a completed keyed submit', () => submitJob(deps, user, jobSpec('c3'), { upload: smallCode, idempotencyKey: 'cost-1' }));
+  const keyed = await measure('submit with inline code and Idempotency-Key', () =>
+    submitJob(deps, user, jobSpec('c3'), { upload: smallCode, idempotencyKey: 'cost-1' }),
+  );
+  const retry = await measure('retry of a completed keyed submit', () =>
+    submitJob(deps, user, jobSpec('c3'), { upload: smallCode, idempotencyKey: 'cost-1' }),
+  );
   probe.reset();
   const { reference } = await storeUpload(deps, user, entriesOf({ 'main.py': 'print(1)' }));
-  const sweep = await eventually('the upload to start a sweep', async () => probe.calls.find((call) => call.startsWith('listNamespacedConfigMap')));
+  const sweep = await eventually('the upload to start a sweep', async () =>
+    probe.calls.find((call) => call.startsWith('listNamespacedConfigMap')),
+  );
   assert.is(sweep, 'listNamespacedConfigMap[kbatch.jupyter.org/unclaimed-upload]');
   await new Promise((r) => setTimeout(r, 200));
-  const referenced = await measure('submit with an upload reference', () => submitJob(deps, user, parseJobSpec({ name: 'c4', image: 'python', upload: reference })));
+  const referenced = await measure('submit with an upload reference', () =>
+    submitJob(deps, user, parseJobSpec({ name: 'c4', image: 'python', upload: reference })),
+  );
   for (const calls of [plain, inline, keyed, referenced]) {
-    assert.not.ok(calls.some((call) => /^(list|read)NamespacedConfigMap/.test(call)), `no listing or read-back: ${calls}`);
+    assert.not.ok(
+      calls.some((call) => /^(list|read)NamespacedConfigMap/.test(call)),
+      `no listing or read-back: ${calls}`,
+    );
     assert.ok(calls.filter((call) => /Namespace$/.test(call)).length <= 1, `the namespace is checked at most once: ${calls}`);
   }
   // Job, Secret, release (+ the ConfigMap) and at most one namespace check.
@@ -394,10 +451,11 @@ async function apiServerLink(target: URL) {
     restore() {
       down = false;
     },
-    close: () => new Promise<void>((resolve) => {
-      for (const socket of sockets) socket.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -413,30 +471,47 @@ outage('only owned objects remain, and retrying every submit with its key gives 
     const bobDirect = client(server.url, stack.hub.tokens.bob);
     const namespace = 'kbatch-bob';
     const submitOne = (i: number) =>
-      bobDirect('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': `print(${i})` }, { name: `burst${i}`, image: 'python', command: ['python', 'main.py'] }), headers: { [idempotencyKeyHeader]: `outage-${i}` } });
+      bobDirect('POST', 'api/v1/jobs', {
+        form: codeForm({ 'main.py': `print(${i})` }, { name: `burst${i}`, image: 'python', command: ['python', 'main.py'] }),
+        headers: { [idempotencyKeyHeader]: `outage-${i}` },
+      });
     // Warm: the namespace exists and the server knows it, so the burst is all job creation.
     assert.is((await submitOne(0)).status, 201);
     const jobsBefore = (await admin.batch.listNamespacedJob({ namespace })).items.length;
     const burst = Array.from({ length: 12 }, (_, i) => submitOne(i + 1));
-    await eventually('the burst to reach the API server', async () => (await admin.batch.listNamespacedJob({ namespace })).items.length > jobsBefore, 10_000, 5);
+    await eventually(
+      'the burst to reach the API server',
+      async () => (await admin.batch.listNamespacedJob({ namespace })).items.length > jobsBefore,
+      10_000,
+      5,
+    );
     link.cut();
     const answers = await Promise.all(burst);
     await new Promise((r) => setTimeout(r, 500));
     link.restore();
     const statuses = answers.map((answer) => answer.status);
     console.log(`[outage] first answers: ${statuses.join(' ')}`);
-    assert.ok(statuses.some((status) => status >= 500), `some submits were cut off: ${statuses}`);
-    assert.ok(statuses.every((status) => status === 201 || status >= 500), `${statuses}`);
+    assert.ok(
+      statuses.some((status) => status >= 500),
+      `some submits were cut off: ${statuses}`,
+    );
+    assert.ok(
+      statuses.every((status) => status === 201 || status >= 500),
+      `${statuses}`,
+    );
     await eventually('every Secret and ConfigMap owned by a live owner', async () => (await everythingOwned(namespace)) === true, 30_000);
     const retried = await Promise.all(Array.from({ length: 12 }, (_, i) => submitOne(i + 1)));
     for (const [i, answer] of retried.entries()) {
       assert.is(answer.status, 201, answer.text);
-      if (answers[i]!.status === 201) assert.is(answer.body.name, answers[i]!.body.name, 'the retry returns the job the first answer named');
+      if (answers[i]!.status === 201)
+        assert.is(answer.body.name, answers[i]!.body.name, 'the retry returns the job the first answer named');
       const job = await admin.batch.readNamespacedJob({ name: answer.body.name, namespace });
       assert.is(job.spec!.suspend, false, `${answer.body.name} released`);
       await assertOwnedBy(admin.core.readNamespacedSecret({ name: answer.body.name, namespace }), job, 'its Secret');
     }
-    const names = (await admin.batch.listNamespacedJob({ namespace })).items.map((job) => job.metadata!.name!).filter((name) => /^burst\d+-/.test(name));
+    const names = (await admin.batch.listNamespacedJob({ namespace })).items
+      .map((job) => job.metadata!.name!)
+      .filter((name) => /^burst\d+-/.test(name));
     assert.is(names.length, 13, `one job per submit, no duplicates: ${names}`);
   } finally {
     await server.stop();

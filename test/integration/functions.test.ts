@@ -23,14 +23,22 @@ await bundle(dist);
 const cluster = await startCluster();
 const gatewayPort = await freePort();
 const hub = await startHub({ serviceUrl: `http://127.0.0.1:${gatewayPort}` });
-const env = { ...serverSettings, KUBECONFIG: cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: hub.apiUrl, KBATCH_SHUTDOWN_GRACE_SECONDS: '20' };
+const env = {
+  ...serverSettings,
+  KUBECONFIG: cluster.kbatchKubeconfig,
+  JUPYTERHUB_API_URL: hub.apiUrl,
+  KBATCH_SHUTDOWN_GRACE_SECONDS: '20',
+};
 const functions: Record<'submit' | 'uploads' | 'jobs', KbatchServer> = {
   submit: await startServer(env, { entry: [join(dist, 'submit.mjs')] }),
   uploads: await startServer(env, { entry: [join(dist, 'uploads.mjs')] }),
   jobs: await startServer(env, { entry: [join(dist, 'jobs.mjs')] }),
 };
 // The Hub was told the gateway's port before nginx took it; its proxy routes there from now on.
-const gateway = await startGateway({ 'kbatch-submit': functions.submit.port, 'kbatch-uploads': functions.uploads.port, 'kbatch-jobs': functions.jobs.port }, { port: gatewayPort });
+const gateway = await startGateway(
+  { 'kbatch-submit': functions.submit.port, 'kbatch-uploads': functions.uploads.port, 'kbatch-jobs': functions.jobs.port },
+  { port: gatewayPort },
+);
 const serviceUrl = `${hub.url}/services/kbatch/`;
 const alice = client(serviceUrl, hub.tokens.alice);
 
@@ -75,7 +83,9 @@ shape('upload → submit with the reference → list → follow logs → delete,
   await cluster.setLogs('kbatch-alice', ['epoch 1 loss 0.5', 'epoch 2 loss 0.3']);
   const up = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'main.py': 'print("hi")', 'lib/helpers.py': 'X = 1' }) });
   assert.is(up.status, 201, up.text);
-  const created = await alice('POST', 'api/v1/jobs', { json: { name: 'fn', image: 'python:3.12', command: ['python', 'main.py'], upload: up.body.upload } });
+  const created = await alice('POST', 'api/v1/jobs', {
+    json: { name: 'fn', image: 'python:3.12', command: ['python', 'main.py'], upload: up.body.upload },
+  });
   assert.is(created.status, 201, created.text);
   const name = created.body.name as string;
   const list = await alice('GET', 'api/v1/jobs');
@@ -87,7 +97,9 @@ shape('upload → submit with the reference → list → follow logs → delete,
   assert.is((await alice('DELETE', `api/v1/jobs/${name}`)).status, 200);
 });
 shape('a multipart submit streams through the gateway to the submit function', async () => {
-  const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, { name: 'multi', image: 'python', command: ['python', 'main.py'] }) });
+  const res = await alice('POST', 'api/v1/jobs', {
+    form: codeForm({ 'main.py': 'print(1)' }, { name: 'multi', image: 'python', command: ['python', 'main.py'] }),
+  });
   assert.is(res.status, 201, res.text);
 });
 shape('SIGTERM ends an in-flight log follow with the resume marker and the jobs function exits', async () => {
@@ -95,7 +107,9 @@ shape('SIGTERM ends an in-flight log follow with the resume marker and the jobs 
   const created = await alice('POST', 'api/v1/jobs', { json: { name: 'drain', image: 'busybox', command: ['true'] } });
   const name = created.body.name as string;
   await eventually('pod running', async () => (await alice('GET', `api/v1/jobs/${name}`)).body.state === 'running');
-  const response = await fetch(new URL(`api/v1/jobs/${name}/logs?follow=true`, serviceUrl), { headers: { authorization: `token ${hub.tokens.alice}` } });
+  const response = await fetch(new URL(`api/v1/jobs/${name}/logs?follow=true`, serviceUrl), {
+    headers: { authorization: `token ${hub.tokens.alice}` },
+  });
   const stream = readUntil(response);
   assert.ok(await stream.until('draining works', 15_000), stream.text());
   const exited = new Promise<number | null>((r) => functions.jobs.process.once('exit', (code) => r(code)));

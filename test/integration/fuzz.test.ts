@@ -82,12 +82,33 @@ const decodes = (path: string) => {
 
 // Invalid by construction, in ways no bit flip or truncation can repair: the native spec has no
 // `name` (and an unknown field), upstream manifests have no container. So nothing can be created.
-const nativeSpec = { zzzz: 1, command: ['python', 'main.py'], args: ['-v'], env: { A: 'b' }, resources: { requests: { cpu: '1', memory: '1Gi' } }, labels: { team: 'x' }, completions: 2, parallelism: 1 };
+const nativeSpec = {
+  zzzz: 1,
+  command: ['python', 'main.py'],
+  args: ['-v'],
+  env: { A: 'b' },
+  resources: { requests: { cpu: '1', memory: '1Gi' } },
+  labels: { team: 'x' },
+  completions: 2,
+  parallelism: 1,
+};
 const upstreamJob = {
-  job: { apiVersion: 'batch/v1', kind: 'Job', metadata: { generateName: 'fuzz-', labels: { a: 'b' } }, spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [] } } } },
+  job: {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { generateName: 'fuzz-', labels: { a: 'b' } },
+    spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [] } } },
+  },
   code: null,
 };
-const upstreamCronJob = { job: { apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'fuzz' }, spec: { schedule: '* * * * *', jobTemplate: { spec: { template: { spec: { containers: [] } } } } } } };
+const upstreamCronJob = {
+  job: {
+    apiVersion: 'batch/v1',
+    kind: 'CronJob',
+    metadata: { name: 'fuzz' },
+    spec: { schedule: '* * * * *', jobTemplate: { spec: { template: { spec: { containers: [] } } } } },
+  },
+};
 const jsonRoutes: { path: string; base: unknown }[] = [
   { path: 'api/v1/jobs', base: nativeSpec },
   { path: 'jobs/', base: upstreamJob },
@@ -105,10 +126,50 @@ const namedRoutes = [
   ['GET', 'cronjobs/NAME'],
   ['DELETE', 'cronjobs/NAME'],
 ] as const;
-const allPaths = ['', 'healthz', 'openapi.json', 'profiles/', 'authorized', 'api/v1/uploads', 'api/v1/jobs', 'api/v1/jobs/x', 'api/v1/jobs/x/logs', 'jobs/', 'jobs/x', 'jobs/logs/x/', 'pods/', 'pods/x', 'pods/logs/x/', 'cronjobs/', 'cronjobs/x'];
+const allPaths = [
+  '',
+  'healthz',
+  'openapi.json',
+  'profiles/',
+  'authorized',
+  'api/v1/uploads',
+  'api/v1/jobs',
+  'api/v1/jobs/x',
+  'api/v1/jobs/x/logs',
+  'jobs/',
+  'jobs/x',
+  'jobs/logs/x/',
+  'pods/',
+  'pods/x',
+  'pods/logs/x/',
+  'cronjobs/',
+  'cronjobs/x',
+];
 const publicPaths = new Set(['', 'healthz', 'openapi.json', 'profiles/']);
 
-const weirdValues: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -0, '', 'x'.repeat(300), [], {}, [[]], JSON.parse('{"__proto__": {"a": 1}}'), { constructor: 'x' }, { toString: 1 }, '\u0000', '\ud800', '😀', ['a', 1, null], { '': '' }];
+const weirdValues: unknown[] = [
+  null,
+  true,
+  false,
+  0,
+  -1,
+  1.5,
+  1e308,
+  -0,
+  '',
+  'x'.repeat(300),
+  [],
+  {},
+  [[]],
+  JSON.parse('{"__proto__": {"a": 1}}'),
+  { constructor: 'x' },
+  { toString: 1 },
+  '\u0000',
+  '\ud800',
+  '😀',
+  ['a', 1, null],
+  { '': '' },
+];
 const weirdKeys = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', '', ' ', '\u0000', 'a'.repeat(200), 'zzzz'];
 
 /** Replaces or adds one node of a JSON document with a confusing value. */
@@ -152,7 +213,11 @@ const multipartBoundary = 'fuzzboundary0123';
 function multipart(parts: { name: string; filename?: string; type?: string; data: Buffer }[], close = true): Buffer {
   const chunks: Buffer[] = [];
   for (const part of parts) {
-    chunks.push(Buffer.from(`--${multipartBoundary}\r\nContent-Disposition: form-data; name="${part.name}"${part.filename ? `; filename="${part.filename}"` : ''}\r\n${part.type ? `Content-Type: ${part.type}\r\n` : ''}\r\n`));
+    chunks.push(
+      Buffer.from(
+        `--${multipartBoundary}\r\nContent-Disposition: form-data; name="${part.name}"${part.filename ? `; filename="${part.filename}"` : ''}\r\n${part.type ? `Content-Type: ${part.type}\r\n` : ''}\r\n`,
+      ),
+    );
     chunks.push(part.data, Buffer.from('\r\n'));
   }
   if (close) chunks.push(Buffer.from(`--${multipartBoundary}--\r\n`));
@@ -228,17 +293,61 @@ function buildCases(): Case[] {
 
   for (const route of jsonRoutes) {
     const base = Buffer.from(JSON.stringify(route.base));
-    for (let i = 0; i < 400; i++) add({ kind: 'json: mutated', method: 'POST', path: route.path, headers: json, body: mutate(base), auth: random() < 0.85 });
-    for (let i = 0; i < 150; i++) add({ kind: 'json: confused types', method: 'POST', path: route.path, headers: json, body: Buffer.from(JSON.stringify(confuse(route.base))), auth: true });
-    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml', 'text/xml', 'application/octet-stream', 'multipart/form-data', 'application/json; charset=latin1', 'image/png', ';;;', 'application/json, text/plain', 'application/jsonp']) {
-      for (const auth of [true, false]) add({ kind: 'json: wrong content type', method: 'POST', path: route.path, headers: { 'content-type': type }, body: base, auth });
+    for (let i = 0; i < 400; i++)
+      add({ kind: 'json: mutated', method: 'POST', path: route.path, headers: json, body: mutate(base), auth: random() < 0.85 });
+    for (let i = 0; i < 150; i++)
+      add({
+        kind: 'json: confused types',
+        method: 'POST',
+        path: route.path,
+        headers: json,
+        body: Buffer.from(JSON.stringify(confuse(route.base))),
+        auth: true,
+      });
+    for (const type of [
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'application/xml',
+      'text/xml',
+      'application/octet-stream',
+      'multipart/form-data',
+      'application/json; charset=latin1',
+      'image/png',
+      ';;;',
+      'application/json, text/plain',
+      'application/jsonp',
+    ]) {
+      for (const auth of [true, false])
+        add({ kind: 'json: wrong content type', method: 'POST', path: route.path, headers: { 'content-type': type }, body: base, auth });
     }
     const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024));
-    for (const [encoding, body] of [['gzip', bomb], ['x-gzip', bomb], ['deflate', deflateSync(Buffer.alloc(8 * 1024 * 1024))], ['br', bytes(1024)], ['gzip, identity', bomb], ['compress', bytes(100)]] as const) {
-      for (const auth of [true, false]) add({ kind: 'json: compressed (bomb)', method: 'POST', path: route.path, headers: { ...json, 'content-encoding': encoding }, body, auth });
+    for (const [encoding, body] of [
+      ['gzip', bomb],
+      ['x-gzip', bomb],
+      ['deflate', deflateSync(Buffer.alloc(8 * 1024 * 1024))],
+      ['br', bytes(1024)],
+      ['gzip, identity', bomb],
+      ['compress', bytes(100)],
+    ] as const) {
+      for (const auth of [true, false])
+        add({
+          kind: 'json: compressed (bomb)',
+          method: 'POST',
+          path: route.path,
+          headers: { ...json, 'content-encoding': encoding },
+          body,
+          auth,
+        });
     }
     const over = route.path === 'api/v1/jobs' ? 1024 * 1024 + 1 : 2 * maxUploadBytes + 1;
-    add({ kind: 'json: oversized', method: 'POST', path: route.path, headers: json, body: Buffer.from(`{"a":"${'x'.repeat(over)}"}`), auth: true });
+    add({
+      kind: 'json: oversized',
+      method: 'POST',
+      path: route.path,
+      headers: json,
+      body: Buffer.from(`{"a":"${'x'.repeat(over)}"}`),
+      auth: true,
+    });
     add({ kind: 'json: oversized', method: 'POST', path: route.path, headers: json, body: Buffer.alloc(over + 10, 0x20), auth: false });
     add({ kind: 'json: empty', method: 'POST', path: route.path, headers: json, body: Buffer.alloc(0), auth: true });
   }
@@ -247,45 +356,189 @@ function buildCases(): Case[] {
   const specPart = { name: 'spec', data: Buffer.from(JSON.stringify(nativeSpec)) };
   for (const path of ['api/v1/uploads', 'api/v1/jobs']) {
     for (let i = 0; i < 50; i++) {
-      const whole = multipart([...(path === 'api/v1/jobs' ? [specPart] : []), { name: 'file', filename: `f${i}.py`, data: bytes(int(4096)) }], false);
+      const whole = multipart(
+        [...(path === 'api/v1/jobs' ? [specPart] : []), { name: 'file', filename: `f${i}.py`, data: bytes(int(4096)) }],
+        false,
+      );
       const cut = whole.subarray(0, int(whole.length));
-      add({ kind: 'multipart: truncated', method: 'POST', path, headers: { 'content-type': multipartType }, body: random() < 0.5 ? cut : mutate(cut).subarray(0, cut.length), auth: true });
+      add({
+        kind: 'multipart: truncated',
+        method: 'POST',
+        path,
+        headers: { 'content-type': multipartType },
+        body: random() < 0.5 ? cut : mutate(cut).subarray(0, cut.length),
+        auth: true,
+      });
     }
     for (let i = 0; i < 25; i++) {
-      add({ kind: 'multipart: corrupt archive', method: 'POST', path, headers: { 'content-type': multipartType }, body: multipart([...(path === 'api/v1/jobs' ? [specPart] : []), { name: 'archive', filename: pick(['code.zip', 'code.tar.gz', 'code.tgz', 'code.tar']), data: random() < 0.5 ? truncatedZip() : gzipSync(bytes(2048)).subarray(0, 200 + int(1000)) }]), auth: true });
+      add({
+        kind: 'multipart: corrupt archive',
+        method: 'POST',
+        path,
+        headers: { 'content-type': multipartType },
+        body: multipart([
+          ...(path === 'api/v1/jobs' ? [specPart] : []),
+          {
+            name: 'archive',
+            filename: pick(['code.zip', 'code.tar.gz', 'code.tgz', 'code.tar']),
+            data: random() < 0.5 ? truncatedZip() : gzipSync(bytes(2048)).subarray(0, 200 + int(1000)),
+          },
+        ]),
+        auth: true,
+      });
     }
     for (const [what, archive] of hostileArchives) {
-      add({ kind: `archive: ${what}`, method: 'POST', path, headers: { 'content-type': multipartType }, body: multipart([...(path === 'api/v1/jobs' ? [specPart] : []), { name: 'archive', filename: 'code.zip', data: archive }]), auth: true });
+      add({
+        kind: `archive: ${what}`,
+        method: 'POST',
+        path,
+        headers: { 'content-type': multipartType },
+        body: multipart([...(path === 'api/v1/jobs' ? [specPart] : []), { name: 'archive', filename: 'code.zip', data: archive }]),
+        auth: true,
+      });
     }
-    for (const type of ['multipart/form-data', 'multipart/form-data; boundary=', 'multipart/form-data; boundary=other', 'multipart/mixed; boundary=fuzzboundary0123', 'multipart/form-data; boundary="unclosed']) {
+    for (const type of [
+      'multipart/form-data',
+      'multipart/form-data; boundary=',
+      'multipart/form-data; boundary=other',
+      'multipart/mixed; boundary=fuzzboundary0123',
+      'multipart/form-data; boundary="unclosed',
+    ]) {
       add({ kind: 'multipart: bad boundary', method: 'POST', path, headers: { 'content-type': type }, body: validFile, auth: true });
     }
-    for (let i = 0; i < 10; i++) add({ kind: 'multipart: garbage', method: 'POST', path, headers: { 'content-type': multipartType }, body: bytes(int(8192)), auth: true });
+    for (let i = 0; i < 10; i++)
+      add({
+        kind: 'multipart: garbage',
+        method: 'POST',
+        path,
+        headers: { 'content-type': multipartType },
+        body: bytes(int(8192)),
+        auth: true,
+      });
     add({ kind: 'multipart: anonymous', method: 'POST', path, headers: { 'content-type': multipartType }, body: validFile, auth: false });
-    add({ kind: 'multipart: wrong type', method: 'POST', path, headers: { 'content-type': 'application/zip' }, body: validFile, auth: true });
+    add({
+      kind: 'multipart: wrong type',
+      method: 'POST',
+      path,
+      headers: { 'content-type': 'application/zip' },
+      body: validFile,
+      auth: true,
+    });
     // Over the upload limit with valid framing: refused while streaming, never stored.
-    add({ kind: 'multipart: oversized', method: 'POST', path, headers: { 'content-type': multipartType }, body: multipart([...(path === 'api/v1/jobs' ? [specPart] : []), { name: 'file', filename: 'big.bin', data: Buffer.alloc(maxUploadBytes + 1024, 1) }]), auth: true });
+    add({
+      kind: 'multipart: oversized',
+      method: 'POST',
+      path,
+      headers: { 'content-type': multipartType },
+      body: multipart([
+        ...(path === 'api/v1/jobs' ? [specPart] : []),
+        { name: 'file', filename: 'big.bin', data: Buffer.alloc(maxUploadBytes + 1024, 1) },
+      ]),
+      auth: true,
+    });
   }
 
-  const names = ['..', '.', '%2E%2E', '%2e', '%', '%zz', '%E0%A4%A', '%C0%AF', '%00', 'a%2Fb', 'a%00b', '%FF%FE', 'x'.repeat(2000), 'UPPER', '-', 'a..b', 'a b', '%20', '😀', '%F0%9F%98%80', 'kube-system', 'default', '*', '%3F', '%23x', ';x', 'a%3Fb'];
+  const names = [
+    '..',
+    '.',
+    '%2E%2E',
+    '%2e',
+    '%',
+    '%zz',
+    '%E0%A4%A',
+    '%C0%AF',
+    '%00',
+    'a%2Fb',
+    'a%00b',
+    '%FF%FE',
+    'x'.repeat(2000),
+    'UPPER',
+    '-',
+    'a..b',
+    'a b',
+    '%20',
+    '😀',
+    '%F0%9F%98%80',
+    'kube-system',
+    'default',
+    '*',
+    '%3F',
+    '%23x',
+    ';x',
+    'a%3Fb',
+  ];
   for (const [method, template] of namedRoutes) {
-    for (const name of names) add({ kind: 'names: odd', method, path: template.replace('NAME', name), auth: true, direct: !decodes(name) || /^(\.|%2e)/i.test(name) });
-    for (let i = 0; i < 30; i++) add({ kind: 'names: random', method, path: template.replace('NAME', encodeURIComponent(bytes(1 + int(40)).toString('latin1'))), auth: random() < 0.7 });
+    for (const name of names)
+      add({
+        kind: 'names: odd',
+        method,
+        path: template.replace('NAME', name),
+        auth: true,
+        direct: !decodes(name) || /^(\.|%2e)/i.test(name),
+      });
+    for (let i = 0; i < 30; i++)
+      add({
+        kind: 'names: random',
+        method,
+        path: template.replace('NAME', encodeURIComponent(bytes(1 + int(40)).toString('latin1'))),
+        auth: random() < 0.7,
+      });
   }
-  const badQueries = ['limit=abc', 'limit=0', 'limit=-5', 'limit=1e400', 'limit=99999', 'since=garbage', 'since=2026-13-45T99:99:99Z', 'tail=-1', 'tail=abc', 'follow=%', 'pod=..', 'continue=%ZZ', 'limit=%'];
+  const badQueries = [
+    'limit=abc',
+    'limit=0',
+    'limit=-5',
+    'limit=1e400',
+    'limit=99999',
+    'since=garbage',
+    'since=2026-13-45T99:99:99Z',
+    'tail=-1',
+    'tail=abc',
+    'follow=%',
+    'pod=..',
+    'continue=%ZZ',
+    'limit=%',
+  ];
   for (const query of badQueries) {
-    add({ kind: 'query: bad', method: 'GET', path: `api/v1/jobs?${query}`, auth: true, alsoOk: query.startsWith('limit') || query.startsWith('continue') ? [] : [200] });
+    add({
+      kind: 'query: bad',
+      method: 'GET',
+      path: `api/v1/jobs?${query}`,
+      auth: true,
+      alsoOk: query.startsWith('limit') || query.startsWith('continue') ? [] : [200],
+    });
     add({ kind: 'query: bad', method: 'GET', path: `api/v1/jobs/nope/logs?${query}`, auth: true });
   }
   for (const path of allPaths) {
     for (const method of ['PUT', 'PATCH', 'OPTIONS', 'PROPFIND', 'MKCOL', 'PURGE', 'LOCK', 'SEARCH', 'REPORT', 'COPY']) {
-      add({ kind: 'methods: odd', method, path, auth: random() < 0.5, headers: json, body: random() < 0.3 ? Buffer.from('{}') : undefined });
+      add({
+        kind: 'methods: odd',
+        method,
+        path,
+        auth: random() < 0.5,
+        headers: json,
+        body: random() < 0.3 ? Buffer.from('{}') : undefined,
+      });
     }
-    if (!publicPaths.has(path)) add({ kind: 'auth: none or bad', method: path.startsWith('api/v1/uploads') ? 'POST' : 'GET', path, auth: false, headers: random() < 0.5 ? { authorization: pick(['token', 'Bearer ', 'token ' + 'x'.repeat(5000), 'Basic YTpi', 'token \u00ff']) } : {} });
+    if (!publicPaths.has(path))
+      add({
+        kind: 'auth: none or bad',
+        method: path.startsWith('api/v1/uploads') ? 'POST' : 'GET',
+        path,
+        auth: false,
+        headers:
+          random() < 0.5 ? { authorization: pick(['token', 'Bearer ', 'token ' + 'x'.repeat(5000), 'Basic YTpi', 'token \u00ff']) } : {},
+      });
   }
   for (let i = 0; i < 5; i++) {
     add({ kind: 'headers: large', method: 'GET', path: 'api/v1/jobs/nope', auth: true, headers: { 'x-large': 'y'.repeat(11 * 1024) } });
-    add({ kind: 'headers: many', method: 'GET', path: 'api/v1/jobs/nope', auth: true, headers: Object.fromEntries(Array.from({ length: 90 }, (_, j) => [`x-h${j}`, 'v'.repeat(40)])) });
+    add({
+      kind: 'headers: many',
+      method: 'GET',
+      path: 'api/v1/jobs/nope',
+      auth: true,
+      headers: Object.fromEntries(Array.from({ length: 90 }, (_, j) => [`x-h${j}`, 'v'.repeat(40)])),
+    });
   }
   add({ kind: 'paths: unknown', method: 'GET', path: 'api/v2/jobs', auth: true });
   add({ kind: 'paths: unknown', method: 'GET', path: '../../hub/api/users', auth: true, direct: true });
@@ -321,7 +574,13 @@ function send(c: Case, target: { port: number; prefix: string } = { port: Number
         size += chunk.length;
         if (size < 256 * 1024) chunks.push(chunk);
       });
-      res.on('end', () => resolve({ status: res.statusCode!, contentType: String(res.headers['content-type'] ?? ''), text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode!,
+          contentType: String(res.headers['content-type'] ?? ''),
+          text: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
       res.on('error', (error) => resolve({ status: res.statusCode!, contentType: '', text: '', error: error.message }));
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
@@ -335,7 +594,8 @@ function problem(c: Case, answer: Answer): string | undefined {
   if (answer.error) return `no answer: ${answer.error}`;
   if (c.alsoOk?.includes(answer.status)) return undefined;
   if (publicPaths.has(c.path.split('?')[0]!) && c.method === 'GET' && answer.status === 200) return undefined;
-  if (!answer.contentType.includes('application/json')) return `status ${answer.status}, not JSON (${answer.contentType}): ${answer.text.slice(0, 120)}`;
+  if (!answer.contentType.includes('application/json'))
+    return `status ${answer.status}, not JSON (${answer.contentType}): ${answer.text.slice(0, 120)}`;
   let body: unknown;
   try {
     body = JSON.parse(answer.text);
@@ -346,7 +606,8 @@ function problem(c: Case, answer: Answer): string | undefined {
   if (body.status !== answer.status) return `body status ${body.status} != ${answer.status}`;
   if (/\n\s+at |node_modules|\/work\/|\/app\/|\.ts:\d|\.m?js:\d/.test(answer.text)) return `leaks internals: ${answer.text.slice(0, 200)}`;
   const dependencyDown = answer.status === 503 && body.reason === 'Unavailable';
-  if ((answer.status < 400 || answer.status >= 500) && !dependencyDown) return `status ${answer.status} ${body.reason}: ${body.detail.slice(0, 160)}`;
+  if ((answer.status < 400 || answer.status >= 500) && !dependencyDown)
+    return `status ${answer.status} ${body.reason}: ${body.detail.slice(0, 160)}`;
   return undefined;
 }
 
@@ -366,7 +627,10 @@ async function runAll(cases: Case[], concurrency = 8): Promise<{ c: Case; answer
 }
 
 const serverLog = () => readFileSync(stack.server.logFile, 'utf8');
-const lastResortLines = () => serverLog().split('\n').filter((line) => line.includes('last resort'));
+const lastResortLines = () =>
+  serverLog()
+    .split('\n')
+    .filter((line) => line.includes('last resort'));
 async function healthy(): Promise<boolean> {
   const answer = await send({ kind: 'health', method: 'GET', path: 'healthz', auth: false });
   return answer.status === 200 && stack.server.process.exitCode === null;
@@ -379,11 +643,17 @@ function report(results: { c: Case; problem?: string }[]): string {
     if (!r.problem) continue;
     const examples = byKind.get(r.c.kind) ?? new Map<string, string>();
     const shape = r.problem.replace(/"[^"]*"/g, '"…"').slice(0, 70);
-    if (!examples.has(shape)) examples.set(shape, `${r.c.method} ${r.c.path.slice(0, 80)}${r.c.auth ? '' : ' (anonymous)'}: ${r.problem.replace(/\s+/g, ' ').slice(0, 300)}`);
+    if (!examples.has(shape))
+      examples.set(
+        shape,
+        `${r.c.method} ${r.c.path.slice(0, 80)}${r.c.auth ? '' : ' (anonymous)'}: ${r.problem.replace(/\s+/g, ' ').slice(0, 300)}`,
+      );
     byKind.set(r.c.kind, examples);
   }
   const count = (kind: string) => results.filter((r) => r.problem && r.c.kind === kind).length;
-  return [...byKind].map(([kind, examples]) => `${kind}: ${count(kind)} failing\n  ${[...examples.values()].slice(0, 12).join('\n  ')}`).join('\n');
+  return [...byKind]
+    .map(([kind, examples]) => `${kind}: ${count(kind)} failing\n  ${[...examples.values()].slice(0, 12).join('\n  ')}`)
+    .join('\n');
 }
 
 // --- the suites ----------------------------------------------------------------------------------
@@ -404,7 +674,7 @@ fuzz('every malformed request through the Hub gets a JSON 4xx, and the server st
   assert.equal(lastResortLines(), [], 'the last-resort handler never fired');
   assert.ok(seconds < 60, `took ${seconds}s`);
 });
-fuzz('what only Node\'s parser sees, sent straight to the server, is JSON too', async () => {
+fuzz("what only Node's parser sees, sent straight to the server, is JSON too", async () => {
   const raw = (payload: string) =>
     new Promise<string>((resolve) => {
       const socket = connect(stack.server.port, '127.0.0.1');
@@ -433,15 +703,25 @@ fuzz('what only Node\'s parser sees, sent straight to the server, is JSON too', 
     assert.ok(isErrorBody(JSON.parse(body)), body);
   }
   // A body cut off mid-way (the client vanishes): nobody reads an answer, the server must just go on.
-  for (let i = 0; i < 5; i++) await raw(`POST ${prefix}api/v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: token ${token}\r\nContent-Type: ${multipartType}\r\nContent-Length: 100000\r\n\r\n--${multipartBoundary}\r\nContent-Disposition: form-data; name="file"; filename="a.py"\r\n\r\nprint(1)`);
+  for (let i = 0; i < 5; i++)
+    await raw(
+      `POST ${prefix}api/v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: token ${token}\r\nContent-Type: ${multipartType}\r\nContent-Length: 100000\r\n\r\n--${multipartBoundary}\r\nContent-Disposition: form-data; name="file"; filename="a.py"\r\n\r\nprint(1)`,
+    );
   assert.ok(await healthy());
   assert.equal(lastResortLines(), []);
 });
-fuzz('an upload far over the limit gets a JSON 413 through the Hub\'s proxy, never its HTML 503', async () => {
+fuzz("an upload far over the limit gets a JSON 413 through the Hub's proxy, never its HTML 503", async () => {
   // 64 MiB against an 8 MiB limit: the server answers first, then drains the rest before closing.
   const body = multipart([{ name: 'file', filename: 'huge.bin', data: randomBytes(64 * 1024 * 1024) }]);
   for (let i = 0; i < 3; i++) {
-    const answer = await send({ kind: 'upload: far over', method: 'POST', path: 'api/v1/uploads', headers: { 'content-type': multipartType }, body, auth: true });
+    const answer = await send({
+      kind: 'upload: far over',
+      method: 'POST',
+      path: 'api/v1/uploads',
+      headers: { 'content-type': multipartType },
+      body,
+      auth: true,
+    });
     assert.is(answer.status, 413, `${answer.status} ${answer.contentType} ${answer.text.slice(0, 200)} ${answer.error ?? ''}`);
     assert.ok(isErrorBody(JSON.parse(answer.text)));
   }
@@ -454,16 +734,29 @@ fuzz('known failures owned elsewhere still do not end the process (reported, not
   for (const r of results) assert.not.ok(r.answer.error && /ECONNREFUSED/.test(r.answer.error), 'the server went away');
   const failures = report(results);
   const lastResort = lastResortLines();
-  console.error(`[fuzz] known failures, ${known.length} requests (${Object.entries(knownFailures).map(([kind, owner]) => `${kind}: ${owner}`).join('; ')})`);
-  console.error(failures || lastResort.length ? `${failures}\n${lastResort.length} last-resort line(s), e.g. ${lastResort[0] ?? ''}` : 'none fail any more: remove them from knownFailures');
+  console.error(
+    `[fuzz] known failures, ${known.length} requests (${Object.entries(knownFailures)
+      .map(([kind, owner]) => `${kind}: ${owner}`)
+      .join('; ')})`,
+  );
+  console.error(
+    failures || lastResort.length
+      ? `${failures}\n${lastResort.length} last-resort line(s), e.g. ${lastResort[0] ?? ''}`
+      : 'none fail any more: remove them from knownFailures',
+  );
 });
-fuzz('nothing was created in alice\'s namespace', async () => {
+fuzz("nothing was created in alice's namespace", async () => {
   const { core, batch } = adminClients(stack.cluster.adminKubeconfig);
-  const exists = await core.readNamespace({ name: namespace }).then(() => true, () => false);
+  const exists = await core.readNamespace({ name: namespace }).then(
+    () => true,
+    () => false,
+  );
   if (!exists) return;
   const jobs = (await batch.listNamespacedJob({ namespace })).items.map((o) => o.metadata?.name);
   const cronJobs = (await batch.listNamespacedCronJob({ namespace })).items.map((o) => o.metadata?.name);
-  const configMaps = (await core.listNamespacedConfigMap({ namespace })).items.map((o) => o.metadata?.name).filter((name) => name !== 'kube-root-ca.crt');
+  const configMaps = (await core.listNamespacedConfigMap({ namespace })).items
+    .map((o) => o.metadata?.name)
+    .filter((name) => name !== 'kube-root-ca.crt');
   const secrets = (await core.listNamespacedSecret({ namespace })).items.map((o) => o.metadata?.name);
   const claims = (await core.listNamespacedPersistentVolumeClaim({ namespace })).items.map((o) => o.metadata?.name);
   assert.equal({ jobs, cronJobs, configMaps, secrets, claims }, { jobs: [], cronJobs: [], configMaps: [], secrets: [], claims: [] });

@@ -10,7 +10,11 @@ export interface ApiResponse<T = any> {
 
 /** A tiny HTTP client for the tests: a token (or none), JSON or multipart bodies, parsed replies. */
 export function client(baseUrl: string, token?: string) {
-  return async function call<T = any>(method: string, path: string, options: { json?: unknown; form?: FormData; headers?: Record<string, string> } = {}): Promise<ApiResponse<T>> {
+  return async function call<T = any>(
+    method: string,
+    path: string,
+    options: { json?: unknown; form?: FormData; headers?: Record<string, string> } = {},
+  ): Promise<ApiResponse<T>> {
     const headers: Record<string, string> = { ...options.headers };
     if (token) headers.authorization = `token ${token}`;
     let body: BodyInit | undefined;
@@ -32,7 +36,12 @@ export function adminClients(kubeconfig: string) {
   return { core: kc.makeApiClient(k8s.CoreV1Api), batch: kc.makeApiClient(k8s.BatchV1Api) };
 }
 
-export async function eventually<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 250): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+  intervalMs = 250,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -50,7 +59,8 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
 export function codeForm(files: Record<string, string | Buffer>, spec?: unknown): FormData {
   const form = new FormData();
   if (spec !== undefined) form.append('spec', JSON.stringify(spec));
-  for (const [path, content] of Object.entries(files)) form.append('file', new Blob([typeof content === 'string' ? content : new Uint8Array(content)]), path);
+  for (const [path, content] of Object.entries(files))
+    form.append('file', new Blob([typeof content === 'string' ? content : new Uint8Array(content)]), path);
   return form;
 }
 
@@ -62,7 +72,10 @@ export interface CliRun {
 }
 
 /** Runs a program to completion, collecting its output; never throws for a non-zero exit. */
-export function runProgram(argv: string[], options: { env: Record<string, string | undefined>; cwd: string; timeoutMs?: number }): Promise<CliRun> {
+export function runProgram(
+  argv: string[],
+  options: { env: Record<string, string | undefined>; cwd: string; timeoutMs?: number },
+): Promise<CliRun> {
   const started = Date.now();
   return new Promise((done, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -102,7 +102,10 @@ HubAuth('a valid token of a user without the kbatch role lacks the access scope'
   assert.is(res.status, 200);
   const user = (await res.json()) as { name: string; scopes: string[] };
   assert.is(user.name, 'carol');
-  assert.not.ok(user.scopes.some((scope) => scope.startsWith('access:services')), user.scopes.join(' '));
+  assert.not.ok(
+    user.scopes.some((scope) => scope.startsWith('access:services')),
+    user.scopes.join(' '),
+  );
 });
 
 HubAuth('a token restricted to the kbatch scope keeps it (plus identify scopes)', async ({ hub }) => {

@@ -53,14 +53,14 @@ crafted('the attacker lists only their own jobs, natively and through the upstre
   const pods = await attacker('GET', `pods/?job_name=${victimJob}`);
   assert.equal(pods.body.items, []);
 });
-crafted('the attacker cannot show, read the logs of, or delete the victim\'s job', async () => {
+crafted("the attacker cannot show, read the logs of, or delete the victim's job", async () => {
   assert.is((await attacker('GET', `api/v1/jobs/${victimJob}`)).status, 404);
   assert.is((await attacker('GET', `jobs/${victimJob}`)).status, 404);
   assert.is((await attacker('GET', `api/v1/jobs/${victimJob}/logs`)).status, 404);
   assert.is((await attacker('DELETE', `api/v1/jobs/${victimJob}`)).status, 404);
   assert.is((await attacker('DELETE', `jobs/${victimJob}`)).status, 404);
   const mine = await victim('GET', `api/v1/jobs/${victimJob}`);
-  assert.is(mine.status, 200, 'the victim\'s job survived');
+  assert.is(mine.status, 200, "the victim's job survived");
 });
 crafted.run();
 
@@ -83,7 +83,7 @@ for (const name of ['田中太郎', '😀', '-', '.-.']) {
 unicode.run();
 
 // ---------------------------------------------------------------------------------------------
-const foreign = suite('a namespace recorded as someone else\'s is refused, for reads and writes');
+const foreign = suite("a namespace recorded as someone else's is refused, for reads and writes");
 const erinNs = namespaceForUser('erin');
 let erin: Awaited<ReturnType<typeof as>>;
 foreign.before(async () => {
@@ -92,7 +92,10 @@ foreign.before(async () => {
   // Something to protect: a job already in there, which erin must neither see nor delete.
   await admin.batch.createNamespacedJob({
     namespace: erinNs,
-    body: { metadata: { name: 'mallorys-job' }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'job', image: 'busybox' }] } } } },
+    body: {
+      metadata: { name: 'mallorys-job' },
+      spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'job', image: 'busybox' }] } } },
+    },
   });
 });
 const refusals: [string, string, () => Promise<{ status: number; body: any; text: string }>][] = [
@@ -118,7 +121,10 @@ for (const [what, request, call] of refusals) {
 }
 foreign('nothing was changed in the namespace', async () => {
   const jobs = await admin.batch.listNamespacedJob({ namespace: erinNs });
-  assert.equal(jobs.items.map((job) => job.metadata!.name), ['mallorys-job']);
+  assert.equal(
+    jobs.items.map((job) => job.metadata!.name),
+    ['mallorys-job'],
+  );
   const ns = await admin.core.readNamespace({ name: erinNs });
   assert.is(ns.metadata!.annotations![ownerAnnotation], 'mallory');
 });
@@ -132,21 +138,36 @@ revocation(`a revoked token is refused within the cache time (${cacheSeconds} s)
   assert.is((await call('GET', 'api/v1/jobs')).status, 200);
   // Revoke it at the Hub, as the user would on the token page: the token deletes itself.
   const self = await (await fetch(`${stack.hub.apiUrl}/user`, { headers: { authorization: `token ${token}` } })).json();
-  const deleted = await fetch(`${stack.hub.apiUrl}/users/alice/tokens/${self.token_id}`, { method: 'DELETE', headers: { authorization: `token ${token}` } });
+  const deleted = await fetch(`${stack.hub.apiUrl}/users/alice/tokens/${self.token_id}`, {
+    method: 'DELETE',
+    headers: { authorization: `token ${token}` },
+  });
   assert.is(deleted.status, 204);
   const revokedAt = Date.now();
-  await eventually('the revoked token to be refused', async () => (await call('GET', 'api/v1/jobs')).status === 401, (cacheSeconds + 2) * 1000, 100);
+  await eventually(
+    'the revoked token to be refused',
+    async () => (await call('GET', 'api/v1/jobs')).status === 401,
+    (cacheSeconds + 2) * 1000,
+    100,
+  );
   const seconds = (Date.now() - revokedAt) / 1000;
   assert.ok(seconds <= cacheSeconds + 0.5, `refused only after ${seconds} s`);
 });
 revocation('a token is refused once it expires, even when the cache time is much longer', async () => {
   // Directly, not through the Hub's proxy: the proxy routes to the stack's server, whose cache is short.
-  const server = await startServer({ ...serverSettings, KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl, KBATCH_AUTH_CACHE_SECONDS: '60' });
+  const server = await startServer({
+    ...serverSettings,
+    KUBECONFIG: stack.cluster.kbatchKubeconfig,
+    JUPYTERHUB_API_URL: stack.hub.apiUrl,
+    KBATCH_AUTH_CACHE_SECONDS: '60',
+  });
   try {
     const token = await stack.hub.createToken('alice', { expiresIn: 3 });
     const call = client(server.url, token);
     const self = await (await fetch(`${stack.hub.apiUrl}/user`, { headers: { authorization: `token ${token}` } })).json();
-    const model = await (await fetch(`${stack.hub.apiUrl}/users/alice/tokens/${self.token_id}`, { headers: { authorization: `token ${token}` } })).json();
+    const model = await (
+      await fetch(`${stack.hub.apiUrl}/users/alice/tokens/${self.token_id}`, { headers: { authorization: `token ${token}` } })
+    ).json();
     const expiresAt = Date.parse(model.expires_at);
     assert.is((await call('GET', 'api/v1/jobs')).status, 200);
     await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 100));

@@ -17,7 +17,10 @@ import { client, eventually } from './helpers.ts';
 const port = await freePort();
 const hub = await startHub({ serviceUrl: `http://127.0.0.1:${port}` });
 const dataDir = mkdtempSync(join(tmpdir(), 'kbatch-local-'));
-const server = await startServer({ KBATCH_BACKEND: 'local', KBATCH_AUTH: 'hub', KBATCH_LOCAL_DIR: dataDir, JUPYTERHUB_API_URL: hub.apiUrl }, { port });
+const server = await startServer(
+  { KBATCH_BACKEND: 'local', KBATCH_AUTH: 'hub', KBATCH_LOCAL_DIR: dataDir, JUPYTERHUB_API_URL: hub.apiUrl },
+  { port },
+);
 const serviceUrl = `${hub.url}/services/kbatch/`;
 const alice = client(serviceUrl, hub.tokens.alice);
 const bob = client(serviceUrl, hub.tokens.bob);
@@ -42,7 +45,9 @@ local('a 5 MB multi-file directory upload runs python main.py from its directory
   assert.is(up.status, 201, up.text);
   assert.is(up.body.files, 4);
   assert.is(up.body.storage, 'local');
-  const created = await alice('POST', 'api/v1/jobs', { json: { name: 'local', image: 'python:3.12', command: ['python3', 'main.py'], env: { WHO: 'alice' }, upload: up.body.upload } });
+  const created = await alice('POST', 'api/v1/jobs', {
+    json: { name: 'local', image: 'python:3.12', command: ['python3', 'main.py'], env: { WHO: 'alice' }, upload: up.body.upload },
+  });
   assert.is(created.status, 201, created.text);
   const name = created.body.name as string;
   const detail = await eventually('job done', async () => {
@@ -52,18 +57,25 @@ local('a 5 MB multi-file directory upload runs python main.py from its directory
   const logs = await alice('GET', `api/v1/jobs/${name}/logs`);
   assert.is(detail.state, 'succeeded', logs.text);
   const { createHash } = await import('node:crypto');
-  assert.is(logs.text, `cwd-has ['data', 'main.py', 'pkg']\nblob ${blob.length} ${createHash('sha256').update(blob).digest('hex')}\nhello alice\n`);
+  assert.is(
+    logs.text,
+    `cwd-has ['data', 'main.py', 'pkg']\nblob ${blob.length} ${createHash('sha256').update(blob).digest('hex')}\nhello alice\n`,
+  );
 });
 local('a followed log ends when the process ends', async () => {
-  const created = await alice('POST', 'api/v1/jobs', { json: { name: 'tick', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo tick $i; sleep 0.5; done'] } });
+  const created = await alice('POST', 'api/v1/jobs', {
+    json: { name: 'tick', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo tick $i; sleep 0.5; done'] },
+  });
   const res = await alice('GET', `api/v1/jobs/${created.body.name}/logs?follow=true`);
   assert.is(res.text, 'tick 1\ntick 2\ntick 3\n');
 });
-local('bob sees none of alice\'s local jobs', async () => {
+local("bob sees none of alice's local jobs", async () => {
   assert.is((await bob('GET', 'api/v1/jobs')).body.items.length, 0);
 });
 local('--tail gives the last lines of a job, also when following', async () => {
-  const created = await alice('POST', 'api/v1/jobs', { json: { name: 'tail', image: 'x', command: ['sh', '-c', 'for i in 1 2 3 4 5; do echo line $i; done; sleep 2; echo line 6'] } });
+  const created = await alice('POST', 'api/v1/jobs', {
+    json: { name: 'tail', image: 'x', command: ['sh', '-c', 'for i in 1 2 3 4 5; do echo line $i; done; sleep 2; echo line 6'] },
+  });
   const name = created.body.name as string;
   // The tail is taken from the lines written when the request comes, as the kubelet does: wait for line 5.
   await eventually('five lines', async () => (await alice('GET', `api/v1/jobs/${name}/logs`)).text.includes('line 5'), 10_000, 100);
@@ -89,11 +101,13 @@ function rawGet(path: string, token: string): Promise<{ status: number; text: st
   });
 }
 
-const traversal = suite('request names never become paths outside the caller\'s jobs');
-traversal('traversal in job, pod and job_name values is NotFound (or nothing), never another user\'s data', async () => {
-  const created = await alice('POST', 'api/v1/jobs', { json: { name: 'private', image: 'x', command: ['sh', '-c', 'echo alice-private-output'] } });
+const traversal = suite("request names never become paths outside the caller's jobs");
+traversal("traversal in job, pod and job_name values is NotFound (or nothing), never another user's data", async () => {
+  const created = await alice('POST', 'api/v1/jobs', {
+    json: { name: 'private', image: 'x', command: ['sh', '-c', 'echo alice-private-output'] },
+  });
   const job = created.body.name as string;
-  await eventually('alice\'s job done', async () => ['succeeded', 'failed'].includes((await alice('GET', `api/v1/jobs/${job}`)).body.state));
+  await eventually("alice's job done", async () => ['succeeded', 'failed'].includes((await alice('GET', `api/v1/jobs/${job}`)).body.state));
   const detail = await alice('GET', `api/v1/jobs/${job}`);
   const namespace = detail.body.namespace as string;
   const pod = detail.body.pods[0].name as string;
@@ -108,7 +122,10 @@ traversal('traversal in job, pod and job_name values is NotFound (or nothing), n
       `jobs/${encoded(name)}`,
       `jobs/logs/${encoded(name)}`,
     ]),
-    ...[podPath, `../${pod}`, `${encoded(podPath)}`, `..%2F${pod}`].flatMap((name) => [`pods/${encoded(name)}`, `pods/logs/${encoded(name)}`]),
+    ...[podPath, `../${pod}`, `${encoded(podPath)}`, `..%2F${pod}`].flatMap((name) => [
+      `pods/${encoded(name)}`,
+      `pods/logs/${encoded(name)}`,
+    ]),
     `api/v1/jobs/${job}/logs?pod=${encoded(podPath)}`,
   ];
   for (const path of attempts) {
@@ -142,11 +159,15 @@ function isAlive(pid: number): boolean {
   }
 }
 
-const owned = suite('a local namespace recorded as another user\'s is refused');
+const owned = suite("a local namespace recorded as another user's is refused");
 owned('bob, whose namespace directory records mallory as owner, can neither list nor submit', async () => {
   const namespace = namespaceForUser('bob');
   mkdirSync(join(dataDir, 'namespaces', namespace, 'jobs'), { recursive: true });
-  const record = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, annotations: { 'kbatch.jupyter.org/username': 'mallory' } } };
+  const record = {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: namespace, annotations: { 'kbatch.jupyter.org/username': 'mallory' } },
+  };
   writeFileSync(join(dataDir, 'namespaces', namespace, 'namespace.json'), JSON.stringify(record));
   const listed = await bob('GET', 'api/v1/jobs');
   assert.is(listed.status, 403, listed.text);
@@ -167,14 +188,19 @@ restart('a job running when the server was killed is failed with ServerRestarted
   let leftover: number | undefined;
   try {
     const before = client(first.url);
-    const created = await before('POST', 'api/v1/jobs', { json: { name: 'long', image: 'x', command: ['sh', '-c', 'echo tick; exec sleep 60'] } });
+    const created = await before('POST', 'api/v1/jobs', {
+      json: { name: 'long', image: 'x', command: ['sh', '-c', 'echo tick; exec sleep 60'] },
+    });
     assert.is(created.status, 201, created.text);
     const name = created.body.name as string;
     await eventually('job running', async () => (await before('GET', `api/v1/jobs/${name}`)).body.state === 'running');
     const pod = (await before('GET', `api/v1/jobs/${name}`)).body.pods[0].name as string;
     const namespace = (await before('GET', `api/v1/jobs/${name}`)).body.namespace as string;
     const record = join(data, 'namespaces', namespace, 'jobs', name, 'pods', `${pod}.process`);
-    leftover = await eventually('process recorded', async () => existsSync(record) && (JSON.parse(readFileSync(record, 'utf8')) as { pid: number }).pid);
+    leftover = await eventually(
+      'process recorded',
+      async () => existsSync(record) && (JSON.parse(readFileSync(record, 'utf8')) as { pid: number }).pid,
+    );
     const exited = new Promise((r) => first.process.once('exit', r));
     process.kill(-first.process.pid!, 'SIGKILL');
     await exited;
@@ -185,7 +211,10 @@ restart('a job running when the server was killed is failed with ServerRestarted
     assert.is(list.status, 200);
     assert.ok(Date.now() - started < 5000, 'list answered promptly');
     const { items } = (await list.json()) as { items: { name: string; state: string; active: number }[] };
-    assert.equal(items.map((job) => [job.name, job.state, job.active]), [[name, 'failed', 0]]);
+    assert.equal(
+      items.map((job) => [job.name, job.state, job.active]),
+      [[name, 'failed', 0]],
+    );
     const after = client(second.url);
     const detail = await after('GET', `api/v1/jobs/${name}`);
     assert.is(detail.body.conditions[0].reason, 'ServerRestarted');

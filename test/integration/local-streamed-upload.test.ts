@@ -15,7 +15,11 @@ const server = await startServer({ KBATCH_BACKEND: 'local', KBATCH_AUTH: 'none',
 const call = client(server.url);
 
 async function postArchive(body: Buffer, type: string) {
-  const response = await fetch(new URL('api/v1/uploads', server.url), { method: 'POST', headers: { 'content-type': type }, body: new Uint8Array(body) });
+  const response = await fetch(new URL('api/v1/uploads', server.url), {
+    method: 'POST',
+    headers: { 'content-type': type },
+    body: new Uint8Array(body),
+  });
   return { status: response.status, body: (await response.json()) as Record<string, any> };
 }
 

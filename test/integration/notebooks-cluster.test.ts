@@ -25,15 +25,31 @@ const home = mkdtempSync(join(tmpdir(), 'kbatch-notebooks-cluster-'));
 const notebook = readFileSync(join(root, 'test/fixtures/notebooks/analysis.ipynb'));
 
 async function showText(name: string): Promise<string> {
-  const env = { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), KBATCH_URL: stack.serviceUrl, JUPYTERHUB_API_TOKEN: stack.hub.tokens.alice };
-  const run = await runProgram([process.execPath, join(root, 'bin/kbatch.mjs'), 'job', 'show', name], { cwd: home, env, timeoutMs: 60_000 });
+  const env = {
+    PATH: process.env.PATH,
+    HOME: home,
+    XDG_CONFIG_HOME: join(home, '.config'),
+    KBATCH_URL: stack.serviceUrl,
+    JUPYTERHUB_API_TOKEN: stack.hub.tokens.alice,
+  };
+  const run = await runProgram([process.execPath, join(root, 'bin/kbatch.mjs'), 'job', 'show', name], {
+    cwd: home,
+    env,
+    timeoutMs: 60_000,
+  });
   assert.is(run.code, 0, run.stderr);
   return run.stdout;
 }
 
 const sweep = suite('a notebook sweep on Kubernetes');
 sweep('is an indexed Job of the product size running the papermill entry, its sets in the env Secret', async () => {
-  const spec = { name: 'sweep', image: 'jupyter/scipy-notebook', notebook: 'analysis.ipynb', parameters: { alpha: 0.5, label: "it's $(id)" }, sweep: { seed: [1, 2, 3] } };
+  const spec = {
+    name: 'sweep',
+    image: 'jupyter/scipy-notebook',
+    notebook: 'analysis.ipynb',
+    parameters: { alpha: 0.5, label: "it's $(id)" },
+    sweep: { seed: [1, 2, 3] },
+  };
   const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'analysis.ipynb': notebook }, spec) });
   assert.is(res.status, 201, res.text);
   const name = res.body.name as string;
@@ -50,13 +66,23 @@ sweep('is an indexed Job of the product size running the papermill entry, its se
   const secret = await admin.core.readNamespacedSecret({ name, namespace });
   const env = Object.fromEntries(Object.entries(secret.data!).map(([key, value]) => [key, Buffer.from(value, 'base64').toString()]));
   assert.is(env.KBATCH_NOTEBOOK, 'analysis.ipynb');
-  assert.equal(JSON.parse(env.KBATCH_SWEEP!), [1, 2, 3].map((seed) => ({ alpha: 0.5, label: "it's $(id)", seed })));
+  assert.equal(
+    JSON.parse(env.KBATCH_SWEEP!),
+    [1, 2, 3].map((seed) => ({ alpha: 0.5, label: "it's $(id)", seed })),
+  );
   assert.is(env.KBATCH_PARAMETERS, undefined);
   // Parameters are not secret: the Job records the run for `job show`, unexpanded.
-  assert.equal(JSON.parse(job.metadata!.annotations![annotations.notebook]!), { notebook: 'analysis.ipynb', parameters: spec.parameters, sweep: spec.sweep });
+  assert.equal(JSON.parse(job.metadata!.annotations![annotations.notebook]!), {
+    notebook: 'analysis.ipynb',
+    parameters: spec.parameters,
+    sweep: spec.sweep,
+  });
 
   const detail = await alice('GET', `api/v1/jobs/${name}`);
-  assert.equal(detail.body.notebook.runs, [1, 2, 3].map((seed, index) => ({ index, parameters: { alpha: 0.5, label: "it's $(id)", seed }, output: `analysis-${index}.ipynb` })));
+  assert.equal(
+    detail.body.notebook.runs,
+    [1, 2, 3].map((seed, index) => ({ index, parameters: { alpha: 0.5, label: "it's $(id)", seed }, output: `analysis-${index}.ipynb` })),
+  );
   const text = await showText(name);
   assert.match(text, /^Command: +papermill \(kbatch notebook entry\)$/m);
   assert.match(text, /^Notebook: +analysis.ipynb$/m);
@@ -65,7 +91,9 @@ sweep('is an indexed Job of the product size running the papermill entry, its se
 });
 sweep('a sweep beyond the completions maximum is a 400 naming it, and nothing is created', async () => {
   const values = Array.from({ length: 101 }, (_, i) => i);
-  const res = await alice('POST', 'api/v1/jobs', { json: { name: 'huge', image: 'x', notebook: 'a.ipynb', sweep: { a: values, b: values } } });
+  const res = await alice('POST', 'api/v1/jobs', {
+    json: { name: 'huge', image: 'x', notebook: 'a.ipynb', sweep: { a: values, b: values } },
+  });
   assert.is(res.status, 400, res.text);
   assert.is(res.body.field, 'sweep');
   const jobs = await admin.batch.listNamespacedJob({ namespace });
@@ -89,7 +117,19 @@ upstream('needs no new field and is shown as a notebook run', async () => {
             {
               name: 'job',
               image: 'jupyter/scipy-notebook',
-              command: ['papermill', 'analysis.ipynb', '/outputs/analysis.ipynb', '-p', 'alpha', '0.5', '-r', 'label', '3', '-k', 'python3'],
+              command: [
+                'papermill',
+                'analysis.ipynb',
+                '/outputs/analysis.ipynb',
+                '-p',
+                'alpha',
+                '0.5',
+                '-r',
+                'label',
+                '3',
+                '-k',
+                'python3',
+              ],
               args: null,
               env: [],
               working_dir: '/code',

@@ -27,7 +27,10 @@ await bundleCli();
 const port = await freePort();
 const hub = await startHub({ serviceUrl: `http://127.0.0.1:${port}` });
 const dataDir = mkdtempSync(join(tmpdir(), 'kbatch-notebooks-'));
-const server = await startServer({ KBATCH_BACKEND: 'local', KBATCH_AUTH: 'hub', KBATCH_LOCAL_DIR: dataDir, JUPYTERHUB_API_URL: hub.apiUrl }, { port });
+const server = await startServer(
+  { KBATCH_BACKEND: 'local', KBATCH_AUTH: 'hub', KBATCH_LOCAL_DIR: dataDir, JUPYTERHUB_API_URL: hub.apiUrl },
+  { port },
+);
 const serviceUrl = `${hub.url}/services/kbatch/`;
 const alice = client(serviceUrl, hub.tokens.alice);
 const home = mkdtempSync(join(tmpdir(), 'kbatch-notebooks-home-'));
@@ -39,7 +42,13 @@ const namespace = namespaceForUser('alice');
 const withPapermill = `PATH=${venv}/bin:/usr/bin:/bin`;
 
 function kbatch(args: string[]): Promise<CliRun> {
-  const env = { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), KBATCH_URL: serviceUrl, JUPYTERHUB_API_TOKEN: hub.tokens.alice };
+  const env = {
+    PATH: process.env.PATH,
+    HOME: home,
+    XDG_CONFIG_HOME: join(home, '.config'),
+    KBATCH_URL: serviceUrl,
+    JUPYTERHUB_API_TOKEN: hub.tokens.alice,
+  };
   return runProgram([process.execPath, bin, ...args], { cwd: project, env, timeoutMs: 120_000 });
 }
 
@@ -49,10 +58,15 @@ function ok(run: CliRun): string {
 }
 
 async function finished(name: string, timeoutMs = 120_000): Promise<{ state: string }> {
-  return eventually(`${name} finished`, async () => {
-    const res = await alice('GET', `api/v1/jobs/${name}?events=false`);
-    return ['succeeded', 'failed'].includes(res.body.state) ? res.body : undefined;
-  }, timeoutMs, 500);
+  return eventually(
+    `${name} finished`,
+    async () => {
+      const res = await alice('GET', `api/v1/jobs/${name}?events=false`);
+      return ['succeeded', 'failed'].includes(res.body.state) ? res.body : undefined;
+    },
+    timeoutMs,
+    500,
+  );
 }
 
 interface Cell {
@@ -68,15 +82,36 @@ function executed(jobName: string, file: string): { injected: string; printed: s
   const text = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join('') : (value ?? ''));
   const injected = notebook.cells.find((cell) => cell.metadata.tags?.includes('injected-parameters'));
   assert.ok(injected, `${file} has an injected-parameters cell`);
-  const printed = notebook.cells.flatMap((cell) => cell.outputs ?? []).map((output) => text(output.text)).join('');
+  const printed = notebook.cells
+    .flatMap((cell) => cell.outputs ?? [])
+    .map((output) => text(output.text))
+    .join('');
   return { injected: text(injected.source), printed };
 }
 
 const notebooks = suite('notebooks run with real papermill on the local backend');
 notebooks('a parameterized notebook: typed values reach the injected cell and the run', async () => {
   const name = ok(
-    await kbatch(['job', 'submit', '-n', 'nb', '--image', 'jupyter/scipy-notebook', '--notebook', 'analysis.ipynb', '-e', withPapermill,
-      '-p', 'alpha=0.5', '-p', 'seed=7', '-p', 'label=run one', '-p', 'config={"layers": [2, 3]}']),
+    await kbatch([
+      'job',
+      'submit',
+      '-n',
+      'nb',
+      '--image',
+      'jupyter/scipy-notebook',
+      '--notebook',
+      'analysis.ipynb',
+      '-e',
+      withPapermill,
+      '-p',
+      'alpha=0.5',
+      '-p',
+      'seed=7',
+      '-p',
+      'label=run one',
+      '-p',
+      'config={"layers": [2, 3]}',
+    ]),
   ).trim();
   const detail = await finished(name);
   const logs = await alice('GET', `api/v1/jobs/${name}/logs`);
@@ -92,13 +127,37 @@ notebooks('a parameterized notebook: typed values reach the injected cell and th
 });
 notebooks('a 3-point sweep: one executed notebook per index, each with its own parameters', async () => {
   const name = ok(
-    await kbatch(['job', 'submit', '-n', 'sweep', '--image', 'jupyter/scipy-notebook', '--notebook', 'analysis.ipynb', '-e', withPapermill,
-      '-p', 'alpha=2', '--sweep', 'seed=1,2,3', '--parallelism', '3']),
+    await kbatch([
+      'job',
+      'submit',
+      '-n',
+      'sweep',
+      '--image',
+      'jupyter/scipy-notebook',
+      '--notebook',
+      'analysis.ipynb',
+      '-e',
+      withPapermill,
+      '-p',
+      'alpha=2',
+      '--sweep',
+      'seed=1,2,3',
+      '--parallelism',
+      '3',
+    ]),
   ).trim();
   const detail = await finished(name);
   assert.is(detail.state, 'succeeded', (await alice('GET', `api/v1/jobs/${name}/logs`)).text);
-  assert.equal(readdirSync(join(store.jobDir(namespace, name), 'outputs')).sort(), ['analysis-0.ipynb', 'analysis-1.ipynb', 'analysis-2.ipynb']);
-  for (const [index, seed] of [[0, 1], [1, 2], [2, 3]]) {
+  assert.equal(readdirSync(join(store.jobDir(namespace, name), 'outputs')).sort(), [
+    'analysis-0.ipynb',
+    'analysis-1.ipynb',
+    'analysis-2.ipynb',
+  ]);
+  for (const [index, seed] of [
+    [0, 1],
+    [1, 2],
+    [2, 3],
+  ]) {
     const { injected, printed } = executed(name, `analysis-${index}.ipynb`);
     assert.is(injected, `# Parameters\nalpha = 2\nseed = ${seed}\n`);
     assert.match(printed, `alpha=2 seed=${seed}`);
@@ -108,8 +167,20 @@ notebooks('a 3-point sweep: one executed notebook per index, each with its own p
   assert.match(show, /^ +2 +alpha=2, seed=3 +analysis-2.ipynb$/m);
 });
 notebooks('without papermill the job fails and its log says how to fix the image', async () => {
-  const name = ok(await kbatch(['job', 'submit', '-n', 'nopm', '--image', 'python:3.12-slim', '--notebook', 'analysis.ipynb', '-e', 'PATH=/usr/bin:/bin']))
-    .trim();
+  const name = ok(
+    await kbatch([
+      'job',
+      'submit',
+      '-n',
+      'nopm',
+      '--image',
+      'python:3.12-slim',
+      '--notebook',
+      'analysis.ipynb',
+      '-e',
+      'PATH=/usr/bin:/bin',
+    ]),
+  ).trim();
   // The image the message names is the job's (JUPYTER_IMAGE in its env).
   const detail = await finished(name, 30_000);
   assert.is(detail.state, 'failed');

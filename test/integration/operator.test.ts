@@ -42,7 +42,10 @@ log('each request is one JSON line with who, what, how it went and how long it t
   const before = requestLines().length;
   aliceJob = await submit(alice, 'logged');
   assert.is((await alice('GET', 'api/v1/jobs?limit=0&note=query-value')).status, 400);
-  assert.is((await alice('GET', 'api/v1/jobs/no-such-job', { headers: { cookie: 'jupyterhub-session-id=cookie-secret-value' } })).status, 404);
+  assert.is(
+    (await alice('GET', 'api/v1/jobs/no-such-job', { headers: { cookie: 'jupyterhub-session-id=cookie-secret-value' } })).status,
+    404,
+  );
   assert.is((await anonymous('GET', 'api/v1/jobs')).status, 401);
   // A line is written when the response closes, which may be just after the client has its answer.
   const lines = await eventually('the four request lines', async () => {
@@ -50,15 +53,22 @@ log('each request is one JSON line with who, what, how it went and how long it t
     return [201, 400, 404, 401].every((status) => all.some((line) => line.status === status)) ? all : undefined;
   });
   for (const line of lines) {
-    for (const field of ['time', 'level', 'method', 'route', 'status', 'durationMs']) assert.ok(field in line, `${field} in ${JSON.stringify(line)}`);
+    for (const field of ['time', 'level', 'method', 'route', 'status', 'durationMs'])
+      assert.ok(field in line, `${field} in ${JSON.stringify(line)}`);
     assert.type(line.durationMs, 'number');
     assert.type(line.bytesOut, 'number');
   }
   const submitLine = lines.find((l) => l.method === 'POST')!;
-  assert.equal([submitLine.route, submitLine.status, submitLine.user, submitLine.job, submitLine.level], ['/api/v1/jobs', 201, 'alice', aliceJob, 'info']);
+  assert.equal(
+    [submitLine.route, submitLine.status, submitLine.user, submitLine.job, submitLine.level],
+    ['/api/v1/jobs', 201, 'alice', aliceJob, 'info'],
+  );
   assert.ok((submitLine.bytesIn as number) > 0, 'the body is counted');
   const missing = lines.find((l) => l.status === 404)!;
-  assert.equal([missing.route, missing.job, missing.reason, missing.kubernetesReason], ['/api/v1/jobs/:name', 'no-such-job', 'NotFound', 'NotFound']);
+  assert.equal(
+    [missing.route, missing.job, missing.reason, missing.kubernetesReason],
+    ['/api/v1/jobs/:name', 'no-such-job', 'NotFound', 'NotFound'],
+  );
   const refused = lines.find((l) => l.status === 401)!;
   assert.equal([refused.route, refused.user, refused.reason], ['/api/v1/jobs', undefined, 'Unauthorized']);
 });
@@ -89,11 +99,17 @@ metrics('after traffic, requests, Hub and Kubernetes latency, the auth cache and
   assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
   const text = res.text;
   const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);
-  assert.ok(value(/^kbatch_http_requests_total\{method="POST",route="\/api\/v1\/jobs",status="201"\} (\d+)/m) >= 1, 'submit counted by route pattern');
+  assert.ok(
+    value(/^kbatch_http_requests_total\{method="POST",route="\/api\/v1\/jobs",status="201"\} (\d+)/m) >= 1,
+    'submit counted by route pattern',
+  );
   assert.ok(value(/^kbatch_http_requests_total\{method="GET",route="\/api\/v1\/jobs\/:name",status="404"\} (\d+)/m) >= 1);
   assert.ok(value(/^kbatch_http_request_duration_seconds_count\{method="POST",route="\/api\/v1\/jobs",status="201"\} (\d+)/m) >= 1);
   assert.ok(value(/^kbatch_hub_request_duration_seconds_count\{endpoint="\/user",outcome="200"\} (\d+)/m) >= 1, 'Hub lookups timed');
-  assert.ok(value(/^kbatch_kubernetes_request_duration_seconds_count\{method="POST",resource="jobs",outcome="201"\} (\d+)/m) >= 1, 'Kubernetes calls timed');
+  assert.ok(
+    value(/^kbatch_kubernetes_request_duration_seconds_count\{method="POST",resource="jobs",outcome="201"\} (\d+)/m) >= 1,
+    'Kubernetes calls timed',
+  );
   assert.ok(value(/^kbatch_kubernetes_request_duration_seconds_count\{method="GET",resource="jobs",outcome="404"\} (\d+)/m) >= 1);
   assert.ok(value(/^kbatch_auth_cache_total\{result="hit"\} (\d+)/m) >= 1, 'cache hits');
   assert.ok(value(/^kbatch_auth_cache_total\{result="miss"\} (\d+)/m) >= 1, 'cache misses');
@@ -103,7 +119,10 @@ metrics('after traffic, requests, Hub and Kubernetes latency, the auth cache and
 });
 metrics('a log stream is counted while it is open', async () => {
   const controller = new AbortController();
-  const stream = await fetch(new URL(`api/v1/jobs/${aliceJob}/logs?follow=true`, stack.serviceUrl), { headers: { authorization: `token ${stack.hub.tokens.alice}` }, signal: controller.signal });
+  const stream = await fetch(new URL(`api/v1/jobs/${aliceJob}/logs?follow=true`, stack.serviceUrl), {
+    headers: { authorization: `token ${stack.hub.tokens.alice}` },
+    signal: controller.signal,
+  });
   try {
     const text = (await direct('GET', 'metrics')).text;
     // The job may already be over (then the stream ends by itself); while it is open it counts.
@@ -117,18 +136,21 @@ metrics('a log stream is counted while it is open', async () => {
 metrics('no user, job name, namespace or token in any series, and no authentication needed', async () => {
   const res = await anonymous('GET', 'metrics');
   assert.is(res.status, 200);
-  for (const secret of [...Object.values(stack.hub.tokens), 'alice', aliceJob, 'kbatch-alice', 'no-such-job']) assert.not.ok(res.text.includes(secret), `${secret} in /metrics`);
+  for (const secret of [...Object.values(stack.hub.tokens), 'alice', aliceJob, 'kbatch-alice', 'no-such-job'])
+    assert.not.ok(res.text.includes(secret), `${secret} in /metrics`);
 });
 metrics.run();
 
 // ---------------------------------------------------------------------------------------------
-const admin = suite('the admin view: every user\'s jobs, for a token with the admin scope only');
-admin('a Hub admin\'s token lists alice\'s and bob\'s jobs with their owners', async () => {
+const admin = suite("the admin view: every user's jobs, for a token with the admin scope only");
+admin("a Hub admin's token lists alice's and bob's jobs with their owners", async () => {
   bobJob = await submit(bob, 'bobs');
   const dora = client(stack.serviceUrl, await stack.hub.createToken('dora'));
   const res = await dora('GET', 'api/v1/jobs?allUsers=true');
   assert.is(res.status, 200, res.text);
-  const owners = new Map((res.body.items as { name: string; user: string; namespace: string }[]).map((job) => [`${job.namespace}/${job.name}`, job.user]));
+  const owners = new Map(
+    (res.body.items as { name: string; user: string; namespace: string }[]).map((job) => [`${job.namespace}/${job.name}`, job.user]),
+  );
   assert.is(owners.get(`kbatch-alice/${aliceJob}`), 'alice');
   assert.is(owners.get(`kbatch-bob/${bobJob}`), 'bob');
 });
@@ -141,14 +163,14 @@ admin('pages of the admin view follow each other without repeats', async () => {
   assert.is(second.body.items.length, 1);
   assert.is.not(second.body.items[0].name, first.body.items[0].name);
 });
-admin('a normal user asking for every user\'s jobs is 403, and her own list stays her own', async () => {
+admin("a normal user asking for every user's jobs is 403, and her own list stays her own", async () => {
   const res = await alice('GET', 'api/v1/jobs?allUsers=true');
   assert.is(res.status, 403);
   assert.match(res.body.detail, /admin:users/);
   const own = await alice('GET', 'api/v1/jobs');
   assert.ok(own.body.items.every((job: { user: string }) => job.user === 'alice'));
 });
-admin('an admin\'s token narrowed to kbatch access only does not carry the admin view', async () => {
+admin("an admin's token narrowed to kbatch access only does not carry the admin view", async () => {
   const narrow = client(stack.serviceUrl, await stack.hub.createToken('dora', { scopes: ['access:services!service=kbatch'] }));
   assert.is((await narrow('GET', 'api/v1/jobs')).status, 200);
   assert.is((await narrow('GET', 'api/v1/jobs?allUsers=true')).status, 403);
@@ -158,7 +180,13 @@ admin('kbatch job list --all-users shows the owners to an admin and is refused t
   const cli = (token: string) =>
     runProgram([process.execPath, resolve(import.meta.dirname, '../../bin/kbatch.mjs'), 'job', 'list', '--all-users'], {
       cwd: home,
-      env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), KBATCH_URL: stack.serviceUrl, JUPYTERHUB_API_TOKEN: token },
+      env: {
+        PATH: process.env.PATH,
+        HOME: home,
+        XDG_CONFIG_HOME: join(home, '.config'),
+        KBATCH_URL: stack.serviceUrl,
+        JUPYTERHUB_API_TOKEN: token,
+      },
     });
   try {
     const asDora = await cli(await stack.hub.createToken('dora'));
@@ -185,10 +213,14 @@ health('ready while both answer', async () => {
 health('a hung Hub makes the server unready (503) while /healthz stays 200, and it recovers', async () => {
   stack.hub.pause();
   try {
-    const down = await eventually('readyz to fail', async () => {
-      const res = await direct('GET', 'readyz');
-      return res.status === 503 ? res : undefined;
-    }, 15_000);
+    const down = await eventually(
+      'readyz to fail',
+      async () => {
+        const res = await direct('GET', 'readyz');
+        return res.status === 503 ? res : undefined;
+      },
+      15_000,
+    );
     assert.equal(down.body.checks.hub, { ok: false, error: 'timeout' });
     assert.equal(down.body.checks.kubernetes, { ok: true });
     assert.not.ok(down.text.includes('127.0.0.1'), 'no URL in the unauthenticated answer');

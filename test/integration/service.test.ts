@@ -35,7 +35,7 @@ async function waitForState(name: string, states: string[]) {
 
 // ---------------------------------------------------------------------------------------------
 const auth = suite('auth through the Hub');
-auth('a request with alice\'s token reaches the server and resolves to alice', async () => {
+auth("a request with alice's token reaches the server and resolves to alice", async () => {
   const res = await alice('GET', 'authorized');
   assert.is(res.status, 200);
   assert.equal(res.body, { name: 'alice', groups: [], namespace: 'kbatch-alice' });
@@ -60,7 +60,11 @@ auth('an expired token is 401', async () => {
   assert.is((await client(stack.serviceUrl, token)('GET', 'authorized')).status, 401);
 });
 auth('an unreachable Hub is 503, not 500', async () => {
-  const server = await startServer({ KBATCH_BACKEND: 'kubernetes', KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api' });
+  const server = await startServer({
+    KBATCH_BACKEND: 'kubernetes',
+    KUBECONFIG: stack.cluster.kbatchKubeconfig,
+    JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
+  });
   try {
     const res = await client(server.url, 'whatever')('GET', 'api/v1/jobs');
     assert.is(res.status, 503);
@@ -87,7 +91,10 @@ submitSuite('creates the namespace, a Job and an owned env Secret', async () => 
   const secret = await admin.core.readNamespacedSecret({ name, namespace: aliceNs });
   assert.is(Buffer.from(secret.data!.GREETING!, 'base64').toString(), 'hi there');
   assert.is(Buffer.from(secret.data!.JUPYTERHUB_API_TOKEN!, 'base64').toString(), stack.hub.tokens.alice);
-  assert.equal(secret.metadata!.ownerReferences!.map((o) => [o.kind, o.name, o.uid]), [['Job', name, job.metadata!.uid]]);
+  assert.equal(
+    secret.metadata!.ownerReferences!.map((o) => [o.kind, o.name, o.uid]),
+    [['Job', name, job.metadata!.uid]],
+  );
   assert.not.ok(JSON.stringify(job).includes('hi there'), 'env values stay out of the Job');
 });
 submitSuite('a profile fills image and resources', async () => {
@@ -124,7 +131,10 @@ submitSuite('a failed Job create leaves no Secret or ConfigMap behind', async ()
   const quota = { metadata: { name: 'no-jobs' }, spec: { hard: { 'count/jobs.batch': '0' } } };
   await admin.core.createNamespacedResourceQuota({ namespace: aliceNs, body: quota });
   try {
-    await eventually('the quota to be counted', async () => (await admin.core.readNamespacedResourceQuota({ namespace: aliceNs, name: 'no-jobs' })).status?.hard !== undefined);
+    await eventually(
+      'the quota to be counted',
+      async () => (await admin.core.readNamespacedResourceQuota({ namespace: aliceNs, name: 'no-jobs' })).status?.hard !== undefined,
+    );
     const spec = { name: 'orphan', image: 'busybox', command: ['true'] };
     const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print(1)' }, spec) });
     assert.ok(res.status >= 400, res.text);
@@ -136,7 +146,12 @@ submitSuite('a failed Job create leaves no Secret or ConfigMap behind', async ()
   }
 });
 submitSuite('multipart submit stores the code in a ConfigMap the Job owns and unpacks at /code', async () => {
-  const res = await alice('POST', 'api/v1/jobs', { form: codeForm({ 'main.py': 'print("hello from code")', 'pkg/util.py': 'X = 1' }, { name: 'withcode', image: 'python:3.12', command: ['python', 'main.py'] }) });
+  const res = await alice('POST', 'api/v1/jobs', {
+    form: codeForm(
+      { 'main.py': 'print("hello from code")', 'pkg/util.py': 'X = 1' },
+      { name: 'withcode', image: 'python:3.12', command: ['python', 'main.py'] },
+    ),
+  });
   assert.is(res.status, 201, res.text);
   const job = await admin.batch.readNamespacedJob({ name: res.body.name, namespace: aliceNs });
   const pod = job.spec!.template.spec!;
@@ -155,10 +170,12 @@ uploads('an upload returns a signed reference a later submit can use', async () 
   assert.is(up.status, 201, up.text);
   assert.is(up.body.files, 2);
   assert.is(up.body.storage, 'configmap');
-  const res = await alice('POST', 'api/v1/jobs', { json: { name: 'fromref', image: 'python', command: ['python', 'main.py'], upload: up.body.upload } });
+  const res = await alice('POST', 'api/v1/jobs', {
+    json: { name: 'fromref', image: 'python', command: ['python', 'main.py'], upload: up.body.upload },
+  });
   assert.is(res.status, 201, res.text);
 });
-uploads('bob cannot use alice\'s upload reference, and a forged one is refused', async () => {
+uploads("bob cannot use alice's upload reference, and a forged one is refused", async () => {
   const up = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'main.py': 'print(1)' }) });
   const res = await bob('POST', 'api/v1/jobs', { json: { name: 'steal', image: 'python', upload: up.body.upload } });
   assert.is(res.status, 403);
@@ -167,17 +184,30 @@ uploads('bob cannot use alice\'s upload reference, and a forged one is refused',
 });
 uploads('an expired, never-used upload is swept by the next upload', async () => {
   const up = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'old.py': 'print(1)' }) });
-  const name = (await admin.core.listNamespacedConfigMap({ namespace: aliceNs, labelSelector: 'kbatch.jupyter.org/upload' })).items.find((c) => !c.metadata!.ownerReferences && c.metadata!.creationTimestamp)!.metadata!.name!;
+  const name = (await admin.core.listNamespacedConfigMap({ namespace: aliceNs, labelSelector: 'kbatch.jupyter.org/upload' })).items.find(
+    (c) => !c.metadata!.ownerReferences && c.metadata!.creationTimestamp,
+  )!.metadata!.name!;
   assert.is(up.status, 201);
-  await admin.core.patchNamespacedConfigMap({ name, namespace: aliceNs, body: { metadata: { annotations: { 'kbatch.jupyter.org/upload-expires': '2000-01-01T00:00:00Z' } } } }, (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', 'application/merge-patch+json'));
+  await admin.core.patchNamespacedConfigMap(
+    { name, namespace: aliceNs, body: { metadata: { annotations: { 'kbatch.jupyter.org/upload-expires': '2000-01-01T00:00:00Z' } } } },
+    (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+  );
   await alice('POST', 'api/v1/uploads', { form: codeForm({ 'new.py': 'print(2)' }) });
   // The sweep runs after the upload is answered, off its path.
-  await eventually('the expired upload to be swept', () => admin.core.readNamespacedConfigMap({ name, namespace: aliceNs }).then(() => false, (error) => error.code === 404));
+  await eventually('the expired upload to be swept', () =>
+    admin.core.readNamespacedConfigMap({ name, namespace: aliceNs }).then(
+      () => false,
+      (error) => error.code === 404,
+    ),
+  );
 });
 uploads('path traversal in an archive is refused', async () => {
   const form = new FormData();
   const { execFileSync } = await import('node:child_process');
-  const zip = execFileSync('python3', ['-c', 'import io,zipfile,sys\nb=io.BytesIO()\nz=zipfile.ZipFile(b,"w")\nz.writestr("../escape.sh","x")\nz.close()\nsys.stdout.buffer.write(b.getvalue())']);
+  const zip = execFileSync('python3', [
+    '-c',
+    'import io,zipfile,sys\nb=io.BytesIO()\nz=zipfile.ZipFile(b,"w")\nz.writestr("../escape.sh","x")\nz.close()\nsys.stdout.buffer.write(b.getvalue())',
+  ]);
   form.append('archive', new Blob([new Uint8Array(zip)]), 'code.zip');
   const res = await alice('POST', 'api/v1/uploads', { form });
   assert.is(res.status, 400);
@@ -194,12 +224,15 @@ uploads('a large upload goes to the per-user PVC through a writer Job', async ()
   assert.is(res.body.storage, 'pvc');
   const pvc = await admin.core.readNamespacedPersistentVolumeClaim({ name: 'kbatch-uploads', namespace: aliceNs });
   assert.equal(pvc.spec!.accessModes, ['ReadWriteOnce']);
-  const writers = (await admin.batch.listNamespacedJob({ namespace: aliceNs, labelSelector: 'kbatch.jupyter.org/component=upload-writer' })).items;
+  const writers = (await admin.batch.listNamespacedJob({ namespace: aliceNs, labelSelector: 'kbatch.jupyter.org/component=upload-writer' }))
+    .items;
   assert.is(writers.length, 1);
   const chunks = writers[0]!.spec!.template.spec!.volumes!.filter((v) => v.configMap);
   // Random data does not compress: 1.5 MiB of archive is three chunks of at most 700 KiB.
   assert.is(chunks.length, 3);
-  const job = await alice('POST', 'api/v1/jobs', { json: { name: 'bigcode', image: 'python', command: ['python', 'main.py'], upload: res.body.upload } });
+  const job = await alice('POST', 'api/v1/jobs', {
+    json: { name: 'bigcode', image: 'python', command: ['python', 'main.py'], upload: res.body.upload },
+  });
   assert.is(job.status, 201, job.text);
   const created = await admin.batch.readNamespacedJob({ name: job.body.name, namespace: aliceNs });
   assert.is(created.spec!.template.spec!.volumes!.find((v) => v.name === 'uploads')!.persistentVolumeClaim!.claimName, 'kbatch-uploads');
@@ -218,7 +251,10 @@ jobs('list is newest first, paginates, and hides upload writers', async () => {
   const paged: string[] = [];
   let cursor: string | null = null;
   do {
-    const page: { body: { items: { name: string }[]; continue: string | null } } = await alice('GET', `api/v1/jobs?limit=2${cursor ? `&continue=${encodeURIComponent(cursor)}` : ''}`);
+    const page: { body: { items: { name: string }[]; continue: string | null } } = await alice(
+      'GET',
+      `api/v1/jobs?limit=2${cursor ? `&continue=${encodeURIComponent(cursor)}` : ''}`,
+    );
     paged.push(...page.body.items.map((j) => j.name));
     cursor = page.body.continue;
   } while (cursor);
@@ -244,7 +280,9 @@ jobs('logs are read and a followed stream ends when the pod finishes', async () 
   const name = await submit({ name: 'logs' });
   await waitForState(name, ['running']);
   const started = Date.now();
-  const res = await fetch(new URL(`api/v1/jobs/${name}/logs?follow=true`, stack.serviceUrl), { headers: { authorization: `token ${stack.hub.tokens.alice}` } });
+  const res = await fetch(new URL(`api/v1/jobs/${name}/logs?follow=true`, stack.serviceUrl), {
+    headers: { authorization: `token ${stack.hub.tokens.alice}` },
+  });
   assert.is(res.status, 200);
   const text = await res.text();
   assert.match(text, /step 1\nstep 2\n/);
@@ -263,7 +301,7 @@ jobs('since resumes after the last line seen', async () => {
   assert.is(res.text, '');
   assert.is((await alice('GET', `api/v1/jobs/${name}/logs?since=yesterday`)).status, 400);
 });
-jobs('bob cannot see, log or delete alice\'s job: 404', async () => {
+jobs("bob cannot see, log or delete alice's job: 404", async () => {
   const name = await submit({ name: 'private' });
   assert.is((await bob('GET', `api/v1/jobs/${name}`)).status, 404);
   assert.is((await bob('GET', `api/v1/jobs/${name}/logs`)).status, 404);
@@ -280,7 +318,10 @@ jobs('delete is foreground and cascades to pods and the Secret', async () => {
   await eventually('job, pods and secret to disappear', async () => {
     const job = await alice('GET', `api/v1/jobs/${name}`);
     const pods = await admin.core.listNamespacedPod({ namespace: aliceNs, labelSelector: `batch.kubernetes.io/job-name=${name}` });
-    const secret = await admin.core.readNamespacedSecret({ name, namespace: aliceNs }).then(() => true, () => false);
+    const secret = await admin.core.readNamespacedSecret({ name, namespace: aliceNs }).then(
+      () => true,
+      () => false,
+    );
     return job.status === 404 && pods.items.length === 0 && !secret;
   });
   assert.is((await alice('DELETE', `api/v1/jobs/${name}`)).status, 404);

@@ -20,15 +20,26 @@ process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
 const localEnv = { KBATCH_BACKEND: 'local', KBATCH_LOCAL_DIR: dataDir, KBATCH_SHUTDOWN_GRACE_SECONDS: '20' };
 
 /** A JSON submit whose body arrives in two parts: the request is in flight until `finish` is called. */
-function trickledSubmit(port: number, prefix: string): { req: ClientRequest; finish(): void; answer: Promise<{ status: number; body: string }> } {
+function trickledSubmit(
+  port: number,
+  prefix: string,
+): { req: ClientRequest; finish(): void; answer: Promise<{ status: number; body: string }> } {
   const body = JSON.stringify({ name: 'late', image: 'x', command: ['true'] });
   let req!: ClientRequest;
   const answer = new Promise<{ status: number; body: string }>((done, fail) => {
-    req = request({ port, method: 'POST', path: `${prefix}api/v1/jobs`, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => done({ status: res.statusCode!, body: text }));
-    });
+    req = request(
+      {
+        port,
+        method: 'POST',
+        path: `${prefix}api/v1/jobs`,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => done({ status: res.statusCode!, body: text }));
+      },
+    );
     req.on('error', fail);
   });
   req.write(body.slice(0, 10));
@@ -81,7 +92,12 @@ term.run();
 const interrupt = suite('Ctrl-C on npm start');
 interrupt('the first drains, the second exits at once', async () => {
   const port = await freePort();
-  const child = spawn('npm', ['start', '--silent'], { cwd: root, env: { ...process.env, ...localEnv, PORT: String(port) }, stdio: 'ignore', detached: true });
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: root,
+    env: { ...process.env, ...localEnv, PORT: String(port) },
+    stdio: 'ignore',
+    detached: true,
+  });
   killOnExit(child);
   const group = -child.pid!;
   await eventually('server up', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, 30_000);
@@ -100,7 +116,10 @@ interrupt('the first drains, the second exits at once', async () => {
   process.kill(group, 'SIGINT'); // what a terminal sends to the whole foreground group
   await new Promise((r) => setTimeout(r, 1000));
   assert.ok(alive(), 'still draining the in-flight request after the first Ctrl-C');
-  const refused = await fetch(`http://127.0.0.1:${port}/healthz`).then(() => false, () => true);
+  const refused = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+    () => false,
+    () => true,
+  );
   assert.ok(refused, 'no new connections while draining');
   process.kill(group, 'SIGINT');
   const started = Date.now();

@@ -41,7 +41,11 @@ function archiveForm(bytes: Buffer, name = 'code.zip'): FormData {
 }
 
 async function postForm(path: string, form: FormData): Promise<Answer> {
-  const response = await fetch(new URL(path, stack.serviceUrl), { method: 'POST', headers: { authorization: `token ${token}` }, body: form });
+  const response = await fetch(new URL(path, stack.serviceUrl), {
+    method: 'POST',
+    headers: { authorization: `token ${token}` },
+    body: form,
+  });
   const text = await response.text();
   const type = response.headers.get('content-type') ?? '';
   return { status: response.status, contentType: type, body: type.includes('json') ? JSON.parse(text) : text };
@@ -97,7 +101,8 @@ truncated('is a JSON 400 on the upload route, and the server lives', async () =>
   assert.is((await alice('GET', 'healthz')).status, 200);
 });
 truncated('is a JSON 400 on the submit route too, every time', async () => {
-  for (let i = 0; i < 20; i++) assertRefused(await post('api/v1/jobs', truncatedBody, 'multipart/form-data; boundary=x'), 400, 'BadRequest');
+  for (let i = 0; i < 20; i++)
+    assertRefused(await post('api/v1/jobs', truncatedBody, 'multipart/form-data; boundary=x'), 400, 'BadRequest');
   assert.is(stack.server.process.exitCode, null);
 });
 truncated.run();
@@ -120,16 +125,28 @@ archives('a multipart submit with a corrupt archive is 400 InvalidArchive and cr
   assertRefused(await postForm('api/v1/jobs', form), 400, 'InvalidArchive');
 });
 archives('the upstream-compatible submit refuses a lying or out-of-range zip with 400 InvalidArchive', async () => {
-  const job = { kind: 'Job', metadata: { name: 'upstream-hostile' }, spec: { template: { spec: { containers: [{ name: 'job', image: 'busybox', command: ['true'] }] } } } };
-  for (const bytes of [zip(Buffer.alloc(16 * 1024 * 1024), { size: 10 }), zip(code, { localOffset: 0x7ffffff0 }), zip(code, { corrupt: true })]) {
-    const answer = await post('jobs/', JSON.stringify({ job, code: { binary_data: { code: bytes.toString('base64') } } }), 'application/json');
+  const job = {
+    kind: 'Job',
+    metadata: { name: 'upstream-hostile' },
+    spec: { template: { spec: { containers: [{ name: 'job', image: 'busybox', command: ['true'] }] } } },
+  };
+  for (const bytes of [
+    zip(Buffer.alloc(16 * 1024 * 1024), { size: 10 }),
+    zip(code, { localOffset: 0x7ffffff0 }),
+    zip(code, { corrupt: true }),
+  ]) {
+    const answer = await post(
+      'jobs/',
+      JSON.stringify({ job, code: { binary_data: { code: bytes.toString('base64') } } }),
+      'application/json',
+    );
     assertRefused(answer, 400, 'InvalidArchive');
   }
 });
 archives.run();
 
 const oversized = suite('an upload over the limit, through the Hub');
-oversized('always gets the JSON 413 (never the proxy\'s 503), however far over', async () => {
+oversized("always gets the JSON 413 (never the proxy's 503), however far over", async () => {
   for (const mib of [9, 9, 9, 40, 40]) {
     const form = new FormData();
     form.append('file', new Blob([new Uint8Array(Buffer.alloc(mib * 1024 * 1024, 7))]), 'big.bin');
@@ -145,17 +162,33 @@ aftermath('the server is alive and answers', async () => {
   assert.is((await alice('GET', 'healthz')).status, 200);
   assert.is((await alice('GET', 'api/v1/jobs')).status, 200);
 });
-aftermath('nothing was stored in alice\'s namespace', async () => {
+aftermath("nothing was stored in alice's namespace", async () => {
   const [configMaps, jobs, secrets, claims] = await Promise.all([
     admin.core.listNamespacedConfigMap({ namespace }).then((l) => l.items.filter((c) => c.metadata?.name !== 'kube-root-ca.crt')),
     admin.batch.listNamespacedJob({ namespace }).then((l) => l.items),
     admin.core.listNamespacedSecret({ namespace }).then((l) => l.items.filter((s) => s.type !== 'kubernetes.io/service-account-token')),
     admin.core.listNamespacedPersistentVolumeClaim({ namespace }).then((l) => l.items),
   ]);
-  assert.equal(configMaps.map((c) => c.metadata?.name), [], 'no code ConfigMaps');
-  assert.equal(jobs.map((j) => j.metadata?.name), [], 'no jobs or upload writers');
-  assert.equal(secrets.map((s) => s.metadata?.name), [], 'no secrets');
-  assert.equal(claims.map((c) => c.metadata?.name), [], 'no upload volume');
+  assert.equal(
+    configMaps.map((c) => c.metadata?.name),
+    [],
+    'no code ConfigMaps',
+  );
+  assert.equal(
+    jobs.map((j) => j.metadata?.name),
+    [],
+    'no jobs or upload writers',
+  );
+  assert.equal(
+    secrets.map((s) => s.metadata?.name),
+    [],
+    'no secrets',
+  );
+  assert.equal(
+    claims.map((c) => c.metadata?.name),
+    [],
+    'no upload volume',
+  );
 });
 aftermath.after(() => stack.stop());
 aftermath.run();

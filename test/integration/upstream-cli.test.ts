@@ -12,7 +12,11 @@ import * as assert from 'uvu/assert';
 import { startStack } from '../stack/stack.ts';
 import { adminClients, eventually } from './helpers.ts';
 
-const setup = (...version: string[]) => execFileSync('bash', [resolve(import.meta.dirname, '../upstream/setup.sh'), ...version], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+const setup = (...version: string[]) =>
+  execFileSync('bash', [resolve(import.meta.dirname, '../upstream/setup.sh'), ...version], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
 const venv = setup();
 /** 0.4.2, the newest stable release and what most users have: its `pod logs POD` asks `jobs/logs/POD/`. */
 const venv042 = setup('0.4.2');
@@ -28,7 +32,10 @@ interface Run {
 }
 
 /** Runs `kbatch ARGS` with a private config dir; never throws, so tests can assert on failures. */
-function kbatch(args: string[], options: { token?: string; configHome?: string; env?: Record<string, string>; timeoutMs?: number; venv?: string } = {}): Promise<Run> {
+function kbatch(
+  args: string[],
+  options: { token?: string; configHome?: string; env?: Record<string, string>; timeoutMs?: number; venv?: string } = {},
+): Promise<Run> {
   const configHome = options.configHome ?? join(work, 'config-env-only');
   mkdirSync(configHome, { recursive: true });
   const env: Record<string, string> = {
@@ -44,10 +51,15 @@ function kbatch(args: string[], options: { token?: string; configHome?: string; 
     ...options.env,
   };
   return new Promise((done) => {
-    execFile(join(options.venv ?? venv, 'bin/kbatch'), args, { env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      done({ code, stdout, stderr });
-    });
+    execFile(
+      join(options.venv ?? venv, 'bin/kbatch'),
+      args,
+      { env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        done({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -84,16 +96,24 @@ configure('kbatch --version is the pinned upstream release', async () => {
 });
 configure('configure checks the credentials and writes its config file', async () => {
   const configHome = join(work, 'config-configured');
-  const run = await kbatch(['configure', '--kbatch-url', stack.serviceUrl, '--token', stack.hub.tokens.alice], { configHome, env: { KBATCH_URL: '', JUPYTERHUB_API_TOKEN: '' } });
+  const run = await kbatch(['configure', '--kbatch-url', stack.serviceUrl, '--token', stack.hub.tokens.alice], {
+    configHome,
+    env: { KBATCH_URL: '', JUPYTERHUB_API_TOKEN: '' },
+  });
   const out = ok(run, 'configure');
   assert.match(out, /Wrote config to/);
   const config = JSON.parse(readFileSync(join(configHome, 'kbatch/config.json'), 'utf8'));
   assert.equal(config, { kbatch_url: stack.serviceUrl, token: stack.hub.tokens.alice });
   // The written config alone is enough for later commands.
-  ok(await kbatch(['job', 'list', '-o', 'json'], { configHome, env: { KBATCH_URL: '', JUPYTERHUB_API_TOKEN: '' } }), 'job list with the written config');
+  ok(
+    await kbatch(['job', 'list', '-o', 'json'], { configHome, env: { KBATCH_URL: '', JUPYTERHUB_API_TOKEN: '' } }),
+    'job list with the written config',
+  );
 });
 configure('configure with a bad token fails cleanly with 401', async () => {
-  const run = await kbatch(['configure', '--kbatch-url', stack.serviceUrl, '--token', 'not-a-token'], { configHome: join(work, 'config-bad') });
+  const run = await kbatch(['configure', '--kbatch-url', stack.serviceUrl, '--token', 'not-a-token'], {
+    configHome: join(work, 'config-bad'),
+  });
   assert.is.not(run.code, 0);
 });
 configure('profiles prints the server profiles', async () => {
@@ -108,7 +128,10 @@ configure.run();
 const jobs = suite('job submit, list, show, pods, logs');
 jobs('job submit with --code prints the generated name', async () => {
   await stack.cluster.setLogs(aliceNs, logLines);
-  const out = ok(await kbatch(['job', 'submit', '--name=test', '--image=busybox', command, `--code=${codeDir()}`, '--env={"GREETING":"hi there"}']), 'job submit');
+  const out = ok(
+    await kbatch(['job', 'submit', '--name=test', '--image=busybox', command, `--code=${codeDir()}`, '--env={"GREETING":"hi there"}']),
+    'job submit',
+  );
   jobName = out.trim();
   assert.match(jobName, /^test-[a-z0-9]+$/);
 });
@@ -131,7 +154,10 @@ jobs('job list survives a job that has not started (suspended: no start_time)', 
   const name = `suspended-${Date.now().toString(36)}`;
   await admin.batch.createNamespacedJob({
     namespace: aliceNs,
-    body: { metadata: { name }, spec: { suspend: true, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'job', image: 'busybox' }] } } } },
+    body: {
+      metadata: { name },
+      spec: { suspend: true, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'job', image: 'busybox' }] } } },
+    },
   });
   try {
     const out = ok(await kbatch(['job', 'list']), 'job list');
@@ -154,7 +180,10 @@ jobs('the created Job mounts the code ConfigMap and reads env from the user Secr
   const container = pod.containers[0]!;
   assert.equal(container.command, ['sh', '-c', 'python main.py']);
   assert.is(container.image, 'busybox');
-  assert.ok(container.volumeMounts!.some((m) => m.mountPath === '/code'), 'code volume at /code');
+  assert.ok(
+    container.volumeMounts!.some((m) => m.mountPath === '/code'),
+    'code volume at /code',
+  );
   const configMapName = pod.volumes!.map((v) => v.configMap?.name).find(Boolean);
   assert.ok(configMapName, `a ConfigMap volume: ${JSON.stringify(pod.volumes)}`);
   const configMap = await admin.core.readNamespacedConfigMap({ name: configMapName!, namespace: aliceNs });
@@ -178,11 +207,16 @@ jobs('job logs --stream prints the lines and exits by itself when the pod finish
   assert.ok(Date.now() - started < 45_000);
 });
 jobs('pod list --job-name -o json eventually shows phase Succeeded', async () => {
-  const pod = await eventually('the pod to succeed', async () => {
-    const list = JSON.parse(ok(await kbatch(['pod', 'list', '--job-name', jobName, '-o', 'json']), 'pod list'));
-    assert.is(list.items.length, 1, JSON.stringify(list));
-    return list.items[0].status.phase === 'Succeeded' ? list.items[0] : undefined;
-  }, 30_000, 1000);
+  const pod = await eventually(
+    'the pod to succeed',
+    async () => {
+      const list = JSON.parse(ok(await kbatch(['pod', 'list', '--job-name', jobName, '-o', 'json']), 'pod list'));
+      assert.is(list.items.length, 1, JSON.stringify(list));
+      return list.items[0].status.phase === 'Succeeded' ? list.items[0] : undefined;
+    },
+    30_000,
+    1000,
+  );
   podName = pod.metadata.name;
   assert.match(podName, new RegExp(`^${jobName}-`));
 });
@@ -193,11 +227,16 @@ jobs('pod list (table and -o name) shows the pod', async () => {
   assert.ok(names.split('\n').includes(podName), names);
 });
 jobs('job list after the job succeeded renders it as done', async () => {
-  const out = await eventually('the job to be listed as done', async () => {
-    const text = ok(await kbatch(['job', 'list']), 'job list');
-    const row = text.split('\n').find((l) => l.includes(jobName));
-    return row && /done/.test(row) ? text : undefined;
-  }, 30_000, 1000);
+  const out = await eventually(
+    'the job to be listed as done',
+    async () => {
+      const text = ok(await kbatch(['job', 'list']), 'job list');
+      const row = text.split('\n').find((l) => l.includes(jobName));
+      return row && /done/.test(row) ? text : undefined;
+    },
+    30_000,
+    1000,
+  );
   assert.ok(out.includes(jobName));
 });
 jobs('job logs prints the log lines', async () => {
@@ -210,7 +249,7 @@ jobs('pod logs prints the log lines, with and without --stream', async () => {
   const streamed = ok(await kbatch(['pod', 'logs', podName, '--stream'], { timeoutMs: 30_000 }), 'pod logs --stream');
   for (const line of logLines) assert.ok(streamed.includes(line), `missing ${line} in ${streamed}`);
 });
-jobs('the 0.4.2 CLI\'s pod logs POD (a pod name on jobs/logs/) prints the pod\'s log, with and without --stream', async () => {
+jobs("the 0.4.2 CLI's pod logs POD (a pod name on jobs/logs/) prints the pod's log, with and without --stream", async () => {
   const version = ok(await kbatch(['--version'], { venv: venv042 }), '0.4.2 --version');
   assert.match(version, /0\.4\.2/);
   const out = ok(await kbatch(['pod', 'logs', podName], { venv: venv042 }), '0.4.2 pod logs');
@@ -224,14 +263,17 @@ jobs('the 0.4.2 CLI\'s pod logs POD (a pod name on jobs/logs/) prints the pod\'s
   assert.is.not(missing.code, 0);
   assert.match(missing.stdout + missing.stderr, /404/);
 });
-jobs('bob\'s 0.4.2 CLI cannot read alice\'s pod log by its name', async () => {
+jobs("bob's 0.4.2 CLI cannot read alice's pod log by its name", async () => {
   const run = await kbatch(['pod', 'logs', podName], { venv: venv042, token: stack.hub.tokens.bob });
   assert.is.not(run.code, 0);
   assert.match(run.stdout + run.stderr, /404/);
   for (const line of logLines) assert.not.ok(run.stdout.includes(line));
 });
 jobs('job submit --profile fills image and resources', async () => {
-  const name = ok(await kbatch(['job', 'submit', '--name=prof', '--profile', 'small', '--command=["python","-c","print(1)"]']), 'job submit --profile').trim();
+  const name = ok(
+    await kbatch(['job', 'submit', '--name=prof', '--profile', 'small', '--command=["python","-c","print(1)"]']),
+    'job submit --profile',
+  ).trim();
   assert.match(name, /^prof-[a-z0-9]+$/);
   const job = await admin.batch.readNamespacedJob({ name, namespace: aliceNs });
   const container = job.spec!.template.spec!.containers[0]!;
@@ -249,7 +291,7 @@ errors('an invalid name is a 400 from kbatch-proxy, not a traceback', async () =
   assert.match(run.stderr, /kbatch-proxy error 400: /);
   noTraceback(run);
 });
-errors('bob cannot see alice\'s job', async () => {
+errors("bob cannot see alice's job", async () => {
   const run = await kbatch(['job', 'show', jobName], { token: stack.hub.tokens.bob });
   assert.is(run.code, 1, `${run.stdout}\n${run.stderr}`);
   assert.match(run.stderr, /kbatch-proxy error 404: /);
@@ -263,10 +305,15 @@ errors('a token without the kbatch scope is refused with 403', async () => {
 });
 errors('job delete removes the job; show then says not found', async () => {
   ok(await kbatch(['job', 'delete', jobName]), 'job delete');
-  const run = await eventually('the job to be gone', async () => {
-    const show = await kbatch(['job', 'show', jobName]);
-    return show.code !== 0 ? show : undefined;
-  }, 30_000, 1000);
+  const run = await eventually(
+    'the job to be gone',
+    async () => {
+      const show = await kbatch(['job', 'show', jobName]);
+      return show.code !== 0 ? show : undefined;
+    },
+    30_000,
+    1000,
+  );
   assert.is(run.code, 1);
   assert.match(run.stderr, /not found/);
   assert.match(run.stderr, /kbatch-proxy error 404: /);
@@ -278,7 +325,10 @@ errors.run();
 const cron = suite('cronjob submit, list, show, delete');
 let cronName = '';
 cron('cronjob submit with --code creates a CronJob that owns its Secret and code', async () => {
-  const out = ok(await kbatch(['cronjob', 'submit', '--name=nightly', '--image=busybox', command, '--schedule=0 22 * * 1-5', `--code=${codeDir()}`]), 'cronjob submit');
+  const out = ok(
+    await kbatch(['cronjob', 'submit', '--name=nightly', '--image=busybox', command, '--schedule=0 22 * * 1-5', `--code=${codeDir()}`]),
+    'cronjob submit',
+  );
   cronName = out.trim().split('\n').pop()!.trim();
   assert.match(cronName, /^nightly-cron-[a-z0-9]{5}$/);
   const cronJob = await admin.batch.readNamespacedCronJob({ name: cronName, namespace: aliceNs });
@@ -286,8 +336,14 @@ cron('cronjob submit with --code creates a CronJob that owns its Secret and code
   const pod = cronJob.spec!.jobTemplate.spec!.template.spec!;
   assert.is(pod.containers[0]!.workingDir, '/code');
   const codeMap = pod.volumes!.find((v) => v.name === 'code-archive')!.configMap!.name!;
-  for (const owned of [await admin.core.readNamespacedSecret({ name: cronName, namespace: aliceNs }), await admin.core.readNamespacedConfigMap({ name: codeMap, namespace: aliceNs })]) {
-    assert.equal(owned.metadata!.ownerReferences!.map((o) => [o.kind, o.name]), [['CronJob', cronName]]);
+  for (const owned of [
+    await admin.core.readNamespacedSecret({ name: cronName, namespace: aliceNs }),
+    await admin.core.readNamespacedConfigMap({ name: codeMap, namespace: aliceNs }),
+  ]) {
+    assert.equal(
+      owned.metadata!.ownerReferences!.map((o) => [o.kind, o.name]),
+      [['CronJob', cronName]],
+    );
   }
 });
 cron('cronjob list and show', async () => {

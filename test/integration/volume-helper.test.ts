@@ -81,7 +81,9 @@ Helper('is created on demand: non-root, read-only root filesystem, no token, the
   // kbatch may only create claims; the admin reads it back.
   const admin = new k8s.KubeConfig();
   admin.loadFromFile(ctx.cluster.adminKubeconfig);
-  const claim = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedPersistentVolumeClaim({ name: 'kbatch-uploads', namespace: ctx.owner.namespace });
+  const claim = await admin
+    .makeApiClient(k8s.CoreV1Api)
+    .readNamespacedPersistentVolumeClaim({ name: 'kbatch-uploads', namespace: ctx.owner.namespace });
   assert.is(claim.status?.phase, 'Bound');
 });
 
@@ -90,9 +92,11 @@ Helper('pipes 64 MiB of stdin into a file and streams it back out byte-identical
   const block = randomBytes(1024 * 1024);
   const expected = createHash('sha256');
   for (let i = 0; i < 64; i++) expected.update(block);
-  const input = Readable.from((function* () {
-    for (let i = 0; i < 64; i++) yield block;
-  })());
+  const input = Readable.from(
+    (function* () {
+      for (let i = 0; i < 64; i++) yield block;
+    })(),
+  );
   await ctx.helper.run(ctx.owner, ['sh', '-c', `head -c ${size} > big.bin`], { stdin: input });
   const onDisk = fs.readFileSync(path.join(ctx.workDir, 'big.bin'));
   assert.is(onDisk.length, size);
@@ -132,7 +136,10 @@ Helper('an aborted transfer ends the command and rejects', async (ctx) => {
   const controller = new AbortController();
   const running = ctx.helper.run(ctx.owner, ['sh', '-c', 'cat > aborted.bin'], { stdin, signal: controller.signal });
   setTimeout(() => controller.abort(new Error('client went away')), 500);
-  const error = await running.then(() => undefined, (e: unknown) => e);
+  const error = await running.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.instance(error, Error);
   assert.match((error as Error).message, /client went away/);
 });
@@ -145,7 +152,14 @@ Helper('lists, reads (with ranges) and tars files a job left on the volume', asy
   fs.writeFileSync(path.join(outputs, 'sub', 'notes.txt'), 'hello\n');
   fs.symlinkSync('/etc/hostname', path.join(outputs, 'link'));
   const files = await listFiles(ctx.helper, ctx.owner, 'outputs/job-1');
-  assert.equal(files.map((f) => [f.name, f.size]), [['result.bin', big.length], ['sub/notes.txt', 6]], 'regular files only');
+  assert.equal(
+    files.map((f) => [f.name, f.size]),
+    [
+      ['result.bin', big.length],
+      ['sub/notes.txt', 6],
+    ],
+    'regular files only',
+  );
   assert.ok(files.every((f) => Math.abs(f.mtime - Date.now() / 1000) < 600));
   assert.equal(await listFiles(ctx.helper, ctx.owner, 'outputs/none'), []);
 
@@ -158,8 +172,14 @@ Helper('lists, reads (with ranges) and tars files a job left on the volume', asy
   const rest = collect();
   await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', rest.sink, { start: big.length - 5 });
   assert.ok(rest.bytes().equals(big.subarray(big.length - 5)));
-  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/missing', collect().sink).then(() => assert.unreachable('read a missing file'), (e: unknown) => assert.instance(e, ExecFailed));
-  await readFile(ctx.helper, ctx.owner, '../../etc/passwd', collect().sink).then(() => assert.unreachable('read outside the volume'), (e: unknown) => assert.match(String(e), /escapes the upload root/));
+  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/missing', collect().sink).then(
+    () => assert.unreachable('read a missing file'),
+    (e: unknown) => assert.instance(e, ExecFailed),
+  );
+  await readFile(ctx.helper, ctx.owner, '../../etc/passwd', collect().sink).then(
+    () => assert.unreachable('read outside the volume'),
+    (e: unknown) => assert.match(String(e), /escapes the upload root/),
+  );
 
   const tgz = collect();
   await tarDirectory(ctx.helper, ctx.owner, 'outputs/job-1', tgz.sink);
@@ -173,14 +193,18 @@ Helper('is reused while in use and removed once idle', async (ctx) => {
   const first = await uid();
   await Promise.all([ctx.helper.run(ctx.owner, ['true']), ctx.helper.run(ctx.owner, ['true'])]);
   assert.is(await uid(), first, 'the same pod served every exec');
-  await eventually('the idle helper to be deleted', async () => {
-    try {
-      const pod = await ctx.core.readNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace });
-      return Boolean(pod.metadata?.deletionTimestamp);
-    } catch (error) {
-      return (error as { code?: number }).code === 404;
-    }
-  }, 20_000);
+  await eventually(
+    'the idle helper to be deleted',
+    async () => {
+      try {
+        const pod = await ctx.core.readNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace });
+        return Boolean(pod.metadata?.deletionTimestamp);
+      } catch (error) {
+        return (error as { code?: number }).code === 404;
+      }
+    },
+    20_000,
+  );
   // And made again on the next use.
   const out = collect();
   await ctx.helper.run(ctx.owner, ['pwd'], { stdout: out.sink });
@@ -192,7 +216,12 @@ Helper('is reused while in use and removed once idle', async (ctx) => {
   admin.loadFromFile(ctx.cluster.adminKubeconfig);
   const adminCore = admin.makeApiClient(k8s.CoreV1Api);
   await adminCore.deleteNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace, gracePeriodSeconds: 0 });
-  await eventually('the helper gone', async () => adminCore.readNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace }).then(() => false, () => true));
+  await eventually('the helper gone', async () =>
+    adminCore.readNamespacedPod({ name: volumeHelperPodName, namespace: ctx.owner.namespace }).then(
+      () => false,
+      () => true,
+    ),
+  );
   await ctx.helper.run(ctx.owner, ['true']);
   assert.is.not(await uid(), second);
 });

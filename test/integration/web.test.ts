@@ -33,7 +33,9 @@ const work = mkdtempSync(join(tmpdir(), 'kbatch-web-'));
 const screenshots = join(work, 'screenshots');
 mkdirSync(screenshots);
 // The per-pod CPU maximum is above the fake node's 1000 cores, so a valid job can stay unschedulable.
-const stack = await startStack({ KBATCH_MAX_JOB_RESOURCES: JSON.stringify({ cpu: '5000', memory: '256Gi', 'ephemeral-storage': '100Gi' }) });
+const stack = await startStack({
+  KBATCH_MAX_JOB_RESOURCES: JSON.stringify({ cpu: '5000', memory: '256Gi', 'ephemeral-storage': '100Gi' }),
+});
 const serviceUrl = stack.serviceUrl;
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const aliceApi = client(serviceUrl, stack.hub.tokens.alice);
@@ -69,18 +71,18 @@ let jobName = '';
 
 // ---------------------------------------------------------------------------------------------
 const login = suite('logging in through the Hub');
-login('a browser without a session is sent through the Hub\'s login and OAuth, and lands on the jobs list', async () => {
+login("a browser without a session is sent through the Hub's login and OAuth, and lands on the jobs list", async () => {
   alice = await newPage();
   await logIn(alice, 'alice');
   await alice.getByText('No jobs yet').waitFor();
-  assert.match(await alice.textContent('.who') ?? '', /alice/);
+  assert.match((await alice.textContent('.who')) ?? '', /alice/);
 });
-login('the Hub\'s home links to the service', async () => {
+login("the Hub's home links to the service", async () => {
   await alice.goto(`${stack.hub.url}/hub/home`);
   assert.ok(await alice.locator('a[href$="/services/kbatch/"]').count(), 'a link to /services/kbatch/ on the Hub home');
   await alice.goto(serviceUrl);
 });
-login('the session cookie is encrypted, HttpOnly, SameSite=Lax and scoped to the service\'s path', async () => {
+login("the session cookie is encrypted, HttpOnly, SameSite=Lax and scoped to the service's path", async () => {
   const cookie = await sessionCookieOf(alice);
   assert.ok(cookie, 'kbatch-session is set');
   assert.is(cookie!.httpOnly, true);
@@ -88,7 +90,7 @@ login('the session cookie is encrypted, HttpOnly, SameSite=Lax and scoped to the
   assert.is(cookie!.path, '/services/kbatch/');
   assert.is(cookie!.value.split('.').length, 5, 'a compact JWE');
   assert.not.ok(cookie!.value.includes(stack.hub.tokens.alice));
-  assert.is(await alice.evaluate(() => document.cookie.includes('kbatch-session')), false, 'the page\'s script cannot read it');
+  assert.is(await alice.evaluate(() => document.cookie.includes('kbatch-session')), false, "the page's script cannot read it");
   assert.is(await alice.evaluate(() => document.documentElement.outerHTML.includes('kbatch-session')), false);
 });
 login('a user without the kbatch scope is refused at the Hub, and gets no session', async () => {
@@ -97,7 +99,10 @@ login('a user without the kbatch scope is refused at the Hub, and gets no sessio
     await page.goto(serviceUrl);
     await page.fill('#username_input', 'carol');
     await page.fill('#password_input', 'x');
-    const [answer] = await Promise.all([page.waitForResponse((r) => r.url().includes('/oauth2/authorize') && r.request().method() === 'GET' && r.status() !== 302), page.click('#login_submit')]);
+    const [answer] = await Promise.all([
+      page.waitForResponse((r) => r.url().includes('/oauth2/authorize') && r.request().method() === 'GET' && r.status() !== 302),
+      page.click('#login_submit'),
+    ]);
     return answer;
   })();
   assert.is(response.status(), 403);
@@ -122,7 +127,7 @@ submitting('the form uploads the folder with the spec, and the page moves to the
   await alice.fill('#command', 'python main.py --greeting "hi there"');
   await alice.fill('#env', 'GREETING=hi');
   await alice.setInputFiles('#code-folder', folder);
-  assert.match(await alice.textContent('#code-summary') ?? '', /2 files/);
+  assert.match((await alice.textContent('#code-summary')) ?? '', /2 files/);
   await alice.click('button[type=submit]');
   await alice.waitForURL(/\/job\/web-hello-/);
   jobName = decodeURIComponent(new URL(alice.url()).pathname.split('/').pop()!);
@@ -131,7 +136,10 @@ submitting('the form uploads the folder with the spec, and the page moves to the
   assert.equal(job.body.command, ['python', 'main.py', '--greeting', 'hi there']);
 });
 submitting('the code arrived with its paths inside the folder', async () => {
-  const pods = await eventually('the job\'s pod', async () => (await admin.core.listNamespacedPod({ namespace: aliceNs, labelSelector: `job-name=${jobName}` })).items[0]);
+  const pods = await eventually(
+    "the job's pod",
+    async () => (await admin.core.listNamespacedPod({ namespace: aliceNs, labelSelector: `job-name=${jobName}` })).items[0],
+  );
   const archive = pods.spec!.volumes!.find((v) => v.name === 'code-archive')!.configMap!.name!;
   const configMap = await admin.core.readNamespacedConfigMap({ name: archive, namespace: aliceNs });
   const tgz = join(work, 'code.tgz');
@@ -142,7 +150,7 @@ submitting('the code arrived with its paths inside the folder', async () => {
 });
 submitting('the job page shows it reach succeeded, with its pod and exit code', async () => {
   await alice.locator('.facts .state-succeeded').waitFor({ timeout: 30_000 });
-  const pods = await alice.textContent('table') ?? '';
+  const pods = (await alice.textContent('table')) ?? '';
   assert.match(pods, /Succeeded/);
   assert.match(pods, /exit code 0/);
 });
@@ -156,14 +164,16 @@ submitting('the log is shown, and a line of HTML is text that never runs', async
   assert.is(await alice.evaluate(() => (window as unknown as { __kbatchXss?: number }).__kbatchXss), undefined);
   await alice.screenshot({ path: join(screenshots, 'job.png'), fullPage: true });
 });
-submitting('the jobs list shows the job with its state and image, and an array\'s progress live', async () => {
-  const array = await aliceApi('POST', 'api/v1/jobs', { json: { name: 'web-array', image: 'busybox', command: ['sh', '-c', 'echo $JOB_COMPLETION_INDEX'], completions: 3, parallelism: 3 } });
+submitting("the jobs list shows the job with its state and image, and an array's progress live", async () => {
+  const array = await aliceApi('POST', 'api/v1/jobs', {
+    json: { name: 'web-array', image: 'busybox', command: ['sh', '-c', 'echo $JOB_COMPLETION_INDEX'], completions: 3, parallelism: 3 },
+  });
   assert.is(array.status, 201, array.text);
   await alice.click('text=← All jobs');
   const row = alice.locator(`tr[data-job="${jobName}"]`);
   await row.waitFor();
-  assert.match(await row.textContent() ?? '', /succeeded/);
-  assert.match(await row.textContent() ?? '', /python:3\.12-slim/);
+  assert.match((await row.textContent()) ?? '', /succeeded/);
+  assert.match((await row.textContent()) ?? '', /python:3\.12-slim/);
   const arrayRow = alice.locator(`tr[data-job="${array.body.name}"]`);
   await arrayRow.waitFor();
   assert.ok((await alice.locator('tbody tr').first().getAttribute('data-job')) === array.body.name, 'newest first');
@@ -188,14 +198,20 @@ submitting('the list pages past the first screen, older and back to newer', asyn
 });
 submitting('a failing API shows an error state, and the list recovers by itself', async () => {
   const pattern = `${serviceUrl}api/v1/jobs?*`;
-  await alice.route(pattern, (route) => route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ detail: 'Kubernetes API unreachable', status: 503, reason: 'Unavailable' }) }));
+  await alice.route(pattern, (route) =>
+    route.fulfill({
+      status: 503,
+      contentType: 'application/json',
+      body: JSON.stringify({ detail: 'Kubernetes API unreachable', status: 503, reason: 'Unavailable' }),
+    }),
+  );
   await alice.goto(serviceUrl);
   await alice.getByText('Could not load jobs: Kubernetes API unreachable (retrying)').waitFor();
   await alice.unroute(pattern);
   await alice.locator(`tr[data-job="${jobName}"]`).waitFor();
   assert.is(await alice.getByText('Could not load jobs').count(), 0);
 });
-submitting('an array job\'s log can be followed for one pod', async () => {
+submitting("an array job's log can be followed for one pod", async () => {
   await alice.goto(serviceUrl);
   const arrayName = await alice.locator('tbody tr').first().getAttribute('data-job');
   await alice.goto(`${serviceUrl}job/${arrayName}`);
@@ -207,7 +223,7 @@ submitting('an array job\'s log can be followed for one pod', async () => {
   ]);
   assert.is(response.status(), 200);
   await alice.locator('#log .line', { hasText: 'hello from the web page' }).waitFor();
-  assert.not.match((await alice.locator('#log').textContent()) ?? '', /\[web-array/, 'one pod\'s lines carry no pod prefix');
+  assert.not.match((await alice.locator('#log').textContent()) ?? '', /\[web-array/, "one pod's lines carry no pod prefix");
 });
 submitting('files dropped on the form are taken as the code', async () => {
   await alice.goto(`${serviceUrl}new`);
@@ -218,7 +234,7 @@ submitting('files dropped on the form are taken as the code', async () => {
     zone.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
   });
   await alice.locator('#code-summary', { hasText: '2 files' }).waitFor();
-  assert.match(await alice.textContent('#code-summary') ?? '', /main\.py, data\.csv/);
+  assert.match((await alice.textContent('#code-summary')) ?? '', /main\.py, data\.csv/);
 });
 submitting('an error from the API is shown next to the field it names', async () => {
   await alice.goto(`${serviceUrl}new`);
@@ -231,7 +247,9 @@ submitting('an error from the API is shown next to the field it names', async ()
   assert.match(alice.url(), /\/new$/);
 });
 submitting('a job no node can take says why it is pending, from its events', async () => {
-  const submitted = await aliceApi('POST', 'api/v1/jobs', { json: { name: 'too-big', image: 'busybox', command: ['true'], resources: { requests: { cpu: '2000' } } } });
+  const submitted = await aliceApi('POST', 'api/v1/jobs', {
+    json: { name: 'too-big', image: 'busybox', command: ['true'], resources: { requests: { cpu: '2000' } } },
+  });
   assert.is(submitted.status, 201, submitted.text);
   await alice.goto(`${serviceUrl}job/${submitted.body.name}`);
   await alice.locator('.why', { hasText: 'FailedScheduling' }).waitFor({ timeout: 30_000 });
@@ -290,19 +308,22 @@ longLog.run();
 // ---------------------------------------------------------------------------------------------
 const isolation = suite('another user sees none of it');
 let bob: Page;
-isolation('bob, logged in, does not see alice\'s job in his list', async () => {
+isolation("bob, logged in, does not see alice's job in his list", async () => {
   bob = await newPage();
   await logIn(bob, 'bob');
   await bob.getByText('No jobs yet').waitFor();
   assert.is(await bob.locator(`tr[data-job="${jobName}"]`).count(), 0);
 });
-isolation('bob gets 404 on the URL of alice\'s job page, and from the API with his session', async () => {
+isolation("bob gets 404 on the URL of alice's job page, and from the API with his session", async () => {
   const response = await bob.goto(`${serviceUrl}job/${jobName}`);
   assert.is(response!.status(), 404);
-  assert.match(await bob.textContent('h1') ?? '', /No such job/);
+  assert.match((await bob.textContent('h1')) ?? '', /No such job/);
   await bob.goto(serviceUrl);
   const csrf = await csrfOf(bob);
-  const status = await bob.evaluate(async ([path, token]) => (await fetch(path!, { headers: { 'x-kbatch-csrf': token! } })).status, [`${serviceUrl}api/v1/jobs/${jobName}`, csrf]);
+  const status = await bob.evaluate(
+    async ([path, token]) => (await fetch(path!, { headers: { 'x-kbatch-csrf': token! } })).status,
+    [`${serviceUrl}api/v1/jobs/${jobName}`, csrf],
+  );
   assert.is(status, 404);
 });
 isolation.run();
@@ -315,7 +336,7 @@ forgery('a callback with no login started in this browser is refused, and sets n
   const page = await newPage();
   const response = await page.goto(`${serviceUrl}oauth_callback?code=stolen-code&state=forged`);
   assert.is(response!.status(), 400);
-  assert.match(await page.textContent('h1') ?? '', /Login refused/);
+  assert.match((await page.textContent('h1')) ?? '', /Login refused/);
   assert.not.ok(await sessionCookieOf(page));
 });
 forgery('a callback whose state does not match the one this browser started with is refused', async () => {
@@ -326,10 +347,10 @@ forgery('a callback whose state does not match the one this browser started with
   assert.match(start.headers().location!, /\/hub\/api\/oauth2\/authorize\?.*state=/);
   const response = await page.goto(`${serviceUrl}oauth_callback?code=whatever&state=not-the-one`);
   assert.is(response!.status(), 400);
-  assert.match(await page.textContent('.message') ?? '', /does not match/);
+  assert.match((await page.textContent('.message')) ?? '', /does not match/);
   assert.not.ok(await sessionCookieOf(page));
 });
-forgery('a form another site posts with alice\'s cookie is refused, and creates no job', async () => {
+forgery("a form another site posts with alice's cookie is refused, and creates no job", async () => {
   const before = (await aliceApi('GET', 'api/v1/jobs')).body.items.length;
   // Another port on the same host is another origin but the same site: the Lax cookie is sent, so only the anti-CSRF check stands in the way.
   evil = createServer((_req, res) => {
@@ -339,24 +360,35 @@ forgery('a form another site posts with alice\'s cookie is refused, and creates 
   });
   await new Promise<void>((resolve) => evil!.listen(0, '127.0.0.1', resolve));
   const port = (evil.address() as { port: number }).port;
-  const [response] = await Promise.all([alice.waitForResponse((r) => r.url() === `${serviceUrl}api/v1/jobs` && r.request().method() === 'POST'), alice.goto(`http://127.0.0.1:${port}/`)]);
-  assert.ok(response.request().headers().cookie?.includes('kbatch-session') ?? (await response.request().allHeaders()).cookie?.includes('kbatch-session'), 'the browser did send the cookie');
+  const [response] = await Promise.all([
+    alice.waitForResponse((r) => r.url() === `${serviceUrl}api/v1/jobs` && r.request().method() === 'POST'),
+    alice.goto(`http://127.0.0.1:${port}/`),
+  ]);
+  assert.ok(
+    response.request().headers().cookie?.includes('kbatch-session') ??
+      (await response.request().allHeaders()).cookie?.includes('kbatch-session'),
+    'the browser did send the cookie',
+  );
   assert.is(response.status(), 403);
   assert.is((await response.json()).reason, 'Forbidden');
   assert.is((await aliceApi('GET', 'api/v1/jobs')).body.items.length, before);
 });
-forgery('the session cookie with a wrong or no anti-CSRF token is refused; with the page\'s own it works', async () => {
+forgery("the session cookie with a wrong or no anti-CSRF token is refused; with the page's own it works", async () => {
   await alice.goto(serviceUrl);
   const cookie = await sessionCookieOf(alice);
   const csrf = await csrfOf(alice);
-  const call = (headers: Record<string, string>) => fetch(`${serviceUrl}api/v1/jobs`, { headers: { cookie: `kbatch-session=${cookie!.value}`, ...headers } });
+  const call = (headers: Record<string, string>) =>
+    fetch(`${serviceUrl}api/v1/jobs`, { headers: { cookie: `kbatch-session=${cookie!.value}`, ...headers } });
   assert.is((await call({})).status, 403);
   assert.is((await call({ 'x-kbatch-csrf': 'guess' })).status, 403);
   await bob.goto(serviceUrl);
-  assert.is((await call({ 'x-kbatch-csrf': (await csrfOf(bob))! })).status, 403, 'bob\'s token does not fit alice\'s session');
+  assert.is((await call({ 'x-kbatch-csrf': (await csrfOf(bob))! })).status, 403, "bob's token does not fit alice's session");
   assert.is((await call({ 'x-kbatch-csrf': csrf! })).status, 200);
   const tampered = cookie!.value.slice(0, -4) + (cookie!.value.endsWith('AAAA') ? 'BBBB' : 'AAAA');
-  assert.is((await fetch(`${serviceUrl}api/v1/jobs`, { headers: { cookie: `kbatch-session=${tampered}`, 'x-kbatch-csrf': csrf! } })).status, 401);
+  assert.is(
+    (await fetch(`${serviceUrl}api/v1/jobs`, { headers: { cookie: `kbatch-session=${tampered}`, 'x-kbatch-csrf': csrf! } })).status,
+    401,
+  );
 });
 forgery('API clients with a token are unaffected by the web page', async () => {
   assert.is((await aliceApi('GET', 'api/v1/jobs')).status, 200);

@@ -93,7 +93,12 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
   const deadline = Date.now() + startTimeoutMs;
   try {
     const [etcdPort, etcdPeerPort, apiPort, kcmPort, schedulerPort, kwokPort] = (await freePorts(6)) as [
-      number, number, number, number, number, number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
     ];
     const server = `https://127.0.0.1:${apiPort}`;
     const pki = writePki(dir);
@@ -116,9 +121,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       '--auto-compaction-retention=1',
     ]);
     // etcd is up in well under a second; waiting here makes a broken etcd fail as itself.
-    await waitFor('etcd /health', deadline, processes, async () =>
-      (await httpGet(`http://127.0.0.1:${etcdPort}/health`)).status === 200,
-    );
+    await waitFor('etcd /health', deadline, processes, async () => (await httpGet(`http://127.0.0.1:${etcdPort}/health`)).status === 200);
     processes.start('kube-apiserver', bin('kube-apiserver'), [
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
       '--bind-address=127.0.0.1',
@@ -145,8 +148,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       '--profiling=false',
       ...(opts.auditLog ? auditArgs(dir) : []),
     ]);
-    await waitFor('kube-apiserver /readyz', deadline, processes, async () =>
-      (await probe(`${server}/readyz`, { ca: pki.caCertPem })) === 200,
+    await waitFor(
+      'kube-apiserver /readyz',
+      deadline,
+      processes,
+      async () => (await probe(`${server}/readyz`, { ca: pki.caCertPem })) === 200,
     );
 
     processes.start('kube-controller-manager', bin('kube-controller-manager'), [
@@ -178,9 +184,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     const apiext = kc.makeApiClient(k8s.ApiextensionsV1Api);
     // kwok starts watching Logs/ClusterLogs right away; the kinds must be served by then.
     await waitFor('kwok CRDs established', deadline, processes, async () => {
-      const states = await Promise.all(
-        crds.map((crd) => apiext.readCustomResourceDefinition({ name: crd.metadata!.name! })),
-      );
+      const states = await Promise.all(crds.map((crd) => apiext.readCustomResourceDefinition({ name: crd.metadata!.name! })));
       return states.every((crd) => crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'));
     });
 
@@ -225,8 +229,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
         await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
         return true;
       }),
-      waitFor('kube-scheduler /healthz', deadline, processes, async () =>
-        (await probe(`https://127.0.0.1:${schedulerPort}/healthz`, { insecure: true })) === 200,
+      waitFor(
+        'kube-scheduler /healthz',
+        deadline,
+        processes,
+        async () => (await probe(`https://127.0.0.1:${schedulerPort}/healthz`, { insecure: true })) === 200,
       ),
     ]);
 
@@ -324,7 +331,12 @@ class ProcessGroup {
       const file = path.join(this.logDir, `${name}.log`);
       const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
       console.error(`----- ${name} (${file}), last ${lines} lines -----`);
-      console.error(text.split('\n').slice(-lines - 1).join('\n'));
+      console.error(
+        text
+          .split('\n')
+          .slice(-lines - 1)
+          .join('\n'),
+      );
     }
   }
 }
@@ -402,12 +414,55 @@ function writePki(dir: string): Pki {
   );
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: ['ignore', 'ignore', 'pipe'] });
   const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', '-config', 'openssl.cnf', '-extensions', 'ca', ...newKey, '-days', '3650',
-    '-subj', '/CN=kbatch-it-ca', '-keyout', 'ca.key', '-out', 'ca.crt');
-  openssl('req', '-new', '-config', 'openssl.cnf', ...newKey, '-subj', '/CN=kube-apiserver',
-    '-keyout', 'apiserver.key', '-out', 'apiserver.csr');
-  openssl('x509', '-req', '-in', 'apiserver.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-    '-days', '3650', '-extfile', 'openssl.cnf', '-extensions', 'server', '-out', 'apiserver.crt');
+  openssl(
+    'req',
+    '-x509',
+    '-config',
+    'openssl.cnf',
+    '-extensions',
+    'ca',
+    ...newKey,
+    '-days',
+    '3650',
+    '-subj',
+    '/CN=kbatch-it-ca',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+  );
+  openssl(
+    'req',
+    '-new',
+    '-config',
+    'openssl.cnf',
+    ...newKey,
+    '-subj',
+    '/CN=kube-apiserver',
+    '-keyout',
+    'apiserver.key',
+    '-out',
+    'apiserver.csr',
+  );
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    'apiserver.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '3650',
+    '-extfile',
+    'openssl.cnf',
+    '-extensions',
+    'server',
+    '-out',
+    'apiserver.crt',
+  );
   const sa = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   fs.writeFileSync(file('sa.key'), sa.privateKey.export({ type: 'pkcs8', format: 'pem' }));
   fs.writeFileSync(file('sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' }));
@@ -510,13 +565,13 @@ class FakeLogs {
     await apply(
       this.objects,
       podName
-        ? { apiVersion: 'kwok.x-k8s.io/v1alpha1', kind: 'Logs', metadata: { name: podName, namespace }, spec } as k8s.KubernetesObject
-        : {
+        ? ({ apiVersion: 'kwok.x-k8s.io/v1alpha1', kind: 'Logs', metadata: { name: podName, namespace }, spec } as k8s.KubernetesObject)
+        : ({
             apiVersion: 'kwok.x-k8s.io/v1alpha1',
             kind: 'ClusterLogs',
             metadata: { name: `namespace-${namespace}` },
             spec: { ...spec, selector: { matchNamespaces: [namespace] } },
-          } as k8s.KubernetesObject,
+          } as k8s.KubernetesObject),
     );
     await this.waitServed(namespace, podName ?? `kbatch-probe-${randomBytes(4).toString('hex')}`, entries);
   }
@@ -670,7 +725,12 @@ function execOnce(exec: k8s.Exec, namespace: string, pod: string, command: strin
 function auditArgs(dir: string): string[] {
   const policy = path.join(dir, 'audit-policy.yaml');
   fs.writeFileSync(policy, 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n');
-  return [`--audit-policy-file=${policy}`, `--audit-log-path=${path.join(dir, 'audit.log')}`, '--audit-log-mode=blocking', '--audit-log-format=json'];
+  return [
+    `--audit-policy-file=${policy}`,
+    `--audit-log-path=${path.join(dir, 'audit.log')}`,
+    '--audit-log-mode=blocking',
+    '--audit-log-format=json',
+  ];
 }
 
 function sleep(ms: number): Promise<void> {

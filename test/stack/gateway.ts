@@ -18,19 +18,32 @@ export interface Gateway {
  * differs: service DNS names resolve to local ports here, so the proxy_pass target is mapped, while
  * the routing map and the Host rewrite are used exactly as deployed.
  */
-export async function startGateway(functions: Record<'kbatch-submit' | 'kbatch-uploads' | 'kbatch-jobs', number>, options: { port?: number } = {}): Promise<Gateway> {
-  const docs = readFileSync(join(repoRoot, 'knative/gateway.yaml'), 'utf8').split(/^---$/m).map((d) => parseYaml(d) as { kind?: string; data?: Record<string, string> });
+export async function startGateway(
+  functions: Record<'kbatch-submit' | 'kbatch-uploads' | 'kbatch-jobs', number>,
+  options: { port?: number } = {},
+): Promise<Gateway> {
+  const docs = readFileSync(join(repoRoot, 'knative/gateway.yaml'), 'utf8')
+    .split(/^---$/m)
+    .map((d) => parseYaml(d) as { kind?: string; data?: Record<string, string> });
   let config = docs.find((d) => d?.kind === 'ConfigMap')!.data!['nginx.conf']!;
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'kbatch-gateway-'));
-  const upstreams = Object.entries(functions).map(([name, p]) => `        ${name} 127.0.0.1:${p};`).join('\n');
+  const upstreams = Object.entries(functions)
+    .map(([name, p]) => `        ${name} 127.0.0.1:${p};`)
+    .join('\n');
   config = config
     // The pid file and temp paths, under the pod's /tmp emptyDir when deployed, go to this run's dir.
     .replaceAll(' /tmp/', ` ${dir}/`)
     .replace(/^\s*resolver .*$/m, '')
     .replace('listen 8080;', `listen 127.0.0.1:${port};`)
-    .replace('proxy_pass http://$kbatch_function.kbatch.svc.cluster.local$request_uri;', 'proxy_pass http://$kbatch_local_target$request_uri;')
-    .replace('http {', `http {\n      map $kbatch_function $kbatch_local_target {\n${upstreams}\n      }\n      access_log ${dir}/access.log;\n      error_log ${dir}/error.log;`)
+    .replace(
+      'proxy_pass http://$kbatch_function.kbatch.svc.cluster.local$request_uri;',
+      'proxy_pass http://$kbatch_local_target$request_uri;',
+    )
+    .replace(
+      'http {',
+      `http {\n      map $kbatch_function $kbatch_local_target {\n${upstreams}\n      }\n      access_log ${dir}/access.log;\n      error_log ${dir}/error.log;`,
+    )
     .replace('worker_processes 1;', `worker_processes 1;\n    error_log ${dir}/error.log;\n    daemon off;`);
   writeFileSync(join(dir, 'nginx.conf'), config);
   const child = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
@@ -44,7 +57,8 @@ export async function startGateway(functions: Record<'kbatch-submit' | 'kbatch-u
     } catch {
       /* starting */
     }
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start: ${readFileSync(join(dir, 'error.log'), 'utf8')}`);
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`nginx did not start: ${readFileSync(join(dir, 'error.log'), 'utf8')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return {

@@ -161,7 +161,10 @@ class HubProcesses {
   private proxyPid: number | undefined;
   private readonly exited: Promise<void>;
 
-  constructor(private readonly hub: ChildProcess, private readonly proxyPidFile: string) {
+  constructor(
+    private readonly hub: ChildProcess,
+    private readonly proxyPidFile: string,
+  ) {
     this.exited = new Promise((resolve) => hub.once('exit', () => resolve()));
   }
 

@@ -45,14 +45,24 @@ export function killOnExit(child: ChildProcess, signal: NodeJS.Signals = 'SIGKIL
 }
 
 /** Starts the one-process server (`server.ts`) as a real child process, the way `npm start` does. */
-export async function startServer(env: Record<string, string>, options: { prefix?: string; port?: number; entry?: string[] } = {}): Promise<KbatchServer> {
+export async function startServer(
+  env: Record<string, string>,
+  options: { prefix?: string; port?: number; entry?: string[] } = {},
+): Promise<KbatchServer> {
   const port = options.port ?? (await freePort());
   const prefix = options.prefix ?? '/services/kbatch/';
   const logFile = join(mkdtempSync(join(tmpdir(), 'kbatch-server-')), 'server.log');
   const log = createWriteStream(logFile);
   const child = spawn(process.execPath, options.entry ?? ['--import', 'tsx', join(repoRoot, 'server.ts')], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(port), KBATCH_PREFIX: prefix, KBATCH_UPLOAD_SECRET: 'test-upload-secret-0123456789abcdef0123', ...env },
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      PORT: String(port),
+      KBATCH_PREFIX: prefix,
+      KBATCH_UPLOAD_SECRET: 'test-upload-secret-0123456789abcdef0123',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

@@ -37,7 +37,13 @@ export async function startStack(extraEnv: Record<string, string> = {}): Promise
   try {
     hub = await startHub({ serviceUrl: `http://127.0.0.1:${port}` });
     const server = await startServer(
-      { ...serverSettings, KUBECONFIG: cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: hub.apiUrl, KBATCH_OAUTH_CLIENT_SECRET: hub.oauthClientSecret, ...extraEnv },
+      {
+        ...serverSettings,
+        KUBECONFIG: cluster.kbatchKubeconfig,
+        JUPYTERHUB_API_URL: hub.apiUrl,
+        KBATCH_OAUTH_CLIENT_SECRET: hub.oauthClientSecret,
+        ...extraEnv,
+      },
       { port },
     );
     console.error(`[stack] up in ${((Date.now() - started) / 1000).toFixed(1)}s`);

@@ -11,7 +11,14 @@ import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HttpError } from '../../lib/http/errors.ts';
-import { normalizeUpload, readArchive, validateEntries, writeTar, type ArchiveEntry, type UploadLimits } from '../../lib/uploads/archive.ts';
+import {
+  normalizeUpload,
+  readArchive,
+  validateEntries,
+  writeTar,
+  type ArchiveEntry,
+  type UploadLimits,
+} from '../../lib/uploads/archive.ts';
 
 const limits: UploadLimits = { maxBytes: 1024 * 1024, maxFiles: 50 };
 
@@ -127,12 +134,16 @@ function rawTarEntry(name: string, typeflag: string, data = Buffer.alloc(0), lin
 }
 const tarOf = (...parts: Buffer[]) => Buffer.concat([...parts, Buffer.alloc(1024)]);
 const pax = (records: Record<string, string>) =>
-  Buffer.from(Object.entries(records).map(([k, v]) => {
-    const body = ` ${k}=${v}\n`;
-    let length = body.length + 1;
-    if (String(length).length + body.length !== length) length = String(length + 1).length + body.length;
-    return `${length}${body}`;
-  }).join(''));
+  Buffer.from(
+    Object.entries(records)
+      .map(([k, v]) => {
+        const body = ` ${k}=${v}\n`;
+        let length = body.length + 1;
+        if (String(length).length + body.length !== length) length = String(length + 1).length + body.length;
+        return `${length}${body}`;
+      })
+      .join(''),
+  );
 
 const good = Buffer.from('print("hello")\n'.repeat(50));
 const validZip = zip([{ name: 'main.py', data: good, method: 8 }]);
@@ -147,64 +158,268 @@ lyingTrailerTgz.writeUInt32LE(0xfffffff0, lyingTrailerTgz.length - 4);
 type Case = [name: string, bytes: () => Buffer, status: 400 | 413, reason: 'InvalidArchive' | 'UploadTooLarge', message?: RegExp];
 
 const zipCases: Case[] = [
-  ['a corrupt deflate stream', () => zip([{ name: 'main.py', data: good, method: 8 }]).fill(0xff, 30 + 7 + 3, 30 + 7 + 6), 400, 'InvalidArchive', /corrupt compressed data|CRC/],
-  ['a zip bomb whose central directory lies about the size', () => zip([{ name: 'bomb.bin', data: Buffer.alloc(20 * 1024 * 1024), method: 8, size: 10 }]), 400, 'InvalidArchive', /more than the 10 bytes/],
-  ['an honest bomb over the unpacked limit', () => zip([{ name: 'bomb.bin', data: Buffer.alloc(2 * 1024 * 1024), method: 8 }]), 413, 'UploadTooLarge'],
-  ['a local header offset out of range', () => zip([{ name: 'main.py', data: good, localOffset: 0x7ffffff0 }]), 400, 'InvalidArchive', /outside the archive/],
-  ['a local header offset inside the archive but not at a header', () => zip([{ name: 'main.py', data: good, localOffset: 5 }]), 400, 'InvalidArchive', /corrupt local header/],
-  ['declared sizes over the limit (refused before any read)', () => zip([{ name: 'main.py', data: good, compressedSize: 0x7fff0000, size: 0x7fff0000 }]), 413, 'UploadTooLarge'],
-  ['a data length past the end within the limits', () => zip([{ name: 'main.py', data: good, compressedSize: 900_000, size: 900_000 }]), 400, 'InvalidArchive', /outside the archive/],
-  ['a central directory offset out of range', () => zip([{ name: 'main.py', data: good }], { directoryOffset: 0x7ffffff0 }), 400, 'InvalidArchive', /central directory lies outside/],
+  [
+    'a corrupt deflate stream',
+    () => zip([{ name: 'main.py', data: good, method: 8 }]).fill(0xff, 30 + 7 + 3, 30 + 7 + 6),
+    400,
+    'InvalidArchive',
+    /corrupt compressed data|CRC/,
+  ],
+  [
+    'a zip bomb whose central directory lies about the size',
+    () => zip([{ name: 'bomb.bin', data: Buffer.alloc(20 * 1024 * 1024), method: 8, size: 10 }]),
+    400,
+    'InvalidArchive',
+    /more than the 10 bytes/,
+  ],
+  [
+    'an honest bomb over the unpacked limit',
+    () => zip([{ name: 'bomb.bin', data: Buffer.alloc(2 * 1024 * 1024), method: 8 }]),
+    413,
+    'UploadTooLarge',
+  ],
+  [
+    'a local header offset out of range',
+    () => zip([{ name: 'main.py', data: good, localOffset: 0x7ffffff0 }]),
+    400,
+    'InvalidArchive',
+    /outside the archive/,
+  ],
+  [
+    'a local header offset inside the archive but not at a header',
+    () => zip([{ name: 'main.py', data: good, localOffset: 5 }]),
+    400,
+    'InvalidArchive',
+    /corrupt local header/,
+  ],
+  [
+    'declared sizes over the limit (refused before any read)',
+    () => zip([{ name: 'main.py', data: good, compressedSize: 0x7fff0000, size: 0x7fff0000 }]),
+    413,
+    'UploadTooLarge',
+  ],
+  [
+    'a data length past the end within the limits',
+    () => zip([{ name: 'main.py', data: good, compressedSize: 900_000, size: 900_000 }]),
+    400,
+    'InvalidArchive',
+    /outside the archive/,
+  ],
+  [
+    'a central directory offset out of range',
+    () => zip([{ name: 'main.py', data: good }], { directoryOffset: 0x7ffffff0 }),
+    400,
+    'InvalidArchive',
+    /central directory lies outside/,
+  ],
   ['an entry count larger than the directory', () => zip([{ name: 'main.py', data: good }], { count: 3 }), 400, 'InvalidArchive'],
-  ['a zip cut in half (no end record)', () => validZip.subarray(0, validZip.length >> 1), 400, 'InvalidArchive', /no end of central directory/],
-  ['a zip cut just before its end record', () => Buffer.concat([validZip.subarray(0, validZip.length - 22), validZip.subarray(validZip.length - 10)]), 400, 'InvalidArchive'],
+  [
+    'a zip cut in half (no end record)',
+    () => validZip.subarray(0, validZip.length >> 1),
+    400,
+    'InvalidArchive',
+    /no end of central directory/,
+  ],
+  [
+    'a zip cut just before its end record',
+    () => Buffer.concat([validZip.subarray(0, validZip.length - 22), validZip.subarray(validZip.length - 10)]),
+    400,
+    'InvalidArchive',
+  ],
   ['an encrypted entry', () => zip([{ name: 'secret.py', data: good, flags: 0x801 }]), 400, 'InvalidArchive', /encrypted/],
   ['a zip64 archive', () => zip([{ name: 'main.py', data: good }], { count: 0xffff }), 400, 'InvalidArchive', /zip64/],
   ['a zip64 entry size', () => zip([{ name: 'main.py', data: good, size: 0xffffffff }]), 400, 'InvalidArchive', /zip64/],
   ['a multi-disk archive', () => zip([{ name: 'main.py', data: good }], { disk: 1 }), 400, 'InvalidArchive', /multi-disk/],
-  ['an unsupported compression method (bzip2)', () => zip([{ name: 'main.py', data: good, method: 12 }]), 400, 'InvalidArchive', /compression method 12/],
+  [
+    'an unsupported compression method (bzip2)',
+    () => zip([{ name: 'main.py', data: good, method: 12 }]),
+    400,
+    'InvalidArchive',
+    /compression method 12/,
+  ],
   ['a CRC mismatch', () => zip([{ name: 'main.py', data: good, crc: 1234 }]), 400, 'InvalidArchive', /CRC/],
-  ['a stored entry with two sizes', () => zip([{ name: 'main.py', data: good, size: good.length - 1 }]), 400, 'InvalidArchive', /two different sizes/],
+  [
+    'a stored entry with two sizes',
+    () => zip([{ name: 'main.py', data: good, size: good.length - 1 }]),
+    400,
+    'InvalidArchive',
+    /two different sizes/,
+  ],
   ['a name that is not UTF-8', () => zip([{ name: Buffer.from([0x61, 0xff, 0xfe]), data: good }]), 400, 'InvalidArchive', /not UTF-8/],
-  ['duplicate paths', () => zip([{ name: 'a.py', data: good }, { name: './a.py', data: good }]), 400, 'InvalidArchive', /appears twice/],
-  ['a file and a directory at one path', () => zip([{ name: 'a', data: good }, { name: 'a/', unixMode: 0o040755 }]), 400, 'InvalidArchive', /appears twice/],
+  [
+    'duplicate paths',
+    () =>
+      zip([
+        { name: 'a.py', data: good },
+        { name: './a.py', data: good },
+      ]),
+    400,
+    'InvalidArchive',
+    /appears twice/,
+  ],
+  [
+    'a file and a directory at one path',
+    () =>
+      zip([
+        { name: 'a', data: good },
+        { name: 'a/', unixMode: 0o040755 },
+      ]),
+    400,
+    'InvalidArchive',
+    /appears twice/,
+  ],
   ['a name with a NUL', () => zip([{ name: 'a\0.py', data: good }]), 400, 'InvalidArchive', /NUL/],
   ['a name with a newline', () => zip([{ name: 'a\nb.py', data: good }]), 400, 'InvalidArchive', /control character/],
   ['a name with a CR', () => zip([{ name: 'a\rb.py', data: good }]), 400, 'InvalidArchive', /control character/],
   ['path traversal', () => zip([{ name: '../../evil.sh', data: good }]), 400, 'InvalidArchive', /escapes the upload root/],
   ['an absolute path', () => zip([{ name: '/etc/cron.d/x', data: good }]), 400, 'InvalidArchive', /absolute path/],
-  ['a symlink out of the upload', () => zip([{ name: 'link', data: Buffer.from('../../etc/passwd'), unixMode: 0o120777 }]), 400, 'InvalidArchive', /points outside/],
-  ['a file below a symlink', () => zip([{ name: 'link', data: Buffer.from('sub'), unixMode: 0o120777 }, { name: 'link/x.py', data: good }]), 400, 'InvalidArchive', /lies below symlink/],
+  [
+    'a symlink out of the upload',
+    () => zip([{ name: 'link', data: Buffer.from('../../etc/passwd'), unixMode: 0o120777 }]),
+    400,
+    'InvalidArchive',
+    /points outside/,
+  ],
+  [
+    'a file below a symlink',
+    () =>
+      zip([
+        { name: 'link', data: Buffer.from('sub'), unixMode: 0o120777 },
+        { name: 'link/x.py', data: good },
+      ]),
+    400,
+    'InvalidArchive',
+    /lies below symlink/,
+  ],
   ['a character device', () => zip([{ name: 'tty', data: Buffer.alloc(0), unixMode: 0o020666 }]), 400, 'InvalidArchive', /special file/],
-  ['more files than allowed', () => zip(Array.from({ length: 51 }, (_, i) => ({ name: `f${i}.py`, data: good }))), 413, 'UploadTooLarge', /more than 50 files/],
+  [
+    'more files than allowed',
+    () => zip(Array.from({ length: 51 }, (_, i) => ({ name: `f${i}.py`, data: good }))),
+    413,
+    'UploadTooLarge',
+    /more than 50 files/,
+  ],
 ];
 
 const tarCases: Case[] = [
-  ['a tar cut inside an entry', () => writeTar([file('big.py', 'x'.repeat(5000))]).subarray(0, 2048), 400, 'InvalidArchive', /outside the archive|truncated/],
-  ['a tar cut at a block boundary (no end blocks)', () => writeTar([file('a.py'), file('b.py')]).subarray(0, 1024), 400, 'InvalidArchive', /truncated/],
+  [
+    'a tar cut inside an entry',
+    () => writeTar([file('big.py', 'x'.repeat(5000))]).subarray(0, 2048),
+    400,
+    'InvalidArchive',
+    /outside the archive|truncated/,
+  ],
+  [
+    'a tar cut at a block boundary (no end blocks)',
+    () => writeTar([file('a.py'), file('b.py')]).subarray(0, 1024),
+    400,
+    'InvalidArchive',
+    /truncated/,
+  ],
   ['a bad header checksum', () => tarWith([file('a.py')], (t) => t.write('b', 0), false), 400, 'InvalidArchive', /checksum/],
-  ['a size field that is not octal', () => tarWith([file('a.py')], (t) => t.write('0000000009x\0', 124)), 400, 'InvalidArchive', /not an octal number/],
-  ['a base-256 size field', () => tarWith([file('a.py')], (t) => { t[124] = 0x80; }), 400, 'InvalidArchive', /base-256/],
-  ['a size larger than the archive', () => tarWith([file('a.py')], (t) => t.write('77777777777\0', 124)), 400, 'InvalidArchive', /outside the archive/],
+  [
+    'a size field that is not octal',
+    () => tarWith([file('a.py')], (t) => t.write('0000000009x\0', 124)),
+    400,
+    'InvalidArchive',
+    /not an octal number/,
+  ],
+  [
+    'a base-256 size field',
+    () =>
+      tarWith([file('a.py')], (t) => {
+        t[124] = 0x80;
+      }),
+    400,
+    'InvalidArchive',
+    /base-256/,
+  ],
+  [
+    'a size larger than the archive',
+    () => tarWith([file('a.py')], (t) => t.write('77777777777\0', 124)),
+    400,
+    'InvalidArchive',
+    /outside the archive/,
+  ],
   ['a mode field that is not octal', () => tarWith([file('a.py')], (t) => t.write('rwxr-xr\0', 100)), 400, 'InvalidArchive', /mode/],
-  ['a hard link', () => tarOf(rawTarEntry('a.py', '0', Buffer.from('x')), rawTarEntry('b.py', '1', Buffer.alloc(0), 'a.py')), 400, 'InvalidArchive', /hard link/],
+  [
+    'a hard link',
+    () => tarOf(rawTarEntry('a.py', '0', Buffer.from('x')), rawTarEntry('b.py', '1', Buffer.alloc(0), 'a.py')),
+    400,
+    'InvalidArchive',
+    /hard link/,
+  ],
   ['a character device', () => tarOf(rawTarEntry('tty', '3')), 400, 'InvalidArchive', /character device/],
   ['a block device', () => tarOf(rawTarEntry('sda', '4')), 400, 'InvalidArchive', /block device/],
   ['a FIFO', () => tarOf(rawTarEntry('pipe', '6')), 400, 'InvalidArchive', /FIFO/],
   ['a GNU sparse file', () => tarOf(rawTarEntry('sparse', 'S', Buffer.alloc(512))), 400, 'InvalidArchive', /unsupported tar entry/],
-  ['a pax sparse file', () => tarOf(rawTarEntry('PaxHeader', 'x', pax({ 'GNU.sparse.major': '1' })), rawTarEntry('a', '0')), 400, 'InvalidArchive', /sparse/],
-  ['a corrupt pax record', () => tarOf(rawTarEntry('PaxHeader', 'x', Buffer.from('99 path=a\n')), rawTarEntry('a', '0')), 400, 'InvalidArchive', /pax/],
-  ['traversal in a pax path', () => tarOf(rawTarEntry('PaxHeader', 'x', pax({ path: '../../etc/passwd' })), rawTarEntry('a', '0')), 400, 'InvalidArchive', /escapes/],
-  ['traversal in a GNU long name', () => tarOf(rawTarEntry('././@LongLink', 'L', Buffer.from(`${'../'.repeat(40)}etc/passwd\0`)), rawTarEntry('a', '0')), 400, 'InvalidArchive', /escapes/],
-  ['a long name with no entry after it', () => tarOf(rawTarEntry('././@LongLink', 'L', Buffer.from('a.py\0'))), 400, 'InvalidArchive', /extended header has no entry/],
+  [
+    'a pax sparse file',
+    () => tarOf(rawTarEntry('PaxHeader', 'x', pax({ 'GNU.sparse.major': '1' })), rawTarEntry('a', '0')),
+    400,
+    'InvalidArchive',
+    /sparse/,
+  ],
+  [
+    'a corrupt pax record',
+    () => tarOf(rawTarEntry('PaxHeader', 'x', Buffer.from('99 path=a\n')), rawTarEntry('a', '0')),
+    400,
+    'InvalidArchive',
+    /pax/,
+  ],
+  [
+    'traversal in a pax path',
+    () => tarOf(rawTarEntry('PaxHeader', 'x', pax({ path: '../../etc/passwd' })), rawTarEntry('a', '0')),
+    400,
+    'InvalidArchive',
+    /escapes/,
+  ],
+  [
+    'traversal in a GNU long name',
+    () => tarOf(rawTarEntry('././@LongLink', 'L', Buffer.from(`${'../'.repeat(40)}etc/passwd\0`)), rawTarEntry('a', '0')),
+    400,
+    'InvalidArchive',
+    /escapes/,
+  ],
+  [
+    'a long name with no entry after it',
+    () => tarOf(rawTarEntry('././@LongLink', 'L', Buffer.from('a.py\0'))),
+    400,
+    'InvalidArchive',
+    /extended header has no entry/,
+  ],
   ['an absolute path', () => tarOf(rawTarEntry('/etc/passwd', '0', Buffer.from('x'))), 400, 'InvalidArchive', /absolute/],
-  ['a symlink out of the upload', () => tarOf(rawTarEntry('link', '2', Buffer.alloc(0), '../../../etc')), 400, 'InvalidArchive', /points outside/],
+  [
+    'a symlink out of the upload',
+    () => tarOf(rawTarEntry('link', '2', Buffer.alloc(0), '../../../etc')),
+    400,
+    'InvalidArchive',
+    /points outside/,
+  ],
   ['an absolute symlink', () => tarOf(rawTarEntry('link', '2', Buffer.alloc(0), '/etc/shadow')), 400, 'InvalidArchive', /points outside/],
-  ['a file written through an archive symlink', () => tarOf(rawTarEntry('d', '2', Buffer.alloc(0), '.'), rawTarEntry('d/x.py', '0', Buffer.from('x'))), 400, 'InvalidArchive', /lies below symlink/],
-  ['a file below a file', () => tarOf(rawTarEntry('a', '0', Buffer.from('x')), rawTarEntry('a/b', '0', Buffer.from('y'))), 400, 'InvalidArchive', /lies below file/],
+  [
+    'a file written through an archive symlink',
+    () => tarOf(rawTarEntry('d', '2', Buffer.alloc(0), '.'), rawTarEntry('d/x.py', '0', Buffer.from('x'))),
+    400,
+    'InvalidArchive',
+    /lies below symlink/,
+  ],
+  [
+    'a file below a file',
+    () => tarOf(rawTarEntry('a', '0', Buffer.from('x')), rawTarEntry('a/b', '0', Buffer.from('y'))),
+    400,
+    'InvalidArchive',
+    /lies below file/,
+  ],
   ['a name with a newline', () => writeTar([file('evil\nname.py')]), 400, 'InvalidArchive', /control character/],
   ['a name with a CR', () => writeTar([file('evil\rname.py')]), 400, 'InvalidArchive', /control character/],
-  ['a symlink target with a newline', () => writeTar([{ path: 'l', type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: 'a\nb' }]), 400, 'InvalidArchive', /unusable target/],
+  [
+    'a symlink target with a newline',
+    () => writeTar([{ path: 'l', type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: 'a\nb' }]),
+    400,
+    'InvalidArchive',
+    /unusable target/,
+  ],
   ['duplicate files', () => writeTar([file('a.py'), file('a.py')]), 400, 'InvalidArchive', /appears twice/],
   ['a path component over 255 bytes', () => writeTar([file(`${'n'.repeat(300)}.py`)]), 400, 'InvalidArchive', /longer than 255/],
   ['more bytes than allowed', () => writeTar([file('big.bin', 'x'.repeat(limits.maxBytes + 1))]), 413, 'UploadTooLarge'],
@@ -222,7 +437,11 @@ const gzipCases: Case[] = [
   ['an empty zip (end record only)', () => zip([]), 400, 'InvalidArchive', /unrecognised archive/],
 ];
 
-for (const [title, cases] of [['hostile zip archives', zipCases], ['hostile tar archives', tarCases], ['hostile gzip streams', gzipCases]] as const) {
+for (const [title, cases] of [
+  ['hostile zip archives', zipCases],
+  ['hostile tar archives', tarCases],
+  ['hostile gzip streams', gzipCases],
+] as const) {
   const test = suite(title);
   for (const [name, bytes, status, reason, message] of cases) {
     test(`${name}: ${status} ${reason}`, () => {
@@ -239,24 +458,47 @@ for (const [title, cases] of [['hostile zip archives', zipCases], ['hostile tar 
 const sound = suite('sound archives still pass');
 sound('a deflated zip, a tar and a tar.gz', () => {
   assert.is(readArchive(validZip, limits)[0]!.data.toString(), good.toString());
-  assert.equal(readArchive(validTar, limits).map((e) => e.path), ['main.py', 'pkg/']);
-  assert.equal(readArchive(validTgz, limits).map((e) => e.path), ['main.py', 'pkg/']);
+  assert.equal(
+    readArchive(validTar, limits).map((e) => e.path),
+    ['main.py', 'pkg/'],
+  );
+  assert.equal(
+    readArchive(validTgz, limits).map((e) => e.path),
+    ['main.py', 'pkg/'],
+  );
 });
 sound('a symlink inside the upload and a long link target survive normalisation', () => {
   const target = `${'deep/'.repeat(30)}main.py`;
-  const entries: ArchiveEntry[] = [file('main.py'), { path: 'a/link', type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: `../${target}` }];
+  const entries: ArchiveEntry[] = [
+    file('main.py'),
+    { path: 'a/link', type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: `../${target}` },
+  ];
   const back = readArchive(normalizeUpload(entries, limits).archive, limits);
   assert.is(back.find((e) => e.path === 'a/link')!.linkTarget, `../${target}`);
 });
 sound('pax paths and GNU long names are read', () => {
   const long = `${'d'.repeat(120)}/f.py`;
-  const tar = tarOf(rawTarEntry('PaxHeader', 'x', pax({ path: 'from-pax.py' })), rawTarEntry('ignored', '0', Buffer.from('p')), rawTarEntry('././@LongLink', 'L', Buffer.from(`${long}\0`)), rawTarEntry('cut', '0', Buffer.from('l')));
-  assert.equal(readArchive(tar, limits).map((e) => [e.path, e.data.toString()]), [['from-pax.py', 'p'], [long, 'l']]);
+  const tar = tarOf(
+    rawTarEntry('PaxHeader', 'x', pax({ path: 'from-pax.py' })),
+    rawTarEntry('ignored', '0', Buffer.from('p')),
+    rawTarEntry('././@LongLink', 'L', Buffer.from(`${long}\0`)),
+    rawTarEntry('cut', '0', Buffer.from('l')),
+  );
+  assert.equal(
+    readArchive(tar, limits).map((e) => [e.path, e.data.toString()]),
+    [
+      ['from-pax.py', 'p'],
+      [long, 'l'],
+    ],
+  );
 });
 sound('a large upload deflated in segments is one valid gzip member', () => {
   const big = Buffer.alloc(20 * 1024 * 1024);
-  for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i * 2654435761 >>> 0, i);
-  const upload = normalizeUpload([file('big.bin'), { ...file('big.bin'), path: 'data.bin', data: big }], { maxBytes: 64 * 1024 * 1024, maxFiles: 10 });
+  for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const upload = normalizeUpload([file('big.bin'), { ...file('big.bin'), path: 'data.bin', data: big }], {
+    maxBytes: 64 * 1024 * 1024,
+    maxFiles: 10,
+  });
   const back = readArchive(upload.archive, { maxBytes: 64 * 1024 * 1024, maxFiles: 10 });
   assert.ok(back.find((e) => e.path === 'data.bin')!.data.equals(big));
 });
@@ -269,9 +511,17 @@ sound('tars made by GNU tar (gnu, oldgnu, posix) and Python (gnu, pax) read the 
     writeFileSync(join(dir, 'src', 'dir', 'sub', 'a.txt'), 'hi');
     writeFileSync(join(dir, 'src', deep, 'f.txt'), 'deep');
     symlinkSync('dir/sub/a.txt', join(dir, 'src', 'link'));
-    const archives: Buffer[] = ['gnu', 'oldgnu', 'posix'].map((format) => execFileSync('tar', [`--format=${format}`, '-cf', '-', '-C', join(dir, 'src'), '.']));
+    const archives: Buffer[] = ['gnu', 'oldgnu', 'posix'].map((format) =>
+      execFileSync('tar', [`--format=${format}`, '-cf', '-', '-C', join(dir, 'src'), '.']),
+    );
     for (const format of ['GNU_FORMAT', 'PAX_FORMAT']) {
-      archives.push(execFileSync('python3', ['-c', `import io,sys,tarfile\nb=io.BytesIO()\nwith tarfile.open(fileobj=b,mode="w:gz",format=tarfile.${format}) as t: t.add(sys.argv[1], arcname=".")\nsys.stdout.buffer.write(b.getvalue())`, join(dir, 'src')]));
+      archives.push(
+        execFileSync('python3', [
+          '-c',
+          `import io,sys,tarfile\nb=io.BytesIO()\nwith tarfile.open(fileobj=b,mode="w:gz",format=tarfile.${format}) as t: t.add(sys.argv[1], arcname=".")\nsys.stdout.buffer.write(b.getvalue())`,
+          join(dir, 'src'),
+        ]),
+      );
     }
     for (const archive of archives) {
       const entries = validateEntries(readArchive(archive, limits), limits);

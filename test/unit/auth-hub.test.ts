@@ -28,11 +28,24 @@ function fakeHub(tokens: Record<string, FakeToken>, delayMs = 0) {
     const known = tokens[token];
     if (!known) return new Response('{"status":403}', { status: 403 });
     if (path === '/user') {
-      return new Response(JSON.stringify({ kind: 'user', name: known.name, groups: [], admin: false, scopes: known.scopes, token_id: known.tokenId ?? null, session_id: null }), { status: 200 });
+      return new Response(
+        JSON.stringify({
+          kind: 'user',
+          name: known.name,
+          groups: [],
+          admin: false,
+          scopes: known.scopes,
+          token_id: known.tokenId ?? null,
+          session_id: null,
+        }),
+        { status: 200 },
+      );
     }
     if (path === `/users/${encodeURIComponent(known.name)}/tokens/${known.tokenId}`) {
       if (known.tokenStatus) return new Response('{}', { status: known.tokenStatus });
-      return new Response(JSON.stringify({ user: known.name, id: known.tokenId, kind: 'api_token', expires_at: known.expiresAt ?? null }), { status: 200 });
+      return new Response(JSON.stringify({ user: known.name, id: known.tokenId, kind: 'api_token', expires_at: known.expiresAt ?? null }), {
+        status: 200,
+      });
     }
     return new Response('{"status":404}', { status: 404 });
   }) as typeof globalThis.fetch;
@@ -51,7 +64,11 @@ function hubAuth(fetch: typeof globalThis.fetch, options: { cacheSeconds?: numbe
   return new HubAuth({ hubApiUrl: 'http://hub', serviceName: 'kbatch', cacheSeconds: options.cacheSeconds ?? 30, fetch, now: options.now });
 }
 const as = (token: string) => ({ authorization: `token ${token}` });
-const refused = (promise: Promise<unknown>, type: Function) => promise.then(() => assert.unreachable(), (e) => assert.instance(e, type));
+const refused = (promise: Promise<unknown>, type: Function) =>
+  promise.then(
+    () => assert.unreachable(),
+    (e) => assert.instance(e, type),
+  );
 
 const auth = suite('HubAuth resolves a token to a User');
 auth('parses token and Bearer headers, nothing else', () => {
@@ -74,12 +91,15 @@ auth('missing and invalid tokens are 401, a missing scope is 403', async () => {
   const a = hubAuth(fakeHub(tokens).fetch);
   await refused(a.authenticate({}), Unauthorized);
   await refused(a.authenticate(as('bad')), Unauthorized);
-  await a.authenticate(as('noscope')).then(() => assert.unreachable(), (e) => {
-    assert.instance(e, Forbidden);
-    assert.match((e as Error).message, /access:services!service=kbatch/);
-  });
+  await a.authenticate(as('noscope')).then(
+    () => assert.unreachable(),
+    (e) => {
+      assert.instance(e, Forbidden);
+      assert.match((e as Error).message, /access:services!service=kbatch/);
+    },
+  );
 });
-auth('a name that is not well-formed Unicode is the Hub\'s fault (5xx), never a namespace', async () => {
+auth("a name that is not well-formed Unicode is the Hub's fault (5xx), never a namespace", async () => {
   const a = hubAuth(fakeHub({ odd: { name: 'x\uD800', scopes: [kbatch] } }).fetch);
   await refused(a.authenticate(as('odd')), BadGateway);
 });
@@ -91,11 +111,14 @@ auth('coalesces concurrent lookups of one token', async () => {
 });
 auth('an unreachable Hub is a 503', async () => {
   const a = new HubAuth({ hubApiUrl: 'http://127.0.0.1:1', serviceName: 'kbatch', cacheSeconds: 60 });
-  await a.authenticate(as('x')).then(() => assert.unreachable(), (e) => {
-    assert.instance(e, Unavailable);
-    assert.is((e as Unavailable).status, 503);
-    assert.is((e as Unavailable).reason, 'Unavailable');
-  });
+  await a.authenticate(as('x')).then(
+    () => assert.unreachable(),
+    (e) => {
+      assert.instance(e, Unavailable);
+      assert.is((e as Unavailable).status, 503);
+      assert.is((e as Unavailable).reason, 'Unavailable');
+    },
+  );
 });
 auth('the local user has a namespace too', async () => {
   assert.is((await new LocalUserAuth('Zoë').authenticate()).namespace, namespaceForUser('Zoë'));
@@ -145,7 +168,9 @@ cache('a revoked token is refused once its cache entry lapses', async () => {
   await refused(a.authenticate(as('good')), Unauthorized);
 });
 cache('a token is cached no longer than it lives, when the Hub says when it expires', async () => {
-  const expiring = { e: { name: 'alice', scopes: [kbatch, 'read:tokens!user=alice'], tokenId: 'a7', expiresAt: '1970-01-01T00:00:02.500000Z' } };
+  const expiring = {
+    e: { name: 'alice', scopes: [kbatch, 'read:tokens!user=alice'], tokenId: 'a7', expiresAt: '1970-01-01T00:00:02.500000Z' },
+  };
   const hub = fakeHub(expiring);
   let now = 0;
   const a = hubAuth(hub.fetch, { cacheSeconds: 30, now: () => now });
@@ -159,7 +184,9 @@ cache('a token is cached no longer than it lives, when the Hub says when it expi
   await refused(a.authenticate(as('e')), Unauthorized);
 });
 cache('a token the Hub answers for just before it expires is refused, not cached', async () => {
-  const hub = fakeHub({ e: { name: 'alice', scopes: [kbatch, 'read:tokens!user=alice'], tokenId: 'a7', expiresAt: '1970-01-01T00:00:01Z' } });
+  const hub = fakeHub({
+    e: { name: 'alice', scopes: [kbatch, 'read:tokens!user=alice'], tokenId: 'a7', expiresAt: '1970-01-01T00:00:01Z' },
+  });
   const a = hubAuth(hub.fetch, { now: () => 1_000 });
   await refused(a.authenticate(as('e')), Unauthorized);
 });

@@ -23,7 +23,11 @@ const server = createServer((req, res) => void handler(req, res));
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
 const port = (server.address() as { port: number }).port;
 
-async function post(path: string, body: string | Uint8Array<ArrayBuffer>, headers: Record<string, string> = { 'content-type': 'application/json' }) {
+async function post(
+  path: string,
+  body: string | Uint8Array<ArrayBuffer>,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+) {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers, body });
   const text = await res.text();
   return { status: res.status, body: JSON.parse(text), headers: res.headers };
@@ -36,7 +40,15 @@ types('application/json, a +json type and a missing type (as FastAPI takes it) a
   assert.equal((await post('/json', new TextEncoder().encode('{"a":1}'), {})).body, { got: { a: 1 } });
 });
 types('text/plain, forms, XML and multipart are 415 UnsupportedMediaType, never parsed', async () => {
-  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml', 'text/xml', 'multipart/form-data; boundary=x', 'application/jsonx', 'application/json; charset=latin1']) {
+  for (const type of [
+    'text/plain',
+    'application/x-www-form-urlencoded',
+    'application/xml',
+    'text/xml',
+    'multipart/form-data; boundary=x',
+    'application/jsonx',
+    'application/json; charset=latin1',
+  ]) {
     const res = await post('/json', '{"a":1}', { 'content-type': type });
     assert.is(res.status, 415, type);
     assert.is(res.body.reason, 'UnsupportedMediaType', type);
@@ -61,7 +73,12 @@ limits('over the limit is 413 whether declared or streamed', async () => {
       controller.close();
     },
   });
-  const res = await fetch(`http://127.0.0.1:${port}/small`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: streamed, duplex: 'half' } as RequestInit);
+  const res = await fetch(`http://127.0.0.1:${port}/small`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: streamed,
+    duplex: 'half',
+  } as RequestInit);
   assert.is(res.status, 413);
   assert.is(((await res.json()) as { reason: string }).reason, 'PayloadTooLarge');
 });
@@ -98,19 +115,22 @@ order('a refusal before reading a large body is answered, then the rest is drain
   const result = await new Promise<{ status: number; body: string; connection: string | undefined; errors: string[] }>((resolve) => {
     const errors: string[] = [];
     let response: { status: number; body: string; connection: string | undefined } | undefined;
-    const req = request({ port, method: 'POST', path: '/private', headers: { 'content-type': 'application/json', 'content-length': 32 * 1024 * 1024 } }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => {
-        response = { status: res.statusCode!, body, connection: res.headers.connection };
-        // Node's client stops sending once a keep-alive answer is complete; the server's drain ends
-        // when it goes. What matters is that the answer arrived whole, with no reset before it.
-        setTimeout(() => {
-          resolve({ ...response!, errors });
-          req.destroy();
-        }, 50);
-      });
-    });
+    const req = request(
+      { port, method: 'POST', path: '/private', headers: { 'content-type': 'application/json', 'content-length': 32 * 1024 * 1024 } },
+      (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => {
+          response = { status: res.statusCode!, body, connection: res.headers.connection };
+          // Node's client stops sending once a keep-alive answer is complete; the server's drain ends
+          // when it goes. What matters is that the answer arrived whole, with no reset before it.
+          setTimeout(() => {
+            resolve({ ...response!, errors });
+            req.destroy();
+          }, 50);
+        });
+      },
+    );
     req.on('error', (error) => errors.push(error.message));
     req.on('close', () => resolve({ ...(response ?? { status: 0, body: '', connection: undefined }), errors }));
     const chunk = Buffer.alloc(1024 * 1024, 0x20);

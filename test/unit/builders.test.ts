@@ -34,7 +34,10 @@ job('puts the job in the user namespace with user label and annotation', () => {
 job('keeps every env value in the Secret, none in the Job', () => {
   const { job, secret } = build({ image: 'python', env: { API_KEY: 'hunter2' } });
   const env = job.spec!.template.spec!.containers[0]!.env!;
-  assert.equal(env.map((e) => e.name), ['API_KEY', 'DASK_GATEWAY', 'JUPYTER_IMAGE', 'JUPYTER_IMAGE_SPEC', 'JUPYTERHUB_API_TOKEN']);
+  assert.equal(
+    env.map((e) => e.name),
+    ['API_KEY', 'DASK_GATEWAY', 'JUPYTER_IMAGE', 'JUPYTER_IMAGE_SPEC', 'JUPYTERHUB_API_TOKEN'],
+  );
   assert.ok(env.every((e) => e.value === undefined && e.valueFrom?.secretKeyRef?.name === 'train-abcde'));
   assert.is(Buffer.from(secret.data!.API_KEY!, 'base64').toString(), 'hunter2');
   assert.is(Buffer.from(secret.data!.JUPYTERHUB_API_TOKEN!, 'base64').toString(), 'secret-token');
@@ -50,7 +53,10 @@ job('runs in /code with an unpacking init container for a ConfigMap upload', () 
   assert.is(pod.automountServiceAccountToken, false);
 });
 job('copies a PVC upload into the job scratch dir', () => {
-  const { volumes, initContainers } = codeVolumesFor({ kind: 'pvc', namespace: 'ns', claim: 'kbatch-uploads', path: 'abc', configMaps: [] }, 'busybox');
+  const { volumes, initContainers } = codeVolumesFor(
+    { kind: 'pvc', namespace: 'ns', claim: 'kbatch-uploads', path: 'abc', configMaps: [] },
+    'busybox',
+  );
   assert.is(volumes[1]!.persistentVolumeClaim!.claimName, 'kbatch-uploads');
   assert.match(initContainers[0]!.command!.join(' '), /cp -a "\/uploads\/abc\/\." \/code/);
 });
@@ -60,7 +66,10 @@ job('applies a profile, user resources winning', () => {
   assert.is(pod.containers[0]!.image, 'pytorch:latest');
   assert.equal(pod.containers[0]!.resources, { requests: { cpu: '4' }, limits: { 'nvidia.com/gpu': '1' } });
   assert.is(pod.tolerations![0]!.key, 'nvidia.com/gpu');
-  assert.is(pod.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchExpressions![0]!.key, 'kind');
+  assert.is(
+    pod.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchExpressions![0]!.key,
+    'kind',
+  );
 });
 job('unknown profile is a 400 listing the known ones', () => {
   assert.throws(() => build({ profile: 'nope', image: 'x' }), /unknown profile "nope" \(available: gpu\)/);
@@ -113,12 +122,18 @@ export type { V1Job };
 const cronSuite = suite('buildCronJobObjects');
 cronSuite('wraps the same job template and validates the schedule', async () => {
   const { buildCronJobObjects } = await import('../../lib/k8s/builders.ts');
-  const { cronJob, secret } = buildCronJobObjects(parseJobSpec({ name: 'nightly', image: 'python' }), '@daily', user, 'nightly-abcde', { settings, profiles });
+  const { cronJob, secret } = buildCronJobObjects(parseJobSpec({ name: 'nightly', image: 'python' }), '@daily', user, 'nightly-abcde', {
+    settings,
+    profiles,
+  });
   assert.is(cronJob.spec!.schedule, '@daily');
   assert.is(cronJob.spec!.concurrencyPolicy, 'Forbid');
   assert.is(cronJob.spec!.jobTemplate.spec!.template.spec!.containers[0]!.env![0]!.valueFrom!.secretKeyRef!.name, 'nightly-abcde');
   assert.is(secret.metadata!.name, 'nightly-abcde');
-  assert.throws(() => buildCronJobObjects(parseJobSpec({ name: 'x', image: 'p' }), 'every day', user, 'x-abcde', { settings, profiles }), /schedule: "every day" is not a cron expression/);
+  assert.throws(
+    () => buildCronJobObjects(parseJobSpec({ name: 'x', image: 'p' }), 'every day', user, 'x-abcde', { settings, profiles }),
+    /schedule: "every day" is not a cron expression/,
+  );
 });
 cronSuite.run();
 
@@ -126,7 +141,12 @@ const abandoned = suite('isAbandonedUpload');
 abandoned('only expired uploads that no job owns', async () => {
   const { isAbandonedUpload } = await import('../../lib/k8s/builders.ts');
   const now = new Date('2026-01-02T00:00:00Z');
-  const upload = (expires: string, owned = false) => ({ metadata: { annotations: { 'kbatch.jupyter.org/upload-expires': expires }, ownerReferences: owned ? [{ apiVersion: 'batch/v1', kind: 'Job', name: 'j', uid: 'u' }] : undefined } });
+  const upload = (expires: string, owned = false) => ({
+    metadata: {
+      annotations: { 'kbatch.jupyter.org/upload-expires': expires },
+      ownerReferences: owned ? [{ apiVersion: 'batch/v1', kind: 'Job', name: 'j', uid: 'u' }] : undefined,
+    },
+  });
   assert.ok(isAbandonedUpload(upload('2026-01-01T00:00:00Z'), now));
   assert.not.ok(isAbandonedUpload(upload('2026-01-03T00:00:00Z'), now));
   assert.not.ok(isAbandonedUpload(upload('2026-01-01T00:00:00Z', true), now));
@@ -137,11 +157,17 @@ abandoned.run();
 const writer = suite('buildUploadWriterJob');
 writer('unpacks the chunks atomically and sweeps directories older than the upload TTL', async () => {
   const { buildUploadWriterJob } = await import('../../lib/k8s/builders.ts');
-  const job = buildUploadWriterJob({ name: 'alice', namespace: 'kbatch-alice' }, 'kbatch-upload-x', ['c0', 'c1'], 'abc', { helperImage: 'busybox', uploadTtlSeconds: 86400 });
+  const job = buildUploadWriterJob({ name: 'alice', namespace: 'kbatch-alice' }, 'kbatch-upload-x', ['c0', 'c1'], 'abc', {
+    helperImage: 'busybox',
+    uploadTtlSeconds: 86400,
+  });
   const script = job.spec!.template.spec!.containers[0]!.command!.join(' ');
   assert.match(script, /find \/uploads -mindepth 1 -maxdepth 1 -mmin \+1500 -exec rm -rf/);
   assert.match(script, /cat \/chunks\/\*\/part \| tar -xzf - -C "\/uploads\/abc.partial"; mv "\/uploads\/abc.partial" "\/uploads\/abc"/);
-  assert.equal(job.spec!.template.spec!.volumes!.map((v) => v.name), ['uploads', 'chunk-0', 'chunk-1']);
+  assert.equal(
+    job.spec!.template.spec!.volumes!.map((v) => v.name),
+    ['uploads', 'chunk-0', 'chunk-1'],
+  );
 });
 writer.run();
 
@@ -158,7 +184,11 @@ owned('ownedBy puts the owner reference into the object itself, leaving the orig
 });
 owned('code sent with a submit is owned by its Job and never looks unclaimed to the sweep', async () => {
   const { buildCodeConfigMap, isAbandonedUpload } = await import('../../lib/k8s/builders.ts');
-  const configMap = buildCodeConfigMap(aliceOwner, 'kbatch-code-train-abcde', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, ownerRef: jobOwner });
+  const configMap = buildCodeConfigMap(aliceOwner, 'kbatch-code-train-abcde', Buffer.from('x'), {
+    sha256: 'a'.repeat(64),
+    files: 1,
+    ownerRef: jobOwner,
+  });
   assert.equal(configMap.metadata!.ownerReferences, [jobOwner]);
   assert.is(configMap.metadata!.labels!['kbatch.jupyter.org/unclaimed-upload'], undefined);
   assert.is(configMap.metadata!.annotations!['kbatch.jupyter.org/upload-expires'], undefined);
@@ -171,16 +201,31 @@ owned('a standalone upload is labelled unclaimed and carries its expiry; a chunk
   assert.is(configMap.metadata!.labels!['kbatch.jupyter.org/unclaimed-upload'], 'true');
   assert.is(configMap.metadata!.ownerReferences, undefined);
   assert.ok(isAbandonedUpload(configMap, new Date('2026-01-02T00:00:00Z')));
-  const chunk = buildCodeConfigMap(aliceOwner, 'kbatch-code-x-0000', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, ownerRef: jobOwner, key: 'part' });
+  const chunk = buildCodeConfigMap(aliceOwner, 'kbatch-code-x-0000', Buffer.from('x'), {
+    sha256: 'a'.repeat(64),
+    files: 1,
+    ownerRef: jobOwner,
+    key: 'part',
+  });
   assert.equal(Object.keys(chunk.binaryData!), ['part']);
 });
 owned('a writer Job is owned by the submitted Job and bounded by a deadline, so an interrupted one is collected', async () => {
   const { buildUploadWriterJob } = await import('../../lib/k8s/builders.ts');
-  const writer = buildUploadWriterJob(aliceOwner, 'kbatch-upload-train-abcde', ['c0'], 'train-abcde', { helperImage: 'busybox', uploadTtlSeconds: 86400 }, jobOwner);
+  const writer = buildUploadWriterJob(
+    aliceOwner,
+    'kbatch-upload-train-abcde',
+    ['c0'],
+    'train-abcde',
+    { helperImage: 'busybox', uploadTtlSeconds: 86400 },
+    jobOwner,
+  );
   assert.equal(writer.metadata!.ownerReferences, [jobOwner]);
   assert.is(writer.spec!.activeDeadlineSeconds, 600);
   assert.ok(writer.spec!.ttlSecondsAfterFinished! > 0);
-  assert.is(buildUploadWriterJob(aliceOwner, 'w', ['c0'], 'p', { helperImage: 'busybox', uploadTtlSeconds: 60 }).metadata!.ownerReferences, undefined);
+  assert.is(
+    buildUploadWriterJob(aliceOwner, 'w', ['c0'], 'p', { helperImage: 'busybox', uploadTtlSeconds: 60 }).metadata!.ownerReferences,
+    undefined,
+  );
 });
 owned.run();
 
@@ -208,7 +253,11 @@ keys('is stable for a retry, distinct across users, keys and requests', async ()
 keys('a CronJob carries the key, the Jobs it starts do not', async () => {
   const { buildCronJobObjects, idempotencyFor } = await import('../../lib/k8s/builders.ts');
   const idempotency = idempotencyFor('alice', 'k', {});
-  const { cronJob } = buildCronJobObjects(parseJobSpec({ name: 'nightly', image: 'python' }), '@daily', user, 'nightly-abcde', { settings, profiles, idempotency });
+  const { cronJob } = buildCronJobObjects(parseJobSpec({ name: 'nightly', image: 'python' }), '@daily', user, 'nightly-abcde', {
+    settings,
+    profiles,
+    idempotency,
+  });
   assert.is(cronJob.metadata!.labels!['kbatch.jupyter.org/idempotency-key'], idempotency.label);
   assert.is(cronJob.spec!.jobTemplate.metadata!.labels!['kbatch.jupyter.org/idempotency-key'], undefined);
   assert.is(cronJob.spec!.jobTemplate.metadata!.annotations!['kbatch.jupyter.org/request-sha256'], undefined);

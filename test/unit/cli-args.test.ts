@@ -16,7 +16,11 @@ function memoryIo(env: Record<string, string> = {}) {
   let stdout = '';
   let stderr = '';
   return {
-    io: { stdout: { write: (t: string) => void (stdout += t), isTTY: false }, stderr: { write: (t: string) => void (stderr += t), isTTY: false }, env: { XDG_CONFIG_HOME: '/nonexistent-kbatch-test', ...env } },
+    io: {
+      stdout: { write: (t: string) => void (stdout += t), isTTY: false },
+      stderr: { write: (t: string) => void (stderr += t), isTTY: false },
+      env: { XDG_CONFIG_HOME: '/nonexistent-kbatch-test', ...env },
+    },
     out: () => stdout,
     err: () => stderr,
   };
@@ -37,7 +41,10 @@ parsing('booleans: plain, negated, aliased, with an explicit value', () => {
   assert.is(parseArgs(['--stream'], specs).flag('follow'), true);
   assert.is(parseArgs(['--follow', '--no-follow'], specs).flag('follow'), false);
   assert.is(parseArgs(['--follow=false'], specs).flag('follow'), false);
-  assert.throws(() => parseArgs(['--follow=maybe'], specs), (e: unknown) => e instanceof UsageError);
+  assert.throws(
+    () => parseArgs(['--follow=maybe'], specs),
+    (e: unknown) => e instanceof UsageError,
+  );
 });
 parsing('aliases land on the canonical name', () => {
   assert.is(parseArgs(['--kbatch-url', 'http://x/'], specs).string('url'), 'http://x/');
@@ -59,11 +66,24 @@ parsing('integers are checked against their bounds', () => {
 parsing.run();
 
 const durations = suite('durations');
-for (const [raw, seconds] of [['90', 90], ['90s', 90], ['15m', 900], ['2h', 7200], ['1d', 86400], ['1h30m', 5400], ['1.5h', 5400]] as const) {
+for (const [raw, seconds] of [
+  ['90', 90],
+  ['90s', 90],
+  ['15m', 900],
+  ['2h', 7200],
+  ['1d', 86400],
+  ['1h30m', 5400],
+  ['1.5h', 5400],
+] as const) {
   durations(`${raw} is ${seconds}s`, () => assert.is(parseDuration(raw, '--timeout'), seconds));
 }
 for (const bad of ['', 'soon', '5x', '1h 30m', '-5m']) {
-  durations(`"${bad}" is a usage error`, () => assert.throws(() => parseDuration(bad, '--timeout'), (e: unknown) => e instanceof UsageError));
+  durations(`"${bad}" is a usage error`, () =>
+    assert.throws(
+      () => parseDuration(bad, '--timeout'),
+      (e: unknown) => e instanceof UsageError,
+    ),
+  );
 }
 durations.run();
 
@@ -74,7 +94,20 @@ commands('no arguments prints the top-level help and exits 0', async () => {
   assert.match(m.out(), /Usage: kbatch COMMAND/);
   assert.match(m.out(), /configure/);
 });
-for (const argv of [['--help'], ['job', '-h'], ['job', 'submit', '--help'], ['job', 'logs', '-h'], ['job', 'list', '--help'], ['job', 'show', '-h'], ['job', 'delete', '-h'], ['job', 'wait', '-h'], ['profiles', '-h'], ['configure', '--help'], ['login', '--help'], ['version', '--help']]) {
+for (const argv of [
+  ['--help'],
+  ['job', '-h'],
+  ['job', 'submit', '--help'],
+  ['job', 'logs', '-h'],
+  ['job', 'list', '--help'],
+  ['job', 'show', '-h'],
+  ['job', 'delete', '-h'],
+  ['job', 'wait', '-h'],
+  ['profiles', '-h'],
+  ['configure', '--help'],
+  ['login', '--help'],
+  ['version', '--help'],
+]) {
   commands(`kbatch ${argv.join(' ')} prints help and exits 0`, async () => {
     const m = memoryIo();
     assert.is(await runCli(argv, m.io), 0);

@@ -16,7 +16,11 @@ interface Seen {
 }
 
 /** A stand-in server answering each request with a fixed status and body, recording what it got. */
-async function cannedServer(status: number, body: unknown, contentType = 'application/json'): Promise<{ server: Server; url: string; seen: Seen[] }> {
+async function cannedServer(
+  status: number,
+  body: unknown,
+  contentType = 'application/json',
+): Promise<{ server: Server; url: string; seen: Seen[] }> {
   const seen: Seen[] = [];
   const server = createServer((req, res) => {
     seen.push({ method: req.method!, url: req.url!, headers: req.headers });
@@ -73,22 +77,109 @@ requests.run();
 const errors = suite('HTTP errors become one actionable message and exit 1, chosen by reason');
 const body = (status: number, reason: string, detail: string, field?: string) => ({ detail, status, reason, ...(field ? { field } : {}) });
 const cases: [string, number, unknown, string[], RegExp[]][] = [
-  ['Unauthorized', 401, body(401, 'Unauthorized', 'Invalid or expired JupyterHub token'), ['job', 'list'], [/not logged in or token invalid \(HTTP 401: Invalid or expired JupyterHub token\)/, /hint: run kbatch configure --token TOKEN, or set \$JUPYTERHUB_API_TOKEN/]],
-  ['Forbidden', 403, body(403, 'Forbidden', 'Token for user carol lacks the scope access:services!service=kbatch'), ['job', 'list'], [/permission denied \(HTTP 403\): Token for user carol/, /hint: .*access:services!service=kbatch/]],
-  ['NamespaceOwnedByOther', 403, body(403, 'NamespaceOwnedByOther', 'namespace kbatch-x belongs to another user'), ['job', 'list'], [/permission denied \(HTTP 403\): namespace kbatch-x belongs/, /hint: .*ask your Hub admin/]],
-  ['NotFound on a job', 404, body(404, 'NotFound', 'jobs.batch "ghost" not found'), ['job', 'show', 'ghost'], [/kbatch: job ghost not found/, /jobs\.batch "ghost" not found/]],
-  ['NoRoute', 404, body(404, 'NoRoute', 'No route for GET /x/api/v1/jobs'), ['job', 'list'], [/not found at http/, /hint: check the kbatch URL/]],
-  ['NoPods', 404, body(404, 'NoPods', 'No pods found for job j yet; it is still pending'), ['job', 'logs', 'j'], [/kbatch: No pods found for job j yet/, /hint: see why with kbatch job show j/]],
-  ['Conflict', 409, body(409, 'Conflict', 'job x already exists'), ['job', 'submit', '-n', 'x', '--image', 'i'], [/conflict \(HTTP 409\): job x already exists/]],
-  ['UploadTooLarge', 413, body(413, 'UploadTooLarge', 'Upload is larger than 268435456 bytes'), ['job', 'submit', '-n', 'x', '--image', 'i'], [/upload too large \(HTTP 413\): Upload is larger than 268435456 bytes/, /hint: leave large data out of --code/]],
-  ['BadRequest with a field', 400, body(400, 'BadRequest', 'image: must be a non-empty image reference without spaces', 'image'), ['job', 'submit', '-n', 'x', '--image', 'i'], [/invalid request \(HTTP 400\): image: must be/]],
+  [
+    'Unauthorized',
+    401,
+    body(401, 'Unauthorized', 'Invalid or expired JupyterHub token'),
+    ['job', 'list'],
+    [
+      /not logged in or token invalid \(HTTP 401: Invalid or expired JupyterHub token\)/,
+      /hint: run kbatch configure --token TOKEN, or set \$JUPYTERHUB_API_TOKEN/,
+    ],
+  ],
+  [
+    'Forbidden',
+    403,
+    body(403, 'Forbidden', 'Token for user carol lacks the scope access:services!service=kbatch'),
+    ['job', 'list'],
+    [/permission denied \(HTTP 403\): Token for user carol/, /hint: .*access:services!service=kbatch/],
+  ],
+  [
+    'NamespaceOwnedByOther',
+    403,
+    body(403, 'NamespaceOwnedByOther', 'namespace kbatch-x belongs to another user'),
+    ['job', 'list'],
+    [/permission denied \(HTTP 403\): namespace kbatch-x belongs/, /hint: .*ask your Hub admin/],
+  ],
+  [
+    'NotFound on a job',
+    404,
+    body(404, 'NotFound', 'jobs.batch "ghost" not found'),
+    ['job', 'show', 'ghost'],
+    [/kbatch: job ghost not found/, /jobs\.batch "ghost" not found/],
+  ],
+  [
+    'NoRoute',
+    404,
+    body(404, 'NoRoute', 'No route for GET /x/api/v1/jobs'),
+    ['job', 'list'],
+    [/not found at http/, /hint: check the kbatch URL/],
+  ],
+  [
+    'NoPods',
+    404,
+    body(404, 'NoPods', 'No pods found for job j yet; it is still pending'),
+    ['job', 'logs', 'j'],
+    [/kbatch: No pods found for job j yet/, /hint: see why with kbatch job show j/],
+  ],
+  [
+    'Conflict',
+    409,
+    body(409, 'Conflict', 'job x already exists'),
+    ['job', 'submit', '-n', 'x', '--image', 'i'],
+    [/conflict \(HTTP 409\): job x already exists/],
+  ],
+  [
+    'UploadTooLarge',
+    413,
+    body(413, 'UploadTooLarge', 'Upload is larger than 268435456 bytes'),
+    ['job', 'submit', '-n', 'x', '--image', 'i'],
+    [/upload too large \(HTTP 413\): Upload is larger than 268435456 bytes/, /hint: leave large data out of --code/],
+  ],
+  [
+    'BadRequest with a field',
+    400,
+    body(400, 'BadRequest', 'image: must be a non-empty image reference without spaces', 'image'),
+    ['job', 'submit', '-n', 'x', '--image', 'i'],
+    [/invalid request \(HTTP 400\): image: must be/],
+  ],
   ['Internal', 500, body(500, 'Internal', 'Internal server error'), ['job', 'list'], [/server error \(HTTP 500\): Internal server error/]],
-  ['Unavailable', 503, body(503, 'Unavailable', 'JupyterHub API unreachable at http://hub'), ['job', 'list'], [/kbatch is unavailable \(HTTP 503\): JupyterHub API unreachable/, /hint: .*try again in a minute/]],
+  [
+    'Unavailable',
+    503,
+    body(503, 'Unavailable', 'JupyterHub API unreachable at http://hub'),
+    ['job', 'list'],
+    [/kbatch is unavailable \(HTTP 503\): JupyterHub API unreachable/, /hint: .*try again in a minute/],
+  ],
   // The reason decides, never the prose: these details would fool the old message regexes.
-  ['NotFound whose detail reads like a missing route', 404, body(404, 'NotFound', 'No route for this job'), ['job', 'show', 'ghost'], [/kbatch: job ghost not found \(HTTP 404: No route for this job\)/]],
-  ['NoRoute whose detail reads like missing pods', 404, body(404, 'NoRoute', 'No pods found'), ['job', 'logs', 'j'], [/not found at http/, /hint: check the kbatch URL/]],
-  ['an older server\'s 404 without a reason, about a named job', 404, { detail: 'jobs.batch "ghost" not found', status: 404 }, ['job', 'show', 'ghost'], [/kbatch: job ghost not found/]],
-  ['a reason this CLI does not know yet falls back on the status', 403, body(403, 'SomethingNew', 'new refusal'), ['job', 'list'], [/permission denied \(HTTP 403\): new refusal/]],
+  [
+    'NotFound whose detail reads like a missing route',
+    404,
+    body(404, 'NotFound', 'No route for this job'),
+    ['job', 'show', 'ghost'],
+    [/kbatch: job ghost not found \(HTTP 404: No route for this job\)/],
+  ],
+  [
+    'NoRoute whose detail reads like missing pods',
+    404,
+    body(404, 'NoRoute', 'No pods found'),
+    ['job', 'logs', 'j'],
+    [/not found at http/, /hint: check the kbatch URL/],
+  ],
+  [
+    "an older server's 404 without a reason, about a named job",
+    404,
+    { detail: 'jobs.batch "ghost" not found', status: 404 },
+    ['job', 'show', 'ghost'],
+    [/kbatch: job ghost not found/],
+  ],
+  [
+    'a reason this CLI does not know yet falls back on the status',
+    403,
+    body(403, 'SomethingNew', 'new refusal'),
+    ['job', 'list'],
+    [/permission denied \(HTTP 403\): new refusal/],
+  ],
 ];
 for (const [what, status, answer, argv, messages] of cases) {
   errors(what, async () => {
@@ -103,7 +194,7 @@ for (const [what, status, answer, argv, messages] of cases) {
     }
   });
 }
-errors('a proxy\'s HTML 404 (no reason) points at the URL', async () => {
+errors("a proxy's HTML 404 (no reason) points at the URL", async () => {
   const { server, url } = await cannedServer(404, '<html><body><h1>404 Not Found</h1></body></html>', 'text/html');
   try {
     const r = await kbatch(['job', 'show', 'ghost'], { KBATCH_URL: url });
@@ -126,7 +217,7 @@ errors('an HTML error page from a proxy is shown as text, shortened', async () =
     server.close();
   }
 });
-errors('a 200 that is not JSON (the Hub\'s login page) points at the URL', async () => {
+errors("a 200 that is not JSON (the Hub's login page) points at the URL", async () => {
   const { server, url } = await cannedServer(200, '<html><title>JupyterHub</title><body>Sign in</body></html>', 'text/html');
   try {
     const r = await kbatch(['job', 'list'], { KBATCH_URL: url });
@@ -209,8 +300,8 @@ configure('without a URL it is a usage error', async () => {
 });
 configure.run();
 
-const pages = suite('error pages that are not kbatch\'s');
-pages('the Hub\'s 503 page reads as its visible text, not its scripts', async () => {
+const pages = suite("error pages that are not kbatch's");
+pages("the Hub's 503 page reads as its visible text, not its scripts", async () => {
   const page = `<!DOCTYPE html><html><head><title>JupyterHub</title><script>require.config({ urlArgs: "v=1" });</script></head>
     <body><script>window.jhdata = {};</script><div class="error"><h1>503 : Service Unavailable</h1><p>Your server is not running.</p></div></body></html>`;
   const { server, url } = await cannedServer(503, page, 'text/html');

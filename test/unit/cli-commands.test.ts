@@ -20,7 +20,11 @@ import { answer, scripted } from './cli-fakes.ts';
 const scratch = mkdtempSync(join(tmpdir(), 'kbatch-cli-commands-'));
 process.once('exit', () => rmSync(scratch, { recursive: true, force: true }));
 
-async function kbatch(argv: string[], fetch?: FetchLike, options: { stdinTTY?: boolean; answer?: string; env?: Record<string, string> } = {}) {
+async function kbatch(
+  argv: string[],
+  fetch?: FetchLike,
+  options: { stdinTTY?: boolean; answer?: string; env?: Record<string, string> } = {},
+) {
   let stdout = '';
   let stderr = '';
   const config = mkdtempSync(join(scratch, 'config-'));
@@ -36,9 +40,23 @@ async function kbatch(argv: string[], fetch?: FetchLike, options: { stdinTTY?: b
 
 function summary(name: string, state: JobSummary['state'], labels: Record<string, string> = {}): JobSummary {
   return {
-    name, namespace: 'kbatch-alice', user: 'alice', state, image: 'busybox', command: ['true'], args: undefined,
-    createdAt: '2026-11-25T10:00:00.000Z', startedAt: undefined, finishedAt: undefined, durationSeconds: undefined,
-    completions: 1, parallelism: 1, active: 0, succeeded: 0, failed: 0, labels,
+    name,
+    namespace: 'kbatch-alice',
+    user: 'alice',
+    state,
+    image: 'busybox',
+    command: ['true'],
+    args: undefined,
+    createdAt: '2026-11-25T10:00:00.000Z',
+    startedAt: undefined,
+    finishedAt: undefined,
+    durationSeconds: undefined,
+    completions: 1,
+    parallelism: 1,
+    active: 0,
+    succeeded: 0,
+    failed: 0,
+    labels,
   };
 }
 
@@ -64,7 +82,20 @@ founding('submit --file uploads code like --code; -f is the YAML (--filename)', 
   const dir = mkdtempSync(join(scratch, 'code-'));
   writeFileSync(join(dir, 'script.sh'), 'echo hi\n');
   const { fetch, headers } = scripted([answer(201, detail({ name: 'test-abcde' }))]);
-  const r = await kbatch(['job', 'submit', '--name=test', '--image=busybox', '--command=["sh"]', `--file=${join(dir, 'script.sh')}`, '--env={"SAS_TOKEN": "secret"}', '-o', 'json'], fetch);
+  const r = await kbatch(
+    [
+      'job',
+      'submit',
+      '--name=test',
+      '--image=busybox',
+      '--command=["sh"]',
+      `--file=${join(dir, 'script.sh')}`,
+      '--env={"SAS_TOKEN": "secret"}',
+      '-o',
+      'json',
+    ],
+    fetch,
+  );
   assert.is(r.code, 0, r.stderr);
   assert.match(headers[0]!['content-type']!, /^multipart\/form-data/);
   const printed = JSON.parse(r.stdout);
@@ -75,8 +106,14 @@ founding('submit --file uploads code like --code; -f is the YAML (--filename)', 
   assert.ok(!r.stdout.includes('secret') && !r.stderr.includes('secret'), 'no env value anywhere');
 });
 founding('configure --jupyterhub-url checks the token with the Hub too and stores the URL', async () => {
-  const { fetch, urls } = scripted([answer(200, { name: 'alice', kind: 'user' }), answer(200, { name: 'alice', namespace: 'kbatch-alice' })]);
-  const r = await kbatch(['configure', '--kbatch-url=http://kbatch.test/services/kbatch', '--jupyterhub-url=http://hub.test/hub/api', '--token=t0k'], fetch);
+  const { fetch, urls } = scripted([
+    answer(200, { name: 'alice', kind: 'user' }),
+    answer(200, { name: 'alice', namespace: 'kbatch-alice' }),
+  ]);
+  const r = await kbatch(
+    ['configure', '--kbatch-url=http://kbatch.test/services/kbatch', '--jupyterhub-url=http://hub.test/hub/api', '--token=t0k'],
+    fetch,
+  );
   assert.is(r.code, 0, r.stderr);
   assert.equal(urls, ['http://hub.test/hub/api/user', 'http://kbatch.test/services/kbatch/authorized']);
   const saved = JSON.parse(readFileSync(join(r.config, 'kbatch', 'config.json'), 'utf8'));
@@ -93,7 +130,11 @@ founding.run();
 // ---------------------------------------------------------------------------------------------
 const outputs = suite('output shapes never show an env value');
 outputs('the submit summary masks every env value', () => {
-  const shown = submitSummary(detail({ name: 'x-1' }), { spec: { name: 'x', image: 'busybox', env: { A: '1', TOKEN: 'abc' } }, code: 'script.sh' }, 'http://k/');
+  const shown = submitSummary(
+    detail({ name: 'x-1' }),
+    { spec: { name: 'x', image: 'busybox', env: { A: '1', TOKEN: 'abc' } }, code: 'script.sh' },
+    'http://k/',
+  );
   assert.equal(shown.env, { A: '***', TOKEN: '***' });
   assert.is(shown.code, 'script.sh');
 });
@@ -105,7 +146,16 @@ outputs('job show lists env names, profile, resources and events, never values',
       resources: { requests: { cpu: '1' }, limits: { memory: '1Gi' } },
       labels: { team: 'ml' },
       pods: [{ name: 'j-abcde-xyz', phase: 'Pending', node: undefined, startedAt: undefined, completionIndex: undefined, containers: [] }],
-      events: [{ type: 'Warning', reason: 'FailedScheduling', message: '0/1 nodes are available: 1 Insufficient cpu.', object: 'Pod/j-abcde-xyz', count: 3, lastSeen: '2026-11-25T10:00:00.000Z' }],
+      events: [
+        {
+          type: 'Warning',
+          reason: 'FailedScheduling',
+          message: '0/1 nodes are available: 1 Insufficient cpu.',
+          object: 'Pod/j-abcde-xyz',
+          count: 3,
+          lastSeen: '2026-11-25T10:00:00.000Z',
+        },
+      ],
     }),
   );
   assert.match(text, /^Why:\s+no node can run it yet: 0\/1 nodes are available: 1 Insufficient cpu\.$/m);
@@ -120,14 +170,25 @@ outputs.run();
 
 // ---------------------------------------------------------------------------------------------
 const why = suite('why a job is pending, in one line');
-const pod = (containers: JobDetail['pods'][number]['containers'], node?: string) => ({ name: 'p', phase: 'Pending', node, startedAt: undefined, completionIndex: undefined, containers });
+const pod = (containers: JobDetail['pods'][number]['containers'], node?: string) => ({
+  name: 'p',
+  phase: 'Pending',
+  node,
+  startedAt: undefined,
+  completionIndex: undefined,
+  containers,
+});
 why('an image that cannot be pulled', () => {
-  const job = detail({ pods: [pod([{ name: 'job', state: 'waiting', reason: 'ImagePullBackOff', message: 'Back-off pulling image "nope"' }], 'n1')] });
+  const job = detail({
+    pods: [pod([{ name: 'job', state: 'waiting', reason: 'ImagePullBackOff', message: 'Back-off pulling image "nope"' }], 'n1')],
+  });
   assert.is(whyPending(job), 'ImagePullBackOff: Back-off pulling image "nope"');
 });
 why('no pod yet, and a pod that cannot be created', () => {
   assert.match(whyPending(detail())!, /no pod yet/);
-  const quota = detail({ events: [{ type: 'Warning', reason: 'FailedCreate', message: 'exceeded quota', object: 'Job/j', count: 1, lastSeen: undefined }] });
+  const quota = detail({
+    events: [{ type: 'Warning', reason: 'FailedCreate', message: 'exceeded quota', object: 'Job/j', count: 1, lastSeen: undefined }],
+  });
   assert.is(whyPending(quota), 'its pod cannot be created: exceeded quota');
 });
 why('a pod waiting for a node without an event yet; nothing for a running job', () => {
@@ -140,11 +201,26 @@ why.run();
 const finding = suite('finding jobs: state, labels, watch');
 finding('states and selectors parse and filter', () => {
   const jobs = [summary('a', 'running', { team: 'ml' }), summary('b', 'failed', { team: 'web' }), summary('c', 'running')];
-  assert.equal(filterJobs(jobs, { states: parseStates(['running']) }).map((j) => j.name), ['a', 'c']);
-  assert.equal(filterJobs(jobs, { selector: parseSelector(['team=ml']) }).map((j) => j.name), ['a']);
-  assert.equal(filterJobs(jobs, { selector: parseSelector(['team!=ml']) }).map((j) => j.name), ['b', 'c']);
-  assert.equal(filterJobs(jobs, { selector: parseSelector(['!team']) }).map((j) => j.name), ['c']);
-  assert.equal(filterJobs(jobs, { states: parseStates(['running,failed']), selector: parseSelector(['team']) }).map((j) => j.name), ['a', 'b']);
+  assert.equal(
+    filterJobs(jobs, { states: parseStates(['running']) }).map((j) => j.name),
+    ['a', 'c'],
+  );
+  assert.equal(
+    filterJobs(jobs, { selector: parseSelector(['team=ml']) }).map((j) => j.name),
+    ['a'],
+  );
+  assert.equal(
+    filterJobs(jobs, { selector: parseSelector(['team!=ml']) }).map((j) => j.name),
+    ['b', 'c'],
+  );
+  assert.equal(
+    filterJobs(jobs, { selector: parseSelector(['!team']) }).map((j) => j.name),
+    ['c'],
+  );
+  assert.equal(
+    filterJobs(jobs, { states: parseStates(['running,failed']), selector: parseSelector(['team']) }).map((j) => j.name),
+    ['a', 'b'],
+  );
   assert.throws(() => parseStates(['runing']), /not one of/);
   assert.throws(() => parseSelector(['=x']), /cannot read/);
 });
@@ -164,9 +240,16 @@ finding('-A is refused with the way to every page', async () => {
   assert.match(r.stderr, /--all-pages/);
 });
 finding('a watch prints new, changed and deleted jobs only', () => {
-  const before = new Map([['a', summary('a', 'pending')], ['b', summary('b', 'running')], ['gone', summary('gone', 'running')]]);
+  const before = new Map([
+    ['a', summary('a', 'pending')],
+    ['b', summary('b', 'running')],
+    ['gone', summary('gone', 'running')],
+  ]);
   const { changed, gone } = watchChanges(before, [summary('a', 'running'), summary('b', 'running'), summary('new', 'pending')]);
-  assert.equal(changed.map((j) => j.name), ['a', 'new']);
+  assert.equal(
+    changed.map((j) => j.name),
+    ['a', 'new'],
+  );
   assert.equal(gone, ['gone']);
 });
 finding('progress reads state, pods of N and elapsed', () => {
@@ -178,7 +261,11 @@ finding.run();
 // ---------------------------------------------------------------------------------------------
 const deleting = suite('job delete: several names, -l, --all');
 deleting('several names are deleted one by one; one failure does not stop the rest', async () => {
-  const { fetch, methods } = scripted([answer(200, { deleted: 'a' }), answer(404, { detail: 'no', status: 404, reason: 'NotFound' }), answer(200, { deleted: 'c' })]);
+  const { fetch, methods } = scripted([
+    answer(200, { deleted: 'a' }),
+    answer(404, { detail: 'no', status: 404, reason: 'NotFound' }),
+    answer(200, { deleted: 'c' }),
+  ]);
   const r = await kbatch(['job', 'delete', 'a', 'b', 'c'], fetch);
   assert.is(r.code, 1);
   assert.equal(methods, ['DELETE', 'DELETE', 'DELETE']);
@@ -222,7 +309,7 @@ help('completions: commands, aliases resolved, flags, output formats', () => {
   assert.ok(completions(commandTree, ['job', 'submit', '--fi']).includes('--filename'));
   assert.equal(completions(commandTree, ['job', 'show', '-o', '']), ['table', 'json', 'yaml', 'k8s']);
 });
-help('a usage error inside a command points at that command\'s help', async () => {
+help("a usage error inside a command points at that command's help", async () => {
   const r = await kbatch(['job', 'list', '--state', 'bogus']);
   assert.is(r.code, 2);
   assert.match(r.stderr, /^hint: run kbatch job list --help$/m);
@@ -250,8 +337,12 @@ help.run();
 
 // ---------------------------------------------------------------------------------------------
 const cron = suite('cronjob submit');
-cron('builds the CronJob manifest upstream builds, with the profile\'s image and resources', () => {
-  const manifest = cronJobManifest({ name: 'nightly', env: { A: '1' }, command: ['true'], resources: { limits: { cpu: '1' } } }, '0 2 * * *', { image: 'python', resources: { requests: { memory: '1Gi' } } }) as any;
+cron("builds the CronJob manifest upstream builds, with the profile's image and resources", () => {
+  const manifest = cronJobManifest(
+    { name: 'nightly', env: { A: '1' }, command: ['true'], resources: { limits: { cpu: '1' } } },
+    '0 2 * * *',
+    { image: 'python', resources: { requests: { memory: '1Gi' } } },
+  ) as any;
   const container = manifest.spec.jobTemplate.spec.template.spec.containers[0];
   assert.is(manifest.kind, 'CronJob');
   assert.is(manifest.spec.schedule, '0 2 * * *');
@@ -266,14 +357,22 @@ cron('its code zip unpacks on the server to the same tree, the directory on top'
   const { entries } = collectCodeEntries(dir);
   const back = readZip(writeZip(entries), { maxBytes: 1e6, maxFiles: 100 });
   const top = dir.split('/').pop();
-  assert.equal(back.map((e) => [e.path.replace(/\/$/, ''), e.type]), [[top, 'directory'], [`${top}/main.py`, 'file']]);
+  assert.equal(
+    back.map((e) => [e.path.replace(/\/$/, ''), e.type]),
+    [
+      [top, 'directory'],
+      [`${top}/main.py`, 'file'],
+    ],
+  );
   assert.is(back[1]!.data.toString(), 'print(1)\n');
 });
 cron.run();
 
 const unsupported = suite('a server without cronjob schedules');
 unsupported('cronjob suspend on the local backend says it is not available there', async () => {
-  const { fetch, urls, methods } = scripted([answer(501, { detail: 'cronjob schedules are not run by the local backend', status: 501, reason: 'NotImplemented' })]);
+  const { fetch, urls, methods } = scripted([
+    answer(501, { detail: 'cronjob schedules are not run by the local backend', status: 501, reason: 'NotImplemented' }),
+  ]);
   const r = await kbatch(['cronjob', 'suspend', 'nightly-abcde'], fetch);
   assert.is(r.code, 1);
   assert.equal([methods[0], urls[0]], ['POST', 'http://kbatch.test/services/kbatch/api/v1/cronjobs/nightly-abcde/suspend']);

@@ -26,8 +26,14 @@ urls('drops a query or fragment, which would break relative paths', () => {
   assert.is(normalizeUrl('https://h/services/kbatch?x=1#y'), 'https://h/services/kbatch/');
 });
 urls('rejects what is not an http(s) URL as a usage error', () => {
-  assert.throws(() => normalizeUrl('hub.example.org'), (e: unknown) => e instanceof UsageError);
-  assert.throws(() => normalizeUrl('file:///etc'), (e: unknown) => e instanceof UsageError);
+  assert.throws(
+    () => normalizeUrl('hub.example.org'),
+    (e: unknown) => e instanceof UsageError,
+  );
+  assert.throws(
+    () => normalizeUrl('file:///etc'),
+    (e: unknown) => e instanceof UsageError,
+  );
 });
 urls.run();
 

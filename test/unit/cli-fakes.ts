@@ -37,4 +37,3 @@ export function scripted(steps: Step[]): { fetch: FetchLike; urls: string[]; met
   };
   return { fetch, urls, methods, headers };
 }
-

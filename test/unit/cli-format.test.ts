@@ -9,18 +9,48 @@ const now = new Date('2024-05-01T12:00:00Z');
 
 function summary(overrides: Partial<JobSummary>): JobSummary {
   return {
-    name: 'hello-abcde', namespace: 'kbatch-alice', user: 'alice', state: 'succeeded', image: 'python:3.12', command: ['python', 'main.py'], args: undefined,
-    createdAt: '2024-05-01T11:55:00.000Z', startedAt: '2024-05-01T11:55:02.000Z', finishedAt: '2024-05-01T11:56:07.000Z', durationSeconds: 65,
-    completions: 1, parallelism: 1, active: 0, succeeded: 1, failed: 0, labels: {}, ...overrides,
+    name: 'hello-abcde',
+    namespace: 'kbatch-alice',
+    user: 'alice',
+    state: 'succeeded',
+    image: 'python:3.12',
+    command: ['python', 'main.py'],
+    args: undefined,
+    createdAt: '2024-05-01T11:55:00.000Z',
+    startedAt: '2024-05-01T11:55:02.000Z',
+    finishedAt: '2024-05-01T11:56:07.000Z',
+    durationSeconds: 65,
+    completions: 1,
+    parallelism: 1,
+    active: 0,
+    succeeded: 1,
+    failed: 0,
+    labels: {},
+    ...overrides,
   };
 }
 
 const tables = suite('tables');
 tables('columns are aligned two spaces apart with no trailing blanks', () => {
-  assert.is(table(['A', 'LONGER'], [['xyz', '1'], ['q', '']]), 'A    LONGER\nxyz  1\nq\n');
+  assert.is(
+    table(
+      ['A', 'LONGER'],
+      [
+        ['xyz', '1'],
+        ['q', ''],
+      ],
+    ),
+    'A    LONGER\nxyz  1\nq\n',
+  );
 });
 tables('job list shows NAME, STATE, CREATED, DURATION, IMAGE', () => {
-  const text = jobTable([summary({}), summary({ name: 'run-zzzzz', state: 'running', createdAt: '2024-05-01T09:00:00.000Z', durationSeconds: undefined, image: undefined })], now);
+  const text = jobTable(
+    [
+      summary({}),
+      summary({ name: 'run-zzzzz', state: 'running', createdAt: '2024-05-01T09:00:00.000Z', durationSeconds: undefined, image: undefined }),
+    ],
+    now,
+  );
   assert.is(
     text,
     'NAME         STATE      CREATED  DURATION  IMAGE\n' +
@@ -32,7 +62,14 @@ tables('an array job shows its progress in STATE', () => {
   assert.match(jobTable([summary({ state: 'running', completions: 10, succeeded: 3 })], now), /running 3\/10/);
 });
 tables('profiles show image, requests and limits', () => {
-  const text = profileTable({ small: { image: 'python:3.12-slim', description: 'A small CPU job', resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } } }, bare: {} });
+  const text = profileTable({
+    small: {
+      image: 'python:3.12-slim',
+      description: 'A small CPU job',
+      resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } },
+    },
+    bare: {},
+  });
   assert.match(text, /^NAME +IMAGE +REQUESTS +LIMITS +DESCRIPTION\n/);
   assert.match(text, /small +python:3.12-slim +cpu=250m,memory=256Mi +memory=512Mi +A small CPU job/);
   assert.match(text, /bare +- +- +-/);
@@ -40,8 +77,19 @@ tables('profiles show image, requests and limits', () => {
 tables('job show lists fields, conditions and pods', () => {
   const job: JobDetail = {
     ...summary({ state: 'failed', labels: { team: 'ml', 'kbatch.jupyter.org/username': 'alice' } }),
-    conditions: [{ type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit' }],
-    pods: [{ name: 'hello-abcde-x1y2z', phase: 'Failed', node: 'n1', startedAt: '2024-05-01T11:55:02.000Z', completionIndex: undefined, containers: [{ name: 'job', state: 'terminated', reason: 'Error', exitCode: 3 }] }],
+    conditions: [
+      { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit' },
+    ],
+    pods: [
+      {
+        name: 'hello-abcde-x1y2z',
+        phase: 'Failed',
+        node: 'n1',
+        startedAt: '2024-05-01T11:55:02.000Z',
+        completionIndex: undefined,
+        containers: [{ name: 'job', state: 'terminated', reason: 'Error', exitCode: 3 }],
+      },
+    ],
   };
   const text = jobDetailText(job, now);
   assert.match(text, /^Name: +hello-abcde$/m);
@@ -54,7 +102,15 @@ tables('job show lists fields, conditions and pods', () => {
 tables.run();
 
 const times = suite('times and sizes');
-for (const [seconds, text] of [[0, '0s'], [42, '42s'], [65, '1m 5s'], [3600, '1h'], [7325, '2h 2m'], [90061, '1d 1h'], [undefined, '-']] as const) {
+for (const [seconds, text] of [
+  [0, '0s'],
+  [42, '42s'],
+  [65, '1m 5s'],
+  [3600, '1h'],
+  [7325, '2h 2m'],
+  [90061, '1d 1h'],
+  [undefined, '-'],
+] as const) {
   times(`${seconds}s reads as ${text}`, () => assert.is(humanDuration(seconds), text));
 }
 times('relative ages', () => {

@@ -14,10 +14,13 @@ async function serve(listener: RequestListener): Promise<{ server: Server; url: 
 }
 
 /** 16 MiB in 64 KiB chunks, as an upload streams. */
-const bigBody = () => Readable.from((function* () {
-  const chunk = randomBytes(64 * 1024);
-  for (let i = 0; i < 256; i++) yield chunk;
-})());
+const bigBody = () =>
+  Readable.from(
+    (function* () {
+      const chunk = randomBytes(64 * 1024);
+      for (let i = 0; i < 256; i++) yield chunk;
+    })(),
+  );
 
 const uploads = suite('the transport under an upload the server gives up on');
 uploads('an answer, then the socket cut while the body is still going: the answer is read, nothing crashes', async () => {
@@ -90,7 +93,9 @@ framing('a JSON body is sent with its length, not chunked', async () => {
     req.on('end', () => res.end('{}'));
   });
   try {
-    await (await nodeFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.from('{"name":"é"}') })).text();
+    await (
+      await nodeFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.from('{"name":"é"}') })
+    ).text();
     assert.is(seen['content-length'], String(Buffer.byteLength('{"name":"é"}')));
     assert.is(seen['transfer-encoding'], undefined);
   } finally {

@@ -20,12 +20,63 @@ function yamlFile(text: string): string {
 
 const flags = suite('job submit flags become a JobSpec');
 flags('the upstream flags', () => {
-  const plan = buildSubmitPlan(args('-n', 'hello', '--image', 'python:3.12', '--command', '["python","main.py"]', '--args', '["--epochs", "3"]', '-e', '{"A":"1","B":2}', '-c', './src', '-p', 'small'));
-  assert.equal(plan.spec, { name: 'hello', image: 'python:3.12', profile: 'small', command: ['python', 'main.py'], args: ['--epochs', '3'], env: { A: '1', B: '2' } });
+  const plan = buildSubmitPlan(
+    args(
+      '-n',
+      'hello',
+      '--image',
+      'python:3.12',
+      '--command',
+      '["python","main.py"]',
+      '--args',
+      '["--epochs", "3"]',
+      '-e',
+      '{"A":"1","B":2}',
+      '-c',
+      './src',
+      '-p',
+      'small',
+    ),
+  );
+  assert.equal(plan.spec, {
+    name: 'hello',
+    image: 'python:3.12',
+    profile: 'small',
+    command: ['python', 'main.py'],
+    args: ['--epochs', '3'],
+    env: { A: '1', B: '2' },
+  });
   assert.is(plan.code, './src');
 });
 flags('our extra flags map to the server fields', () => {
-  const plan = buildSubmitPlan(args('-n', 'arr', '--image', 'x', '--cpu', '2', '--memory', '4Gi', '--gpu', '1', '--array', '10', '--parallelism', '3', '--retries', '2', '--timeout', '2h', '--ttl', '600', '--label', 'team=ml', '-l', 'exp=7'));
+  const plan = buildSubmitPlan(
+    args(
+      '-n',
+      'arr',
+      '--image',
+      'x',
+      '--cpu',
+      '2',
+      '--memory',
+      '4Gi',
+      '--gpu',
+      '1',
+      '--array',
+      '10',
+      '--parallelism',
+      '3',
+      '--retries',
+      '2',
+      '--timeout',
+      '2h',
+      '--ttl',
+      '600',
+      '--label',
+      'team=ml',
+      '-l',
+      'exp=7',
+    ),
+  );
   assert.equal(plan.spec, {
     name: 'arr',
     image: 'x',
@@ -39,7 +90,30 @@ flags('our extra flags map to the server fields', () => {
   });
 });
 flags('every spec the CLI builds passes the server validator', () => {
-  const plan = buildSubmitPlan(args('-n', 'arr', '--image', 'x', '--cpu', '500m', '--memory', '1Gi', '--array', '4', '--retries', '1', '--timeout', '90m', '--ttl', '1d', '-l', 'a=b', '-e', 'X=1'));
+  const plan = buildSubmitPlan(
+    args(
+      '-n',
+      'arr',
+      '--image',
+      'x',
+      '--cpu',
+      '500m',
+      '--memory',
+      '1Gi',
+      '--array',
+      '4',
+      '--retries',
+      '1',
+      '--timeout',
+      '90m',
+      '--ttl',
+      '1d',
+      '-l',
+      'a=b',
+      '-e',
+      'X=1',
+    ),
+  );
   assert.equal(parseJobSpec(JSON.parse(JSON.stringify(plan.spec))), plan.spec);
 });
 flags('--env takes KEY=VALUE (repeatable, = allowed in values) and JSON, later wins', () => {
@@ -50,9 +124,18 @@ flags('a profile alone is enough: it may set the image', () => {
   assert.equal(buildSubmitPlan(args('-n', 'g', '-p', 'gpu')).spec, { name: 'g', profile: 'gpu' });
 });
 flags('bad numbers are usage errors', () => {
-  assert.throws(() => buildSubmitPlan(args('-n', 'a', '--image', 'x', '--array', 'many')), (e: unknown) => e instanceof UsageError);
-  assert.throws(() => buildSubmitPlan(args('-n', 'a', '--image', 'x', '--retries', '-1')), (e: unknown) => e instanceof UsageError);
-  assert.throws(() => buildSubmitPlan(args('-n', 'a', '--image', 'x', '--timeout', 'forever')), (e: unknown) => e instanceof UsageError);
+  assert.throws(
+    () => buildSubmitPlan(args('-n', 'a', '--image', 'x', '--array', 'many')),
+    (e: unknown) => e instanceof UsageError,
+  );
+  assert.throws(
+    () => buildSubmitPlan(args('-n', 'a', '--image', 'x', '--retries', '-1')),
+    (e: unknown) => e instanceof UsageError,
+  );
+  assert.throws(
+    () => buildSubmitPlan(args('-n', 'a', '--image', 'x', '--timeout', 'forever')),
+    (e: unknown) => e instanceof UsageError,
+  );
 });
 flags.run();
 
@@ -113,6 +196,9 @@ files('unknown keys and bad shapes are usage errors naming the problem', () => {
   assert.throws(() => readJobFile(yamlFile('- a\n- b\n')), /must be a mapping/);
   assert.throws(() => readJobFile(yamlFile('name: [unclosed\n')), /not valid YAML/);
   assert.throws(() => readJobFile('/no/such/job.yaml'), /cannot read/);
-  assert.throws(() => buildSubmitPlan(args(), readJobFile(yamlFile('name: a\nimage: x\ncommand: python main.py\n'))), /command must be a list/);
+  assert.throws(
+    () => buildSubmitPlan(args(), readJobFile(yamlFile('name: a\nimage: x\ncommand: python main.py\n'))),
+    /command must be a list/,
+  );
 });
 files.run();

@@ -21,7 +21,8 @@ lines('a pod prefix, the stamp and the text are split apart', () => {
 lines.run();
 
 const cursor = suite('the resume cursor');
-const at = (ms: number, text: string, prefix = '') => parseLogLine(`${prefix}${new Date(Date.UTC(2024, 4, 1, 12) + ms).toISOString()} ${text}`)!;
+const at = (ms: number, text: string, prefix = '') =>
+  parseLogLine(`${prefix}${new Date(Date.UTC(2024, 4, 1, 12) + ms).toISOString()} ${text}`)!;
 cursor('drops what was already printed, including lines that share the last timestamp', () => {
   const c = new LogCursor();
   for (const l of [at(0, 'a'), at(10, 'b'), at(10, 'c')]) assert.ok(c.accept(l));
@@ -72,7 +73,11 @@ const all = [
   [300, 'five'],
   [400, 'six'],
 ] as const;
-const logText = (from = 0) => all.filter(([ms]) => ms >= from).map(([ms, text]) => `${stamp(ms)} ${text}\n`).join('');
+const logText = (from = 0) =>
+  all
+    .filter(([ms]) => ms >= from)
+    .map(([ms, text]) => `${stamp(ms)} ${text}\n`)
+    .join('');
 
 function collect() {
   let text = '';
@@ -92,7 +97,9 @@ plain('prints the body as sent, passing the options through', async () => {
   }
 });
 plain('a stream the server aborted is an error after the lines that did arrive', async () => {
-  const { server, client } = await fakeServer((_req, res) => res.end('a\n\n[kbatch] stream aborted: Kubernetes API unreachable (ECONNRESET)\n'));
+  const { server, client } = await fakeServer((_req, res) =>
+    res.end('a\n\n[kbatch] stream aborted: Kubernetes API unreachable (ECONNRESET)\n'),
+  );
   try {
     const out = collect();
     await printLogs(client, 'job-x', { follow: false, timestamps: false }, out.write);
@@ -121,7 +128,11 @@ following('a dropped connection resumes with since=<last line> and loses or repe
   try {
     const out = collect();
     const reconnects: string[] = [];
-    await followLogs(client, 'job-x', { follow: true, timestamps: false }, out.write, { jobFinished: async () => true, sleep: async () => {}, onReconnect: (_n, reason) => reconnects.push(reason) });
+    await followLogs(client, 'job-x', { follow: true, timestamps: false }, out.write, {
+      jobFinished: async () => true,
+      sleep: async () => {},
+      onReconnect: (_n, reason) => reconnects.push(reason),
+    });
     assert.is(out.text(), 'one\ntwo\nthree\nfour\nfive\nsix\n');
     assert.is(requests.length, 2);
     assert.is(requests[0]!.get('timestamps'), 'true', 'timestamps are always asked for');
@@ -150,7 +161,10 @@ following('the server\'s in-band "stream aborted" marker counts as a drop', asyn
   });
   try {
     const out = collect();
-    await followLogs(client, 'job-x', { follow: true, timestamps: false }, out.write, { jobFinished: async () => true, sleep: async () => {} });
+    await followLogs(client, 'job-x', { follow: true, timestamps: false }, out.write, {
+      jobFinished: async () => true,
+      sleep: async () => {},
+    });
     assert.is(out.text(), 'one\ntwo\nthree\nfour\nfive\nsix\n');
   } finally {
     server.close();
@@ -167,7 +181,10 @@ following('a clean end while the job still runs (a proxy timeout) resumes too', 
   });
   try {
     const out = collect();
-    await followLogs(client, 'job-x', { follow: true, timestamps: false }, out.write, { jobFinished: async () => finished, sleep: async () => {} });
+    await followLogs(client, 'job-x', { follow: true, timestamps: false }, out.write, {
+      jobFinished: async () => finished,
+      sleep: async () => {},
+    });
     assert.is(out.text(), 'one\ntwo\nthree\nfour\nfive\nsix\n');
     assert.is(requests.length, 2);
   } finally {
@@ -194,7 +211,10 @@ following('prefixed lines of several pods are deduplicated per pod', async () =>
   });
   try {
     const out = collect();
-    await followLogs(client, 'job-x', { follow: true, timestamps: false }, out.write, { jobFinished: async () => true, sleep: async () => {} });
+    await followLogs(client, 'job-x', { follow: true, timestamps: false }, out.write, {
+      jobFinished: async () => true,
+      sleep: async () => {},
+    });
     assert.is(out.text(), '[p-a] a1\n[p-b] b1\n[p-a] a2\n[p-b] b2\n');
   } finally {
     server.close();
@@ -208,7 +228,11 @@ following('gives up with a clear error when the server stays away', async () => 
     setTimeout(() => res.socket!.destroy(), 20);
   });
   try {
-    await followLogs(client, 'job-x', { follow: true, timestamps: false }, () => {}, { jobFinished: async () => false, sleep: async () => {}, maxReconnects: 2 });
+    await followLogs(client, 'job-x', { follow: true, timestamps: false }, () => {}, {
+      jobFinished: async () => false,
+      sleep: async () => {},
+      maxReconnects: 2,
+    });
     assert.unreachable('should have thrown');
   } catch (error) {
     assert.match((error as Error).message, /lost the log stream of job job-x/);
@@ -222,7 +246,10 @@ following('a server that cannot be reached at all fails at once, without retries
   server.closeAllConnections();
   let slept = 0;
   try {
-    await followLogs(client, 'job-x', { follow: true, timestamps: false }, () => {}, { jobFinished: async () => true, sleep: async () => void slept++ });
+    await followLogs(client, 'job-x', { follow: true, timestamps: false }, () => {}, {
+      jobFinished: async () => true,
+      sleep: async () => void slept++,
+    });
     assert.unreachable('should have thrown');
   } catch (error) {
     assert.match((error as Error).message, /cannot reach kbatch at http:\/\/127\.0\.0\.1:\d+\/services\/kbatch\/ \(ECONNREFUSED\)/);
@@ -235,7 +262,10 @@ following('a 404 is not retried: the job does not exist', async () => {
     res.end(JSON.stringify({ detail: 'jobs.batch "job-x" not found', status: 404 }));
   });
   try {
-    await followLogs(client, 'job-x', { follow: true, timestamps: false }, () => {}, { jobFinished: async () => true, sleep: async () => {} });
+    await followLogs(client, 'job-x', { follow: true, timestamps: false }, () => {}, {
+      jobFinished: async () => true,
+      sleep: async () => {},
+    });
     assert.unreachable('should have thrown');
   } catch (error) {
     assert.match((error as Error).message, /job job-x not found/);

@@ -101,7 +101,11 @@ const idempotent = suite('submit sends an idempotency key');
 const created = answer(201, { name: 'j-abcde', state: 'pending', conditions: [], pods: [] });
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 idempotent('one random UUID per invocation, the same on each of its retries', async () => {
-  const { fetch, headers, methods } = scripted([reset, answer(503, { detail: 'Kubernetes API unreachable', status: 503, reason: 'Unavailable' }), created]);
+  const { fetch, headers, methods } = scripted([
+    reset,
+    answer(503, { detail: 'Kubernetes API unreachable', status: 503, reason: 'Unavailable' }),
+    created,
+  ]);
   const r = await kbatch(['job', 'submit', '-n', 'j', '--image', 'busybox'], {}, fetch);
   assert.is(r.code, 0, r.stderr);
   assert.is(r.stdout, 'j-abcde\n');
@@ -125,14 +129,22 @@ idempotent('a code upload carries the key too, and a retry sends the whole body 
       seen.push({ key: (req.headers as IncomingHttpHeaders)[idempotencyKeyHeader] as string | undefined, bytes });
       const first = seen.length === 1;
       res.writeHead(first ? 503 : 201, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(first ? { detail: 'draining', status: 503, reason: 'Unavailable' } : { name: 'j-abcde', state: 'pending', conditions: [], pods: [] }));
+      res.end(
+        JSON.stringify(
+          first
+            ? { detail: 'draining', status: 503, reason: 'Unavailable' }
+            : { name: 'j-abcde', state: 'pending', conditions: [], pods: [] },
+        ),
+      );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const dir = scratchDir();
   writeFileSync(join(dir, 'main.py'), 'print(1)\n');
   try {
-    const r = await kbatch(['job', 'submit', '-n', 'j', '--image', 'busybox', '--code', dir], { KBATCH_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` });
+    const r = await kbatch(['job', 'submit', '-n', 'j', '--image', 'busybox', '--code', dir], {
+      KBATCH_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    });
     assert.is(r.code, 0, r.stderr);
     assert.is(seen.length, 2);
     assert.match(seen[0]!.key!, uuid);

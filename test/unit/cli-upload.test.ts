@@ -43,15 +43,29 @@ collecting('a directory my-dir travels under its own name (at /code/my-dir/), so
   const { entries, skipped } = collectCodeEntries(root);
   assert.equal([entries[0]!.path, entries[0]!.type], [top, 'directory'], 'the directory itself is the top entry');
   const files = entries.filter((e) => e.type === 'file').map((e) => e.path);
-  assert.equal(files, ['.env.example', 'data/deep/nested/file.csv', 'main.py', 'notebooks/a.ipynb', 'pkg/util.py', 'run.sh', 'web/app.js'].map((f) => `${top}/${f}`));
-  assert.equal(skipped.sort(), ['.git/', 'notebooks/.ipynb_checkpoints/', 'pkg/__pycache__/', 'web/node_modules/'].map((f) => `${top}/${f}`));
-  assert.ok(entries.some((e) => e.type === 'directory' && e.path === `${top}/empty`), 'empty directories are kept');
+  assert.equal(
+    files,
+    ['.env.example', 'data/deep/nested/file.csv', 'main.py', 'notebooks/a.ipynb', 'pkg/util.py', 'run.sh', 'web/app.js'].map(
+      (f) => `${top}/${f}`,
+    ),
+  );
+  assert.equal(
+    skipped.sort(),
+    ['.git/', 'notebooks/.ipynb_checkpoints/', 'pkg/__pycache__/', 'web/node_modules/'].map((f) => `${top}/${f}`),
+  );
+  assert.ok(
+    entries.some((e) => e.type === 'directory' && e.path === `${top}/empty`),
+    'empty directories are kept',
+  );
   assert.is(entries.find((e) => e.path === `${top}/run.sh`)!.mode, 0o755, 'the executable bit survives');
 });
 collecting('a single file travels under its own name', () => {
   const root = project();
   const { entries } = collectCodeEntries(join(root, 'pkg', 'util.py'));
-  assert.equal(entries.map((e) => [e.path, e.data.toString()]), [['util.py', 'X = 1\n']]);
+  assert.equal(
+    entries.map((e) => [e.path, e.data.toString()]),
+    [['util.py', 'X = 1\n']],
+  );
 });
 collecting('symlinks inside the tree stay links; links to files outside are copied; others are skipped', () => {
   const root = project();
@@ -70,7 +84,10 @@ collecting('symlinks inside the tree stay links; links to files outside are copi
   assert.ok(skipped.includes(`${top}/outside-dir`) && skipped.includes(`${top}/dangling`));
 });
 collecting('a missing path is a usage error', () => {
-  assert.throws(() => collectCodeEntries('/no/such/kbatch/path'), (e: unknown) => e instanceof UsageError);
+  assert.throws(
+    () => collectCodeEntries('/no/such/kbatch/path'),
+    (e: unknown) => e instanceof UsageError,
+  );
 });
 collecting('a directory with nothing to upload is a usage error', () => {
   const root = mkdtempSync(join(tmpdir(), 'kbatch-cli-code-'));
@@ -103,7 +120,10 @@ multipart('is what the server parses: a spec field and an archive part', async (
   const root = project();
   const code = buildCodeArchive(root);
   const spec = { name: 'hello', image: 'python:3.12', command: ['python', 'main.py'] };
-  const body = multipartBody({ spec: JSON.stringify(spec) }, { field: 'archive', filename: 'code.tar.gz', contentType: 'application/gzip', data: code.archive });
+  const body = multipartBody(
+    { spec: JSON.stringify(spec) },
+    { field: 'archive', filename: 'code.tar.gz', contentType: 'application/gzip', data: code.archive },
+  );
   let progress = 0;
   const stream = progressStream(body.parts, (sent) => (progress = sent));
   const req = new PassThrough() as unknown as IncomingRequest;
@@ -123,6 +143,9 @@ multipart('progress is reported in chunks as the body is read', async () => {
   assert.is(received, big.length + 4);
   assert.ok(seen.length >= 5, `several progress steps (${seen.length})`);
   assert.is(seen[seen.length - 1], big.length + 4);
-  assert.ok(seen.every((v, i) => i === 0 || v > seen[i - 1]!), 'monotonic');
+  assert.ok(
+    seen.every((v, i) => i === 0 || v > seen[i - 1]!),
+    'monotonic',
+  );
 });
 multipart.run();

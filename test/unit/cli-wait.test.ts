@@ -16,7 +16,7 @@ const api = (fetch: FetchLike) => new KbatchApi(new ApiClient('http://kbatch.tes
 const noSleep = async () => {};
 
 const waiting = suite('job wait rides out dropped connections and 5xx');
-waiting('resumes after a reset connection, a proxy\'s HTML 502 and a 503, and returns the final job', async () => {
+waiting("resumes after a reset connection, a proxy's HTML 502 and a 503, and returns the final job", async () => {
   const { fetch, urls } = scripted([
     answer(200, job('running')),
     reset,
@@ -25,11 +25,20 @@ waiting('resumes after a reset connection, a proxy\'s HTML 502 and a 503, and re
     answer(200, job('succeeded')),
   ]);
   const notices: string[] = [];
-  const done = await waitForJob(api(fetch), 'j', { sleep: noSleep, onReconnect: (attempt, reason) => notices.push(`${attempt}: ${reason}`) });
+  const done = await waitForJob(api(fetch), 'j', {
+    sleep: noSleep,
+    onReconnect: (attempt, reason) => notices.push(`${attempt}: ${reason}`),
+  });
   assert.is(done.state, 'succeeded');
   assert.is(urls.length, 5);
-  assert.ok(urls.every((u) => u === 'http://kbatch.test/services/kbatch/api/v1/jobs/j?events=false'), 'a wait asks for the state, not the events');
-  assert.equal(notices.map((n) => n.split(':')[0]), ['1', '2', '3']);
+  assert.ok(
+    urls.every((u) => u === 'http://kbatch.test/services/kbatch/api/v1/jobs/j?events=false'),
+    'a wait asks for the state, not the events',
+  );
+  assert.equal(
+    notices.map((n) => n.split(':')[0]),
+    ['1', '2', '3'],
+  );
   assert.match(notices[0]!, /ECONNRESET/);
   assert.match(notices[1]!, /HTTP 502/);
 });
@@ -72,7 +81,10 @@ waiting('after a submit got through (connected), even the first poll is retried'
   assert.is((await waitForJob(api(fetch), 'j', { sleep: noSleep, connected: true })).state, 'succeeded');
 });
 waiting('a 404 is not retried: the job was deleted', async () => {
-  const { fetch, urls } = scripted([answer(200, job('running')), answer(404, { detail: 'jobs.batch "j" not found', status: 404, reason: 'NotFound' })]);
+  const { fetch, urls } = scripted([
+    answer(200, job('running')),
+    answer(404, { detail: 'jobs.batch "j" not found', status: 404, reason: 'NotFound' }),
+  ]);
   try {
     await waitForJob(api(fetch), 'j', { sleep: noSleep });
     assert.unreachable('should have thrown');

@@ -14,7 +14,9 @@ config('defaults: local backend and no auth on a machine without a cluster', () 
 config('a Hub URL switches auth on', () => {
   assert.is(loadSettings({ JUPYTERHUB_API_URL: 'http://hub:8081/hub/api' }).auth, 'hub');
 });
-config('the prefix is normalised', () => assert.is(loadSettings({ KBATCH_PREFIX: 'compute/services/kbatch' }).prefix, '/compute/services/kbatch/'));
+config('the prefix is normalised', () =>
+  assert.is(loadSettings({ KBATCH_PREFIX: 'compute/services/kbatch' }).prefix, '/compute/services/kbatch/'),
+);
 config('bad values stop the start with a message', () => {
   const bad: [Record<string, string>, RegExp][] = [
     [{ PORT: 'eighty' }, /PORT must be an integer/],
@@ -33,7 +35,11 @@ config('bad values stop the start with a message', () => {
     [{ KBATCH_AUTH: 'none', KBATCH_HOST: '0.0.0.0' }, /loopback/],
     [{ KBATCH_CONFIGMAP_MAX_BYTES: String(2 * 1024 * 1024) }, /1 MiB ConfigMap limit/],
   ];
-  for (const [env, message] of bad) assert.throws(() => loadSettings(env), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message));
+  for (const [env, message] of bad)
+    assert.throws(
+      () => loadSettings(env),
+      (e: unknown) => e instanceof ConfigError && message.test((e as Error).message),
+    );
 });
 config('the upload secret: placeholders and short keys are refused, real keys accepted', () => {
   const refused = [
@@ -70,7 +76,7 @@ config.run();
 
 const errors = suite('toHttpError');
 const kubernetes = (code: number, message: string) => toHttpError({ code, body: JSON.stringify({ kind: 'Status', message }) });
-errors('relays what the user got wrong with Kubernetes\' message and a reason', () => {
+errors("relays what the user got wrong with Kubernetes' message and a reason", () => {
   const cases: [number, number, string][] = [
     [422, 422, 'Invalid'],
     [404, 404, 'NotFound'],
@@ -82,7 +88,7 @@ errors('relays what the user got wrong with Kubernetes\' message and a reason', 
     assert.equal([error.status, error.reason, error.message], [status, reason, 'Job.batch "x" is invalid'], `Kubernetes ${code}`);
   }
 });
-errors('a refusal of the service\'s own identity is the service\'s 500, never the user\'s 403', () => {
+errors("a refusal of the service's own identity is the service's 500, never the user's 403", () => {
   for (const code of [401, 403]) {
     const error = kubernetes(code, 'jobs.batch is forbidden: User "system:serviceaccount:kbatch:kbatch" cannot create');
     assert.is(error.status, 500);
@@ -110,7 +116,10 @@ start('an invalid profile file stops the server with exit 2 and names the proble
   const { tmpdir } = await import('node:os');
   const file = join(mkdtempSync(join(tmpdir(), 'kbatch-cfg-')), 'profiles.yaml');
   writeFileSync(file, 'p: {image: x, hostNetwork: true}\n');
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'server.ts'], { env: { ...process.env, KBATCH_PROFILE_FILE: file, PORT: '0' }, encoding: 'utf8' });
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'server.ts'], {
+    env: { ...process.env, KBATCH_PROFILE_FILE: file, PORT: '0' },
+    encoding: 'utf8',
+  });
   assert.is(result.status, 2);
   assert.match(result.stderr, /profile "p" has unknown key "hostNetwork"/);
 });
@@ -118,7 +127,10 @@ start('every process stops on bad configuration with one line and exit 2, never 
   const { spawn } = await import('node:child_process');
   const run = (entry: string, env: Record<string, string>) =>
     new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', entry], { env: { PATH: process.env.PATH, HOME: '/nonexistent', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+        env: { PATH: process.env.PATH, HOME: '/nonexistent', ...env },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       child.on('close', (code) => resolve({ code, stderr }));

@@ -23,7 +23,9 @@ run('is its job template as a Job, owned by the cronjob, marked manual', () => {
   assert.is(job.metadata!.namespace, 'kbatch-alice');
   assert.equal(job.metadata!.labels, { 'kbatch.jupyter.org/username': 'alice', team: 'ml' });
   assert.is(job.metadata!.annotations![manualRunAnnotation], 'manual');
-  assert.equal(job.metadata!.ownerReferences, [{ apiVersion: 'batch/v1', kind: 'CronJob', name: 'nightly-abcde', uid: 'u-1', controller: true }]);
+  assert.equal(job.metadata!.ownerReferences, [
+    { apiVersion: 'batch/v1', kind: 'CronJob', name: 'nightly-abcde', uid: 'u-1', controller: true },
+  ]);
   assert.is(job.spec, cronJob.spec!.jobTemplate.spec);
 });
 run('a long cronjob name is cut so the Job name stays a valid label value', () => {

@@ -50,20 +50,43 @@ async function text(stream: NodeJS.ReadableStream): Promise<string> {
 const local = suite('LocalBackend runs jobs as processes');
 local('runs the command in /code-equivalent dir with the uploaded files and env', async () => {
   const backend = newBackend();
-  const upload = normalizeUpload([{ path: 'main.py', type: 'file', mode: 0o644, data: Buffer.from('import os\nprint("sum", 1+1, os.environ["GREETING"])\n') }], limits);
+  const upload = normalizeUpload(
+    [{ path: 'main.py', type: 'file', mode: 0o644, data: Buffer.from('import os\nprint("sum", 1+1, os.environ["GREETING"])\n') }],
+    limits,
+  );
   const code = await backend.storeCode(owner('alice'), upload, new Date(Date.now() + 60_000));
-  const objects = buildJobObjects(parseJobSpec({ name: 'py', image: 'python', command: ['python3', 'main.py'], env: { GREETING: 'hello' } }), { name: 'alice', namespace: 'kbatch-alice' }, 'py-aaaaa', { settings, profiles: {}, code });
+  const objects = buildJobObjects(
+    parseJobSpec({ name: 'py', image: 'python', command: ['python3', 'main.py'], env: { GREETING: 'hello' } }),
+    { name: 'alice', namespace: 'kbatch-alice' },
+    'py-aaaaa',
+    { settings, profiles: {}, code },
+  );
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, code);
   const job = await waitForEnd(backend, objects.namespace, 'py-aaaaa');
   assert.is(jobState(job), 'succeeded');
   const [pod] = await backend.listPods(objects.namespace, { jobName: 'py-aaaaa' });
   assert.ok(pod);
-  assert.is(await text(await backend.podLogs(objects.namespace, pod!.metadata!.name!, { follow: false }, new AbortController().signal)), 'sum 2 hello\n');
+  assert.is(
+    await text(await backend.podLogs(objects.namespace, pod!.metadata!.name!, { follow: false }, new AbortController().signal)),
+    'sum 2 hello\n',
+  );
 });
 local('indexed arrays get JOB_COMPLETION_INDEX; failures respect backoffLimit', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'arr', image: 'x', command: ['sh', '-c', 'echo index=$JOB_COMPLETION_INDEX; exit $((JOB_COMPLETION_INDEX == 2))'], completions: 3, parallelism: 3, backoffLimit: 1 }), { name: 'bob', namespace: 'kbatch-bob' }, 'arr-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(
+    parseJobSpec({
+      name: 'arr',
+      image: 'x',
+      command: ['sh', '-c', 'echo index=$JOB_COMPLETION_INDEX; exit $((JOB_COMPLETION_INDEX == 2))'],
+      completions: 3,
+      parallelism: 3,
+      backoffLimit: 1,
+    }),
+    { name: 'bob', namespace: 'kbatch-bob' },
+    'arr-aaaaa',
+    { settings, profiles: {} },
+  );
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   const job = await waitForEnd(backend, objects.namespace, 'arr-aaaaa');
@@ -73,7 +96,12 @@ local('indexed arrays get JOB_COMPLETION_INDEX; failures respect backoffLimit', 
 });
 local('follow streams lines as they come and ends with the process', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'slow', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo line $i; sleep 0.3; done'] }), { name: 'bob', namespace: 'kbatch-bob' }, 'slow-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(
+    parseJobSpec({ name: 'slow', image: 'x', command: ['sh', '-c', 'for i in 1 2 3; do echo line $i; sleep 0.3; done'] }),
+    { name: 'bob', namespace: 'kbatch-bob' },
+    'slow-aaaaa',
+    { settings, profiles: {} },
+  );
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   await new Promise((r) => setTimeout(r, 100));
@@ -85,16 +113,27 @@ local('follow streams lines as they come and ends with the process', async () =>
 });
 local('delete kills the process and removes the job', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'sleep', image: 'x', command: ['sleep', '30'] }), { name: 'bob', namespace: 'kbatch-bob' }, 'sleep-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(
+    parseJobSpec({ name: 'sleep', image: 'x', command: ['sleep', '30'] }),
+    { name: 'bob', namespace: 'kbatch-bob' },
+    'sleep-aaaaa',
+    { settings, profiles: {} },
+  );
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   await backend.createJob(objects, undefined);
   await new Promise((r) => setTimeout(r, 200));
   await backend.deleteJob(objects.namespace, 'sleep-aaaaa');
-  await backend.getJob(objects.namespace, 'sleep-aaaaa').then(() => assert.unreachable(), (e) => assert.is(e.status, 404));
+  await backend.getJob(objects.namespace, 'sleep-aaaaa').then(
+    () => assert.unreachable(),
+    (e) => assert.is(e.status, 404),
+  );
 });
 local('two creates of one name: one job, one Conflict', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'twin', image: 'x', command: ['true'] }), owner('bob'), 'twin-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'twin', image: 'x', command: ['true'] }), owner('bob'), 'twin-aaaaa', {
+    settings,
+    profiles: {},
+  });
   await backend.ensureNamespace({ metadata: { name: objects.namespace } });
   const results = await Promise.allSettled([backend.createJob(objects, undefined), backend.createJob(objects, undefined)]);
   assert.equal(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
@@ -104,7 +143,10 @@ local.run();
 
 /** A job submitted by `user`, in the namespace the builders give that user. */
 async function submit(backend: LocalBackend, user: string, command: string[], name = 'job-aaaaa', extra: Record<string, unknown> = {}) {
-  const objects = buildJobObjects(parseJobSpec({ name: 'job', image: 'x', command, ...extra }), owner(user), name, { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'job', image: 'x', command, ...extra }), owner(user), name, {
+    settings,
+    profiles: {},
+  });
   await backend.ensureNamespace(buildNamespace(owner(user)));
   await backend.createJob(objects, undefined);
   return objects.namespace;
@@ -136,11 +178,24 @@ restart('list answers at once and the interrupted job and its pod are failed wit
   const namespace = namespaceForUser('alice');
   await store.ensureNamespace(buildNamespace(owner('alice')));
   await store.createJobDir(namespace, 'crashed-aaaaa', undefined);
-  const job: V1Job = { metadata: { name: 'crashed-aaaaa', namespace, creationTimestamp: new Date() }, spec: { template: {} }, status: { active: 1, ready: 1 } };
+  const job: V1Job = {
+    metadata: { name: 'crashed-aaaaa', namespace, creationTimestamp: new Date() },
+    spec: { template: {} },
+    status: { active: 1, ready: 1 },
+  };
   await store.saveJob(namespace, job);
   const pod: V1Pod = {
-    metadata: { name: 'crashed-aaaaa-bcdfg', namespace, labels: { 'batch.kubernetes.io/job-name': 'crashed-aaaaa' }, creationTimestamp: new Date() },
-    status: { phase: 'Running', startTime: new Date(), containerStatuses: [{ name: 'job', ready: true, restartCount: 0, image: 'x', imageID: '', state: { running: {} } }] },
+    metadata: {
+      name: 'crashed-aaaaa-bcdfg',
+      namespace,
+      labels: { 'batch.kubernetes.io/job-name': 'crashed-aaaaa' },
+      creationTimestamp: new Date(),
+    },
+    status: {
+      phase: 'Running',
+      startTime: new Date(),
+      containerStatuses: [{ name: 'job', ready: true, restartCount: 0, image: 'x', imageID: '', state: { running: {} } }],
+    },
   };
   await store.savePod(namespace, pod);
 
@@ -177,9 +232,15 @@ restart('a process record whose process is gone, or that names another process, 
   await store.ensureNamespace(buildNamespace(owner('alice')));
   await store.createJobDir(namespace, 'stale-aaaaa', undefined);
   await store.saveJob(namespace, { metadata: { name: 'stale-aaaaa', namespace }, spec: { template: {} }, status: {} });
-  await store.savePod(namespace, { metadata: { name: 'stale-aaaaa-bcdfg', namespace, labels: { 'batch.kubernetes.io/job-name': 'stale-aaaaa' } }, status: { phase: 'Running' } });
+  await store.savePod(namespace, {
+    metadata: { name: 'stale-aaaaa-bcdfg', namespace, labels: { 'batch.kubernetes.io/job-name': 'stale-aaaaa' } },
+    status: { phase: 'Running' },
+  });
   // This very test process, but recorded with another start time: a pid reused since.
-  writeFileSync(store.podFile(namespace, 'stale-aaaaa-bcdfg', 'process'), JSON.stringify({ pid: process.pid, bootId: 'x', startTime: '1' }));
+  writeFileSync(
+    store.podFile(namespace, 'stale-aaaaa-bcdfg', 'process'),
+    JSON.stringify({ pid: process.pid, bootId: 'x', startTime: '1' }),
+  );
   await newBackend(root).listJobs(namespace, {});
   assert.ok(isAlive(process.pid));
 });
@@ -190,7 +251,14 @@ restart('finished jobs are left as they were', async () => {
   const before = await waitForEnd(first, namespace, 'done-aaaaa');
   const again = await newBackend(root).getJob(namespace, 'done-aaaaa');
   assert.is(jobState(again), 'succeeded');
-  assert.equal(again.status!.conditions, JSON.parse(JSON.stringify(before.status!.conditions)).map((c: Record<string, unknown>) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime as string), lastProbeTime: new Date(c.lastProbeTime as string) })));
+  assert.equal(
+    again.status!.conditions,
+    JSON.parse(JSON.stringify(before.status!.conditions)).map((c: Record<string, unknown>) => ({
+      ...c,
+      lastTransitionTime: new Date(c.lastTransitionTime as string),
+      lastProbeTime: new Date(c.lastProbeTime as string),
+    })),
+  );
 });
 restart('a job submitted while recovery runs is not mistaken for an interrupted one', async () => {
   const root = dataDir();
@@ -207,14 +275,20 @@ tail('the last N lines of a finished pod', async () => {
   const namespace = await submit(backend, 'bob', ['sh', '-c', 'for i in 1 2 3 4 5 6; do echo line $i; done']);
   await waitForEnd(backend, namespace, 'job-aaaaa');
   const pod = await onlyPod(backend, namespace, 'job-aaaaa');
-  assert.is(await text(await backend.podLogs(namespace, pod.metadata!.name!, { follow: false, tailLines: 2 }, new AbortController().signal)), 'line 5\nline 6\n');
+  assert.is(
+    await text(await backend.podLogs(namespace, pod.metadata!.name!, { follow: false, tailLines: 2 }, new AbortController().signal)),
+    'line 5\nline 6\n',
+  );
 });
 tail('with follow: the last N lines so far, then the rest as it comes', async () => {
   const backend = newBackend();
   const namespace = await submit(backend, 'bob', ['sh', '-c', 'echo a; echo b; echo c; sleep 0.6; echo d; echo e']);
   const pod = await onlyPod(backend, namespace, 'job-aaaaa');
   await new Promise((r) => setTimeout(r, 300));
-  assert.is(await text(await backend.podLogs(namespace, pod.metadata!.name!, { follow: true, tailLines: 1 }, new AbortController().signal)), 'c\nd\ne\n');
+  assert.is(
+    await text(await backend.podLogs(namespace, pod.metadata!.name!, { follow: true, tailLines: 1 }, new AbortController().signal)),
+    'c\nd\ne\n',
+  );
 });
 tail.run();
 
@@ -254,24 +328,73 @@ traversal('job, pod and namespace names with traversal, separators, dots or bad 
   writeFileSync(join(outside, 'job.json'), JSON.stringify({ metadata: { name: 'stolen' } }));
   roots.push(outside);
   const jobNames = [
-    '..', '.', '', '../kbatch-alice', `../../${alice}/jobs/secret-aaaaa`, `..%2F..%2F${alice}%2Fjobs%2Fsecret-aaaaa`, '../../../outside',
-    'a/b', 'a\\b', '.hidden', 'a..b', 'Secret-aaaaa', 'secret-aaaaa\0', ' secret-aaaaa', 'x'.repeat(254), '/etc', 'secret-aaaaa/',
+    '..',
+    '.',
+    '',
+    '../kbatch-alice',
+    `../../${alice}/jobs/secret-aaaaa`,
+    `..%2F..%2F${alice}%2Fjobs%2Fsecret-aaaaa`,
+    '../../../outside',
+    'a/b',
+    'a\\b',
+    '.hidden',
+    'a..b',
+    'Secret-aaaaa',
+    'secret-aaaaa\0',
+    ' secret-aaaaa',
+    'x'.repeat(254),
+    '/etc',
+    'secret-aaaaa/',
   ];
   for (const name of jobNames) {
-    await backend.getJob(bob, name).then(() => assert.unreachable(`getJob ${JSON.stringify(name)}`), (e) => assert.is(e.status, 404, name));
-    await backend.deleteJob(bob, name).then(() => assert.unreachable(`deleteJob ${JSON.stringify(name)}`), (e) => assert.is(e.status, 404, name));
+    await backend.getJob(bob, name).then(
+      () => assert.unreachable(`getJob ${JSON.stringify(name)}`),
+      (e) => assert.is(e.status, 404, name),
+    );
+    await backend.deleteJob(bob, name).then(
+      () => assert.unreachable(`deleteJob ${JSON.stringify(name)}`),
+      (e) => assert.is(e.status, 404, name),
+    );
     assert.equal(await backend.listPods(bob, { jobName: name }), [], `listPods ${JSON.stringify(name)}`);
   }
-  const podNames = [`../../${alice}/jobs/secret-aaaaa/pods/${alicePod}`, `..%2F${alicePod}`, `../${alicePod}`, `${alicePod}/..`, '..-aaaaa', '.-aaaaa', '../../../outside-aaaaa', 'a/b-aaaaa', alicePod.toUpperCase()];
+  const podNames = [
+    `../../${alice}/jobs/secret-aaaaa/pods/${alicePod}`,
+    `..%2F${alicePod}`,
+    `../${alicePod}`,
+    `${alicePod}/..`,
+    '..-aaaaa',
+    '.-aaaaa',
+    '../../../outside-aaaaa',
+    'a/b-aaaaa',
+    alicePod.toUpperCase(),
+  ];
   for (const name of podNames) {
-    await backend.getPod(bob, name).then(() => assert.unreachable(`getPod ${JSON.stringify(name)}`), (e) => assert.is(e.status, 404, name));
-    await backend.podLogs(bob, name, { follow: false }, new AbortController().signal).then(() => assert.unreachable(`podLogs ${JSON.stringify(name)}`), (e) => assert.is(e.status, 404, name));
+    await backend.getPod(bob, name).then(
+      () => assert.unreachable(`getPod ${JSON.stringify(name)}`),
+      (e) => assert.is(e.status, 404, name),
+    );
+    await backend.podLogs(bob, name, { follow: false }, new AbortController().signal).then(
+      () => assert.unreachable(`podLogs ${JSON.stringify(name)}`),
+      (e) => assert.is(e.status, 404, name),
+    );
   }
   for (const namespace of ['..', '.', '', '../namespaces/kbatch-alice', `..%2F${alice}`, 'a/b', 'Kbatch-alice', `${alice}/../${alice}`]) {
-    await backend.listJobs(namespace, {}).then(() => assert.unreachable(`listJobs ${JSON.stringify(namespace)}`), (e) => assert.is(e.status, 404, namespace));
-    await backend.getJob(namespace, 'secret-aaaaa').then(() => assert.unreachable(`getJob in ${JSON.stringify(namespace)}`), (e) => assert.is(e.status, 404, namespace));
-    await backend.getPod(namespace, alicePod).then(() => assert.unreachable(`getPod in ${JSON.stringify(namespace)}`), (e) => assert.is(e.status, 404, namespace));
-    await backend.ensureNamespace({ metadata: { name: namespace } }).then(() => assert.unreachable(`ensureNamespace ${JSON.stringify(namespace)}`), (e) => assert.is(e.status, 400, namespace));
+    await backend.listJobs(namespace, {}).then(
+      () => assert.unreachable(`listJobs ${JSON.stringify(namespace)}`),
+      (e) => assert.is(e.status, 404, namespace),
+    );
+    await backend.getJob(namespace, 'secret-aaaaa').then(
+      () => assert.unreachable(`getJob in ${JSON.stringify(namespace)}`),
+      (e) => assert.is(e.status, 404, namespace),
+    );
+    await backend.getPod(namespace, alicePod).then(
+      () => assert.unreachable(`getPod in ${JSON.stringify(namespace)}`),
+      (e) => assert.is(e.status, 404, namespace),
+    );
+    await backend.ensureNamespace({ metadata: { name: namespace } }).then(
+      () => assert.unreachable(`ensureNamespace ${JSON.stringify(namespace)}`),
+      (e) => assert.is(e.status, 400, namespace),
+    );
   }
   // Nothing was read, created or removed outside: alice's job and the neighbour are intact, bob has no jobs.
   assert.is(jobState(await backend.getJob(alice, 'secret-aaaaa')), 'succeeded');
@@ -280,9 +403,15 @@ traversal('job, pod and namespace names with traversal, separators, dots or bad 
 });
 traversal('a forged local upload path outside the uploads directory is refused', async () => {
   const backend = newBackend();
-  const objects = buildJobObjects(parseJobSpec({ name: 'up', image: 'x', command: ['true'] }), owner('bob'), 'up-aaaaa', { settings, profiles: {} });
+  const objects = buildJobObjects(parseJobSpec({ name: 'up', image: 'x', command: ['true'] }), owner('bob'), 'up-aaaaa', {
+    settings,
+    profiles: {},
+  });
   await backend.ensureNamespace(buildNamespace(owner('bob')));
-  await backend.createJob(objects, { kind: 'local', path: '/etc/hostname' }).then(() => assert.unreachable(), (e) => assert.is(e.status, 400));
+  await backend.createJob(objects, { kind: 'local', path: '/etc/hostname' }).then(
+    () => assert.unreachable(),
+    (e) => assert.is(e.status, 400),
+  );
 });
 traversal.run();
 
@@ -316,7 +445,10 @@ ownership('a namespace from before owners were recorded is owned by the user of 
   const namespace = await submit(backend, 'alice', ['true'], 'old-aaaaa');
   await waitForEnd(backend, namespace, 'old-aaaaa');
   rmSync(join(root, 'namespaces', namespace, 'namespace.json'));
-  const impostor = { ...buildNamespace(owner('alice')), metadata: { ...buildNamespace(owner('alice')).metadata, annotations: { 'kbatch.jupyter.org/username': 'mallory' } } };
+  const impostor = {
+    ...buildNamespace(owner('alice')),
+    metadata: { ...buildNamespace(owner('alice')).metadata, annotations: { 'kbatch.jupyter.org/username': 'mallory' } },
+  };
   assert.is(await backend.ensureNamespace(impostor), 'alice');
   assert.is(await backend.namespaceOwner(namespace), 'alice');
 });

@@ -20,11 +20,23 @@ function fakeDeps(job: V1Job, pods: V1Pod[], logs: Record<string, string | Error
       return Readable.from([log ?? '']);
     },
   } as unknown as Backend;
-  return { settings: loadSettings({}), backend, auth: undefined as never, admin: { profiles: {}, rawProfiles: {}, jobTemplate: undefined } };
+  return {
+    settings: loadSettings({}),
+    backend,
+    auth: undefined as never,
+    admin: { profiles: {}, rawProfiles: {}, jobTemplate: undefined },
+  };
 }
 
-const pod = (name: string): V1Pod => ({ metadata: { name, labels: { 'batch.kubernetes.io/job-name': 'j' } }, status: { phase: 'Succeeded' } });
-const finished = (completions: number): V1Job => ({ metadata: { name: 'j' }, spec: { completions, template: {} }, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
+const pod = (name: string): V1Pod => ({
+  metadata: { name, labels: { 'batch.kubernetes.io/job-name': 'j' } },
+  status: { phase: 'Succeeded' },
+});
+const finished = (completions: number): V1Job => ({
+  metadata: { name: 'j' },
+  spec: { completions, template: {} },
+  status: { conditions: [{ type: 'Complete', status: 'True' }] },
+});
 const alice = { name: 'alice', namespace: 'kbatch-alice', groups: [], admin: false, scopes: [], token: '' };
 
 async function read(stream: Readable): Promise<string> {
@@ -44,7 +56,10 @@ logs('an array: every pod, each line prefixed with its pod', async () => {
 });
 logs('a pod whose log cannot be read is named, not silently skipped', async () => {
   const deps = fakeDeps(finished(2), [pod('j-aaaaa'), pod('j-bbbbb')], { 'j-aaaaa': new Error('container gone'), 'j-bbbbb': 'two\n' });
-  assert.is(await read(await jobLogs(deps, alice, 'j', { follow: false }, new AbortController().signal)), '[kbatch] no logs for pod j-aaaaa: container gone\n[j-bbbbb] two\n');
+  assert.is(
+    await read(await jobLogs(deps, alice, 'j', { follow: false }, new AbortController().signal)),
+    '[kbatch] no logs for pod j-aaaaa: container gone\n[j-bbbbb] two\n',
+  );
   // A follower retries a few rounds first, then says so and still ends.
   const followed = await read(await jobLogs(deps, alice, 'j', { follow: true }, new AbortController().signal));
   assert.equal(followed.split('\n').sort(), ['', '[j-bbbbb] two', '[kbatch] no logs for pod j-aaaaa: container gone']);
@@ -77,7 +92,11 @@ function runningJob(completions: number, pods: V1Pod[], logs: Record<string, () 
   const deps: Deps = { settings, backend, auth: undefined as never, admin: { profiles: {}, rawProfiles: {}, jobTemplate: undefined } };
   return { deps, calls, finish: () => (job = finished(completions)) };
 }
-const running = (name: string): V1Pod => ({ metadata: { name, labels: { 'batch.kubernetes.io/job-name': 'j' } }, spec: { containers: [{ name: 'job' }] }, status: { phase: 'Running' } });
+const running = (name: string): V1Pod => ({
+  metadata: { name, labels: { 'batch.kubernetes.io/job-name': 'j' } },
+  spec: { containers: [{ name: 'job' }] },
+  status: { phase: 'Running' },
+});
 
 follow('one running pod, unprefixed: its log as is, no re-listing while it streams, and the end once the job is final', async () => {
   const { deps, calls, finish } = runningJob(1, [running('j-aaaaa')], { 'j-aaaaa': () => Readable.from(['a\n', 'b']) });

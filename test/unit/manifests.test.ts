@@ -14,10 +14,12 @@ const read = (file: string) => readFileSync(join(root, file), 'utf8');
 
 type Obj = { kind?: string; metadata?: { name?: string; namespace?: string }; [key: string]: unknown };
 function manifests(file: string): Obj[] {
-  return parseAllDocuments(read(file)).map((doc) => {
-    if (doc.errors.length) throw new Error(`${file}: ${doc.errors[0]!.message}`);
-    return doc.toJS() as Obj | null;
-  }).filter((doc): doc is Obj => doc !== null);
+  return parseAllDocuments(read(file))
+    .map((doc) => {
+      if (doc.errors.length) throw new Error(`${file}: ${doc.errors[0]!.message}`);
+      return doc.toJS() as Obj | null;
+    })
+    .filter((doc): doc is Obj => doc !== null);
 }
 
 /**
@@ -32,7 +34,16 @@ const knativeDefaultMaxTimeoutSeconds = 600;
  * (pkg/apis/serving/fieldmask.go, SecurityContextMask); a pod-level securityContext needs
  * kubernetes.podspec-securitycontext, which is disabled by default (PodSecurityContextMask).
  */
-const knativeContainerSecurityFields = ['capabilities', 'readOnlyRootFilesystem', 'runAsUser', 'runAsGroup', 'runAsNonRoot', 'allowPrivilegeEscalation', 'seccompProfile', 'privileged'];
+const knativeContainerSecurityFields = [
+  'capabilities',
+  'readOnlyRootFilesystem',
+  'runAsUser',
+  'runAsGroup',
+  'runAsNonRoot',
+  'allowPrivilegeEscalation',
+  'seccompProfile',
+  'privileged',
+];
 
 interface Container {
   name?: string;
@@ -86,25 +97,34 @@ for (const service of services) {
   const spec = podSpecOf(service);
   knative(`${name}: timeoutSeconds is within the default max-revision-timeout-seconds`, () => {
     assert.type(spec.timeoutSeconds, 'number');
-    assert.ok(spec.timeoutSeconds! > 0 && spec.timeoutSeconds! <= knativeDefaultMaxTimeoutSeconds, `${spec.timeoutSeconds} > ${knativeDefaultMaxTimeoutSeconds}`);
+    assert.ok(
+      spec.timeoutSeconds! > 0 && spec.timeoutSeconds! <= knativeDefaultMaxTimeoutSeconds,
+      `${spec.timeoutSeconds} > ${knativeDefaultMaxTimeoutSeconds}`,
+    );
   });
   knative(`${name}: no pod-level securityContext (disabled by Knative's default feature flags)`, () => {
     assert.is(spec.securityContext, undefined);
   });
   knative(`${name}: only container securityContext fields Knative allows by default`, () => {
     for (const container of spec.containers) {
-      for (const key of Object.keys(container.securityContext ?? {})) assert.ok(knativeContainerSecurityFields.includes(key), `${key} is not allowed by Knative's defaults`);
+      for (const key of Object.keys(container.securityContext ?? {}))
+        assert.ok(knativeContainerSecurityFields.includes(key), `${key} is not allowed by Knative's defaults`);
     }
   });
   knative(`${name}: runs as the kbatch identity`, () => assert.is(spec.serviceAccountName, 'kbatch'));
   knative(`${name}: ready on /readyz (dependencies reachable), alive on /healthz (the process alone)`, () => {
-    const container = spec.containers[0] as { readinessProbe?: { httpGet?: { path?: string } }; livenessProbe?: { httpGet?: { path?: string } } };
+    const container = spec.containers[0] as {
+      readinessProbe?: { httpGet?: { path?: string } };
+      livenessProbe?: { httpGet?: { path?: string } };
+    };
     assert.is(container.readinessProbe?.httpGet?.path, '/readyz');
     assert.is(container.livenessProbe?.httpGet?.path, '/healthz');
   });
 }
-knative('the example PodMonitor scrapes /metrics on exactly the three Services\' pods', () => {
-  const [monitor] = manifests('knative/optional/monitoring.yaml') as (Obj & { spec: { selector: { matchExpressions: { key: string; values: string[] }[] }; podMetricsEndpoints: { path: string }[] } })[];
+knative("the example PodMonitor scrapes /metrics on exactly the three Services' pods", () => {
+  const [monitor] = manifests('knative/optional/monitoring.yaml') as (Obj & {
+    spec: { selector: { matchExpressions: { key: string; values: string[] }[] }; podMetricsEndpoints: { path: string }[] };
+  })[];
   assert.is(monitor!.kind, 'PodMonitor');
   const expression = monitor!.spec.selector.matchExpressions[0]!;
   assert.is(expression.key, 'serving.knative.dev/service');
@@ -119,7 +139,8 @@ restricted('the Dockerfile runs as a numeric non-root user', () => {
 });
 for (const service of services) {
   restricted(`${service.metadata!.name}`, () => {
-    for (const container of podSpecOf(service).containers) assertRestricted(service.metadata!.name!, container.securityContext, dockerfileUser());
+    for (const container of podSpecOf(service).containers)
+      assertRestricted(service.metadata!.name!, container.securityContext, dockerfileUser());
   });
 }
 const gateway = manifests('knative/gateway.yaml');
@@ -149,16 +170,26 @@ image('every Service uses the placeholder that kustomization.yaml replaces', () 
     for (const container of podSpecOf(service).containers) assert.is(container.image, `${placeholder}:replace-me`);
   }
   const kustomization = manifests('knative/kustomization.yaml')[0] as { resources: string[]; images: { name: string }[] };
-  assert.equal(kustomization.images.map((i) => i.name), [placeholder]);
-  const listed = readdirSync(join(root, 'knative')).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+  assert.equal(
+    kustomization.images.map((i) => i.name),
+    [placeholder],
+  );
+  const listed = readdirSync(join(root, 'knative'))
+    .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+    .sort();
   assert.equal([...kustomization.resources].sort(), listed, 'kustomization.yaml deploys every manifest');
 });
 image('the runtime stage copies node and the bundles only (no package manager, no source maps)', () => {
-  const stages = read('Dockerfile').split(/^FROM /m).slice(1);
+  const stages = read('Dockerfile')
+    .split(/^FROM /m)
+    .slice(1);
   const final = stages[stages.length - 1]!;
   assert.not.match(final.split('\n')[0]!, /node/i, 'the final stage is not built on the node image (which carries npm, corepack, yarn)');
   const copies = final.split('\n').filter((line) => line.startsWith('COPY'));
-  assert.equal(copies, ['COPY --from=build /usr/local/bin/node /usr/local/bin/node', 'COPY --from=build /src/dist/server.mjs /src/dist/submit.mjs /src/dist/jobs.mjs /src/dist/uploads.mjs ./dist/']);
+  assert.equal(copies, [
+    'COPY --from=build /usr/local/bin/node /usr/local/bin/node',
+    'COPY --from=build /src/dist/server.mjs /src/dist/submit.mjs /src/dist/jobs.mjs /src/dist/uploads.mjs ./dist/',
+  ]);
   assert.match(read('scripts/bundle.ts'), /sourcemap: false/);
 });
 image.run();
@@ -175,7 +206,8 @@ secrets('no manifest carries the upload signing key', () => {
 });
 secrets('the Services read it from the kbatch-secrets Secret, which the README says how to create', () => {
   for (const service of services) {
-    const envFrom = (podSpecOf(service).containers[0] as { envFrom?: { secretRef?: { name: string; optional?: boolean } }[] }).envFrom ?? [];
+    const envFrom =
+      (podSpecOf(service).containers[0] as { envFrom?: { secretRef?: { name: string; optional?: boolean } }[] }).envFrom ?? [];
     const ref = envFrom.find((source) => source.secretRef)?.secretRef;
     assert.equal(ref, { name: 'kbatch-secrets' }, 'required (not optional), so a missing key stops the start');
   }
@@ -188,14 +220,26 @@ secrets.run();
  * create on secrets, `batch.readNamespacedJob(...)` get on batch jobs, and the pod log URL get on pods/log.
  */
 function callsInSource(): Set<string> {
-  const verbs: Record<string, string> = { create: 'create', read: 'get', list: 'list', patch: 'patch', replace: 'update', delete: 'delete', deleteCollection: 'deletecollection' };
+  const verbs: Record<string, string> = {
+    create: 'create',
+    read: 'get',
+    list: 'list',
+    patch: 'patch',
+    replace: 'update',
+    delete: 'delete',
+    deleteCollection: 'deletecollection',
+  };
   const groups: Record<string, string> = { core: '', batch: 'batch' };
   const calls = new Set<string>();
   const files = (dir: string): string[] =>
-    readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? files(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : []));
+    readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) =>
+      entry.isDirectory() ? files(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : [],
+    );
   for (const file of files('lib')) {
     const source = read(file);
-    for (const match of source.matchAll(/\b(\w+)\.(deleteCollection|create|read|list|patch|replace|delete)(Namespaced)?([A-Z]\w*)\(\s*\{/g)) {
+    for (const match of source.matchAll(
+      /\b(\w+)\.(deleteCollection|create|read|list|patch|replace|delete)(Namespaced)?([A-Z]\w*)\(\s*\{/g,
+    )) {
       let [, client, verb, , type] = match as unknown as [string, string, string, string, string];
       // Kubernetes API clients are named after their group (core, batch, rbacApi ...); `this.createOwner({`
       // and other methods of ours are not calls to the API.
@@ -215,13 +259,19 @@ function callsInSource(): Set<string> {
   return calls;
 }
 
-interface Rule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+interface Rule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
 const rbac = manifests('knative/rbac.yaml');
 const clusterRole = rbac.find((obj) => obj.kind === 'ClusterRole') as Obj & { rules: Rule[] };
 function granted(): Set<string> {
   const grants = new Set<string>();
   for (const rule of clusterRole.rules) {
-    for (const group of rule.apiGroups) for (const resource of rule.resources) for (const verb of rule.verbs) grants.add(`${group}/${resource}:${verb}`);
+    for (const group of rule.apiGroups)
+      for (const resource of rule.resources) for (const verb of rule.verbs) grants.add(`${group}/${resource}:${verb}`);
   }
   return grants;
 }
@@ -238,7 +288,7 @@ roles('Secrets can be created, owned and deleted, never read: no get, list or wa
 roles('every call the server makes is granted', () => {
   const grants = granted();
   const calls = callsInSource();
-  assert.ok(calls.has('/secrets:create') && calls.has('batch/jobs:create'), 'the source scan finds the server\'s calls');
+  assert.ok(calls.has('/secrets:create') && calls.has('batch/jobs:create'), "the source scan finds the server's calls");
   const missing = [...calls].filter((call) => !grants.has(call));
   assert.equal(missing, [], `knative/rbac.yaml lacks ${missing.join(', ')}`);
 });

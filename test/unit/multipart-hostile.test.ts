@@ -61,14 +61,19 @@ interface Answer {
  * Sends exact bytes. `declaredLength` may exceed what is sent: the answer is then read while the
  * client still owes body bytes, as a proxy in front of the server would.
  */
-function send(body: Buffer | string, options: { contentType?: string; declaredLength?: number; thenAbort?: boolean } = {}): Promise<Answer | undefined> {
+function send(
+  body: Buffer | string,
+  options: { contentType?: string; declaredLength?: number; thenAbort?: boolean } = {},
+): Promise<Answer | undefined> {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body, 'latin1');
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     let received = Buffer.alloc(0);
     socket.on('error', reject);
     socket.on('connect', () => {
-      socket.write(`POST /upload HTTP/1.1\r\nHost: test\r\nContent-Type: ${options.contentType ?? 'multipart/form-data; boundary=x'}\r\nContent-Length: ${options.declaredLength ?? bytes.length}\r\n\r\n`);
+      socket.write(
+        `POST /upload HTTP/1.1\r\nHost: test\r\nContent-Type: ${options.contentType ?? 'multipart/form-data; boundary=x'}\r\nContent-Length: ${options.declaredLength ?? bytes.length}\r\n\r\n`,
+      );
       socket.write(bytes);
       if (options.thenAbort) {
         setTimeout(() => {
@@ -92,8 +97,14 @@ function send(body: Buffer | string, options: { contentType?: string; declaredLe
   });
 }
 
-const part = (headers: string, data: string | Buffer) => Buffer.concat([Buffer.from(`--x\r\n${headers}\r\n\r\n`, 'latin1'), Buffer.isBuffer(data) ? data : Buffer.from(data), Buffer.from('\r\n')]);
-const filePart = (name: string, data: string | Buffer, field = 'file') => part(`Content-Disposition: form-data; name="${field}"; filename="${name}"`, data);
+const part = (headers: string, data: string | Buffer) =>
+  Buffer.concat([
+    Buffer.from(`--x\r\n${headers}\r\n\r\n`, 'latin1'),
+    Buffer.isBuffer(data) ? data : Buffer.from(data),
+    Buffer.from('\r\n'),
+  ]);
+const filePart = (name: string, data: string | Buffer, field = 'file') =>
+  part(`Content-Disposition: form-data; name="${field}"; filename="${name}"`, data);
 const close = Buffer.from('--x--\r\n');
 
 async function expectRefusal(answer: Answer | undefined, status: number, reason: string, detail?: RegExp) {
@@ -120,8 +131,12 @@ truncated('the 77-byte body cut before its closing boundary is a 400, and the pr
 });
 truncated('cut inside a part header', async () => expectRefusal(await send('--x\r\nContent-Disposition: form-da'), 400, 'BadRequest'));
 truncated('cut right after the first boundary', async () => expectRefusal(await send('--x\r\n'), 400, 'BadRequest'));
-truncated('cut inside a field', async () => expectRefusal(await send('--x\r\nContent-Disposition: form-data; name="spec"\r\n\r\n{"image"'), 400, 'BadRequest'));
-truncated('cut after a complete part, before the next', async () => expectRefusal(await send(Buffer.concat([filePart('a.py', 'x'), Buffer.from('--x\r\nContent-Disp')])), 400, 'BadRequest'));
+truncated('cut inside a field', async () =>
+  expectRefusal(await send('--x\r\nContent-Disposition: form-data; name="spec"\r\n\r\n{"image"'), 400, 'BadRequest'),
+);
+truncated('cut after a complete part, before the next', async () =>
+  expectRefusal(await send(Buffer.concat([filePart('a.py', 'x'), Buffer.from('--x\r\nContent-Disp')])), 400, 'BadRequest'),
+);
 truncated('two hundred truncated bodies in a row leave the server answering', async () => {
   for (let i = 0; i < 200; i++) {
     const answer = await send(`--x\r\nContent-Disposition: form-data; name="file"; filename="a${i}.py"\r\n\r\n${'y'.repeat(i)}`);
@@ -134,21 +149,57 @@ truncated('two hundred truncated bodies in a row leave the server answering', as
 truncated.run();
 
 const malformed = suite('a malformed multipart body');
-malformed('no boundary parameter', async () => expectRefusal(await send('whatever', { contentType: 'multipart/form-data' }), 400, 'BadRequest', /Malformed multipart/));
+malformed('no boundary parameter', async () =>
+  expectRefusal(await send('whatever', { contentType: 'multipart/form-data' }), 400, 'BadRequest', /Malformed multipart/),
+);
 malformed('a body that never shows its boundary', async () => expectRefusal(await send('just some bytes\r\n\r\n'), 400, 'BadRequest'));
-malformed('a part header without a colon', async () => expectRefusal(await send(Buffer.concat([Buffer.from('--x\r\nnot a header\r\n\r\ndata\r\n'), close])), 400, 'BadRequest'));
-malformed('a part header larger than busboy accepts', async () => expectRefusal(await send(Buffer.concat([Buffer.from(`--x\r\nX-Long: ${'h'.repeat(90_000)}\r\n\r\ndata\r\n`), close])), 400, 'BadRequest'));
-malformed('two archives', async () => expectRefusal(await send(Buffer.concat([filePart('a.tgz', gzipSync(writeTar([])), 'archive'), filePart('b.tgz', gzipSync(writeTar([])), 'archive'), close])), 400, 'InvalidArchive', /one archive/));
-malformed('an archive and loose files', async () => expectRefusal(await send(Buffer.concat([filePart('a.tgz', gzipSync(writeTar([])), 'archive'), filePart('b.py', 'x'), close])), 400, 'InvalidArchive', /not both/));
-malformed('a corrupt archive part', async () => expectRefusal(await send(Buffer.concat([filePart('code.zip', Buffer.from('PK\u0003\u0004 garbage that is not a zip'), 'archive'), close])), 400, 'InvalidArchive'));
+malformed('a part header without a colon', async () =>
+  expectRefusal(await send(Buffer.concat([Buffer.from('--x\r\nnot a header\r\n\r\ndata\r\n'), close])), 400, 'BadRequest'),
+);
+malformed('a part header larger than busboy accepts', async () =>
+  expectRefusal(await send(Buffer.concat([Buffer.from(`--x\r\nX-Long: ${'h'.repeat(90_000)}\r\n\r\ndata\r\n`), close])), 400, 'BadRequest'),
+);
+malformed('two archives', async () =>
+  expectRefusal(
+    await send(
+      Buffer.concat([filePart('a.tgz', gzipSync(writeTar([])), 'archive'), filePart('b.tgz', gzipSync(writeTar([])), 'archive'), close]),
+    ),
+    400,
+    'InvalidArchive',
+    /one archive/,
+  ),
+);
+malformed('an archive and loose files', async () =>
+  expectRefusal(
+    await send(Buffer.concat([filePart('a.tgz', gzipSync(writeTar([])), 'archive'), filePart('b.py', 'x'), close])),
+    400,
+    'InvalidArchive',
+    /not both/,
+  ),
+);
+malformed('a corrupt archive part', async () =>
+  expectRefusal(
+    await send(Buffer.concat([filePart('code.zip', Buffer.from('PK\u0003\u0004 garbage that is not a zip'), 'archive'), close])),
+    400,
+    'InvalidArchive',
+  ),
+);
 malformed('a file name with a CR (RFC 5987 encoded)', async () => {
-  const body = Buffer.concat([part("Content-Disposition: form-data; name=\"file\"; filename*=utf-8''evil%0Dname.py", 'x'), close]);
+  const body = Buffer.concat([part('Content-Disposition: form-data; name="file"; filename*=utf-8\'\'evil%0Dname.py', 'x'), close]);
   await expectRefusal(await send(body), 400, 'InvalidArchive', /control character/);
 });
-malformed('a file name that climbs out of /code', async () => expectRefusal(await send(Buffer.concat([filePart('../../etc/passwd', 'x'), close])), 400, 'InvalidArchive', /escapes/));
+malformed('a file name that climbs out of /code', async () =>
+  expectRefusal(await send(Buffer.concat([filePart('../../etc/passwd', 'x'), close])), 400, 'InvalidArchive', /escapes/),
+);
 malformed('a buffered body (functions-framework already read it) cut short', async () => {
-  const req = { headers: { 'content-type': 'multipart/form-data; boundary=x' }, rawBody: Buffer.from('--x\r\nContent-Disposition: form-data; name="file"; filename="a.py"\r\n\r\nprint(1)') } as unknown as IncomingRequest;
-  const error = await parseMultipart(req, limits).then(() => undefined, (e: unknown) => e);
+  const req = {
+    headers: { 'content-type': 'multipart/form-data; boundary=x' },
+    rawBody: Buffer.from('--x\r\nContent-Disposition: form-data; name="file"; filename="a.py"\r\n\r\nprint(1)'),
+  } as unknown as IncomingRequest;
+  const error = await parseMultipart(req, limits).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(error instanceof BadRequest, String(error));
   await settleDown();
 });
@@ -192,7 +243,14 @@ gone('mid-body: the parse settles instead of hanging, and nothing escapes', asyn
   assert.equal(escaped.map(String), []);
 });
 gone('a sound upload still works afterwards', async () => {
-  const answer = await send(Buffer.concat([part('Content-Disposition: form-data; name="spec"', '{}'), filePart('main.py', 'print(1)'), filePart('pkg/util.py', 'X = 1'), close]));
+  const answer = await send(
+    Buffer.concat([
+      part('Content-Disposition: form-data; name="spec"', '{}'),
+      filePart('main.py', 'print(1)'),
+      filePart('pkg/util.py', 'X = 1'),
+      close,
+    ]),
+  );
   assert.is(answer?.status, 201);
   assert.equal(answer?.body, { files: 2, fields: ['spec'] });
 });
@@ -201,4 +259,3 @@ gone.after(() => {
   server.close();
 });
 gone.run();
-

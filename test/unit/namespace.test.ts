@@ -7,7 +7,7 @@ import { Forbidden } from '../../lib/http/errors.ts';
 const alice = resolveUser({ name: 'alice', groups: [], admin: false, scopes: [], token: '' });
 
 const rule = suite('refuseForeignNamespace: act only where no other owner is recorded');
-rule('a namespace that does not exist yet, or has no owner record, or is alice\'s, is hers to use', () => {
+rule("a namespace that does not exist yet, or has no owner record, or is alice's, is hers to use", () => {
   refuseForeignNamespace(alice, undefined);
   refuseForeignNamespace(alice, null);
   refuseForeignNamespace(alice, 'alice');

@@ -20,7 +20,11 @@ import { rejects } from './field-errors.ts';
 
 const spec = suite('notebook fields of the native spec');
 spec('a notebook with typed parameters', () => {
-  const parsed = parseJobSpec({ name: 'nb', notebook: 'analysis.ipynb', parameters: { n: 3, rate: 0.5, on: true, label: 'x', none: null, cfg: { a: [] }, empty: [] } });
+  const parsed = parseJobSpec({
+    name: 'nb',
+    notebook: 'analysis.ipynb',
+    parameters: { n: 3, rate: 0.5, on: true, label: 'x', none: null, cfg: { a: [] }, empty: [] },
+  });
   assert.is(parsed.notebook, 'analysis.ipynb');
   // null, {} and [] are values here, not absences.
   assert.equal(parsed.parameters, { n: 3, rate: 0.5, on: true, label: 'x', none: null, cfg: { a: [] }, empty: [] });
@@ -45,7 +49,11 @@ for (const [what, input, field] of [
   ['a name both fixed and swept', { notebook: 'a.ipynb', parameters: { a: 1 }, sweep: { a: [1, 2] } }, 'sweep.a'],
   ['completions other than the sweep size', { notebook: 'a.ipynb', sweep: { a: [1, 2] }, completions: 3 }, 'completions'],
   ['a sweep above the completions maximum', { notebook: 'a.ipynb', sweep: { a: range(100), b: range(101) } }, 'sweep'],
-  ['a sweep whose sets would not fit one env variable', { notebook: 'a.ipynb', parameters: { big: 'x'.repeat(1300) }, sweep: { a: range(100) } }, 'sweep'],
+  [
+    'a sweep whose sets would not fit one env variable',
+    { notebook: 'a.ipynb', parameters: { big: 'x'.repeat(1300) }, sweep: { a: range(100) } },
+    'sweep',
+  ],
   ['parameters too large', { notebook: 'a.ipynb', parameters: { big: 'x'.repeat(40000) } }, 'parameters'],
   ['too deep a value', { notebook: 'a.ipynb', parameters: { deep: nested(20) } }, 'parameters.deep' + '[0]'.repeat(17)],
 ] as const) {
@@ -67,7 +75,12 @@ for (const [what, run, expected] of [
   [
     'two axes, the last fastest, fixed ones in every set',
     { parameters: { f: 'x' }, sweep: { a: [1, 2], b: [true, false] } },
-    [{ f: 'x', a: 1, b: true }, { f: 'x', a: 1, b: false }, { f: 'x', a: 2, b: true }, { f: 'x', a: 2, b: false }],
+    [
+      { f: 'x', a: 1, b: true },
+      { f: 'x', a: 1, b: false },
+      { f: 'x', a: 2, b: true },
+      { f: 'x', a: 2, b: false },
+    ],
   ],
 ] as const) {
   sets(what, () => assert.equal(parameterSets(run as never), expected));
@@ -97,7 +110,10 @@ command('a sweep puts every set in KBATCH_SWEEP, indexed by JOB_COMPLETION_INDEX
 });
 
 /** Runs the entry with a stand-in papermill module that records what it was asked to do. */
-function runEntry(env: Record<string, string>, withPapermill: boolean): { status: number | null; stderr: string; calls: unknown[]; dir: string } {
+function runEntry(
+  env: Record<string, string>,
+  withPapermill: boolean,
+): { status: number | null; stderr: string; calls: unknown[]; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'kbatch-nb-'));
   const bin = join(dir, 'bin');
   mkdirSync(bin);
@@ -116,10 +132,25 @@ function runEntry(env: Record<string, string>, withPapermill: boolean): { status
   const result = spawnSync('sh', ['-c', notebookCommand()[2]!], {
     cwd: dir,
     encoding: 'utf8',
-    env: { PATH: `${bin}:/usr/bin:/bin`, PYTHONPATH: modules, CALLS: calls, KBATCH_OUTPUTS_DIR: join(dir, 'out'), JUPYTER_IMAGE: 'python:3.12', ...env },
+    env: {
+      PATH: `${bin}:/usr/bin:/bin`,
+      PYTHONPATH: modules,
+      CALLS: calls,
+      KBATCH_OUTPUTS_DIR: join(dir, 'out'),
+      JUPYTER_IMAGE: 'python:3.12',
+      ...env,
+    },
   });
   const text = withPapermill ? readFileSync(calls, 'utf8') : '';
-  return { status: result.status, stderr: result.stderr, calls: text.split('\n').filter(Boolean).map((line) => JSON.parse(line)), dir };
+  return {
+    status: result.status,
+    stderr: result.stderr,
+    calls: text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line)),
+    dir,
+  };
 }
 command('picks the parameter set of its index and names the output after it', () => {
   const env = notebookEnv({ notebook: 'sub/a.ipynb', sweep: { a: [hostile, 2] } });
@@ -157,10 +188,14 @@ command.run();
 
 const upstream = suite('papermill commands recognised (upstream API)');
 for (const [argv, expected] of [
-  [['papermill', 'in.ipynb', 'out.ipynb', '-p', 'n', '3', '-p', 'rate', '0.5', '-p', 'on', 'True', '-r', 'raw', '3', '-p', 'label', 'x'],
-    { notebook: 'in.ipynb', output: 'out.ipynb', parameters: { n: 3, rate: 0.5, on: true, raw: '3', label: 'x' }, source: 'command' }],
-  [['/opt/conda/bin/python3', '-m', 'papermill', '-k', 'python3', 'a.ipynb', '/outputs/a.ipynb', '--log-output'],
-    { notebook: 'a.ipynb', output: '/outputs/a.ipynb', parameters: {}, source: 'command' }],
+  [
+    ['papermill', 'in.ipynb', 'out.ipynb', '-p', 'n', '3', '-p', 'rate', '0.5', '-p', 'on', 'True', '-r', 'raw', '3', '-p', 'label', 'x'],
+    { notebook: 'in.ipynb', output: 'out.ipynb', parameters: { n: 3, rate: 0.5, on: true, raw: '3', label: 'x' }, source: 'command' },
+  ],
+  [
+    ['/opt/conda/bin/python3', '-m', 'papermill', '-k', 'python3', 'a.ipynb', '/outputs/a.ipynb', '--log-output'],
+    { notebook: 'a.ipynb', output: '/outputs/a.ipynb', parameters: {}, source: 'command' },
+  ],
   [['sh', '-c', 'papermill a.ipynb b.ipynb'], undefined],
   [['papermill', 'a.ipynb'], undefined],
   [['python', 'main.py'], undefined],
@@ -179,7 +214,11 @@ built('runs papermill, an indexed array, the sets in the Secret and the run in a
   assert.is(job.spec!.completionMode, 'Indexed');
   assert.equal(job.spec!.template.spec!.containers[0]!.command, notebookCommand());
   const env = Object.fromEntries(Object.entries(secret.data!).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
-  assert.equal(JSON.parse(env.KBATCH_SWEEP!), [{ f: 1, a: 1 }, { f: 1, a: 2 }, { f: 1, a: 3 }]);
+  assert.equal(JSON.parse(env.KBATCH_SWEEP!), [
+    { f: 1, a: 1 },
+    { f: 1, a: 2 },
+    { f: 1, a: 3 },
+  ]);
   assert.is(env.KBATCH_NOTEBOOK, 'a.ipynb');
   assert.is(job.spec!.template.metadata!.annotations![annotations.notebook], undefined);
   const detail = jobDetail(job, []);
@@ -197,6 +236,7 @@ built('a papermill command is shown as a notebook run', () => {
   });
 });
 built('an annotation that is not a run gives no notebook view rather than a failed show', () => {
-  for (const text of ['', 'not json', '{"notebook": 3}', '{"notebook": "a.ipynb", "sweep": {"a": 3}}', 'null']) assert.is(notebookView(text), undefined, text);
+  for (const text of ['', 'not json', '{"notebook": 3}', '{"notebook": "a.ipynb", "sweep": {"a": 3}}', 'null'])
+    assert.is(notebookView(text), undefined, text);
 });
 built.run();

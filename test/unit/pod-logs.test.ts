@@ -39,15 +39,35 @@ async function startFakeApi(log: string): Promise<FakeApi> {
       return;
     }
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'ns' }, spec: { containers: [{ name: 'main' }] }, status: { phase: api.phase } }));
+    res.end(
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'p', namespace: 'ns' },
+        spec: { containers: [{ name: 'main' }] },
+        status: { phase: api.phase },
+      }),
+    );
   });
   api.server.listen(0, '127.0.0.1');
   await once(api.server, 'listening');
   const port = (api.server.address() as { port: number }).port;
   api.dir = mkdtempSync(join(tmpdir(), 'kbatch-podlogs-'));
   const kubeconfig = join(api.dir, 'kubeconfig');
-  writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`);
-  api.backend = new KubernetesBackend({ kubeconfig, configMapMaxBytes: 1, helperImage: '', uploadPvcSize: '', uploadPvcAccessMode: '', logPollSeconds: 1, uploadTtlSeconds: 60, volumeHelperIdleSeconds: 300 });
+  writeFileSync(
+    kubeconfig,
+    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`,
+  );
+  api.backend = new KubernetesBackend({
+    kubeconfig,
+    configMapMaxBytes: 1,
+    helperImage: '',
+    uploadPvcSize: '',
+    uploadPvcAccessMode: '',
+    logPollSeconds: 1,
+    uploadTtlSeconds: 60,
+    volumeHelperIdleSeconds: 300,
+  });
   return api;
 }
 
@@ -76,7 +96,10 @@ logs('a fetch names the container from the pod, or reads no pod when the caller 
     assert.is(await text(await api.backend.podLogs('ns', 'p', { follow: false }, new AbortController().signal)), 'a\nb\n');
     assert.equal(api.requests, ['/api/v1/namespaces/ns/pods/p', '/api/v1/namespaces/ns/pods/p/log?container=main']);
     api.requests.length = 0;
-    assert.is(await text(await api.backend.podLogs('ns', 'p', { follow: false, container: 'job' }, new AbortController().signal)), 'a\nb\n');
+    assert.is(
+      await text(await api.backend.podLogs('ns', 'p', { follow: false, container: 'job' }, new AbortController().signal)),
+      'a\nb\n',
+    );
     assert.equal(api.requests, ['/api/v1/namespaces/ns/pods/p/log?container=job']);
   } finally {
     await stopFakeApi(api);
@@ -110,7 +133,9 @@ logs('quiet followers of one pod share their phase reads', async () => {
   const api = await startFakeApi('first\n');
   try {
     const controller = new AbortController();
-    const streams = await Promise.all(Array.from({ length: 10 }, () => api.backend.podLogs('ns', 'p', { follow: true, container: 'job' }, controller.signal)));
+    const streams = await Promise.all(
+      Array.from({ length: 10 }, () => api.backend.podLogs('ns', 'p', { follow: true, container: 'job' }, controller.signal)),
+    );
     for (const stream of streams) {
       stream.on('error', () => undefined);
       stream.resume();

@@ -13,10 +13,28 @@ installLastResort((line) => logged.push(line));
 
 const handler = createRouter('/services/kbatch/', [
   { method: 'GET', path: '/jobs/:name', handler: async (ctx) => ({ json: { name: ctx.params.name } }) },
-  { method: 'GET', path: '/fail', handler: async () => { throw new BadRequest('name: nope', 'name'); } },
-  { method: 'GET', path: '/crash', handler: async () => { throw new Error('secret internals at /app/lib/x.ts'); } },
+  {
+    method: 'GET',
+    path: '/fail',
+    handler: async () => {
+      throw new BadRequest('name: nope', 'name');
+    },
+  },
+  {
+    method: 'GET',
+    path: '/crash',
+    handler: async () => {
+      throw new Error('secret internals at /app/lib/x.ts');
+    },
+  },
   // Not async: a synchronous throw must be caught like a rejection.
-  { method: 'GET', path: '/sync', handler: (() => { throw new TypeError('boom'); }) as never },
+  {
+    method: 'GET',
+    path: '/sync',
+    handler: (() => {
+      throw new TypeError('boom');
+    }) as never,
+  },
   {
     method: 'GET',
     path: '/stream-fails',
@@ -31,7 +49,12 @@ const handler = createRouter('/services/kbatch/', [
     method: 'GET',
     path: '/stray',
     // A callback the handler started throws where nobody awaits it: the request still gets its answer.
-    handler: () => new Promise(() => setTimeout(() => { throw new Error('stray'); }, 5)),
+    handler: () =>
+      new Promise(() =>
+        setTimeout(() => {
+          throw new Error('stray');
+        }, 5),
+      ),
   },
 ]);
 const server = createServer((req, res) => void handler(req, res));
@@ -73,7 +96,16 @@ router('bad percent-encoding in a path, and names that would climb out of an API
   }
 });
 router('a name that is not a Kubernetes name is refused before any handler runs', async () => {
-  for (const path of ['/jobs/a%2Fb', '/jobs/%2F', '/jobs/UPPER', '/jobs/a%20b', '/jobs/-x', `/jobs/${'a'.repeat(254)}`, '/jobs/%F0%9F%98%80', '/jobs/a%00b']) {
+  for (const path of [
+    '/jobs/a%2Fb',
+    '/jobs/%2F',
+    '/jobs/UPPER',
+    '/jobs/a%20b',
+    '/jobs/-x',
+    `/jobs/${'a'.repeat(254)}`,
+    '/jobs/%F0%9F%98%80',
+    '/jobs/a%00b',
+  ]) {
     const res = await get(path);
     assert.is(res.status, 400, path);
     assert.is(res.body.field, 'name', path);
@@ -86,7 +118,8 @@ router('typed errors map to their status with detail, reason and field', async (
 });
 router('unexpected errors, thrown or rejected, are a 500 that leaks nothing and is logged on one line', async () => {
   const before = logged.length;
-  for (const path of ['/crash', '/sync']) assert.equal(await get(path), { status: 500, body: { detail: 'Internal server error', status: 500, reason: 'Internal' } });
+  for (const path of ['/crash', '/sync'])
+    assert.equal(await get(path), { status: 500, body: { detail: 'Internal server error', status: 500, reason: 'Internal' } });
   // The request log's JSON lines go to the same logger; the error lines are the others.
   const lines = logged.slice(before).filter((line) => !line.startsWith('{'));
   assert.is(lines.length, 2);
@@ -100,7 +133,10 @@ router('a stream failing after its 200 ends with the abort marker and a cut conn
   const decoder = new TextDecoder();
   const error = await (async () => {
     for await (const chunk of res.body!) text += decoder.decode(chunk);
-  })().then(() => undefined, (e: Error) => e);
+  })().then(
+    () => undefined,
+    (e: Error) => e,
+  );
   assert.ok(error, 'the client saw an incomplete response');
   assert.is(text, `line 1\n\n${streamAbortMarker}Internal server error\n`);
 });

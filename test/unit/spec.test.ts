@@ -50,7 +50,6 @@ spec('parallelism needs completions and cannot exceed them', () => {
 });
 spec.run();
 
-
 /** [what is wrong, input (merged over a valid spec), the field the 400 names, words its message holds]. */
 const hostile: [string, Record<string, unknown>, string, string?][] = [
   ['a list where the spec goes', { name: ['a'] }, 'name', 'must be a string'],

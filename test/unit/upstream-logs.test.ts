@@ -33,7 +33,12 @@ function podLog(): Readable {
 }
 
 const backend = { kind: 'local', namespaceOwner: async () => 'alice', podLogs: async () => podLog() } as unknown as Backend;
-const deps: Deps = { settings: loadSettings({}), backend, auth: { authenticate: async () => alice }, admin: { profiles: {}, rawProfiles: {}, jobTemplate: undefined } };
+const deps: Deps = {
+  settings: loadSettings({}),
+  backend,
+  auth: { authenticate: async () => alice },
+  admin: { profiles: {}, rawProfiles: {}, jobTemplate: undefined },
+};
 const handler = createRouter('/', upstreamJobRoutes(deps));
 const server = createServer((req, res) => void handler(req, res));
 server.listen(0, '127.0.0.1');

@@ -60,7 +60,10 @@ sealed('an expired session opens to nothing', async () => {
   assert.is(await openSession(value, key, new Date(Date.now() + 61_000)), undefined);
 });
 sealed('cookies are HttpOnly, SameSite=Lax, path-scoped, and Secure only over https', () => {
-  assert.is(serializeCookie('a', 'b', { path: '/services/kbatch/', secure: false, maxAge: 10 }), 'a=b; Path=/services/kbatch/; Max-Age=10; HttpOnly; SameSite=Lax');
+  assert.is(
+    serializeCookie('a', 'b', { path: '/services/kbatch/', secure: false, maxAge: 10 }),
+    'a=b; Path=/services/kbatch/; Max-Age=10; HttpOnly; SameSite=Lax',
+  );
   assert.match(serializeCookie('a', 'b', { path: '/', secure: true, maxAge: 0 }), /; Secure$/);
 });
 sealed('the first cookie of a name wins', () => {
@@ -91,15 +94,24 @@ cookieAuth('the cookie without, or with a wrong, anti-CSRF header is 403 and nev
   const auth = new SessionAuthenticator(hub, key);
   const cookie = `kbatch-session=${await sealSession({ token: 'good-token', csrf: 'right' }, key, 60)}`;
   for (const headers of [{ cookie }, { cookie, 'x-kbatch-csrf': 'wrong' }, { cookie, 'x-kbatch-csrf': 'righ' }]) {
-    await auth.authenticate(headers).then(() => assert.unreachable('accepted'), (error) => assert.is(error.status, 403));
+    await auth.authenticate(headers).then(
+      () => assert.unreachable('accepted'),
+      (error) => assert.is(error.status, 403),
+    );
   }
   assert.is(hub.seen.length, 0);
 });
 cookieAuth('an unreadable cookie is 401; no cookie at all is whatever the Hub check says', async () => {
   const auth = new SessionAuthenticator(new FakeHub(), key);
   const foreign = `kbatch-session=${await sealSession({ token: 'good-token', csrf: 'c' }, otherKey, 60)}`;
-  await auth.authenticate({ cookie: foreign, 'x-kbatch-csrf': 'c' }).then(() => assert.unreachable(), (error) => assert.is(error.status, 401));
-  await auth.authenticate({}).then(() => assert.unreachable(), (error) => assert.is(error.status, 401));
+  await auth.authenticate({ cookie: foreign, 'x-kbatch-csrf': 'c' }).then(
+    () => assert.unreachable(),
+    (error) => assert.is(error.status, 401),
+  );
+  await auth.authenticate({}).then(
+    () => assert.unreachable(),
+    (error) => assert.is(error.status, 401),
+  );
 });
 cookieAuth.run();
 
@@ -125,8 +137,18 @@ oauth.before(async () => {
   });
   await new Promise<void>((resolve) => tokenEndpoint.listen(0, '127.0.0.1', resolve));
   const hubApi = `http://127.0.0.1:${(tokenEndpoint.address() as { port: number }).port}/hub/api`;
-  const settings = loadSettings({ JUPYTERHUB_API_URL: hubApi, KBATCH_OAUTH_CLIENT_SECRET: 'a-client-secret-of-32-characters!!', KBATCH_BACKEND: 'local', KBATCH_LOCAL_DIR: '/nonexistent' });
-  const deps = { settings, auth: new SessionAuthenticator(new FakeHub(), settings.web!.cookieKey), backend: { namespaceOwner: async () => null } as unknown as Deps['backend'], admin: {} as Deps['admin'] } as Deps;
+  const settings = loadSettings({
+    JUPYTERHUB_API_URL: hubApi,
+    KBATCH_OAUTH_CLIENT_SECRET: 'a-client-secret-of-32-characters!!',
+    KBATCH_BACKEND: 'local',
+    KBATCH_LOCAL_DIR: '/nonexistent',
+  });
+  const deps = {
+    settings,
+    auth: new SessionAuthenticator(new FakeHub(), settings.web!.cookieKey),
+    backend: { namespaceOwner: async () => null } as unknown as Deps['backend'],
+    admin: {} as Deps['admin'],
+  } as Deps;
   handle = createRouter(settings.prefix, webRoutes(deps));
   router = createServer((req, res) => void handle(req, res));
   await new Promise<void>((resolve) => router.listen(0, '127.0.0.1', resolve));
@@ -138,7 +160,11 @@ oauth.after(async () => {
 });
 
 const get = (path: string, headers: Record<string, string> = {}) => fetch(new URL(path, base), { headers, redirect: 'manual' });
-const stateCookieOf = (response: Response) => response.headers.getSetCookie().find((c) => c.startsWith('kbatch-oauth-state='))!.split(';')[0]!;
+const stateCookieOf = (response: Response) =>
+  response.headers
+    .getSetCookie()
+    .find((c) => c.startsWith('kbatch-oauth-state='))!
+    .split(';')[0]!;
 
 oauth('login sends the browser to the Hub with state, PKCE and the registered redirect URI', async () => {
   const response = await get('login?next=/services/kbatch/job/x');
@@ -149,7 +175,10 @@ oauth('login sends the browser to the Hub with state, PKCE and the registered re
   assert.is(location.searchParams.get('redirect_uri'), '/services/kbatch/oauth_callback');
   assert.is(location.searchParams.get('code_challenge_method'), 'S256');
   assert.ok(location.searchParams.get('state')!.length >= 40);
-  assert.match(response.headers.getSetCookie()[0]!, /^kbatch-oauth-state=.+; Path=\/services\/kbatch\/; Max-Age=600; HttpOnly; SameSite=Lax$/);
+  assert.match(
+    response.headers.getSetCookie()[0]!,
+    /^kbatch-oauth-state=.+; Path=\/services\/kbatch\/; Max-Age=600; HttpOnly; SameSite=Lax$/,
+  );
 });
 oauth('a callback with the matching state and cookie trades the code with the secret and PKCE verifier, then returns to next', async () => {
   tokenRequests = [];
@@ -165,7 +194,10 @@ oauth('a callback with the matching state and cookie trades the code with the se
   const { createHash } = await import('node:crypto');
   assert.is(createHash('sha256').update(form.get('code_verifier')!).digest('base64url'), challenge);
   const cookies = response.headers.getSetCookie();
-  assert.ok(cookies.some((c) => /^kbatch-session=[^;]+; Path=\/services\/kbatch\/; Max-Age=3600; HttpOnly; SameSite=Lax$/.test(c)), cookies.join('\n'));
+  assert.ok(
+    cookies.some((c) => /^kbatch-session=[^;]+; Path=\/services\/kbatch\/; Max-Age=3600; HttpOnly; SameSite=Lax$/.test(c)),
+    cookies.join('\n'),
+  );
   assert.ok(cookies.some((c) => c.startsWith('kbatch-oauth-state=; ') && c.includes('Max-Age=0')));
 });
 oauth('a callback without the state cookie, or with another state, is refused before any code is traded', async () => {
@@ -183,9 +215,19 @@ oauth('a code the Hub refuses is a refusal page, not a session', async () => {
   assert.not.ok(response.headers.getSetCookie().some((c) => c.startsWith('kbatch-session=') && !c.includes('Max-Age=0')));
 });
 oauth('next never leads off the service: other paths and other hosts become the service root', async () => {
-  for (const next of ['https://evil.example/', '//evil.example/services/kbatch/', '/hub/admin', '/services/kbatch/\\evil', '/services/kbatch/../../hub/admin', '/services/kbatch/%2E%2e/x']) {
+  for (const next of [
+    'https://evil.example/',
+    '//evil.example/services/kbatch/',
+    '/hub/admin',
+    '/services/kbatch/\\evil',
+    '/services/kbatch/../../hub/admin',
+    '/services/kbatch/%2E%2e/x',
+  ]) {
     const login = await get(`login?next=${encodeURIComponent(next)}`);
-    const state = await openState(stateCookieOf(login).split('=')[1], loadSettings({ JUPYTERHUB_API_URL: 'http://x', KBATCH_OAUTH_CLIENT_SECRET: 'a-client-secret-of-32-characters!!' }).web!.cookieKey);
+    const state = await openState(
+      stateCookieOf(login).split('=')[1],
+      loadSettings({ JUPYTERHUB_API_URL: 'http://x', KBATCH_OAUTH_CLIENT_SECRET: 'a-client-secret-of-32-characters!!' }).web!.cookieKey,
+    );
     assert.is(state!.next, '/services/kbatch/', next);
   }
 });
@@ -205,8 +247,13 @@ const settingsSuite = suite('web settings');
 settingsSuite('no client secret: no web login', () => {
   assert.is(loadSettings({ JUPYTERHUB_API_URL: 'http://hub/hub/api' }).web, undefined);
 });
-settingsSuite('defaults follow JupyterHub\'s own for a service', () => {
-  const web = loadSettings({ JUPYTERHUB_API_URL: 'http://hub:8081/hub/api/', KBATCH_OAUTH_CLIENT_SECRET: 'x'.repeat(32), JUPYTERHUB_SERVICE_NAME: 'batch', KBATCH_PREFIX: '/services/batch/' }).web!;
+settingsSuite("defaults follow JupyterHub's own for a service", () => {
+  const web = loadSettings({
+    JUPYTERHUB_API_URL: 'http://hub:8081/hub/api/',
+    KBATCH_OAUTH_CLIENT_SECRET: 'x'.repeat(32),
+    JUPYTERHUB_SERVICE_NAME: 'batch',
+    KBATCH_PREFIX: '/services/batch/',
+  }).web!;
   assert.is(web.clientId, 'service-batch');
   assert.is(web.redirectUri, '/services/batch/oauth_callback');
   assert.is(web.authorizeUrl, '/hub/api/oauth2/authorize');
@@ -215,8 +262,14 @@ settingsSuite('defaults follow JupyterHub\'s own for a service', () => {
 });
 settingsSuite('short secrets are refused; a long cookie secret makes a short client secret usable', () => {
   const env = { JUPYTERHUB_API_URL: 'http://hub/hub/api' };
-  assert.throws(() => loadSettings({ ...env, KBATCH_OAUTH_CLIENT_SECRET: 'short' }), (e: unknown) => e instanceof ConfigError && /KBATCH_COOKIE_SECRET/.test((e as Error).message));
-  assert.throws(() => loadSettings({ ...env, KBATCH_OAUTH_CLIENT_SECRET: 'x'.repeat(40), KBATCH_COOKIE_SECRET: 'short' }), (e: unknown) => e instanceof ConfigError);
+  assert.throws(
+    () => loadSettings({ ...env, KBATCH_OAUTH_CLIENT_SECRET: 'short' }),
+    (e: unknown) => e instanceof ConfigError && /KBATCH_COOKIE_SECRET/.test((e as Error).message),
+  );
+  assert.throws(
+    () => loadSettings({ ...env, KBATCH_OAUTH_CLIENT_SECRET: 'x'.repeat(40), KBATCH_COOKIE_SECRET: 'short' }),
+    (e: unknown) => e instanceof ConfigError,
+  );
   const a = loadSettings({ ...env, KBATCH_OAUTH_CLIENT_SECRET: 'short', KBATCH_COOKIE_SECRET: 'y'.repeat(32) }).web!;
   const b = loadSettings({ ...env, KBATCH_OAUTH_CLIENT_SECRET: 'other', KBATCH_COOKIE_SECRET: 'y'.repeat(32) }).web!;
   assert.equal(a.cookieKey, b.cookieKey, 'every function derives the same key from the same secret');
@@ -224,7 +277,7 @@ settingsSuite('short secrets are refused; a long cookie secret makes a short cli
 settingsSuite.run();
 
 // ---------------------------------------------------------------------------------------------
-const assets = suite('the page\'s own text');
+const assets = suite("the page's own text");
 assets('the script parses, and never writes HTML from data', () => {
   assert.not.throws(() => new Function(appScript));
   assert.not.match(appScript, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);

@@ -27,7 +27,12 @@ export interface StreamedUploadOptions {
  *
  * Memory: one zlib window, one tar header, and the helper's stdin high-water mark (about 1 MiB).
  */
-export async function storeStreamedCode(helper: VolumeHelper, owner: Owner, source: Readable, options: StreamedUploadOptions): Promise<{ code: StoredCode; summary: StreamedTarSummary }> {
+export async function storeStreamedCode(
+  helper: VolumeHelper,
+  owner: Owner,
+  source: Readable,
+  options: StreamedUploadOptions,
+): Promise<{ code: StoredCode; summary: StreamedTarSummary }> {
   const id = randomSuffix(10);
   const partial = `${uploadsDir}/.partial-${id}`;
   const target = `${uploadsDir}/${id}`;
@@ -39,7 +44,8 @@ export async function storeStreamedCode(helper: VolumeHelper, owner: Owner, sour
   const refuse = (error: Error) => {
     if (refused) return;
     // zlib's own errors are the user's corrupt gzip: a 400 like any other broken archive.
-    refused = 'code' in error && typeof error.code === 'string' && error.code.startsWith('Z_') ? invalidArchive(`gzip: ${error.message}`) : error;
+    refused =
+      'code' in error && typeof error.code === 'string' && error.code.startsWith('Z_') ? invalidArchive(`gzip: ${error.message}`) : error;
     source.unpipe(head);
     if (head !== sanitizer) head.destroy();
     sanitizer.destroy(refused);
@@ -70,11 +76,18 @@ export async function storeStreamedCode(helper: VolumeHelper, owner: Owner, sour
   try {
     await helper.run(owner, ['sh', '-c', script], { stdin: sanitizer });
   } catch (error) {
-    await helper.run(owner, ['sh', '-c', cleanup]).catch((cleanup: Error) => console.error(`kbatch: removing the refused upload ${partial} in ${owner.namespace} failed:`, cleanup.message));
+    await helper
+      .run(owner, ['sh', '-c', cleanup])
+      .catch((cleanup: Error) =>
+        console.error(`kbatch: removing the refused upload ${partial} in ${owner.namespace} failed:`, cleanup.message),
+      );
     // The sanitizer's refusal (400/413) explains a broken exec better than the exec does.
     if (refused) throw refused;
     if (error instanceof ExecFailed) throw new ExecFailed(error.status, `unpacking the upload failed: ${error.stderr}`);
     throw error;
   }
-  return { code: { kind: 'pvc', namespace: owner.namespace, claim: 'kbatch-uploads', path: target, configMaps: [] }, summary: sanitizer.summary() };
+  return {
+    code: { kind: 'pvc', namespace: owner.namespace, claim: 'kbatch-uploads', path: target, configMaps: [] },
+    summary: sanitizer.summary(),
+  };
 }

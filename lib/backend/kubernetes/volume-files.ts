@@ -26,7 +26,9 @@ export async function listFiles(helper: VolumeHelper, owner: Owner, dir: string)
   const sink = collector(chunks, 16 * 1024 * 1024);
   // `stat -c` is in busybox and GNU coreutils; names with a newline cannot be told apart in its
   // output and are left out (a job that writes them can still hand them over in the tar).
-  await helper.run(owner, ['sh', '-c', '[ -d "$1" ] || exit 0; cd "$1" && find . -type f -exec stat -c "%s %Y %n" {} +', 'list', root], { stdout: sink });
+  await helper.run(owner, ['sh', '-c', '[ -d "$1" ] || exit 0; cd "$1" && find . -type f -exec stat -c "%s %Y %n" {} +', 'list', root], {
+    stdout: sink,
+  });
   const files: VolumeFile[] = [];
   for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
     const match = /^(\d+) (\d+) \.\/(.+)$/.exec(line);
@@ -36,12 +38,25 @@ export async function listFiles(helper: VolumeHelper, owner: Owner, dir: string)
 }
 
 /** Streams bytes [start, start + length) of one file into `out` (all of it from `start` without length). */
-export async function readFile(helper: VolumeHelper, owner: Owner, file: string, out: Writable, range: { start?: number; length?: number } = {}): Promise<void> {
+export async function readFile(
+  helper: VolumeHelper,
+  owner: Owner,
+  file: string,
+  out: Writable,
+  range: { start?: number; length?: number } = {},
+): Promise<void> {
   const path = volumePath(file);
   const start = range.start ?? 0;
-  if (!Number.isSafeInteger(start) || start < 0 || (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0))) throw new RangeError('bad range');
+  if (
+    !Number.isSafeInteger(start) ||
+    start < 0 ||
+    (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0))
+  )
+    throw new RangeError('bad range');
   const command = range.length === undefined ? 'tail -c +"$2" "$1"' : 'tail -c +"$2" "$1" | head -c "$3"';
-  await helper.run(owner, ['sh', '-c', `set -e; [ -f "$1" ]; ${command}`, 'read', path, String(start + 1), String(range.length ?? 0)], { stdout: out });
+  await helper.run(owner, ['sh', '-c', `set -e; [ -f "$1" ]; ${command}`, 'read', path, String(start + 1), String(range.length ?? 0)], {
+    stdout: out,
+  });
 }
 
 /** Streams a tar.gz of everything below `dir` into `out`. */

@@ -180,17 +180,22 @@ export class VolumeHelper {
     this.lastTouched.delete(namespace);
     const preconditions = { resourceVersion: pod.metadata?.resourceVersion };
     await this.core.deleteNamespacedPod({ name: volumeHelperPodName, namespace, body: { preconditions } }).catch((error) => {
-        // 409: someone used it (touched the annotation) since it was read; 404: already gone.
+      // 409: someone used it (touched the annotation) since it was read; 404: already gone.
       if (!isStatus(error, 404) && !isStatus(error, 409)) throw error;
     });
     return true;
   }
 
   private scheduleSweep(namespace: string): void {
-    const timer = setTimeout(() => {
-      this.sweepTimers.delete(namespace);
-      this.sweep(namespace).catch((error) => console.error(`kbatch: sweeping the volume helper in ${namespace} failed:`, (error as Error).message));
-    }, this.settings.volumeHelperIdleSeconds * 1000 + 1000);
+    const timer = setTimeout(
+      () => {
+        this.sweepTimers.delete(namespace);
+        this.sweep(namespace).catch((error) =>
+          console.error(`kbatch: sweeping the volume helper in ${namespace} failed:`, (error as Error).message),
+        );
+      },
+      this.settings.volumeHelperIdleSeconds * 1000 + 1000,
+    );
     timer.unref();
     this.sweepTimers.set(namespace, timer);
   }
@@ -224,13 +229,15 @@ export class VolumeHelper {
       }
       if (pod && (pod.metadata?.deletionTimestamp || pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded')) {
         // Terminating (an idle sweep) or dead: wait for it to go, then make a new one.
-        if (!pod.metadata?.deletionTimestamp) await this.core.deleteNamespacedPod({ name: volumeHelperPodName, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
+        if (!pod.metadata?.deletionTimestamp)
+          await this.core.deleteNamespacedPod({ name: volumeHelperPodName, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
       } else if (pod?.status?.phase === 'Running' && pod.status.containerStatuses?.every((c) => c.ready)) {
         return;
       } else if (!pod) {
         await this.create(owner);
       }
-      if (Date.now() > deadline) throw new Unavailable(`the volume helper pod in ${namespace} did not start within ${startTimeoutMs / 1000}s`);
+      if (Date.now() > deadline)
+        throw new Unavailable(`the volume helper pod in ${namespace} did not start within ${startTimeoutMs / 1000}s`);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
@@ -309,18 +316,25 @@ export class VolumeHelper {
         .then((ws) => {
           conn = ws;
           if (settled) return ws.close();
-          ws.on('close', () => setTimeout(() => finish(new BadGateway(`exec in ${namespace}/${volumeHelperPodName} closed without an exit status`)), 100));
+          ws.on('close', () =>
+            setTimeout(() => finish(new BadGateway(`exec in ${namespace}/${volumeHelperPodName} closed without an exit status`)), 100),
+          );
           ws.on('error', (error: Error) => finish(new BadGateway(`exec in ${namespace}/${volumeHelperPodName}: ${error.message}`)));
           if (io.stdin) void pumpStdin(ws, io.stdin).catch((error: Error) => finish(error));
         })
-        .catch((error: unknown) => finish(new BadGateway(`exec in ${namespace}/${volumeHelperPodName} failed: ${(error as Error).message ?? String(error)}`)));
+        .catch((error: unknown) =>
+          finish(new BadGateway(`exec in ${namespace}/${volumeHelperPodName} failed: ${(error as Error).message ?? String(error)}`)),
+        );
     });
   }
 }
 
 /** Sends `stdin` as stream-0 frames, waiting while more than stdinHighWater bytes are unsent; then closes stdin (v5 protocol). */
 async function pumpStdin(ws: WebSocket, stdin: Readable): Promise<void> {
-  if (ws.protocol !== 'v5.channel.k8s.io') throw new BadGateway(`exec: the API server speaks ${ws.protocol || 'an old protocol'}; closing stdin needs v5.channel.k8s.io (Kubernetes 1.30+)`);
+  if (ws.protocol !== 'v5.channel.k8s.io')
+    throw new BadGateway(
+      `exec: the API server speaks ${ws.protocol || 'an old protocol'}; closing stdin needs v5.channel.k8s.io (Kubernetes 1.30+)`,
+    );
   for await (const data of stdin) {
     const buffer = Buffer.isBuffer(data) ? data : Buffer.from(data as string);
     for (let offset = 0; offset < buffer.length; offset += stdinChunk) {

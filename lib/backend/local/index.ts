@@ -26,7 +26,9 @@ export class LocalBackend implements Backend {
   constructor(private readonly root: string) {
     this.store = new LocalStore(root);
     this.runner = new LocalRunner(this.store);
-    this.recovered = failInterruptedJobs(this.store).catch((error: Error) => console.error('kbatch: local backend recovery failed:', error.message));
+    this.recovered = failInterruptedJobs(this.store).catch((error: Error) =>
+      console.error('kbatch: local backend recovery failed:', error.message),
+    );
   }
 
   async namespaceOwner(namespace: string): Promise<string | null | undefined> {
@@ -50,10 +52,12 @@ export class LocalBackend implements Backend {
     const { namespace, job, secret } = objects;
     const name = job.metadata!.name!;
     if (code && code.kind !== 'local') throw new BadRequest('upload: this upload was stored by a Kubernetes backend', 'upload');
-    if (code && !(this.store.isUploadPath(code.path) && (await exists(code.path)))) throw new BadRequest('upload: the uploaded code no longer exists; upload it again', 'upload');
+    if (code && !(this.store.isUploadPath(code.path) && (await exists(code.path))))
+      throw new BadRequest('upload: the uploaded code no longer exists; upload it again', 'upload');
     const container = job.spec!.template.spec!.containers[0]!;
     const argv = [...(container.command ?? []), ...(container.args ?? [])];
-    if (!argv.length) throw new BadRequest('command: the local backend runs the command itself and needs one (images are not used)', 'command');
+    if (!argv.length)
+      throw new BadRequest('command: the local backend runs the command itself and needs one (images are not used)', 'command');
     await this.store.createJobDir(namespace, name, code?.path);
     const created: V1Job = {
       ...job,
@@ -62,7 +66,9 @@ export class LocalBackend implements Backend {
     };
     await this.store.writeSecret(namespace, name, secret);
     await this.store.saveJob(namespace, created);
-    void this.runner.run(namespace, created, argv, decodeSecret(secret.data ?? {})).catch((error: Error) => console.error(`kbatch: local job ${name} failed to run:`, error.message));
+    void this.runner
+      .run(namespace, created, argv, decodeSecret(secret.data ?? {}))
+      .catch((error: Error) => console.error(`kbatch: local job ${name} failed to run:`, error.message));
     return created;
   }
 
@@ -89,7 +95,9 @@ export class LocalBackend implements Backend {
     const names = await this.store.listJobNames(namespace);
     const start = options.continueToken ? names.findIndex((n) => n > options.continueToken!) : 0;
     const slice = start < 0 ? [] : names.slice(start, options.limit ? start + options.limit : undefined);
-    const items = (await Promise.all(slice.map((n) => this.store.readJob(namespace, n).catch(() => undefined)))).filter((j): j is V1Job => Boolean(j));
+    const items = (await Promise.all(slice.map((n) => this.store.readJob(namespace, n).catch(() => undefined)))).filter((j): j is V1Job =>
+      Boolean(j),
+    );
     const more = options.limit !== undefined && start >= 0 && start + options.limit < names.length;
     return { items, continueToken: more ? slice[slice.length - 1] : undefined };
   }
@@ -140,7 +148,10 @@ export class LocalBackend implements Backend {
     const isFinished = async () => {
       // Asking the runner costs nothing; the pod's own file is read only once it is not running here.
       if (this.runner.isRunning(namespace, podName)) return false;
-      const phase = await this.store.readPod(namespace, podName).then((pod) => pod.status?.phase, () => undefined);
+      const phase = await this.store.readPod(namespace, podName).then(
+        (pod) => pod.status?.phase,
+        () => undefined,
+      );
       return phase !== 'Running' && phase !== 'Pending';
     };
     return tailLog(this.store.podFile(namespace, podName, 'log'), options, signal, isFinished);
@@ -152,5 +163,8 @@ export class LocalBackend implements Backend {
 }
 
 function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false);
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }

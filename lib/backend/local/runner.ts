@@ -39,7 +39,10 @@ export class LocalRunner {
       status.active = (status.active ?? 0) + 1;
       status.ready = (status.ready ?? 0) + 1;
       await this.store.saveJob(namespace, job);
-      const exitCode = await this.spawnPod(namespace, pod, argv, { ...env, ...(completions > 1 ? { JOB_COMPLETION_INDEX: String(index) } : {}) });
+      const exitCode = await this.spawnPod(namespace, pod, argv, {
+        ...env,
+        ...(completions > 1 ? { JOB_COMPLETION_INDEX: String(index) } : {}),
+      });
       if (!this.store.hasJob(namespace, name)) return;
       status.active = Math.max(0, (status.active ?? 1) - 1);
       status.ready = Math.max(0, (status.ready ?? 1) - 1);
@@ -66,7 +69,14 @@ export class LocalRunner {
     status.conditions = [
       succeeded
         ? { type: 'Complete', status: 'True', lastTransitionTime: now, lastProbeTime: now }
-        : { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastTransitionTime: now, lastProbeTime: now },
+        : {
+            type: 'Failed',
+            status: 'True',
+            reason: 'BackoffLimitExceeded',
+            message: 'Job has reached the specified backoff limit',
+            lastTransitionTime: now,
+            lastProbeTime: now,
+          },
     ];
     if (succeeded) status.completionTime = now;
     await this.store.saveJob(namespace, job);
@@ -88,7 +98,13 @@ export class LocalRunner {
     return new Promise((resolve) => {
       const child = spawn(argv[0]!, argv.slice(1), {
         cwd: join(jobDir, 'code'),
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', LANG: 'C.UTF-8', KBATCH_OUTPUTS_DIR: outputs, ...env },
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          HOME: process.env.HOME ?? '/tmp',
+          LANG: 'C.UTF-8',
+          KBATCH_OUTPUTS_DIR: outputs,
+          ...env,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
         // Its own process group, so deleting the job kills everything the command started.
         detached: true,
@@ -96,7 +112,12 @@ export class LocalRunner {
       this.running.set(key, child);
       if (child.pid) void recordProcess(this.store.podFile(namespace, podName, 'process'), child.pid);
       const startedAt = new Date();
-      pod.status = { ...pod.status, phase: 'Running', startTime: startedAt, containerStatuses: [{ name: 'job', ready: true, restartCount: 0, image, imageID: '', state: { running: { startedAt } } }] };
+      pod.status = {
+        ...pod.status,
+        phase: 'Running',
+        startTime: startedAt,
+        containerStatuses: [{ name: 'job', ready: true, restartCount: 0, image, imageID: '', state: { running: { startedAt } } }],
+      };
       // Chained, so the final status is never overtaken by this earlier write.
       const running = this.store.savePod(namespace, pod).catch(() => undefined);
       const pending = { out: '', err: '' };
@@ -120,7 +141,16 @@ export class LocalRunner {
           pod.status = {
             ...pod.status,
             phase: exitCode === 0 ? 'Succeeded' : 'Failed',
-            containerStatuses: [{ name: 'job', ready: false, restartCount: 0, image, imageID: '', state: { terminated: { exitCode, reason, startedAt, finishedAt } } }],
+            containerStatuses: [
+              {
+                name: 'job',
+                ready: false,
+                restartCount: 0,
+                image,
+                imageID: '',
+                state: { terminated: { exitCode, reason, startedAt, finishedAt } },
+              },
+            ],
           };
           const done = () => {
             this.running.delete(key);
@@ -184,7 +214,10 @@ async function recordProcess(file: string, pid: number): Promise<void> {
 
 /** Kills the process group a dead server left running, if that very process still runs. */
 async function killLeftover(file: string): Promise<void> {
-  const recorded = await readFile(file, 'utf8').then((text) => JSON.parse(text) as ProcessRecord, () => undefined);
+  const recorded = await readFile(file, 'utf8').then(
+    (text) => JSON.parse(text) as ProcessRecord,
+    () => undefined,
+  );
   if (!recorded || !Number.isInteger(recorded.pid) || recorded.pid <= 1) return;
   const current = await processIdentity(recorded.pid);
   if (current?.bootId !== recorded.bootId || current.startTime !== recorded.startTime) return;
@@ -216,7 +249,11 @@ export async function failInterruptedJobs(store: LocalStore): Promise<void> {
           phase: 'Failed',
           reason: 'ServerRestarted',
           message: 'the kbatch server stopped while this process ran',
-          containerStatuses: (pod.status.containerStatuses ?? []).map((s) => ({ ...s, ready: false, state: { terminated: { exitCode: 137, reason: 'ServerRestarted', startedAt, finishedAt: now } } })),
+          containerStatuses: (pod.status.containerStatuses ?? []).map((s) => ({
+            ...s,
+            ready: false,
+            state: { terminated: { exitCode: 137, reason: 'ServerRestarted', startedAt, finishedAt: now } },
+          })),
         };
         await store.savePod(namespace, pod);
       }
@@ -224,7 +261,16 @@ export async function failInterruptedJobs(store: LocalStore): Promise<void> {
         ...job.status,
         active: 0,
         ready: 0,
-        conditions: [{ type: 'Failed', status: 'True', reason: 'ServerRestarted', message: 'the kbatch server stopped while the job ran', lastTransitionTime: now, lastProbeTime: now }],
+        conditions: [
+          {
+            type: 'Failed',
+            status: 'True',
+            reason: 'ServerRestarted',
+            message: 'the kbatch server stopped while the job ran',
+            lastTransitionTime: now,
+            lastProbeTime: now,
+          },
+        ],
       };
       await store.saveJob(namespace, job);
     }
@@ -250,7 +296,12 @@ function podFor(job: V1Job, podName: string, index: number, indexed: boolean): V
       namespace: job.metadata!.namespace,
       uid: randomUUID(),
       creationTimestamp: new Date(),
-      labels: { ...template.metadata?.labels, [labels.jobName]: name, [labels.legacyJobName]: name, ...(indexed ? { [labels.jobCompletionIndex]: String(index) } : {}) },
+      labels: {
+        ...template.metadata?.labels,
+        [labels.jobName]: name,
+        [labels.legacyJobName]: name,
+        ...(indexed ? { [labels.jobCompletionIndex]: String(index) } : {}),
+      },
       annotations: { ...template.metadata?.annotations },
       ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name, uid: job.metadata!.uid!, controller: true }],
     },

@@ -146,7 +146,11 @@ export class LocalStore {
     for (const name of await this.listJobNames(namespace)) {
       const owner = (await this.readJob(namespace, name).catch(() => undefined))?.metadata?.annotations?.[annotations.username];
       if (owner === undefined) continue;
-      const record: V1Namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, annotations: { [annotations.username]: owner }, uid: randomUUID(), creationTimestamp: new Date() } };
+      const record: V1Namespace = {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: namespace, annotations: { [annotations.username]: owner }, uid: randomUUID(), creationTimestamp: new Date() },
+      };
       await writeFile(join(this.namespaceDir(namespace), 'namespace.json'), JSON.stringify(record), { flag: 'wx' }).catch(() => undefined);
       return (await this.readNamespace(namespace))?.metadata?.annotations?.[annotations.username] ?? null;
     }
@@ -171,7 +175,10 @@ export class LocalStore {
     const cutoff = Date.now() - ttlMs;
     for (const file of await readdir(this.uploadsDir())) {
       const path = join(this.uploadsDir(), file);
-      const modified = await stat(path).then((s) => s.mtimeMs, () => Date.now());
+      const modified = await stat(path).then(
+        (s) => s.mtimeMs,
+        () => Date.now(),
+      );
       if (modified < cutoff) await rm(path, { force: true });
     }
   }
@@ -267,7 +274,10 @@ export class LocalStore {
 }
 
 async function unpackInto(archivePath: string, dir: string): Promise<void> {
-  const entries = readTar(gunzipSync(await readFile(archivePath)), { maxBytes: Number.MAX_SAFE_INTEGER, maxFiles: Number.MAX_SAFE_INTEGER });
+  const entries = readTar(gunzipSync(await readFile(archivePath)), {
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    maxFiles: Number.MAX_SAFE_INTEGER,
+  });
   for (const entry of entries) {
     const target = join(dir, entry.path);
     if (entry.type === 'directory') await mkdir(target, { recursive: true });
