@@ -109,7 +109,7 @@ export const appScript = String.raw`
     var parts = [job.succeeded + '/' + (job.completions || 1) + ' succeeded'];
     if (job.failed) parts.push(job.failed + ' failed');
     if (job.active) parts.push(job.active + ' running');
-    return parts.join(' · ');
+    return parts.join(' \u00b7 ');
   }
   /** Shows a command's words so they could be typed back: quoted where a shell would split them. */
   function quoteWord(word) { return /^[\w@%+=:,.\/-]+$/.test(word) ? word : "'" + word.replace(/'/g, "'\''") + "'"; }
@@ -139,7 +139,7 @@ export const appScript = String.raw`
   // Jobs list
 
   function jobsView() {
-    document.title = 'Jobs · kbatch';
+    document.title = 'Jobs \u00b7 kbatch';
     var params = new URLSearchParams(location.search);
     var pageSize = Math.min(500, Math.max(1, parseInt(params.get('limit') || '', 10) || PAGE_SIZE));
     var statusBox = el('div', { role: 'status', 'aria-live': 'polite' });
@@ -154,7 +154,7 @@ export const appScript = String.raw`
       statusBox, tableHost,
       el('div', { class: 'toolbar' }, newer, older, pageLabel),
     ]);
-    status(statusBox, 'loading', 'Loading jobs…');
+    status(statusBox, 'loading', 'Loading jobs\u2026');
     /** Continue tokens of the pages before the current one; the current page's own token. */
     var history = [];
     var current = null;
@@ -210,7 +210,7 @@ export const appScript = String.raw`
   // One job
 
   function jobView(name) {
-    document.title = name + ' · kbatch';
+    document.title = name + ' \u00b7 kbatch';
     var statusBox = el('div', { role: 'status', 'aria-live': 'polite' });
     var summary = el('div');
     var pods = el('div');
@@ -225,7 +225,7 @@ export const appScript = String.raw`
     var state = null;
     clear(app);
     append(app, [
-      el('p', null, el('a', { href: root }, '← All jobs')),
+      el('p', null, el('a', { href: root }, '\u2190 All jobs')),
       el('div', { class: 'toolbar' }, el('h1', { text: name }), el('span', { class: 'spacer' }), deleteButton),
       statusBox, summary,
       el('h2', { text: 'Pods' }), pods,
@@ -236,7 +236,7 @@ export const appScript = String.raw`
       el('div', { class: 'toolbar' }, el('label', { for: 'log-pod' }, 'Pod '), podSelect, download),
       logNotice, logBox,
     ]);
-    status(statusBox, 'loading', 'Loading job…');
+    status(statusBox, 'loading', 'Loading job\u2026');
 
     var podNames = [];
     function load() {
@@ -295,10 +295,10 @@ export const appScript = String.raw`
           return el('div', null, text, c.message ? el('div', { class: 'muted' }, c.message) : null);
         });
         // A pod with no container status yet has not been placed on a node (or is pulling its first image).
-        if (!containers.length && pod.phase === 'Pending') containers = [el('div', { class: 'muted' }, pod.node ? 'starting on ' + pod.node + '…' : 'waiting to be scheduled on a node')];
+        if (!containers.length && pod.phase === 'Pending') containers = [el('div', { class: 'muted' }, pod.node ? 'starting on ' + pod.node + '\u2026' : 'waiting to be scheduled on a node')];
         append(body, el('tr', null,
           el('td', { class: 'name', 'data-label': 'Pod' }, pod.name),
-          el('td', { 'data-label': 'Index' }, pod.completionIndex === undefined ? '–' : pod.completionIndex),
+          el('td', { 'data-label': 'Index' }, pod.completionIndex === undefined ? '\u2013' : pod.completionIndex),
           el('td', { 'data-label': 'Phase' }, pod.phase),
           el('td', { 'data-label': 'Containers' }, el('div', null, containers)),
           el('td', { class: 'opt', 'data-label': 'Node' }, pod.node || ''),
@@ -345,7 +345,7 @@ export const appScript = String.raw`
       append(notebook, el('h2', { text: 'Notebook' }), el('p', null, el('code', null, run.notebook)));
       var body = el('tbody');
       (run.runs || []).slice(0, 200).forEach(function (r) {
-        append(body, el('tr', null, el('td', null, r.index === undefined ? '–' : String(r.index)), el('td', null, el('code', null, JSON.stringify(r.parameters))), el('td', { class: 'opt' }, r.output)));
+        append(body, el('tr', null, el('td', null, r.index === undefined ? '\u2013' : String(r.index)), el('td', null, el('code', null, JSON.stringify(r.parameters))), el('td', { class: 'opt' }, r.output)));
       });
       append(notebook, el('div', { class: 'table-wrap' }, el('table', null,
         el('thead', null, el('tr', null, ['Index', 'Parameters', 'Executed notebook'].map(function (h, i) { return el('th', { scope: 'col', class: i === 2 ? 'opt' : null }, h); }))), body)));
@@ -521,7 +521,7 @@ export const appScript = String.raw`
           return (pod ? Promise.resolve(true) : jobFinished()).then(function (finished) {
             if (mine !== generation) return;
             if (!finished) return retry('the stream ended while the job is still running');
-            queue('— end of log —', 'meta');
+            queue('\u2014 end of log \u2014', 'meta');
             if (!dropped) notice.textContent = '';
           });
         }, function (error) {
@@ -537,7 +537,7 @@ export const appScript = String.raw`
       function retry(reason) {
         failures++;
         if (failures > 8) { notice.textContent = 'Lost the log stream (' + reason + '). Reload to try again.'; return; }
-        notice.textContent = 'Reconnecting (' + reason + ')…';
+        notice.textContent = 'Reconnecting (' + reason + ')\u2026';
         later(Math.min(5000, 250 * Math.pow(2, failures - 1)));
       }
       attempt(false);
@@ -580,7 +580,7 @@ export const appScript = String.raw`
   }
 
   function newJobView() {
-    document.title = 'Submit a job · kbatch';
+    document.title = 'Submit a job \u00b7 kbatch';
     var files = [];
     var name = el('input', { type: 'text', name: 'name', required: true, autocomplete: 'off', spellcheck: 'false' });
     var image = el('input', { type: 'text', name: 'image', autocomplete: 'off', spellcheck: 'false', placeholder: 'python:3.12-slim' });
@@ -624,14 +624,14 @@ export const appScript = String.raw`
     api('GET', 'profiles').then(function (profiles) {
       Object.keys(profiles || {}).forEach(function (key) {
         var description = profiles[key] && profiles[key].description;
-        append(profile, el('option', { value: key }, key + (description ? ' — ' + description : '')));
+        append(profile, el('option', { value: key }, key + (description ? ' \u2014 ' + description : '')));
       });
     }, function () {});
 
     function setFiles(list) {
       files = list;
       var bytes = files.reduce(function (n, f) { return n + f.file.size; }, 0);
-      codeSummary.textContent = files.length ? files.length + ' file' + (files.length > 1 ? 's' : '') + ' (' + formatBytes(bytes) + '): ' + files.slice(0, 5).map(function (f) { return f.path; }).join(', ') + (files.length > 5 ? ', …' : '') : 'No code chosen: the job runs the image as it is.';
+      codeSummary.textContent = files.length ? files.length + ' file' + (files.length > 1 ? 's' : '') + ' (' + formatBytes(bytes) + '): ' + files.slice(0, 5).map(function (f) { return f.path; }).join(', ') + (files.length > 5 ? ', \u2026' : '') : 'No code chosen: the job runs the image as it is.';
       clearCode.hidden = !files.length;
     }
     /** A chosen folder's files keep their paths inside it, as the CLI uploads them. */
@@ -719,11 +719,11 @@ export const appScript = String.raw`
           bar.value = Math.round((event.loaded / event.total) * 100);
           formStatus.textContent = 'Uploading code: ' + bar.value + '%';
         });
-        xhr.upload.addEventListener('load', function () { formStatus.textContent = 'Uploaded; creating the job…'; });
+        xhr.upload.addEventListener('load', function () { formStatus.textContent = 'Uploaded; creating the job\u2026'; });
       } else {
         xhr.setRequestHeader('content-type', 'application/json');
         body = JSON.stringify(spec);
-        formStatus.textContent = 'Submitting…';
+        formStatus.textContent = 'Submitting\u2026';
       }
       xhr.addEventListener('load', function () {
         var data = null;
