@@ -49,22 +49,28 @@ async function runCheck(name: string, check: Check, timeoutMs: number): Promise<
  */
 export function createReadiness(deps: Deps, fetchImpl: typeof fetch = fetch): () => Promise<Readiness> {
   const { settings } = deps;
-  const checks: Record<string, Check> = { [deps.backend.kind]: (signal) => deps.backend.ping(signal) };
-  if (settings.auth === 'hub') {
-    // The API root answers its version without a token.
-    checks.hub = async (signal) => {
-      const response = await fetchImpl(`${settings.hubApiUrl}/`, { signal });
-      await response.body?.cancel();
-      if (!response.ok) throw new HttpStatusError(response.status);
-    };
-  }
+  // Built on the first probe, not with the route table: building routes touches no dependency.
+  let checks: Record<string, Check> | undefined;
+  const checksOf = (): Record<string, Check> => {
+    if (checks) return checks;
+    checks = { [deps.backend.kind]: (signal) => deps.backend.ping(signal) };
+    if (settings.auth === 'hub') {
+      // The API root answers its version without a token.
+      checks.hub = async (signal) => {
+        const response = await fetchImpl(`${settings.hubApiUrl}/`, { signal });
+        await response.body?.cancel();
+        if (!response.ok) throw new HttpStatusError(response.status);
+      };
+    }
+    return checks;
+  };
   let cached: { until: number; result: Readiness } | undefined;
   let pending: Promise<Readiness> | undefined;
   return async () => {
     if (cached && cached.until > Date.now()) return cached.result;
     pending ??= (async () => {
       const entries = await Promise.all(
-        Object.entries(checks).map(async ([name, check]) => [name, await runCheck(name, check, settings.readyTimeoutMs)] as const),
+        Object.entries(checksOf()).map(async ([name, check]) => [name, await runCheck(name, check, settings.readyTimeoutMs)] as const),
       );
       const result: Readiness = { ready: entries.every(([, r]) => r.ok), checks: Object.fromEntries(entries) };
       cached = { until: Date.now() + settings.readyCacheSeconds * 1000, result };

@@ -34,7 +34,7 @@ const screenshots = join(work, 'screenshots');
 mkdirSync(screenshots);
 // The per-pod CPU maximum is above the fake node's 1000 cores, so a valid job can stay unschedulable.
 const stack = await startStack({
-  KBATCH_MAX_JOB_RESOURCES: JSON.stringify({ cpu: '5000', memory: '256Gi', 'ephemeral-storage': '100Gi' }),
+  KBATCH_MAX_JOB_RESOURCES: JSON.stringify({ cpu: '5000', memory: '256Gi', 'ephemeral-storage': '100Gi', 'nvidia.com/gpu': '8' }),
 });
 const serviceUrl = stack.serviceUrl;
 const admin = adminClients(stack.cluster.adminKubeconfig);
