@@ -11,7 +11,7 @@ import { parseMultipart } from '../uploads/multipart.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
-import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storeUpload, submitJob } from './operations.ts';
+import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storedUploadReply, storeUpload, submitJob } from './operations.ts';
 import { streamedUpload, streamedUploadFormat } from './streamed-upload.ts';
 
 /**
@@ -74,20 +74,9 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
             'Send the code as multipart/form-data (an "archive" part, or one part per file), or the archive itself as application/x-tar or application/gzip',
           );
         const { entries } = await parseMultipart(ctx.req, uploadLimits(deps));
-        const { reference, code, upload, expiresAt } = await storeUpload(deps, user, entries);
-        uploadBytes.inc(upload.archive.length);
-        return {
-          status: 201,
-          json: {
-            upload: reference,
-            files: upload.files,
-            bytes: upload.bytes,
-            archiveBytes: upload.archive.length,
-            sha256: upload.sha256,
-            storage: code.kind,
-            expiresAt: expiresAt.toISOString(),
-          },
-        };
+        const stored = await storeUpload(deps, user, entries);
+        uploadBytes.inc(stored.upload.archive.length);
+        return storedUploadReply(stored);
       }),
     },
   ];

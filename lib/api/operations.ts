@@ -36,6 +36,22 @@ export async function storeUpload(deps: Deps, user: User, entries: ArchiveEntry[
   return { reference, code, upload, expiresAt };
 }
 
+/** The 201 answer of an upload stored whole (multipart, or a bare archive on a backend without streaming). */
+export function storedUploadReply({ reference, code, upload, expiresAt }: Awaited<ReturnType<typeof storeUpload>>) {
+  return {
+    status: 201,
+    json: {
+      upload: reference,
+      files: upload.files,
+      bytes: upload.bytes,
+      archiveBytes: upload.archive.length,
+      sha256: upload.sha256,
+      storage: code.kind,
+      expiresAt: expiresAt.toISOString(),
+    },
+  };
+}
+
 /** Idempotency keys are opaque to the server; bounded so a label hash and a log line stay cheap. */
 const idempotencyKeyPattern = /^[\x21-\x7e]{1,255}$/;
 

@@ -5,7 +5,8 @@ import { readArchive } from '../uploads/archive.ts';
 import { signUploadReference } from '../uploads/reference.ts';
 import type { Deps } from './deps.ts';
 import { ensureOwnNamespace } from './namespace.ts';
-import { storeUpload } from './operations.ts';
+import { storedUploadReply, storeUpload } from './operations.ts';
+import { uploadBytes } from '../observability/metrics.ts';
 
 /**
  * POST /api/v1/uploads with the archive itself as the body (Content-Type application/x-tar, or
@@ -34,19 +35,9 @@ export async function streamedUpload(deps: Deps, user: User, req: IncomingReques
     // A backend without a volume to stream into (local): the archive is read whole, as multipart is.
     // The compressed body is bounded by the unpacked limit plus tar's per-file overhead.
     const body = await readBody(req, settings.maxUploadBytes + settings.maxUploadFiles * 1536 + 10240);
-    const { reference, code, upload, expiresAt } = await storeUpload(deps, user, readArchive(body, limits));
-    return {
-      status: 201,
-      json: {
-        upload: reference,
-        files: upload.files,
-        bytes: upload.bytes,
-        archiveBytes: upload.archive.length,
-        sha256: upload.sha256,
-        storage: code.kind,
-        expiresAt: expiresAt.toISOString(),
-      },
-    };
+    const stored = await storeUpload(deps, user, readArchive(body, limits));
+    uploadBytes.inc(stored.upload.archive.length);
+    return storedUploadReply(stored);
   }
   await ensureOwnNamespace(deps, user);
   const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
@@ -55,6 +46,7 @@ export async function streamedUpload(deps: Deps, user: User, req: IncomingReques
     limits,
     uploadTtlSeconds: settings.uploadTtlSeconds,
   });
+  uploadBytes.inc(summary.archiveBytes);
   const reference = await signUploadReference(
     { user: user.name, code, bytes: summary.bytes, files: summary.files, sha256: summary.sha256 },
     settings.uploadSecret,
