@@ -14,6 +14,12 @@ export const apiPaths = {
   jobs: 'api/v1/jobs',
   job: (name: string) => `api/v1/jobs/${encodeURIComponent(name)}`,
   jobLogs: (name: string) => `api/v1/jobs/${encodeURIComponent(name)}/logs`,
+  /** GET: the job's outputs as an OutputList; DELETE: removes them. They outlive the Job (its TTL). */
+  jobOutputs: (name: string) => `api/v1/jobs/${encodeURIComponent(name)}/outputs`,
+  /** GET: one output file's bytes (honours Range: bytes=a-b, answers 206). `path` is relative to the job's outputs. */
+  jobOutputFile: (name: string, path: string) => `api/v1/jobs/${encodeURIComponent(name)}/outputs/file?path=${encodeURIComponent(path)}`,
+  /** GET: every output file as one tar.gz stream (application/gzip). */
+  jobOutputsArchive: (name: string) => `api/v1/jobs/${encodeURIComponent(name)}/outputs/archive`,
   /** POST: `suspend` or `resume` a cronjob's schedule, or `run` it now. */
   cronJobAction: (name: string, action: 'suspend' | 'resume' | 'run') => `api/v1/cronjobs/${encodeURIComponent(name)}/${action}`,
 } as const;
@@ -59,6 +65,8 @@ export const errorReasons = [
   'Unavailable',
   /** 500: a fault of the service itself (including a refusal Kubernetes gave the service's own identity). */
   'Internal',
+  /** 416: a Range outside the output file (the body's `detail` says its size). */
+  'RangeNotSatisfiable',
 ] as const;
 
 export type ErrorReason = (typeof errorReasons)[number];
@@ -70,6 +78,22 @@ export interface ErrorBody {
   reason: ErrorReason;
   /** The request field at fault, when there is one. */
   field?: string;
+}
+
+/** One file a job wrote under its outputs directory ($KBATCH_OUTPUTS_DIR, /outputs on Kubernetes). */
+export interface OutputFile {
+  /** Relative to the job's outputs directory, "/"-separated. */
+  path: string;
+  size: number;
+  /** Last modification, ISO 8601. */
+  modified: string;
+}
+
+/** GET jobOutputs: every regular file, sorted by path. A job that wrote nothing (or whose outputs were removed) has none. */
+export interface OutputList {
+  job: string;
+  files: OutputFile[];
+  totalBytes: number;
 }
 
 export function isErrorBody(value: unknown): value is ErrorBody {
@@ -84,6 +108,9 @@ export function isErrorBody(value: unknown): value is ErrorBody {
  * (log follow) or reports the message.
  */
 export const streamAbortMarker = '[kbatch] stream aborted: ';
+
+/** Query flag of DELETE job: `?outputs=true` removes the job's outputs too (they outlive the Job otherwise). */
+export const deleteOutputsQuery = 'outputs';
 
 /** Header a client sets on a submit so a retried request returns the first job instead of a second one. */
 export const idempotencyKeyHeader = 'idempotency-key';
