@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { apiPaths, idempotencyKeyHeader } from '../lib/contract.ts';
+import { apiPaths, deleteOutputsQuery, idempotencyKeyHeader, type OutputList } from '../lib/contract.ts';
 import type { V1CronJob, V1Job, V1Pod } from '@kubernetes/client-node';
 import type { JobSpec } from '../lib/jobs/spec.ts';
 import type { JobDetail, JobSummary } from '../lib/jobs/views.ts';
@@ -171,8 +171,43 @@ export class KbatchApi {
     });
   }
 
-  deleteJob(name: string): Promise<{ deleted?: string }> {
-    return this.http.json<{ deleted?: string }>('DELETE', apiPaths.job(name), { what: `job ${name}` });
+  /** With `outputs`, the job's outputs go too; otherwise they outlive it. */
+  deleteJob(name: string, options: { outputs?: boolean } = {}): Promise<{ deleted?: string }> {
+    return this.http.json<{ deleted?: string }>('DELETE', apiPaths.job(name), {
+      what: `job ${name}`,
+      query: { [deleteOutputsQuery]: options.outputs ? 'true' : undefined },
+    });
+  }
+
+  /** Every file the job wrote under its outputs directory; they outlive the Job. */
+  listOutputs(name: string): Promise<OutputList> {
+    return this.http.json<OutputList>('GET', apiPaths.jobOutputs(name), { what: `outputs of job ${name}` });
+  }
+
+  /** Removes the job's outputs (the job itself, if still there, is left alone). */
+  async deleteOutputs(name: string): Promise<void> {
+    await this.http.json('DELETE', apiPaths.jobOutputs(name), { what: `outputs of job ${name}` });
+  }
+
+  /**
+   * One output file's bytes, from byte `from` on (`Range: bytes=from-`, answered 206) so a dropped
+   * download resumes where it stopped. No timeout: a large file over a slow link takes long.
+   */
+  outputFile(name: string, path: string, from = 0): Promise<HttpResponse> {
+    return this.http.request('GET', apiPaths.jobOutputFile(name, path), {
+      what: `output ${JSON.stringify(path)} of job ${name}`,
+      stream: true,
+      headers: { accept: '*/*', ...(from > 0 ? { range: `bytes=${from}-` } : {}) },
+    });
+  }
+
+  /** Every output file as one tar.gz stream. */
+  outputsArchive(name: string): Promise<HttpResponse> {
+    return this.http.request('GET', apiPaths.jobOutputsArchive(name), {
+      what: `outputs of job ${name}`,
+      stream: true,
+      headers: { accept: 'application/gzip, */*' },
+    });
   }
 
   /** The idempotency key makes a retried submit return the first job instead of creating a second. */

@@ -9,6 +9,8 @@ export interface RequestOptions extends RequestSubject {
   json?: unknown;
   body?: Buffer | Readable;
   headers?: Record<string, string>;
+  /** A long body the caller streams (a download): cut connections fail it instead of stalling it. */
+  stream?: boolean;
   /** Give up when no complete answer arrived in time; 0 waits forever (log streams, big uploads). */
   timeoutMs?: number;
 }
@@ -45,7 +47,7 @@ export class ApiClient {
     const signal = options.timeoutMs ? AbortSignal.timeout(options.timeoutMs) : undefined;
     let response: HttpResponse;
     try {
-      response = await this.fetchImpl(this.url(path, options.query), { method, headers, body, signal });
+      response = await this.fetchImpl(this.url(path, options.query), { method, headers, body, signal, stream: options.stream });
     } catch (error) {
       throw this.failure(error, signal);
     }

@@ -1,4 +1,4 @@
-import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpAgent, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
 import crossFetch from 'cross-fetch';
@@ -21,6 +21,8 @@ export interface HttpRequest {
   headers: Record<string, string>;
   body?: string | Buffer | Readable;
   signal?: AbortSignal;
+  /** The caller reads a long body (a download): a connection cut mid-body must fail it, not stall it. */
+  stream?: boolean;
 }
 
 export type FetchLike = (url: string, init: HttpRequest) => Promise<HttpResponse>;
@@ -41,8 +43,21 @@ export const fetchTransport: FetchLike = async (url, init) => {
   const upload = init.body instanceof Readable ? init.body : undefined;
   let uploadFinished = upload === undefined;
   upload?.once('end', () => (uploadFinished = true));
-  // An upload gets a connection of its own, so it can be closed without touching any other request.
-  const agent = upload ? (url.startsWith('https:') ? new HttpsAgent() : new HttpAgent()) : undefined;
+  // An upload gets a connection of its own, so it can be closed without touching any other request;
+  // so does a download, so its response can be watched for a cut (see watchedAgent).
+  let body: Readable | null = null;
+  let cut = false;
+  const onCut = () => {
+    cut = true;
+    body?.destroy(prematureClose());
+  };
+  const agent = upload
+    ? url.startsWith('https:')
+      ? new HttpsAgent()
+      : new HttpAgent()
+    : init.stream
+      ? watchedAgent(url.startsWith('https:'), onCut)
+      : undefined;
   try {
     const response = await nodeFetch(url, {
       method: init.method,
@@ -53,6 +68,10 @@ export const fetchTransport: FetchLike = async (url, init) => {
       compress: false,
       redirect: init.method === 'GET' ? 'follow' : 'manual',
     });
+    if (init.stream) {
+      body = response.body;
+      if (cut) body?.destroy(prematureClose());
+    }
     if (uploadFinished) return response;
     // An answer before the whole body was sent is the server refusing it: keep the answer, stop sending.
     const text = await response.text();
@@ -69,3 +88,31 @@ export const fetchTransport: FetchLike = async (url, init) => {
     init.signal?.removeEventListener('abort', forwardAbort);
   }
 };
+
+function prematureClose(): Error {
+  return Object.assign(new Error('Premature close: the connection was cut before the end of the body'), {
+    code: 'ERR_STREAM_PREMATURE_CLOSE',
+  });
+}
+
+/**
+ * An agent for one request that calls `onCut` when the response's connection closes before the
+ * response is complete. node-fetch 2 pipes the response into the body it hands out and, for a
+ * response with a Content-Length, never tells that body when the socket dies: a download cut
+ * mid-file would wait forever instead of resuming. (It does for chunked responses only.)
+ */
+function watchedAgent(https: boolean, onCut: () => void): HttpAgent {
+  const agent = https ? new HttpsAgent() : new HttpAgent();
+  // addRequest is how every ClientRequest reaches its agent: the one place to see the request.
+  const hooked = agent as unknown as { addRequest(request: ClientRequest, options: unknown): void };
+  const addRequest = hooked.addRequest.bind(agent);
+  hooked.addRequest = (request, options) => {
+    request.once('response', (response: IncomingMessage) => {
+      response.once('close', () => {
+        if (!response.complete) onCut();
+      });
+    });
+    addRequest(request, options);
+  };
+  return agent;
+}
