@@ -11,6 +11,7 @@ import {
   cronJobSuspendCommand,
 } from './commands/cronjobs.ts';
 import { deleteCommand, listCommand, logsCommand, showCommand, waitCommand } from './commands/jobs.ts';
+import { outputsCommand } from './commands/outputs.ts';
 import { podListCommand, podLogsCommand, podShowCommand } from './commands/pods.ts';
 import { profilesCommand } from './commands/profiles.ts';
 import { submitCommand } from './commands/submit.ts';
@@ -21,7 +22,7 @@ export const commandTree: Group = {
   kind: 'group',
   name: 'kbatch',
   summary: 'kbatch controls batch jobs',
-  description: 'kbatch controls batch jobs: submit them to Kubernetes from JupyterHub, follow them, fetch their logs.',
+  description: 'kbatch controls batch jobs: submit them to Kubernetes from JupyterHub, follow them, fetch their logs and outputs.',
   children: [
     configureCommand,
     {
@@ -29,7 +30,7 @@ export const commandTree: Group = {
       name: 'job',
       aliases: ['jobs'],
       summary: 'Manage kbatch jobs.',
-      children: [submitCommand, listCommand, showCommand, logsCommand, waitCommand, deleteCommand],
+      children: [submitCommand, listCommand, showCommand, logsCommand, waitCommand, outputsCommand, deleteCommand],
     },
     {
       kind: 'group',

@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import { parseArgs, type OptionSpec, type ParsedArgs } from './args.ts';
 import { KbatchApi } from './api.ts';
 import type { FetchLike } from './client.ts';
@@ -16,6 +17,8 @@ export interface CliIo {
   stderr: Output;
   env: Env;
   fetch?: FetchLike;
+  /** stdout as a byte stream, for binary output with backpressure (`job outputs NAME PATH --dest -`). */
+  stdoutStream?: Writable;
   /** A terminal to ask on (`job delete --all`); absent or not a TTY means nobody can answer. */
   stdin?: { isTTY: boolean; question(prompt: string): Promise<string> };
 }

@@ -20,6 +20,7 @@ process.exitCode = await runCli(process.argv.slice(2), {
   stdout: { write: (text) => void process.stdout.write(text), isTTY: Boolean(process.stdout.isTTY) },
   stderr: { write: (text) => void process.stderr.write(text), isTTY: Boolean(process.stderr.isTTY) },
   env: process.env,
+  stdoutStream: process.stdout,
   stdin: {
     isTTY: Boolean(process.stdin.isTTY),
     async question(prompt) {

@@ -1,7 +1,8 @@
 import type { JobDetail, JobSummary } from '../../lib/jobs/views.ts';
 import { parseDuration } from '../args.ts';
 import { outputOption, reconnectNotice, type Command, type CommandContext, type Positional } from '../command.ts';
-import { CliError, UsageError } from '../errors.ts';
+import type { KbatchApi } from '../api.ts';
+import { ApiError, CliError, UsageError } from '../errors.ts';
 import { fields, humanDuration, parseOutputFormat, relativeAge, serialize, shellWords, table } from '../format.ts';
 import { keepsRunning, onInterrupt } from '../interrupt.ts';
 import { followLogs, printLogs } from '../logs.ts';
@@ -333,9 +334,27 @@ async function chooseForDelete(ctx: CommandContext): Promise<string[]> {
   if (!chosen.length || ctx.args.flag('yes')) return chosen;
   const listing = `${chosen.length} job${chosen.length === 1 ? '' : 's'} (${chosen.slice(0, 5).join(', ')}${chosen.length > 5 ? ', ...' : ''})`;
   if (!ctx.io.stdin?.isTTY) throw new UsageError(`refusing to delete ${listing} without confirmation`, 'pass --yes to confirm');
-  const answer = await ctx.io.stdin.question(`Delete ${listing}? [y/N] `);
+  const answer = await ctx.io.stdin.question(`Delete ${listing}${ctx.args.flag('outputs') ? ' and their outputs' : ''}? [y/N] `);
   if (!/^y(es)?$/i.test(answer.trim())) throw new CliError('nothing deleted');
   return chosen;
+}
+
+/**
+ * Deletes a job (and its outputs with `outputs`). Outputs outlive the Job, so with `outputs` a job
+ * already gone (deleted, or removed after its TTL) may still have outputs to delete.
+ */
+async function deleteOne(api: KbatchApi, name: string, outputs: boolean): Promise<{ deleted?: string; outputsOnly?: boolean }> {
+  try {
+    return await api.deleteJob(name, { outputs });
+  } catch (error) {
+    if (!outputs || !(error instanceof ApiError) || error.reason !== 'NotFound') throw error;
+    try {
+      await api.deleteOutputs(name);
+    } catch {
+      throw error;
+    }
+    return { deleted: name, outputsOnly: true };
+  }
 }
 
 export const deleteCommand: Command = {
@@ -344,17 +363,19 @@ export const deleteCommand: Command = {
   aliases: ['rm'],
   summary: 'Delete jobs, stopping their pods.',
   description:
-    'Delete jobs by name, by label (-l) or all of them (--all), stopping their pods.\n-l and --all ask for confirmation on a terminal; --yes skips it (and is required when not on a terminal).',
+    "Delete jobs by name, by label (-l) or all of them (--all), stopping their pods.\n-l and --all ask for confirmation on a terminal; --yes skips it (and is required when not on a terminal).\nA job's outputs stay after it is deleted (kbatch job outputs NAME still downloads them); --outputs deletes them too.",
   positionals: [{ name: 'NAME', optional: true, variadic: true, flag: 'job-id' }],
   options: [
     jobIdOption,
     { name: 'selector', short: 'l', type: 'string', repeatable: true, value: 'KEY=VALUE', help: 'delete the jobs with these labels' },
     { name: 'all', type: 'boolean', help: 'delete all of your jobs' },
     { name: 'yes', short: 'y', type: 'boolean', help: 'do not ask for confirmation' },
+    { name: 'outputs', type: 'boolean', help: "also delete the jobs' outputs (otherwise they stay after the job is deleted)" },
     outputOption(['name', 'json', 'yaml'], 'name'),
   ],
   examples: [
     'kbatch job delete hello-x7k2p',
+    'kbatch job delete hello-x7k2p --outputs',
     'kbatch job delete a-1x2y3 b-4z5w6',
     'kbatch job delete -l team=ml --yes',
     'kbatch job delete --all',
@@ -367,14 +388,20 @@ export const deleteCommand: Command = {
       return 0;
     }
     const api = ctx.api();
+    const outputs = ctx.args.flag('outputs');
     const results: { deleted?: string }[] = [];
     let failures = 0;
     // One failure (a job already gone) does not stop the others; the exit code reports it.
     for (const name of names) {
       try {
-        const result = await api.deleteJob(name);
+        const result = await deleteOne(api, name, outputs);
         results.push(result);
-        if (format === 'name') ctx.out(`deleted job ${result.deleted ?? name}\n`);
+        if (format === 'name')
+          ctx.out(
+            result.outputsOnly
+              ? `deleted the outputs of job ${name} (the job itself was already gone)\n`
+              : `deleted job ${result.deleted ?? name}${outputs ? ' and its outputs' : ''}\n`,
+          );
       } catch (error) {
         if (names.length === 1) throw error;
         failures++;

@@ -37,3 +37,26 @@ export function scripted(steps: Step[]): { fetch: FetchLike; urls: string[]; met
   };
   return { fetch, urls, methods, headers };
 }
+
+/**
+ * A binary answer (an output file, an archive) with the given headers, its body in `chunks`; with
+ * `cut`, the body then fails as a connection dropped mid-body does (node-fetch's premature close).
+ */
+export function bytes(
+  status: number,
+  chunks: Buffer[],
+  headers: Record<string, string> = {},
+  options: { cut?: boolean } = {},
+): HttpResponse {
+  const lower = new Map(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+  return {
+    status,
+    ok: status >= 200 && status < 300,
+    headers: { get: (name) => lower.get(name.toLowerCase()) ?? null },
+    text: async () => Buffer.concat(chunks).toString(),
+    body: (async function* () {
+      for (const chunk of chunks) yield chunk;
+      if (options.cut) throw Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    })(),
+  };
+}

@@ -1,0 +1,271 @@
+import { constants, type Stats } from 'node:fs';
+import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import type { KbatchApi } from './api.ts';
+import { ApiError, CliError } from './errors.ts';
+import { Extractor, type ExtractSummary } from './extract.ts';
+import { humanBytes } from './format.ts';
+import type { HttpResponse } from './http.ts';
+import { failureText, isTransient, Reconnects, type ReconnectOptions } from './retry.ts';
+
+/**
+ * Downloads of a job's outputs: one file, resumable (`Range: bytes=N-`) into `<file>.part` renamed
+ * when complete, or every file as a tar.gz unpacked as it streams (cli/extract.ts). Both ride out
+ * dropped connections with the shared bounded reconnect policy (cli/retry.ts).
+ */
+
+const noFollow = constants.O_NOFOLLOW ?? 0;
+
+/** Told the bytes so far and the total when known, after each chunk. */
+export type ProgressListener = (bytes: number, total: number | undefined) => void;
+
+/** Where one file's bytes go: a `.part` file renamed at the end, or a stream (stdout) that cannot seek. */
+export interface FileSink {
+  /** Bytes already there to resume from: a `.part` left by an earlier run, or what this run wrote. */
+  resumable(): Promise<number>;
+  /** Drops everything and starts again from byte 0 (the server ignored the Range, or the file changed). */
+  restart(): Promise<void>;
+  write(chunk: Uint8Array): Promise<void>;
+  /** The download is complete and verified. */
+  finish(): Promise<void>;
+  /** The download failed: release what is open; a `.part` stays, so a rerun resumes. */
+  abandon(): Promise<void>;
+}
+
+async function lstatOrMissing(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** `<target>.part`, appended to, renamed onto `target` at the end (replacing a file, never writing through a link). */
+export class PartFile implements FileSink {
+  readonly part: string;
+  private handle: FileHandle | undefined;
+  private size = 0;
+
+  constructor(readonly target: string) {
+    this.part = `${target}.part`;
+  }
+
+  async resumable(): Promise<number> {
+    const existing = await lstatOrMissing(this.part);
+    if (existing && !existing.isFile()) throw new CliError(`${this.part} exists and is not a regular file; remove it and try again`);
+    const target = await lstatOrMissing(this.target);
+    if (target?.isDirectory()) throw new CliError(`${this.target} is a directory; choose another --dest`);
+    // O_NOFOLLOW: a symlink planted as the .part after the check is not followed.
+    this.handle ??= await open(this.part, constants.O_WRONLY | constants.O_CREAT | noFollow, 0o644);
+    this.size = (await this.handle.stat()).size;
+    return this.size;
+  }
+
+  async restart(): Promise<void> {
+    await this.handle!.truncate(0);
+    this.size = 0;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    // Positioned writes: where the bytes go never depends on a file offset shared with anyone.
+    await this.handle!.write(chunk, 0, chunk.length, this.size);
+    this.size += chunk.length;
+  }
+
+  async finish(): Promise<void> {
+    await this.handle!.close();
+    this.handle = undefined;
+    await rename(this.part, this.target);
+  }
+
+  async abandon(): Promise<void> {
+    await this.handle?.close().catch(() => {});
+    this.handle = undefined;
+    // An empty .part holds nothing worth resuming.
+    if (this.size === 0) await unlink(this.part).catch(() => {});
+  }
+}
+
+/** stdout (`--dest -`): written with backpressure; a resume continues after what was written. */
+export class StreamSink implements FileSink {
+  private written = 0;
+
+  constructor(private readonly stream: Writable) {}
+
+  async resumable(): Promise<number> {
+    return this.written;
+  }
+
+  async restart(): Promise<void> {
+    if (this.written > 0) throw new CliError('the file changed on the server while it was being written to stdout; run the command again');
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.written += chunk.length;
+    if (!this.stream.write(chunk)) await new Promise<void>((resolve) => this.stream.once('drain', resolve));
+  }
+
+  async finish(): Promise<void> {}
+  async abandon(): Promise<void> {}
+}
+
+/** Where the body starts and the file's full size, from a 200 or 206 answer. */
+export function bodyRange(response: HttpResponse): { start: number; total: number | undefined } {
+  if (response.status === 206) {
+    const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get('content-range')?.trim() ?? '');
+    if (!match) throw new CliError(`the server answered 206 without a usable Content-Range (${response.headers.get('content-range')})`);
+    return { start: Number(match[1]), total: match[3] === '*' ? undefined : Number(match[3]) };
+  }
+  const length = response.headers.get('content-length');
+  return { start: 0, total: length !== null && /^\d+$/.test(length) ? Number(length) : undefined };
+}
+
+export interface DownloadOptions extends ReconnectOptions {
+  progress?: ProgressListener;
+  /** One line for a notice (a restart from zero), without newline. */
+  notice?: (text: string) => void;
+}
+
+/**
+ * Downloads one output file into `sink`, resuming from what it already holds. A dropped connection
+ * resumes from the last byte written; a server that ignores the Range starts over; a 416 (the
+ * `.part` is longer than the file, which changed) starts over once. The size is checked at the
+ * end: against the answer's length, else against the outputs listing.
+ */
+export async function downloadFile(
+  api: KbatchApi,
+  job: string,
+  path: string,
+  sink: FileSink,
+  options: DownloadOptions = {},
+): Promise<number> {
+  const reconnects = new Reconnects(options);
+  let restartedAfter416 = false;
+  let have = await sink.resumable();
+  let total: number | undefined;
+  try {
+    for (;;) {
+      let response: HttpResponse;
+      try {
+        response = await api.outputFile(job, path, have);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 416 && have > 0 && !restartedAfter416) {
+          restartedAfter416 = true;
+          options.notice?.(`the partial download (${humanBytes(have)}) is longer than the file on the server; starting over`);
+          await sink.restart();
+          have = 0;
+          continue;
+        }
+        if (!isTransient(error)) throw error;
+        const reason = failureText(error);
+        await reconnects.failed(reason, () => gaveUp(job, path, reason));
+        continue;
+      }
+      const range = bodyRange(response);
+      total = range.total ?? total;
+      if (range.start !== have) {
+        // A 200 to a ranged request: the server sent the whole file again.
+        if (range.start !== 0) throw new CliError(`the server resumed ${path} at byte ${range.start}, not ${have} as asked`);
+        if (have > 0) options.notice?.(`the server did not resume the download; starting over`);
+        await sink.restart();
+        have = 0;
+      }
+      let dropped: string | undefined;
+      try {
+        for await (const chunk of response.body ?? []) {
+          await sink.write(chunk);
+          have += chunk.length;
+          reconnects.succeeded();
+          options.progress?.(have, total);
+        }
+      } catch (error) {
+        if (!isTransient(error)) throw error;
+        dropped = failureText(error);
+      }
+      if (!dropped && total !== undefined && have < total) dropped = `the connection closed after ${have} of ${total} bytes`;
+      if (!dropped) break;
+      const reason = dropped;
+      await reconnects.failed(reason, () => gaveUp(job, path, reason));
+    }
+    if (total === undefined) {
+      // No length in the answer (a chunked response): the listing says how long the file is.
+      total = (await api.listOutputs(job)).files.find((file) => file.path === path)?.size;
+    }
+    if (total !== undefined && have !== total)
+      throw new CliError(`downloaded ${have} bytes of ${path}, but the file has ${total}; run the command again to resume`);
+    await sink.finish();
+    return have;
+  } catch (error) {
+    await sink.abandon();
+    throw error;
+  }
+}
+
+function gaveUp(job: string, path: string, reason: string): CliError {
+  return new CliError(
+    `lost the connection while downloading ${path} of job ${job} (${reason})`,
+    1,
+    'run the same command again: it resumes from the partial file',
+  );
+}
+
+export interface ArchiveOptions extends ReconnectOptions {
+  /** Total bytes of the files (from the listing), for the progress line. */
+  totalBytes?: number;
+  progress?: ProgressListener;
+  warn: (text: string) => void;
+}
+
+/**
+ * Downloads the outputs archive and unpacks it into `dest` as it streams: nothing is held whole.
+ * A dropped connection starts the archive again (a tar.gz cannot resume mid-stream), skipping the
+ * files the earlier attempts completed.
+ */
+export async function downloadArchive(api: KbatchApi, job: string, dest: string, options: ArchiveOptions): Promise<ExtractSummary> {
+  const reconnects = new Reconnects(options);
+  const completed = new Map<string, number>();
+  for (;;) {
+    let received = 0;
+    try {
+      const response = await api.outputsArchive(job);
+      const extractor = new Extractor(dest, {
+        warn: options.warn,
+        completed,
+        progress: (bytes) => {
+          if (bytes > received) reconnects.succeeded();
+          received = bytes;
+          options.progress?.(bytes, options.totalBytes);
+        },
+      });
+      const gunzip = createGunzip();
+      // A network error reaches the reader as itself (pipeline destroys gunzip with it), so it is
+      // told apart from a corrupt archive; leaving early (the end-of-archive block) closes the body.
+      const done = pipeline(Readable.from(response.body ?? []), gunzip).catch(() => {});
+      try {
+        return await extractor.extract(gunzip);
+      } finally {
+        gunzip.destroy();
+        await done;
+      }
+    } catch (error) {
+      if (!isTransient(error)) {
+        if ((error as { code?: string }).code?.startsWith('Z_'))
+          throw new CliError(`the outputs archive of job ${job} is corrupt (${(error as Error).message})`);
+        throw error;
+      }
+      const reason = failureText(error);
+      await reconnects.failed(
+        reason,
+        () =>
+          new CliError(
+            `lost the connection while downloading the outputs of job ${job} (${reason})`,
+            1,
+            'run the same command again: files already complete are kept',
+          ),
+      );
+    }
+  }
+}
