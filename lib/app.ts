@@ -9,6 +9,7 @@ import { loadAdminConfig } from './jobs/admin-config.ts';
 import type { Deps } from './api/deps.ts';
 import { healthRoutes, jobRoutes, submitRoutes, uploadRoutes } from './api/native.ts';
 import { cronJobActionRoutes } from './api/cronjobs.ts';
+import { outputRoutes } from './api/outputs.ts';
 import { openApiRoute } from './api/openapi.ts';
 import { upstreamJobRoutes, upstreamSubmitRoutes } from './upstream/routes.ts';
 import { SessionAuthenticator } from './web/auth.ts';
@@ -17,7 +18,7 @@ import { webRoutes } from './web/routes.ts';
 export type TargetName = 'submit' | 'jobs' | 'uploads' | 'all';
 
 export async function createBackend(settings: Settings): Promise<Backend> {
-  if (settings.backend === 'local') return new LocalBackend(settings.localDataDir);
+  if (settings.backend === 'local') return new LocalBackend(settings.localDataDir, settings.outputsRetentionSeconds);
   // Imported lazily: client-node costs ~0.4 s and ~130 MB, which the local backend never needs.
   const { KubernetesBackend } = await import('./backend/kubernetes.ts');
   try {
@@ -54,6 +55,7 @@ function apiRoutesByTarget(deps: Deps): Record<Exclude<TargetName, 'all'>, () =>
     jobs: () => [
       openApiRoute(deps.settings.prefix, () => apiRoutes(deps)),
       ...jobRoutes(deps),
+      ...outputRoutes(deps),
       ...upstreamJobRoutes(deps),
       ...cronJobActionRoutes(deps),
     ],

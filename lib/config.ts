@@ -38,6 +38,9 @@ export interface Settings {
   // --- Data path (lib/backend/kubernetes/volume.ts): the per-user volume helper pod.
   /** A user's volume helper pod unused this long is deleted; the next transfer makes a new one. */
   volumeHelperIdleSeconds: number;
+  // --- Job outputs (lib/jobs/outputs.ts, README "Outputs").
+  /** Outputs of a Job that no longer exists are removed this long after their last change; 0 keeps them. */
+  outputsRetentionSeconds: number;
   localDataDir: string;
   logPollSeconds: number;
   shutdownGraceSeconds: number;
@@ -78,6 +81,15 @@ function operatorSettings(env: Env) {
     adminScope: env.KBATCH_ADMIN_SCOPE || 'admin:users',
     readyCacheSeconds: integer(env, 'KBATCH_READY_CACHE_SECONDS', 5),
     readyTimeoutMs: integer(env, 'KBATCH_READY_TIMEOUT_MS', 2000, 1),
+  };
+}
+
+// --- job outputs: how long they outlive their Job ----------------------------------------------------------
+function outputsSettings(env: Env) {
+  // Set but empty means "keep forever", like 0; unset is 30 days.
+  const raw = env.KBATCH_OUTPUTS_RETENTION_SECONDS;
+  return {
+    outputsRetentionSeconds: raw !== undefined && raw.trim() === '' ? 0 : integer(env, 'KBATCH_OUTPUTS_RETENTION_SECONDS', 30 * 24 * 3600),
   };
 }
 
@@ -318,6 +330,7 @@ export function loadSettings(env: Env = process.env): Settings {
     uploadPvcAccessMode: env.KBATCH_UPLOAD_PVC_ACCESS_MODE ?? 'ReadWriteOnce',
     helperImage: env.KBATCH_HELPER_IMAGE ?? 'busybox:1.37',
     volumeHelperIdleSeconds: integer(env, 'KBATCH_VOLUME_HELPER_IDLE_SECONDS', 300, 1),
+    ...outputsSettings(env),
     localDataDir: env.KBATCH_LOCAL_DIR ?? join(homedir(), '.local', 'share', 'kbatch'),
     logPollSeconds: integer(env, 'KBATCH_LOG_POLL_SECONDS', 2, 1),
     shutdownGraceSeconds: integer(env, 'KBATCH_SHUTDOWN_GRACE_SECONDS', 25),

@@ -1,4 +1,5 @@
 import type { User } from '../auth/types.ts';
+import { deleteOutputsQuery } from '../contract.ts';
 import { BadRequest, Forbidden } from '../http/errors.ts';
 import { isMultipart, queryFlag, readJson, type Handler, type Reply, type RequestContext, type RouteDefinition } from '../http/router.ts';
 import { JobDetailSchema, JobSpecSchema, UploadSchema } from '../jobs/schemas.ts';
@@ -11,6 +12,7 @@ import { parseMultipart } from '../uploads/multipart.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
+import { deleteJobAndOutputs } from './outputs.ts';
 import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storedUploadReply, storeUpload, submitJob } from './operations.ts';
 import { streamedUpload, streamedUploadFormat } from './streamed-upload.ts';
 
@@ -239,8 +241,19 @@ export function jobRoutes(deps: Deps): RouteDefinition[] {
     {
       method: 'DELETE',
       path: '/api/v1/jobs/:name',
-      doc: { summary: 'Delete a job (foreground: pods first, then owned Secret/ConfigMap)', auth: true, responses: { 200: '{deleted}' } },
+      doc: {
+        summary: 'Delete a job (foreground: pods first, then owned Secret/ConfigMap); its outputs stay unless outputs=true',
+        auth: true,
+        query: {
+          [deleteOutputsQuery]: {
+            type: 'boolean',
+            description: 'remove the outputs too; works after the Job is gone (404 only if neither exists)',
+          },
+        },
+        responses: { 200: '{deleted, propagation} (with outputs=true also {job: name or null, outputs: files removed})' },
+      },
       handler: authenticated(deps, async (ctx, user) => {
+        if (queryFlag(ctx.query, deleteOutputsQuery)) return { json: await deleteJobAndOutputs(deps, user, ctx.params.name!) };
         const job = await deps.backend.deleteJob(user.namespace, ctx.params.name!);
         return { json: { deleted: job.metadata?.name, propagation: 'Foreground' } };
       }),

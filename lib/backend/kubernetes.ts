@@ -22,7 +22,10 @@ import { PodLogStream } from '../k8s/log-stream.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
-import type { Backend, CreateOptions, ListOptions, LogOptions, PodFilter } from './types.ts';
+import type { OutputFile } from '../contract.ts';
+import type { ByteRange } from '../jobs/outputs.ts';
+import type { Backend, CreateOptions, ListOptions, LogOptions, OutputRead, PodFilter } from './types.ts';
+import { KubernetesOutputs } from './kubernetes/outputs.ts';
 import { storeStreamedCode, type StreamedUploadOptions } from './kubernetes/streamed-upload.ts';
 import { VolumeHelper } from './kubernetes/volume.ts';
 
@@ -36,6 +39,8 @@ export interface KubernetesBackendOptions extends NamespacePolicySettings {
   logPollSeconds: number;
   uploadTtlSeconds: number;
   volumeHelperIdleSeconds: number;
+  /** Outputs of deleted Jobs older than this are swept; 0 (the default here) keeps them. */
+  outputsRetentionSeconds?: number;
 }
 
 function isStatus(error: unknown, code: number): boolean {
@@ -145,6 +150,12 @@ export class KubernetesBackend implements Backend {
   private readonly owners = new Map<string, { owner: string | null; seen: number }>();
   /** Pod phase reads in flight, shared by the followers of one pod. */
   private readonly phaseReads = new Map<string, Promise<string | undefined>>();
+  /**
+   * Namespaces whose `kbatch-uploads` claim this process made sure of: every job mounts it (its
+   * /outputs), so it must exist before the first job; after that a submit costs no extra call.
+   */
+  private readonly claims = new Map<string, Promise<void>>();
+  private readonly outputs: KubernetesOutputs;
 
   constructor(private readonly options: KubernetesBackendOptions) {
     this.kc = new k8s.KubeConfig();
@@ -155,6 +166,7 @@ export class KubernetesBackend implements Backend {
     this.batch = makePooledApiClient(this.kc, this.auth, k8s.BatchV1Api);
     this.version = makePooledApiClient(this.kc, this.auth, k8s.VersionApi);
     this.volumes = new VolumeHelper(this.kc, this.core, options);
+    this.outputs = new KubernetesOutputs(this.volumes, (namespace) => this.jobNames(namespace), options.outputsRetentionSeconds ?? 0);
   }
 
   async close(): Promise<void> {
@@ -204,7 +216,9 @@ export class KubernetesBackend implements Backend {
       const { quota, limitRange } = buildNamespacePolicy(name, this.options);
       if (quota) await this.core.createNamespacedResourceQuota({ namespace: name, body: quota });
       if (limitRange) await this.core.createNamespacedLimitRange({ namespace: name, body: limitRange });
-      return this.rememberOwner(created);
+      const owner = this.rememberOwner(created);
+      await this.ensureClaim({ name: owner ?? '', namespace: name });
+      return owner;
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
     }
@@ -396,6 +410,49 @@ export class KubernetesBackend implements Backend {
    * step leaves the user's own suspended Job (visible in `job list`, completed by a retry with the
    * same Idempotency-Key, removed with its dependents by `job delete`), never an orphan.
    */
+  /**
+   * The user's volume claim, once per namespace per process (made with a new namespace, or before
+   * the first job this process submits there); one that exists already is a 409, which is fine.
+   */
+  private ensureClaim(owner: Owner): Promise<void> {
+    let made = this.claims.get(owner.namespace);
+    if (!made) {
+      made = this.core
+        .createNamespacedPersistentVolumeClaim({ namespace: owner.namespace, body: buildUploadsClaim(owner, this.options) })
+        .then(
+          () => undefined,
+          (error) => {
+            if (!isStatus(error, 409)) throw error;
+          },
+        );
+      this.claims.set(owner.namespace, made);
+      made.catch(() => this.claims.delete(owner.namespace));
+    }
+    return made;
+  }
+
+  /** The names of the namespace's Jobs, from one metadata-only list (no specs, no statuses). */
+  private async jobNames(namespace: string): Promise<Set<string>> {
+    const { items } = await this.batch.listNamespacedJob({ namespace }, metadataOnly);
+    return new Set(items.map((job) => job.metadata?.name ?? ''));
+  }
+
+  listOutputs(owner: Owner, job: string): Promise<OutputFile[] | undefined> {
+    return this.outputs.list(owner, job);
+  }
+
+  readOutput(owner: Owner, job: string, path: string, range: ByteRange | undefined, signal: AbortSignal): Promise<OutputRead> {
+    return this.outputs.read(owner, job, path, range, signal);
+  }
+
+  archiveOutputs(owner: Owner, job: string, signal: AbortSignal): Promise<Readable> {
+    return this.outputs.archive(owner, job, signal);
+  }
+
+  deleteOutputs(owner: Owner, job: string): Promise<number | undefined> {
+    return this.outputs.remove(owner, job);
+  }
+
   async createJob(objects: JobObjects, code: StoredCode | undefined, options: CreateOptions = {}): Promise<k8s.V1Job> {
     const { namespace, job } = objects;
     const name = job.metadata!.name!;
@@ -459,6 +516,9 @@ export class KubernetesBackend implements Backend {
     const undo = new Undo();
     let created: T;
     let completing = false;
+    const user: Owner = { name: objects.secret.metadata?.annotations?.[annotations.username] ?? '', namespace: objects.namespace };
+    // Its pods mount the claim (their /outputs): without it they would never be scheduled.
+    await this.ensureClaim(user);
     try {
       created = await owner.create(owner.body);
       undo.push(owner.remove);
@@ -479,7 +539,6 @@ export class KubernetesBackend implements Backend {
     }
     try {
       const reference = ownerReferenceTo(created, owner.kind);
-      const user: Owner = { name: objects.secret.metadata?.annotations?.[annotations.username] ?? '', namespace: objects.namespace };
       await settleAll([
         this.createSecret(ownedBy(objects.secret, reference), undo, reference),
         (async () => {

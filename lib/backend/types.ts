@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { CoreV1Event, V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
+import type { OutputFile } from '../contract.ts';
+import type { ByteRange } from '../jobs/outputs.ts';
 import type { CronJobObjects, JobObjects } from '../k8s/builders.ts';
 import type { NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
@@ -31,6 +33,16 @@ export interface LogOptions {
   tailLines?: number;
   timestamps?: boolean;
   container?: string;
+}
+
+/** An output file opened for reading (Backend.readOutput). */
+export interface OutputRead {
+  /** The whole file's size. */
+  size: number;
+  /** The inclusive byte positions being sent; absent: the whole file. */
+  range?: { start: number; end: number };
+  /** The bytes, with backpressure; destroying it (a client gone) stops the read. */
+  stream: Readable;
 }
 
 /**
@@ -105,5 +117,29 @@ export interface Backend {
   listEvents?(namespace: string, filter: { involvedNames: string[] }): Promise<CoreV1Event[]>;
   /** A log stream that ends by itself when a followed pod finishes. */
   podLogs(namespace: string, pod: string, options: LogOptions, signal: AbortSignal): Promise<Readable>;
+  /**
+   * Job outputs (lib/jobs/outputs.ts): what the job wrote to $KBATCH_OUTPUTS_DIR, kept in the owner's
+   * own volume (namespace directory) by job name, so they outlive the Job. Each call looks only in
+   * `owner`'s namespace. `undefined`: no outputs directory for this job (never written, or deleted).
+   * Regular files only, sorted by path; symlinks and other special files are left out.
+   */
+  listOutputs(owner: Pick<User, 'name' | 'namespace'>, job: string): Promise<OutputFile[] | undefined>;
+  /**
+   * Opens one output file (`path` as checked by outputFilePath) for reading from `range` (resolved
+   * against its size, RangeNotSatisfiable outside it). NotFound for a path that is missing or not a
+   * regular file, or reached through a symlink; BadRequest for a directory. The read stops when
+   * `signal` aborts.
+   */
+  readOutput(
+    owner: Pick<User, 'name' | 'namespace'>,
+    job: string,
+    path: string,
+    range: ByteRange | undefined,
+    signal: AbortSignal,
+  ): Promise<OutputRead>;
+  /** The outputs as a tar.gz stream (symlinks stored as links, never followed); NotFound when there are none. */
+  archiveOutputs(owner: Pick<User, 'name' | 'namespace'>, job: string, signal: AbortSignal): Promise<Readable>;
+  /** Removes the outputs; answers how many regular files they held, `undefined` when there were none. */
+  deleteOutputs(owner: Pick<User, 'name' | 'namespace'>, job: string): Promise<number | undefined>;
   close?(): Promise<void>;
 }

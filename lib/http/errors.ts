@@ -12,6 +12,7 @@ function reasonForStatus(status: number): ErrorReason {
     409: 'Conflict',
     413: 'PayloadTooLarge',
     415: 'UnsupportedMediaType',
+    416: 'RangeNotSatisfiable',
     422: 'Invalid',
     501: 'NotImplemented',
     502: 'BadGateway',
@@ -78,6 +79,17 @@ export class PayloadTooLarge extends HttpError {
 export class UnsupportedMediaType extends HttpError {
   constructor(message: string, reason: ErrorReason = 'UnsupportedMediaType') {
     super(415, message, reason);
+  }
+}
+/** A Range outside the file; the message says its size (the reply carries it in Content-Range too). */
+export class RangeNotSatisfiable extends HttpError {
+  constructor(
+    message: string,
+    /** The file's size, for the Content-Range header of the answer. */
+    readonly size: number,
+    reason: ErrorReason = 'RangeNotSatisfiable',
+  ) {
+    super(416, message, reason);
   }
 }
 /** A fault of the service itself; its message must not leak internals (stack, paths, tokens). */

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { streamAbortMarker, type ErrorBody } from '../contract.ts';
 import { bodyUnread } from './body.ts';
-import { isServerFault, toHttpError, type HttpError } from './errors.ts';
+import { isServerFault, RangeNotSatisfiable, toHttpError, type HttpError } from './errors.ts';
 import { describeError, drainSignal, logLine, requestLabel } from './lifecycle.ts';
 import { noteError } from '../observability/request-log.ts';
 import type { IncomingRequest, Reply, ReplyHeaders, RequestContext } from './types.ts';
@@ -119,7 +119,14 @@ export function sendError(res: ServerResponse, error: unknown): void {
     logLine(`kbatch: ${httpError.status} ${httpError.reason}${req ? ` on ${requestLabel(req)}` : ''}: ${describeError(error)}`);
   }
   if (res.headersSent) writeStreamAbort(res, httpError.message);
-  else sendJson(res, httpError.status, errorBody(httpError));
+  else
+    sendJson(
+      res,
+      httpError.status,
+      errorBody(httpError),
+      // RFC 9110 §15.5.17: a 416 says the size of what the range missed.
+      httpError instanceof RangeNotSatisfiable ? { 'content-range': `bytes */${httpError.size}` } : {},
+    );
 }
 
 type Outcome = 'end' | 'client gone' | 'shutdown' | { error: unknown };
@@ -163,6 +170,7 @@ async function sendStream(ctx: RequestContext, reply: Extract<Reply, { stream: u
     'content-type': reply.contentType ?? 'text/plain; charset=utf-8',
     'x-accel-buffering': 'no',
     'cache-control': 'no-store',
+    ...reply.headers,
   });
   res.flushHeaders();
   const outcome = await pump(source, res, ctx.signal);

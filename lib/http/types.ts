@@ -23,7 +23,7 @@ export type ReplyHeaders = Record<string, string | string[]>;
 export type Reply =
   | { status?: number; json: unknown; headers?: ReplyHeaders }
   | { status?: number; text: string; contentType?: string; headers?: ReplyHeaders }
-  | { status?: number; stream: Readable | AsyncIterable<Uint8Array | string>; contentType?: string }
+  | { status?: number; stream: Readable | AsyncIterable<Uint8Array | string>; contentType?: string; headers?: ReplyHeaders }
   | { status: number; empty: true; headers?: ReplyHeaders };
 
 export type Handler = (ctx: RequestContext) => Promise<Reply>;

@@ -198,6 +198,26 @@ export function codeVolumesFor(
   };
 }
 
+export const outputsMountPath = '/outputs';
+
+/**
+ * The job's outputs: the user's volume at `outputs/<job name>` (subPathExpr, expanded by the
+ * kubelet from the pod's job-name label, so a CronJob's runs each get their own), mounted at
+ * /outputs and named by KBATCH_OUTPUTS_DIR. The indexes of an array job share it, so each writes
+ * under a name of its own (notebook runs do: lib/jobs/notebook.ts). Plain env, not the Secret:
+ * nothing secret, and set after the user's env so it always wins.
+ */
+export function outputsVolumeFor(): { volume: V1Volume; mount: V1VolumeMount; env: V1EnvVar[] } {
+  return {
+    volume: { name: 'outputs', persistentVolumeClaim: { claimName: 'kbatch-uploads' } },
+    mount: { name: 'outputs', mountPath: outputsMountPath, subPathExpr: 'outputs/$(KBATCH_JOB_NAME)' },
+    env: [
+      { name: 'KBATCH_JOB_NAME', valueFrom: { fieldRef: { fieldPath: `metadata.labels['${labels.jobName}']` } } },
+      { name: 'KBATCH_OUTPUTS_DIR', value: outputsMountPath },
+    ],
+  };
+}
+
 function envFromSecret(name: string, secretName: string): V1EnvVar {
   return { name, valueFrom: { secretKeyRef: { name: secretName, key: name } } };
 }
@@ -238,6 +258,7 @@ export function buildJobObjects(
   };
   if (user.token) envValues.JUPYTERHUB_API_TOKEN = user.token;
   const code = codeVolumesFor(options.code, settings.helperImage);
+  const outputs = outputsVolumeFor();
 
   const resources = {
     requests: { ...(profile?.resources?.requests ?? {}), ...(spec.resources?.requests ?? {}) },
@@ -247,8 +268,8 @@ export function buildJobObjects(
     name: 'job',
     image,
     workingDir: codeMountPath,
-    env: Object.keys(envValues).map((name) => envFromSecret(name, jobName)),
-    volumeMounts: [code.mount],
+    env: [...Object.keys(envValues).map((name) => envFromSecret(name, jobName)), ...outputs.env],
+    volumeMounts: [code.mount, outputs.mount],
   };
   if (spec.command) container.command = spec.command;
   if (spec.args) container.args = spec.args;
@@ -296,7 +317,7 @@ export function buildJobObjects(
           enableServiceLinks: false,
           containers: [container],
           initContainers: code.initContainers.length ? code.initContainers : undefined,
-          volumes: code.volumes,
+          volumes: [...code.volumes, outputs.volume],
           tolerations: tolerations.length ? tolerations : undefined,
           affinity: terms.length
             ? { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } } }

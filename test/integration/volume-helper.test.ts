@@ -11,7 +11,7 @@ import * as k8s from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ExecFailed, VolumeHelper, volumeHelperPodName } from '../../lib/backend/kubernetes/volume.ts';
-import { listFiles, readFile, tarDirectory } from '../../lib/backend/kubernetes/volume-files.ts';
+import { listFiles, readFile, removeDirectory, statFile, tarDirectory } from '../../lib/backend/kubernetes/volume-files.ts';
 import { startCluster, type Cluster } from '../stack/cluster.ts';
 import { eventually } from './helpers.ts';
 
@@ -144,47 +144,62 @@ Helper('an aborted transfer ends the command and rejects', async (ctx) => {
   assert.match((error as Error).message, /client went away/);
 });
 
-Helper('lists, reads (with ranges) and tars files a job left on the volume', async (ctx) => {
+Helper('lists, reads (with ranges) and tars files a job left on the volume, never following a link', async (ctx) => {
   const outputs = path.join(ctx.workDir, 'outputs', 'job-1');
   fs.mkdirSync(path.join(outputs, 'sub'), { recursive: true });
   const big = randomBytes(3 * 1024 * 1024 + 17);
   fs.writeFileSync(path.join(outputs, 'result.bin'), big);
   fs.writeFileSync(path.join(outputs, 'sub', 'notes.txt'), 'hello\n');
+  fs.writeFileSync(path.join(outputs, 'two\nlines'), 'a name with a newline');
   fs.symlinkSync('/etc/hostname', path.join(outputs, 'link'));
+  fs.symlinkSync('/etc', path.join(outputs, 'etc'));
   const files = await listFiles(ctx.helper, ctx.owner, 'outputs/job-1');
   assert.equal(
-    files.map((f) => [f.name, f.size]),
+    files?.map((f) => [f.name, f.size]),
     [
       ['result.bin', big.length],
       ['sub/notes.txt', 6],
     ],
-    'regular files only',
+    'regular files only, no name with a newline',
   );
-  assert.ok(files.every((f) => Math.abs(f.mtime - Date.now() / 1000) < 600));
-  assert.equal(await listFiles(ctx.helper, ctx.owner, 'outputs/none'), []);
+  assert.ok(files!.every((f) => Math.abs(f.mtime - Date.now() / 1000) < 600));
+  assert.is(await listFiles(ctx.helper, ctx.owner, 'outputs/none'), undefined, 'no directory: undefined');
+  assert.equal(await statFile(ctx.helper, ctx.owner, 'outputs/job-1', 'sub/notes.txt').then((s) => s.size), 6);
 
-  const whole = collect();
-  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', whole.sink);
-  assert.ok(whole.bytes().equals(big), 'byte-identical');
-  const part = collect();
-  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', part.sink, { start: 1_000_000, length: 1234 });
-  assert.ok(part.bytes().equals(big.subarray(1_000_000, 1_001_234)), 'the requested range');
-  const rest = collect();
-  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/result.bin', rest.sink, { start: big.length - 5 });
-  assert.ok(rest.bytes().equals(big.subarray(big.length - 5)));
-  await readFile(ctx.helper, ctx.owner, 'outputs/job-1/missing', collect().sink).then(
-    () => assert.unreachable('read a missing file'),
-    (e: unknown) => assert.instance(e, ExecFailed),
+  const signal = new AbortController().signal;
+  const read = async (file: string, range: { start?: number; length?: number }) =>
+    Buffer.concat(await (await readFile(ctx.helper, ctx.owner, 'outputs/job-1', file, range, signal)).toArray());
+  assert.ok((await read('result.bin', {})).equals(big), 'byte-identical');
+  assert.ok((await read('result.bin', { start: 1_000_000, length: 1234 })).equals(big.subarray(1_000_000, 1_001_234)), 'the range');
+  assert.ok((await read('result.bin', { start: big.length - 5 })).equals(big.subarray(big.length - 5)));
+  const refused = async (file: string, status: number, pattern: RegExp) =>
+    readFile(ctx.helper, ctx.owner, 'outputs/job-1', file, {}, signal).then(
+      () => assert.unreachable(`read ${file}`),
+      (e: { status?: number; message: string }) => {
+        assert.is(e.status, status, e.message);
+        assert.match(e.message, pattern);
+      },
+    );
+  await refused('missing', 404, /not found/);
+  await refused('link', 404, /symbolic link/);
+  await refused('etc/hostname', 404, /symbolic link/);
+  await refused('sub', 400, /is a directory/);
+  await statFile(ctx.helper, ctx.owner, 'outputs/job-1', 'link').then(
+    () => assert.unreachable('stat through a link'),
+    (e: { status?: number }) => assert.is(e.status, 404),
   );
-  await readFile(ctx.helper, ctx.owner, '../../etc/passwd', collect().sink).then(
-    () => assert.unreachable('read outside the volume'),
-    (e: unknown) => assert.match(String(e), /escapes the upload root/),
-  );
+  assert.throws(() => readFile(ctx.helper, ctx.owner, 'outputs/job-1', '../../etc/passwd', {}, signal), /escapes the upload root/);
 
-  const tgz = collect();
-  await tarDirectory(ctx.helper, ctx.owner, 'outputs/job-1', tgz.sink);
-  const listing = execFileSync('tar', ['-tzf', '-'], { input: tgz.bytes() }).toString().split('\n').filter(Boolean).sort();
-  assert.equal(listing, ['./', './link', './result.bin', './sub/', './sub/notes.txt']);
+  const tgz = Buffer.concat(await (await tarDirectory(ctx.helper, ctx.owner, 'outputs/job-1', signal)).toArray());
+  const listing = execFileSync('tar', ['-tzf', '-'], { input: tgz }).toString().split('\n').filter(Boolean).sort();
+  assert.equal(listing, ['./', './etc', './link', './result.bin', './sub/', './sub/notes.txt', './two\nlines']);
+  await tarDirectory(ctx.helper, ctx.owner, 'outputs/none', signal).then(
+    () => assert.unreachable('tar of nothing'),
+    (e: { status?: number }) => assert.is(e.status, 404),
+  );
+  assert.is(await removeDirectory(ctx.helper, ctx.owner, 'outputs/job-1'), 3, 'three regular files removed');
+  assert.ok(fs.existsSync('/etc/hostname'), 'links removed, never their targets');
+  assert.is(await removeDirectory(ctx.helper, ctx.owner, 'outputs/job-1'), undefined);
   fs.rmSync(path.join(ctx.workDir, 'outputs'), { recursive: true });
 });
 

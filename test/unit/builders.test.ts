@@ -20,6 +20,9 @@ function build(input: Record<string, unknown>, extra: Partial<Parameters<typeof 
   return buildJobObjects(parseJobSpec({ name: 'train', ...input }), user, 'train-abcde', { settings, profiles, ...extra });
 }
 
+/** Plain env of every job, not from its Secret (lib/k8s/builders.ts outputsVolumeFor). */
+const outputsEnvNames = ['KBATCH_JOB_NAME', 'KBATCH_OUTPUTS_DIR'];
+
 const job = suite('buildJobObjects');
 job('puts the job in the user namespace with user label and annotation', () => {
   const { job, namespace } = build({ image: 'python:3.12', command: ['python', 'main.py'] });
@@ -33,7 +36,7 @@ job('puts the job in the user namespace with user label and annotation', () => {
 });
 job('keeps every env value in the Secret, none in the Job', () => {
   const { job, secret } = build({ image: 'python', env: { API_KEY: 'hunter2' } });
-  const env = job.spec!.template.spec!.containers[0]!.env!;
+  const env = job.spec!.template.spec!.containers[0]!.env!.filter((e) => !outputsEnvNames.includes(e.name));
   assert.equal(
     env.map((e) => e.name),
     ['API_KEY', 'DASK_GATEWAY', 'JUPYTER_IMAGE', 'JUPYTER_IMAGE_SPEC', 'JUPYTERHUB_API_TOKEN'],
@@ -47,7 +50,7 @@ job('runs in /code with an unpacking init container for a ConfigMap upload', () 
   const { job } = build({ image: 'python' }, { code: { kind: 'configmap', namespace: 'ns', name: 'kbatch-code-x' } });
   const pod = job.spec!.template.spec!;
   assert.is(pod.containers[0]!.workingDir, '/code');
-  assert.equal(pod.containers[0]!.volumeMounts, [{ name: 'code', mountPath: '/code' }]);
+  assert.equal(pod.containers[0]!.volumeMounts![0], { name: 'code', mountPath: '/code' });
   assert.is(pod.initContainers![0]!.name, 'unpack-code');
   assert.is(pod.volumes!.find((v) => v.name === 'code-archive')!.configMap!.name, 'kbatch-code-x');
   assert.is(pod.automountServiceAccountToken, false);
@@ -263,3 +266,58 @@ keys('a CronJob carries the key, the Jobs it starts do not', async () => {
   assert.is(cronJob.spec!.jobTemplate.metadata!.annotations!['kbatch.jupyter.org/request-sha256'], undefined);
 });
 keys.run();
+
+const outputs = suite('every job writes its outputs to the user volume at outputs/<job>');
+outputs('mounts kbatch-uploads at /outputs with a subPathExpr of the job-name label, named by plain env', () => {
+  const { job } = build({ image: 'python', env: { KBATCH_OUTPUTS_DIR: '/elsewhere', KBATCH_JOB_NAME: 'other' } });
+  const pod = job.spec!.template.spec!;
+  const container = pod.containers[0]!;
+  assert.equal(
+    container.volumeMounts!.find((m) => m.mountPath === '/outputs'),
+    { name: 'outputs', mountPath: '/outputs', subPathExpr: 'outputs/$(KBATCH_JOB_NAME)' },
+  );
+  assert.equal(
+    pod.volumes!.find((v) => v.name === 'outputs'),
+    { name: 'outputs', persistentVolumeClaim: { claimName: 'kbatch-uploads' } },
+  );
+  const env = container.env!;
+  const last = (name: string) => env.filter((e) => e.name === name).at(-1);
+  // A later entry of the same name wins in Kubernetes: the user's env cannot move the outputs.
+  assert.equal(last('KBATCH_JOB_NAME'), {
+    name: 'KBATCH_JOB_NAME',
+    valueFrom: { fieldRef: { fieldPath: "metadata.labels['batch.kubernetes.io/job-name']" } },
+  });
+  assert.equal(last('KBATCH_OUTPUTS_DIR'), { name: 'KBATCH_OUTPUTS_DIR', value: '/outputs' });
+  assert.ok(env.findIndex((e) => e.value === '/outputs') > env.findIndex((e) => e.valueFrom?.secretKeyRef?.key === 'KBATCH_OUTPUTS_DIR'));
+});
+outputs('a PVC upload and the outputs mount the same claim as two volumes (read-only code, writable outputs)', () => {
+  const { job } = build(
+    { image: 'python' },
+    { code: { kind: 'pvc', namespace: 'ns', claim: 'kbatch-uploads', path: 'abc', configMaps: [] } },
+  );
+  const pod = job.spec!.template.spec!;
+  assert.equal(
+    pod.volumes!.filter((v) => v.persistentVolumeClaim).map((v) => [v.name, v.persistentVolumeClaim!.readOnly ?? false]),
+    [
+      ['uploads', true],
+      ['outputs', false],
+    ],
+  );
+});
+outputs('cronjob runs get the same mount: the label names each run, so each has its own directory', async () => {
+  const { buildCronJobObjects } = await import('../../lib/k8s/builders.ts');
+  const { cronJob } = buildCronJobObjects(parseJobSpec({ name: 'nightly', image: 'python' }), '@daily', user, 'nightly-abcde', {
+    settings,
+    profiles,
+  });
+  const container = cronJob.spec!.jobTemplate.spec!.template.spec!.containers[0]!;
+  assert.is(container.volumeMounts!.find((m) => m.name === 'outputs')!.subPathExpr, 'outputs/$(KBATCH_JOB_NAME)');
+  assert.ok(container.env!.some((e) => e.name === 'KBATCH_JOB_NAME'));
+});
+outputs('an admin template cannot drop the mount (lists are appended)', () => {
+  const template = parseJobTemplate('spec:\n  template:\n    spec:\n      volumes: [{name: scratch, emptyDir: {}}]\n');
+  const { job } = build({ image: 'python' }, { template });
+  const names = job.spec!.template.spec!.volumes!.map((v) => v.name);
+  assert.ok(names.includes('outputs') && names.includes('scratch'), names.join(','));
+});
+outputs.run();

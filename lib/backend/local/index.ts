@@ -6,7 +6,11 @@ import { BadRequest, HttpError, NotFound } from '../../http/errors.ts';
 import type { JobObjects } from '../../k8s/builders.ts';
 import type { NormalizedUpload } from '../../uploads/archive.ts';
 import type { StoredCode } from '../../uploads/reference.ts';
-import type { Backend, ListOptions, LogOptions, PodFilter } from '../types.ts';
+import type { OutputFile } from '../../contract.ts';
+import { outputsToSweep, SweepSchedule, type ByteRange } from '../../jobs/outputs.ts';
+import type { Owner } from '../../k8s/builders.ts';
+import type { Backend, ListOptions, LogOptions, OutputRead, PodFilter } from '../types.ts';
+import { archiveOutputDir, listOutputFiles, outputDirectories, readOutputFile, removeOutputDir } from './outputs.ts';
 import { tailLog } from './log-tailer.ts';
 import { decodeSecret, failInterruptedJobs, LocalRunner } from './runner.ts';
 import { isObjectName, LocalStore } from './store.ts';
@@ -22,8 +26,13 @@ export class LocalBackend implements Backend {
   private readonly runner: LocalRunner;
   /** Every call waits for the recovery of the previous run, so nobody sees a dead job as running. */
   private readonly recovered: Promise<void>;
+  private readonly sweeps = new SweepSchedule();
 
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly root: string,
+    /** Outputs of deleted jobs older than this are swept (on outputs calls, at most hourly); 0 keeps them. */
+    private readonly outputsRetentionSeconds = 0,
+  ) {
     this.store = new LocalStore(root);
     this.runner = new LocalRunner(this.store);
     this.recovered = failInterruptedJobs(this.store).catch((error: Error) =>
@@ -155,6 +164,37 @@ export class LocalBackend implements Backend {
       return phase !== 'Running' && phase !== 'Pending';
     };
     return tailLog(this.store.podFile(namespace, podName, 'log'), options, signal, isFinished);
+  }
+
+  async listOutputs(owner: Owner, job: string): Promise<OutputFile[] | undefined> {
+    this.sweepOutputsSoon(owner.namespace);
+    return listOutputFiles(this.store.outputsDir(owner.namespace, job));
+  }
+
+  async readOutput(owner: Owner, job: string, path: string, range: ByteRange | undefined, signal: AbortSignal): Promise<OutputRead> {
+    this.sweepOutputsSoon(owner.namespace);
+    return readOutputFile(this.store.outputsDir(owner.namespace, job), path, range, signal);
+  }
+
+  async archiveOutputs(owner: Owner, job: string, signal: AbortSignal): Promise<Readable> {
+    this.sweepOutputsSoon(owner.namespace);
+    return archiveOutputDir(this.store.outputsDir(owner.namespace, job), signal);
+  }
+
+  async deleteOutputs(owner: Owner, job: string): Promise<number | undefined> {
+    return removeOutputDir(this.store.outputsDir(owner.namespace, job));
+  }
+
+  /** Off the request's path, at most hourly per namespace: outputs past the retention whose job is gone. */
+  private sweepOutputsSoon(namespace: string): void {
+    if (this.outputsRetentionSeconds <= 0) return;
+    this.sweeps.maybeRun(namespace, async () => {
+      await this.recovered;
+      const root = this.store.outputsRoot(namespace);
+      const [entries, jobs] = await Promise.all([outputDirectories(root), this.store.listJobNames(namespace)]);
+      for (const job of outputsToSweep(entries, new Set(jobs), Date.now(), this.outputsRetentionSeconds))
+        await removeOutputDir(this.store.outputsDir(namespace, job));
+    });
   }
 
   async close(): Promise<void> {

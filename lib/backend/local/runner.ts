@@ -92,8 +92,8 @@ export class LocalRunner {
     const jobDir = this.store.jobDir(namespace, pod.metadata!.labels![labels.jobName]!);
     const log = createWriteStream(this.store.podFile(namespace, podName, 'log'));
     const image = pod.spec!.containers[0]!.image!;
-    // The job's outputs (KBATCH_OUTPUTS_DIR, /outputs on Kubernetes): next to its code, shared by its indexes.
-    const outputs = join(jobDir, 'outputs');
+    // The job's outputs (KBATCH_OUTPUTS_DIR, /outputs on Kubernetes): shared by its indexes, kept after the job.
+    const outputs = this.store.outputsDir(namespace, pod.metadata!.labels![labels.jobName]!);
     mkdirSync(outputs, { recursive: true });
     return new Promise((resolve) => {
       const child = spawn(argv[0]!, argv.slice(1), {

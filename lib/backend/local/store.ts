@@ -18,6 +18,9 @@ import type { StoredCode } from '../../uploads/reference.ts';
  *   <root>/namespaces/<namespace>/jobs/<job>/code/           the working directory of its processes
  *   <root>/namespaces/<namespace>/jobs/<job>/pods/<pod>.json the V1Pod; <pod>.log its timestamped output;
  *                                                            <pod>.process which process runs it (runner.ts)
+ *   <root>/namespaces/<namespace>/outputs/<job>/             what the job wrote ($KBATCH_OUTPUTS_DIR); outlives
+ *                                                            the job (outputs.ts), like `outputs/<job>` of the
+ *                                                            user volume on Kubernetes
  *   <root>/uploads/<random>.tgz                              uploaded code until its reference expires
  *
  * Names arrive from requests (URL paths, query strings), so each one is checked against the
@@ -77,6 +80,16 @@ export class LocalStore {
   jobDir(namespace: string, name: string): string {
     if (!isObjectName(name)) throw new NotFound(`jobs.batch "${name}" not found`);
     return join(this.namespaceDir(namespace), 'jobs', name);
+  }
+
+  /** Where the job's outputs live: beside its directory, not in it, so they outlive it. */
+  outputsDir(namespace: string, job: string): string {
+    if (!isObjectName(job)) throw new NotFound(`jobs.batch "${job}" not found`);
+    return join(this.outputsRoot(namespace), job);
+  }
+
+  outputsRoot(namespace: string): string {
+    return join(this.namespaceDir(namespace), 'outputs');
   }
 
   /** The pod's record (`.json`) or log (`.log`), found from its name alone: no directory listing. */
