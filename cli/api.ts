@@ -75,6 +75,13 @@ export function fromUpstreamWire<T>(value: unknown): T {
   return withoutNulls(camelCaseKeys(value)) as T;
 }
 
+/** DELETE job's answer; with `?outputs=true` also `job` (null when the Job was already gone) and `outputs` (files removed). */
+export interface DeleteResult {
+  deleted?: string;
+  job?: string | null;
+  outputs?: number;
+}
+
 /** What `cronjob submit` sends: the CronJob manifest upstream's CLI would build, and its code as a zip. */
 export interface CronJobSubmission {
   job: Record<string, unknown>;
@@ -172,8 +179,8 @@ export class KbatchApi {
   }
 
   /** With `outputs`, the job's outputs go too; otherwise they outlive it. */
-  deleteJob(name: string, options: { outputs?: boolean } = {}): Promise<{ deleted?: string }> {
-    return this.http.json<{ deleted?: string }>('DELETE', apiPaths.job(name), {
+  deleteJob(name: string, options: { outputs?: boolean } = {}): Promise<DeleteResult> {
+    return this.http.json<DeleteResult>('DELETE', apiPaths.job(name), {
       what: `job ${name}`,
       query: { [deleteOutputsQuery]: options.outputs ? 'true' : undefined },
     });

@@ -27,18 +27,23 @@ export function shown(name: string): string {
   return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
 }
 
-/** The relative, normalized path an entry may take inside DEST, or why it may not. */
-export function safeOutputPath(raw: string): { path: string } | { problem: string } {
-  if (controlCharacter.test(raw)) return { problem: 'contains a control character' };
-  // A backslash is a separator on Windows: refused everywhere, so an archive means the same on every OS.
-  if (raw.includes('\\')) return { problem: 'contains a backslash' };
-  if (raw.startsWith('/') || /^[a-zA-Z]:/.test(raw)) return { problem: 'is an absolute path' };
+/**
+ * The relative, normalized path an entry may take inside DEST, or why it may not. `unsafe` marks
+ * a name that would land outside DEST (absolute, `..`) or could not be written as named (too
+ * long): refused, and the command fails. A name with control characters is only skipped: a job
+ * may well write one (the server's listing leaves such names out), it just never reaches a terminal.
+ */
+export function safeOutputPath(raw: string, platform = process.platform): { path: string } | { problem: string; unsafe: boolean } {
+  if (controlCharacter.test(raw)) return { problem: 'its name contains a control character (newline, escape...)', unsafe: false };
+  // A backslash is a separator on Windows (so "..\\x" climbs); elsewhere it is an ordinary character.
+  if (platform === 'win32' && raw.includes('\\')) return { problem: 'contains a backslash, a separator on Windows', unsafe: true };
+  if (raw.startsWith('/') || /^[a-zA-Z]:/.test(raw)) return { problem: 'is an absolute path', unsafe: true };
   const parts = raw.split('/').filter((part) => part !== '' && part !== '.');
-  if (parts.includes('..')) return { problem: 'climbs out of the destination with ".."' };
+  if (parts.includes('..')) return { problem: 'climbs out of the destination with ".."', unsafe: true };
   const path = parts.join('/');
-  if (Buffer.byteLength(path) > maxPathBytes) return { problem: `is longer than ${maxPathBytes} bytes` };
+  if (Buffer.byteLength(path) > maxPathBytes) return { problem: `is longer than ${maxPathBytes} bytes`, unsafe: true };
   if (parts.some((part) => Buffer.byteLength(part) > maxComponentBytes))
-    return { problem: `has a name longer than ${maxComponentBytes} bytes` };
+    return { problem: `has a name longer than ${maxComponentBytes} bytes`, unsafe: true };
   return { path };
 }
 
@@ -57,7 +62,7 @@ export interface ExtractOptions {
 export interface ExtractSummary {
   files: number;
   bytes: number;
-  /** Links, devices, FIFOs: not outputs, skipped with a warning. */
+  /** Links, devices, FIFOs, names with control characters: skipped with a warning. */
   skipped: number;
   /** Unsafe names, or names that would pass through a symlink: refused. */
   refused: number;
@@ -106,7 +111,11 @@ export class Extractor {
       return;
     }
     const checked = safeOutputPath(entry.path);
-    if ('problem' in checked) return this.refuse(entry.path, checked.problem);
+    if ('problem' in checked) {
+      if (checked.unsafe) return this.refuse(entry.path, checked.problem);
+      this.summary.skipped++;
+      return this.options.warn(`skipped ${shown(entry.path)}: ${checked.problem}`);
+    }
     const { path } = checked;
     if (path === '') return; // the archive's root directory
     const parts = path.split('/');

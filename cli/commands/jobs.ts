@@ -1,7 +1,7 @@
 import type { JobDetail, JobSummary } from '../../lib/jobs/views.ts';
 import { parseDuration } from '../args.ts';
 import { outputOption, reconnectNotice, type Command, type CommandContext, type Positional } from '../command.ts';
-import type { KbatchApi } from '../api.ts';
+import type { DeleteResult, KbatchApi } from '../api.ts';
 import { ApiError, CliError, UsageError } from '../errors.ts';
 import { fields, humanDuration, parseOutputFormat, relativeAge, serialize, shellWords, table } from '../format.ts';
 import { keepsRunning, onInterrupt } from '../interrupt.ts';
@@ -343,10 +343,13 @@ async function chooseForDelete(ctx: CommandContext): Promise<string[]> {
  * Deletes a job (and its outputs with `outputs`). Outputs outlive the Job, so with `outputs` a job
  * already gone (deleted, or removed after its TTL) may still have outputs to delete.
  */
-async function deleteOne(api: KbatchApi, name: string, outputs: boolean): Promise<{ deleted?: string; outputsOnly?: boolean }> {
+async function deleteOne(api: KbatchApi, name: string, outputs: boolean): Promise<DeleteResult & { outputsOnly?: boolean }> {
   try {
-    return await api.deleteJob(name, { outputs });
+    const result = await api.deleteJob(name, { outputs });
+    // The server says `job: null` when only the outputs were left to delete.
+    return outputs && result.job === null ? { ...result, outputsOnly: true } : result;
   } catch (error) {
+    // A server that 404s the Job alone: ask for the outputs by themselves.
     if (!outputs || !(error instanceof ApiError) || error.reason !== 'NotFound') throw error;
     try {
       await api.deleteOutputs(name);
