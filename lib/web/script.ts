@@ -217,6 +217,7 @@ export const appScript = String.raw`
     var conditions = el('div');
     var events = el('div');
     var notebook = el('div');
+    var outputs = outputsSection(name);
     var deleteButton = el('button', { type: 'button', class: 'danger' }, 'Delete job');
     var podSelect = el('select', { id: 'log-pod' }, el('option', { value: '' }, 'All pods'));
     var download = el('button', { type: 'button', class: 'secondary' }, 'Download log');
@@ -230,6 +231,7 @@ export const appScript = String.raw`
       statusBox, summary,
       el('h2', { text: 'Pods' }), pods,
       notebook,
+      outputs.node,
       el('h2', { text: 'Conditions' }), conditions,
       el('h2', { text: 'Events' }), events,
       el('h2', { text: 'Log' }),
@@ -256,6 +258,8 @@ export const appScript = String.raw`
           names.forEach(function (n) { append(podSelect, el('option', { value: n }, n)); });
           podSelect.value = names.indexOf(chosen) >= 0 ? chosen : '';
         }
+        // Outputs are listed once, then again when the job ends (a listing is an exec into the volume, not free).
+        if (!outputs.loaded || (isFinal(job.state) && !outputs.final)) outputs.load(isFinal(job.state));
         // A finished job changes no more: one last look, then stop polling.
         return !isFinal(job.state);
       }, function (error) {
@@ -365,9 +369,11 @@ export const appScript = String.raw`
   function confirmDelete(name, button, statusBox, log) {
     var cancel = el('button', { type: 'button', class: 'secondary', value: 'cancel' }, 'Cancel');
     var confirmButton = el('button', { type: 'button', class: 'danger', value: 'delete' }, 'Delete');
+    var withOutputs = el('input', { type: 'checkbox', id: 'delete-outputs' });
     var dialog = el('dialog', { 'aria-labelledby': 'delete-title' },
       el('h2', { id: 'delete-title' }, 'Delete job ' + name + '?'),
       el('p', null, 'Its pods, logs and uploaded code are removed. This cannot be undone.'),
+      el('p', { class: 'check' }, withOutputs, el('label', { for: 'delete-outputs' }, ' Also delete its outputs (otherwise they stay, and can still be downloaded)')),
       el('div', { class: 'toolbar' }, cancel, confirmButton));
     document.body.appendChild(dialog);
     function close() { dialog.close(); dialog.remove(); button.focus(); }
@@ -375,7 +381,7 @@ export const appScript = String.raw`
     dialog.addEventListener('cancel', function () { dialog.remove(); });
     confirmButton.addEventListener('click', function () {
       confirmButton.disabled = true;
-      api('DELETE', apiJob(name)).then(function () {
+      api('DELETE', apiJob(name) + (withOutputs.checked ? '?outputs=true' : '')).then(function () {
         log.stop();
         location.href = root + '?deleted=' + encodeURIComponent(name);
       }, function (error) {
@@ -385,6 +391,108 @@ export const appScript = String.raw`
     });
     dialog.showModal();
     cancel.focus();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Outputs: what the job wrote under $KBATCH_OUTPUTS_DIR, kept after the job is gone
+
+  /** Above this, the page suggests the CLI: a browser download here is held in memory, and cannot resume. */
+  var LARGE_OUTPUTS = 1024 * 1024 * 1024;
+
+  function outputsSection(name) {
+    var base = apiJob(name) + '/outputs';
+    var list = el('div', { id: 'outputs' });
+    var notice = el('p', { class: 'muted', role: 'status', 'aria-live': 'polite', id: 'outputs-status' });
+    var refresh = el('button', { type: 'button', class: 'secondary' }, 'Refresh');
+    var all = el('button', { type: 'button', id: 'outputs-all', hidden: true }, 'Download all (.tar.gz)');
+    var section = {
+      node: el('section', { 'aria-labelledby': 'outputs-title' },
+        el('div', { class: 'toolbar' }, el('h2', { id: 'outputs-title', text: 'Outputs' }), el('span', { class: 'spacer' }), all, refresh),
+        notice, list),
+      loaded: false,
+      final: false,
+      load: load,
+    };
+    var busy = false;
+
+    function load(final) {
+      section.loaded = true;
+      if (final) section.final = true;
+      return api('GET', base).then(render, function (error) {
+        if (error.status === 404) { render({ files: [], totalBytes: 0 }); return; }
+        notice.textContent = 'Could not list the outputs: ' + error.message;
+      });
+    }
+
+    function render(result) {
+      clear(list);
+      var files = result.files || [];
+      all.hidden = !files.length;
+      if (!files.length) {
+        notice.textContent = '';
+        append(list, el('p', { class: 'empty' }, 'No outputs yet. Files the job writes under $KBATCH_OUTPUTS_DIR (/outputs) appear here, and stay after the job is deleted.'));
+        return;
+      }
+      if (!busy) notice.textContent = files.length + ' file' + (files.length > 1 ? 's' : '') + ', ' + formatBytes(result.totalBytes) + '.' +
+        (result.totalBytes > LARGE_OUTPUTS ? ' That is a lot for a browser download: kbatch job outputs ' + name + ' downloads it resumably.' : '');
+      var body = el('tbody');
+      files.forEach(function (file) {
+        var button = el('button', { type: 'button', class: 'secondary', 'aria-label': 'Download ' + file.path }, 'Download');
+        button.addEventListener('click', function () {
+          fetchAndSave(base + '/file?path=' + encodeURIComponent(file.path), file.path.split('/').pop(), file.path, file.size);
+        });
+        append(body, el('tr', { 'data-path': file.path },
+          el('td', { class: 'name', 'data-label': 'Path' }, file.path),
+          el('td', { 'data-label': 'Size' }, formatBytes(file.size)),
+          el('td', { class: 'opt', 'data-label': 'Modified', title: file.modified }, when(file.modified)),
+          el('td', { 'data-label': '' }, button)));
+      });
+      append(list, el('div', { class: 'table-wrap' }, el('table', { class: 'cards' },
+        el('thead', null, el('tr', null, ['Path', 'Size', 'Modified', ''].map(function (h, i) {
+          return el('th', { scope: 'col', class: i === 2 ? 'opt' : null }, h);
+        }))),
+        body)));
+      all.onclick = function () { fetchAndSave(base + '/archive', name + '-outputs.tar.gz', 'all outputs', undefined); };
+    }
+
+    /**
+     * The session's cookie authorizes API calls only with the anti-CSRF header, which a plain link
+     * cannot send: the bytes come through fetch, with a progress line, and are saved from a blob.
+     */
+    function fetchAndSave(path, filename, what, size) {
+      if (busy) return;
+      busy = true;
+      notice.textContent = 'Downloading ' + what + '…';
+      fetch(root + path, { headers: headers({ accept: '*/*' }), credentials: 'same-origin' }).then(function (response) {
+        if (!response.ok) return response.json().catch(function () { return {}; }).then(function (body) { throw new ApiError(response.status, body); });
+        var total = Number(response.headers.get('content-length')) || size;
+        var reader = response.body.getReader();
+        var parts = [], received = 0;
+        function pump() {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) return new Blob(parts);
+            parts.push(chunk.value);
+            received += chunk.value.length;
+            notice.textContent = 'Downloading ' + what + ': ' + formatBytes(received) + (total ? ' of ' + formatBytes(total) : '');
+            return pump();
+          });
+        }
+        return pump();
+      }).then(function (blob) {
+        var url = URL.createObjectURL(blob);
+        var link = el('a', { href: url, download: filename });
+        document.body.appendChild(link);
+        link.click();
+        link.remove();
+        setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+        notice.textContent = 'Downloaded ' + what + ' (' + formatBytes(blob.size) + ').';
+      }, function (error) {
+        notice.textContent = 'Could not download ' + what + ': ' + error.message;
+      }).then(function () { busy = false; });
+    }
+
+    refresh.addEventListener('click', function () { load(section.final); });
+    return section;
   }
 
   function downloadLog(name, pod, notice) {
@@ -793,7 +901,8 @@ export const appScript = String.raw`
   function formatBytes(n) {
     if (n < 1024) return n + ' B';
     if (n < 1048576) return (n / 1024).toFixed(1) + ' KiB';
-    return (n / 1048576).toFixed(1) + ' MiB';
+    if (n < 1073741824) return (n / 1048576).toFixed(1) + ' MiB';
+    return (n / 1073741824).toFixed(1) + ' GiB';
   }
 
   // ---------------------------------------------------------------------------------------------

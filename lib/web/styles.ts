@@ -74,6 +74,8 @@ fieldset { border: 1px solid var(--line); border-radius: 6px; padding: .75rem; m
 .drop.over { border-color: var(--accent); background: #e8f0fe; }
 progress { width: 100%; height: 1rem; }
 dialog { border: 1px solid var(--line); border-radius: 8px; max-width: 30rem; }
+p.check { display: flex; gap: .4rem; align-items: baseline; }
+p.check input { flex: none; }
 dialog::backdrop { background: rgba(0, 0, 0, .4); }
 @media (max-width: 40rem) {
   main { padding: .6rem; }

@@ -8,7 +8,8 @@
  * and copied to KBATCH_WEB_SCREENSHOTS when set (the README's picture in docs/ comes from there).
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +41,8 @@ const serviceUrl = stack.serviceUrl;
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const aliceApi = client(serviceUrl, stack.hub.tokens.alice);
 const aliceNs = namespaceForUser('alice');
+// The user's volume (a directory here): where the test, playing the job, writes its outputs.
+const aliceVolume = await stack.cluster.execDir(aliceNs);
 const xssLine = '<img src=x onerror="window.__kbatchXss=1">';
 
 const browser: Browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
@@ -153,6 +156,29 @@ submitting('the job page shows it reach succeeded, with its pod and exit code', 
   const pods = (await alice.textContent('table')) ?? '';
   assert.match(pods, /Succeeded/);
   assert.match(pods, /exit code 0/);
+});
+submitting('the Outputs section lists what the job wrote, and each file and the whole archive download', async () => {
+  const dir = join(aliceVolume, 'outputs', jobName);
+  mkdirSync(join(dir, 'plots'), { recursive: true });
+  const result = 'accuracy 0.93\n';
+  const figure = randomBytes(300_000);
+  writeFileSync(join(dir, 'result.txt'), result);
+  writeFileSync(join(dir, 'plots', 'fig.png'), figure);
+  await alice.click('section[aria-labelledby="outputs-title"] >> text=Refresh');
+  await alice.locator('#outputs tr[data-path="plots/fig.png"]').waitFor();
+  assert.match((await alice.textContent('#outputs tr[data-path="plots/fig.png"]')) ?? '', /293\.0 KiB/);
+  assert.match((await alice.textContent('#outputs-status')) ?? '', /2 files, 293\.0 KiB/);
+
+  const [one] = await Promise.all([alice.waitForEvent('download'), alice.click('button[aria-label="Download plots/fig.png"]')]);
+  assert.is(one.suggestedFilename(), 'fig.png');
+  assert.ok(readFileSync((await one.path())!).equals(figure), 'the file, byte-identical');
+  await alice.getByText('Downloaded plots/fig.png (293.0 KiB).').waitFor();
+
+  const [archive] = await Promise.all([alice.waitForEvent('download'), alice.click('#outputs-all')]);
+  assert.is(archive.suggestedFilename(), `${jobName}-outputs.tar.gz`);
+  const listing = execFileSync('tar', ['-tzf', (await archive.path())!], { encoding: 'utf8' });
+  assert.match(listing, /(^|\n)(\.\/)?result\.txt\n/);
+  assert.match(listing, /(^|\n)(\.\/)?plots\/fig\.png\n/);
 });
 submitting('the log is shown, and a line of HTML is text that never runs', async () => {
   await alice.locator('#log .line', { hasText: 'hello from the web page' }).waitFor();
@@ -413,12 +439,30 @@ deleting('Delete asks for confirmation, by keyboard too; Cancel and Escape keep 
   assert.is(await alice.locator('dialog[open]').count(), 0);
   assert.is((await aliceApi('GET', `api/v1/jobs/${jobName}`)).status, 200);
 });
-deleting('confirming deletes it and returns to the list, which no longer shows it', async () => {
+deleting('confirming deletes it and returns to the list, which no longer shows it; its outputs stay', async () => {
   await alice.click('text=Delete job');
+  assert.not.ok(await alice.isChecked('#delete-outputs'), 'outputs are kept unless asked');
   await alice.click('dialog >> button.danger');
   await alice.waitForURL(/\?deleted=/);
   await alice.getByText(`Job ${jobName} was deleted.`).waitFor();
   await eventually('the job to be gone', async () => (await aliceApi('GET', `api/v1/jobs/${jobName}`)).status === 404);
+  const outputs = await aliceApi('GET', `api/v1/jobs/${jobName}/outputs`);
+  assert.is(outputs.status, 200, outputs.text);
+  assert.is(outputs.body.files.length, 2);
+});
+deleting('ticking "Also delete its outputs" removes them with the job', async () => {
+  const submitted = await aliceApi('POST', 'api/v1/jobs', { json: { name: 'with-outputs', image: 'busybox', command: ['true'] } });
+  assert.is(submitted.status, 201, submitted.text);
+  const name = submitted.body.name as string;
+  mkdirSync(join(aliceVolume, 'outputs', name), { recursive: true });
+  writeFileSync(join(aliceVolume, 'outputs', name, 'x.txt'), 'x');
+  await alice.goto(`${serviceUrl}job/${name}`);
+  await alice.click('text=Delete job');
+  await alice.check('#delete-outputs');
+  await alice.click('dialog >> button.danger');
+  await alice.waitForURL(/\?deleted=/);
+  assert.is((await aliceApi('GET', `api/v1/jobs/${name}/outputs`)).status, 404);
+  assert.not.ok(existsSync(join(aliceVolume, 'outputs', name)));
 });
 deleting.after(async () => {
   for (const context of contexts) await context.close().catch(() => undefined);
