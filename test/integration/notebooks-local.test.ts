@@ -1,16 +1,17 @@
 /**
  * Notebook runs on the local backend behind the real Hub: the real `kbatch` binary submits a
  * notebook, real papermill (PyPI, in a venv from test/notebooks/setup.sh, first on the job's PATH:
- * local jobs are processes) executes it, and the executed notebooks are read back from the job's
- * outputs directory and their injected-parameters cells checked.
+ * local jobs are processes) executes it, and the executed notebooks are downloaded through the
+ * outputs API (they outlive the job) and their injected-parameters cells checked.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bundleCli } from '../../scripts/bundle.ts';
+import { apiPaths, deleteOutputsQuery, type OutputList } from '../../lib/contract.ts';
 import { LocalStore } from '../../lib/backend/local/store.ts';
 import { namespaceForUser } from '../../lib/k8s/names.ts';
 import { startHub } from '../stack/hub.ts';
@@ -76,9 +77,12 @@ interface Cell {
   outputs?: { text?: string | string[] }[];
 }
 
-/** The executed notebook from the job's outputs directory: its injected-parameters cell and printed lines. */
-function executed(jobName: string, file: string): { injected: string; printed: string } {
-  const notebook = JSON.parse(readFileSync(join(store.jobDir(namespace, jobName), 'outputs', file), 'utf8')) as { cells: Cell[] };
+/** The executed notebook, downloaded through the API (jobOutputFile): its injected-parameters cell and printed lines. */
+async function executed(jobName: string, file: string): Promise<{ injected: string; printed: string }> {
+  const res = await alice('GET', apiPaths.jobOutputFile(jobName, file));
+  assert.is(res.status, 200, res.text);
+  assert.is(res.headers.get('content-length'), String(Buffer.byteLength(res.text)));
+  const notebook = JSON.parse(res.text) as { cells: Cell[] };
   const text = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join('') : (value ?? ''));
   const injected = notebook.cells.find((cell) => cell.metadata.tags?.includes('injected-parameters'));
   assert.ok(injected, `${file} has an injected-parameters cell`);
@@ -117,7 +121,7 @@ notebooks('a parameterized notebook: typed values reach the injected cell and th
   const logs = await alice('GET', `api/v1/jobs/${name}/logs`);
   assert.is(detail.state, 'succeeded', logs.text);
   assert.match(logs.text, /label=run one alpha=0.5 seed=7 config=\{'layers': \[2, 3\]\} score=/);
-  const { injected, printed } = executed(name, 'analysis.ipynb');
+  const { injected, printed } = await executed(name, 'analysis.ipynb');
   assert.is(injected, '# Parameters\nalpha = 0.5\nseed = 7\nlabel = "run one"\nconfig = {"layers": [2, 3]}\n');
   assert.match(printed, 'label=run one alpha=0.5 seed=7');
   const show = ok(await kbatch(['job', 'show', name]));
@@ -148,23 +152,36 @@ notebooks('a 3-point sweep: one executed notebook per index, each with its own p
   ).trim();
   const detail = await finished(name);
   assert.is(detail.state, 'succeeded', (await alice('GET', `api/v1/jobs/${name}/logs`)).text);
-  assert.equal(readdirSync(join(store.jobDir(namespace, name), 'outputs')).sort(), [
-    'analysis-0.ipynb',
-    'analysis-1.ipynb',
-    'analysis-2.ipynb',
-  ]);
+  const listed = async () => (await alice<OutputList>('GET', apiPaths.jobOutputs(name))).body.files.map((file) => file.path);
+  assert.equal(await listed(), ['analysis-0.ipynb', 'analysis-1.ipynb', 'analysis-2.ipynb']);
   for (const [index, seed] of [
     [0, 1],
     [1, 2],
     [2, 3],
   ]) {
-    const { injected, printed } = executed(name, `analysis-${index}.ipynb`);
+    const { injected, printed } = await executed(name, `analysis-${index}.ipynb`);
     assert.is(injected, `# Parameters\nalpha = 2\nseed = ${seed}\n`);
     assert.match(printed, `alpha=2 seed=${seed}`);
   }
   const show = ok(await kbatch(['job', 'show', name]));
   assert.match(show, /^Sweep: +seed in \[1,2,3\]$/m);
   assert.match(show, /^ +2 +alpha=2, seed=3 +analysis-2.ipynb$/m);
+  // The outputs outlive the job: once it is deleted its notebooks are still listed and downloaded.
+  assert.is((await alice('DELETE', apiPaths.job(name))).status, 200);
+  assert.is((await alice('GET', `api/v1/jobs/${name}?events=false`)).status, 404);
+  assert.equal(await listed(), ['analysis-0.ipynb', 'analysis-1.ipynb', 'analysis-2.ipynb'], 'kept after delete');
+  assert.ok(existsSync(store.outputsDir(namespace, name)), 'beside the job directory, not in it');
+  assert.is((await executed(name, 'analysis-2.ipynb')).injected, '# Parameters\nalpha = 2\nseed = 3\n');
+  // Bob asking for the same job name sees nothing of Alice's.
+  const bob = client(serviceUrl, hub.tokens.bob);
+  assert.is((await bob('GET', apiPaths.jobOutputs(name))).body.reason, 'NotFound');
+  assert.is((await bob('GET', apiPaths.jobOutputFile(name, 'analysis-0.ipynb'))).status, 404);
+  // Deleted with ?outputs=true after the job is gone: the outputs go, and then the name is a 404.
+  const removed = await alice('DELETE', `${apiPaths.job(name)}?${deleteOutputsQuery}=true`);
+  assert.is(removed.status, 200, removed.text);
+  assert.is(removed.body.outputs, 3);
+  assert.is((await alice('GET', apiPaths.jobOutputs(name))).status, 404);
+  assert.is((await alice('DELETE', `${apiPaths.job(name)}?${deleteOutputsQuery}=true`)).status, 404);
 });
 notebooks('without papermill the job fails and its log says how to fix the image', async () => {
   const name = ok(
@@ -186,7 +203,7 @@ notebooks('without papermill the job fails and its log says how to fix the image
   assert.is(detail.state, 'failed');
   const logs = await alice('GET', `api/v1/jobs/${name}/logs`);
   assert.match(logs.text, 'kbatch: papermill is not installed in image python:3.12-slim: pip install papermill');
-  assert.not.ok(existsSync(join(store.jobDir(namespace, name), 'outputs', 'analysis.ipynb')));
+  assert.equal((await alice<OutputList>('GET', apiPaths.jobOutputs(name))).body, { job: name, files: [], totalBytes: 0 });
 });
 notebooks.run();
 

@@ -34,7 +34,7 @@ export interface Cluster {
    * Makes kwok serve `exec` into every pod of `namespace` by running the command as a local process
    * in a directory of its own (created empty), with stdin piped: what a pod's volume would hold is
    * then a plain directory a test can read. The namespace's `kbatch-uploads` claim binds to a PV of
-   * that directory. Caveat (kwok v0.8, pkg/utils/exec): the command's stdin is never closed, so a
+   * that directory (made by a test-only provisioner for every namespace, this one or not). Caveat (kwok v0.8, pkg/utils/exec): the command's stdin is never closed, so a
    * command reading stdin must stop by itself (tar does at its end-of-archive blocks). Resolves, with that directory, once kwok serves the rule
    * (proved by an exec through the API server into a probe pod).
    */
@@ -240,6 +240,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     console.error(`[cluster] ready in ${((performance.now() - started) / 1000).toFixed(1)}s at ${server} (${dir})`);
     const logs = new FakeLogs(dir, objects, kwokPort);
     const execs = new FakeExecs(dir, objects, kc);
+    const provisioner = new FakeProvisioner(dir, core);
+    provisioner.start();
     return {
       server,
       adminKubeconfig: admin,
@@ -247,7 +249,10 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       dir,
       setLogs: (namespace, lines, logOpts) => logs.set(namespace, lines, logOpts?.podName),
       execDir: (namespace) => execs.dirFor(namespace),
-      stop,
+      async stop() {
+        provisioner.stop();
+        await stop();
+      },
     };
   } catch (err) {
     console.error(`[cluster] start failed after ${((performance.now() - started) / 1000).toFixed(1)}s`);
@@ -628,7 +633,7 @@ class FakeExecs {
   }
 
   private async configure(namespace: string): Promise<string> {
-    const workDir = path.join(this.dir, 'exec', namespace);
+    const workDir = execWorkDir(this.dir, namespace);
     fs.mkdirSync(workDir, { recursive: true });
     await apply(this.objects, {
       apiVersion: 'kwok.x-k8s.io/v1alpha1',
@@ -638,21 +643,8 @@ class FakeExecs {
       // so claiming) the user's namespace, which kbatch makes with its owner record on first use.
       spec: { selector: { matchNamespaces: [namespace, probeNamespace(namespace)] }, execs: [{ local: { workDir } }] },
     } as k8s.KubernetesObject);
-    // The user's volume is that same directory: a PV bound ahead to the namespace's kbatch-uploads
-    // claim (the test cluster has no provisioner), so pods mounting the claim get scheduled.
-    await apply(this.objects, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolume',
-      metadata: { name: `kbatch-uploads-${namespace}` },
-      spec: {
-        capacity: { storage: '100Gi' },
-        accessModes: ['ReadWriteOnce', 'ReadWriteMany'],
-        persistentVolumeReclaimPolicy: 'Retain',
-        storageClassName: '',
-        hostPath: { path: workDir },
-        claimRef: { namespace, name: 'kbatch-uploads' },
-      },
-    } as k8s.KubernetesObject);
+    // The user's volume is that same directory: FakeProvisioner binds the namespace's kbatch-uploads
+    // claim to a PV of it, so exec and (what stands for) the job's mounts see the same files.
     await this.waitServed(probeNamespace(namespace), workDir);
     return workDir;
   }
@@ -691,6 +683,81 @@ class FakeExecs {
       await until('exec to run in the work dir', async () => (await execOnce(exec, namespace, name, ['pwd'])).trim() === workDir);
     } finally {
       await core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
+    }
+  }
+}
+
+/** The directory that stands for a namespace's volume: exec runs there (FakeExecs), the claim's PV points there. */
+function execWorkDir(dir: string, namespace: string): string {
+  return path.join(dir, 'exec', namespace);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A test-only volume provisioner
+
+/**
+ * The test cluster has no storage provisioner, and every kbatch job mounts the user's
+ * `kbatch-uploads` claim (its /outputs): a claim left unbound would keep its pods unscheduled. This
+ * polls for unbound `kbatch-uploads` claims in every namespace and makes each a hostPath PV bound
+ * ahead (claimRef with the claim's uid) whose path is the namespace's exec directory, so exec into
+ * the volume helper and the files a test writes "as the job" are one directory. A PV left Released
+ * by an earlier claim of that name (a deleted and recreated namespace) is replaced.
+ */
+class FakeProvisioner {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly dir: string,
+    private readonly core: k8s.CoreV1Api,
+  ) {}
+
+  start(): void {
+    const tick = async () => {
+      try {
+        await this.provision();
+      } catch {
+        // The API server may be stopping; try again on the next tick.
+      }
+      if (!this.stopped) this.timer = setTimeout(() => void tick(), 200).unref();
+    };
+    void tick();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private async provision(): Promise<void> {
+    const { items } = await this.core.listPersistentVolumeClaimForAllNamespaces({ fieldSelector: 'metadata.name=kbatch-uploads' });
+    for (const claim of items) {
+      if (claim.spec?.volumeName || claim.status?.phase !== 'Pending' || claim.metadata?.deletionTimestamp) continue;
+      const namespace = claim.metadata!.namespace!;
+      const name = `kbatch-uploads-${namespace}`;
+      const workDir = execWorkDir(this.dir, namespace);
+      fs.mkdirSync(workDir, { recursive: true });
+      const existing = await this.core.readPersistentVolume({ name }).catch(() => undefined);
+      if (existing) {
+        const boundTo = existing.spec?.claimRef?.uid;
+        if (boundTo && boundTo !== claim.metadata!.uid) await this.core.deletePersistentVolume({ name }).catch(() => undefined);
+        continue;
+      }
+      await this.core
+        .createPersistentVolume({
+          body: {
+            metadata: { name },
+            spec: {
+              capacity: { storage: '100Gi' },
+              accessModes: ['ReadWriteOnce', 'ReadWriteMany'],
+              persistentVolumeReclaimPolicy: 'Retain',
+              storageClassName: claim.spec?.storageClassName ?? '',
+              hostPath: { path: workDir },
+              claimRef: { namespace, name: 'kbatch-uploads', uid: claim.metadata!.uid },
+            },
+          },
+        })
+        .catch(() => undefined);
     }
   }
 }

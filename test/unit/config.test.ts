@@ -11,6 +11,17 @@ config('defaults: local backend and no auth on a machine without a cluster', () 
   assert.is(settings.prefix, '/services/kbatch/');
   assert.is(settings.host, '127.0.0.1');
 });
+config('outputs are kept 30 days after their job by default; 0 or empty keeps them forever', () => {
+  const retention = (value?: string) =>
+    loadSettings({ HOME: '/nonexistent', ...(value === undefined ? {} : { KBATCH_OUTPUTS_RETENTION_SECONDS: value }) })
+      .outputsRetentionSeconds;
+  assert.is(retention(), 30 * 24 * 3600);
+  assert.is(retention('3600'), 3600);
+  assert.is(retention('0'), 0);
+  assert.is(retention(''), 0);
+  assert.throws(() => retention('-1'), /KBATCH_OUTPUTS_RETENTION_SECONDS must be an integer/);
+  assert.throws(() => retention('30d'), /KBATCH_OUTPUTS_RETENTION_SECONDS must be an integer/);
+});
 config('a Hub URL switches auth on', () => {
   assert.is(loadSettings({ JUPYTERHUB_API_URL: 'http://hub:8081/hub/api' }).auth, 'hub');
 });

@@ -280,7 +280,9 @@ export class VolumeHelper {
         io.signal?.removeEventListener('abort', onAbort);
         if (error) {
           io.stdin?.destroy();
-          conn?.close();
+          // Cut, not closed: a socket paused for backpressure would hold a close handshake (and
+          // the command) until ws's 30 s close timeout.
+          conn?.terminate();
           reject(error);
         } else resolve();
       };
@@ -315,7 +317,7 @@ export class VolumeHelper {
         })
         .then((ws) => {
           conn = ws;
-          if (settled) return ws.close();
+          if (settled) return ws.terminate();
           ws.on('close', () =>
             setTimeout(() => finish(new BadGateway(`exec in ${namespace}/${volumeHelperPodName} closed without an exit status`)), 100),
           );
