@@ -462,7 +462,7 @@ export const appScript = String.raw`
     function fetchAndSave(path, filename, what, size) {
       if (busy) return;
       busy = true;
-      notice.textContent = 'Downloading ' + what + '…';
+      notice.textContent = 'Downloading ' + what + '\u2026';
       fetch(root + path, { headers: headers({ accept: '*/*' }), credentials: 'same-origin' }).then(function (response) {
         if (!response.ok) return response.json().catch(function () { return {}; }).then(function (body) { throw new ApiError(response.status, body); });
         var total = Number(response.headers.get('content-length')) || size;
