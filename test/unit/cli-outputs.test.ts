@@ -484,6 +484,21 @@ progress('bytes, total and percentage when known, and the rate of this run', () 
   assert.is(progressText('downloading a', 5 * 1024 * 1024, 10 * 1024 * 1024, 0, 2), 'downloading a: 5.0 MiB of 10.0 MiB (50%), 2.5 MiB/s');
   assert.is(progressText('downloading a', 2048, undefined, 1024, 0.1), 'downloading a: 2.0 KiB');
 });
+progress('on a terminal, a line redrawn in place and cleared before the result', async () => {
+  const dest = dir('tty');
+  const { fetch } = scripted([bytes(200, [content], { 'content-length': '10' })]);
+  let stderr = '';
+  let stdout = '';
+  const code = await runCli(['job', 'outputs', 'j', 'a.bin', '--dest', dest], {
+    stdout: { write: (t) => void (stdout += t), isTTY: false },
+    stderr: { write: (t) => void (stderr += t), isTTY: true },
+    env: { XDG_CONFIG_HOME: mkdtempSync(join(scratch, 'config-')), KBATCH_URL: base },
+    fetch,
+  });
+  assert.is(code, 0, stderr);
+  assert.is(stderr, '\r\x1b[Kdownloading a.bin: 10 B of 10 B (100%)\r\x1b[K');
+  assert.match(stdout, /^downloaded a\.bin \(10 B\)/);
+});
 progress('nothing on stderr when it is not a terminal', async () => {
   const dest = dir('quiet');
   const { fetch } = scripted([bytes(200, [content], { 'content-length': '10' })]);
