@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { constants, unlinkSync, type Stats } from 'node:fs';
 import { lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { readTarEntries, type TarEntry } from './tar-reader.ts';
@@ -172,6 +172,15 @@ export class Extractor {
     const temporary = join(dirname(target), `.kbatch-${randomBytes(6).toString('hex')}.part`);
     const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | noFollow, entry.mode & 0o777 || 0o644);
     let renamed = false;
+    // Ctrl-C exits at once (cli/main.ts): the half-written file goes with the process.
+    const removeOnExit = () => {
+      try {
+        unlinkSync(temporary);
+      } catch {
+        /* already renamed or removed */
+      }
+    };
+    process.once('exit', removeOnExit);
     try {
       for await (const chunk of entry.data) {
         await handle.write(chunk);
@@ -182,6 +191,7 @@ export class Extractor {
       await rename(temporary, target);
       renamed = true;
     } finally {
+      process.removeListener('exit', removeOnExit);
       if (!renamed) {
         await handle.close().catch(() => {});
         await unlink(temporary).catch(() => {});

@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { posix, resolve } from 'node:path';
+import { join, posix, resolve } from 'node:path';
 import type { OutputList } from '../../lib/contract.ts';
 import { outputOption, reconnectNotice, type Command, type CommandContext } from '../command.ts';
 import { downloadArchive, downloadFile, PartFile, StreamSink, type ProgressListener } from '../download.ts';
@@ -7,6 +7,19 @@ import { CliError, UsageError } from '../errors.ts';
 import { humanBytes, parseOutputFormat, serialize, table } from '../format.ts';
 import { onInterrupt } from '../interrupt.ts';
 import { StatusLine } from '../status-line.ts';
+
+/** Makes DEST (and its parents) unless it exists; a clear error when it is not a directory. */
+async function destination(dir: string): Promise<string> {
+  const absolute = resolve(dir);
+  try {
+    await mkdir(absolute, { recursive: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError(`--dest ${dir} is not a directory`);
+    throw new CliError(`cannot create ${absolute}: ${(error as Error).message}`);
+  }
+  return absolute;
+}
 
 /** `2026-11-26T03:10:05Z`: the listing's time to the second, in UTC like the server's. */
 function shortTime(iso: string): string {
@@ -115,8 +128,7 @@ export const outputsCommand: Command = {
       if (!file || file === '.' || file === '..') throw new UsageError(`PATH "${path}" names no file`);
       const toStdout = dest === '-';
       if (toStdout && !ctx.io.stdoutStream) throw new UsageError('--dest - needs a stdout to write bytes to');
-      const target = toStdout ? undefined : resolve(dest ?? '.', file);
-      if (dest !== undefined && !toStdout) await mkdir(resolve(dest), { recursive: true });
+      const target = toStdout ? undefined : join(await destination(dest ?? '.'), file);
       const sink = target ? new PartFile(target) : new StreamSink(ctx.io.stdoutStream!);
       const { listener, line } = progressLine(ctx, `downloading ${path}`);
       const release = onInterrupt(
@@ -148,8 +160,7 @@ export const outputsCommand: Command = {
     // its total gives the progress line an end.
     const list = await api.listOutputs(name);
     if (!list.files.length) throw noOutputs(name);
-    const directory = resolve(dest ?? name);
-    await mkdir(directory, { recursive: true });
+    const directory = await destination(dest ?? name);
     const { listener, line } = progressLine(ctx, `downloading the outputs of ${name}`);
     const release = onInterrupt(`kbatch: download stopped; the files already complete are in ${directory}\n`);
     let summary;

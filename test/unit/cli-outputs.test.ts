@@ -404,6 +404,14 @@ all('a corrupt gzip is reported as such', async () => {
   assert.is(r.code, 1);
   assert.match(r.stderr, /the outputs archive of job j is corrupt/);
 });
+all('a --dest that is a file is a usage error', async () => {
+  const file = join(dir('destfile'), 'x');
+  writeFileSync(file, 'x');
+  const { fetch } = scripted([answer(200, listOf([['a.txt', 1]]))]);
+  const r = await kbatch(['job', 'outputs', 'j', '--dest', file], fetch);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /--dest .* is not a directory/);
+});
 all('--dest - needs a PATH', async () => {
   const r = await kbatch(['job', 'outputs', 'j', '--dest', '-']);
   assert.is(r.code, 2);
