@@ -200,19 +200,21 @@ export class KbatchApi {
    * One output file's bytes, from byte `from` on (`Range: bytes=from-`, answered 206) so a dropped
    * download resumes where it stopped. No timeout: a large file over a slow link takes long.
    */
-  outputFile(name: string, path: string, from = 0): Promise<HttpResponse> {
+  outputFile(name: string, path: string, from = 0, signal?: AbortSignal): Promise<HttpResponse> {
     return this.http.request('GET', apiPaths.jobOutputFile(name, path), {
       what: `output ${JSON.stringify(path)} of job ${name}`,
       stream: true,
+      signal,
       headers: { accept: '*/*', ...(from > 0 ? { range: `bytes=${from}-` } : {}) },
     });
   }
 
   /** Every output file as one tar.gz stream. */
-  outputsArchive(name: string): Promise<HttpResponse> {
+  outputsArchive(name: string, signal?: AbortSignal): Promise<HttpResponse> {
     return this.http.request('GET', apiPaths.jobOutputsArchive(name), {
       what: `outputs of job ${name}`,
       stream: true,
+      signal,
       headers: { accept: 'application/gzip, */*' },
     });
   }

@@ -11,6 +11,8 @@ export interface RequestOptions extends RequestSubject {
   headers?: Record<string, string>;
   /** A long body the caller streams (a download): cut connections fail it instead of stalling it. */
   stream?: boolean;
+  /** Aborts the request, or the reading of its body (a download that stalled). */
+  signal?: AbortSignal;
   /** Give up when no complete answer arrived in time; 0 waits forever (log streams, big uploads). */
   timeoutMs?: number;
 }
@@ -44,7 +46,8 @@ export class ApiClient {
       headers['content-type'] = 'application/json';
       body = Buffer.from(JSON.stringify(options.json));
     }
-    const signal = options.timeoutMs ? AbortSignal.timeout(options.timeoutMs) : undefined;
+    const timeout = options.timeoutMs ? AbortSignal.timeout(options.timeoutMs) : undefined;
+    const signal = timeout && options.signal ? AbortSignal.any([timeout, options.signal]) : (timeout ?? options.signal);
     let response: HttpResponse;
     try {
       response = await this.fetchImpl(this.url(path, options.query), { method, headers, body, signal, stream: options.stream });

@@ -123,7 +123,47 @@ export function bodyRange(response: HttpResponse): { start: number; total: numbe
   return { start: 0, total: length !== null && /^\d+$/.test(length) ? Number(length) : undefined };
 }
 
+/**
+ * No byte for this long and the connection is taken as dead (a half-open socket, a laptop that
+ * slept, a proxy that lost it never says so): the download resumes as after a cut.
+ */
+export const defaultStallMs = 60_000;
+
+/** Aborts an attempt when no byte arrived for `ms`; each chunk starts the clock again. */
+class StallWatch {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ms: number) {
+    this.poke();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get stalled(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  get reason(): string {
+    return `no data for ${this.ms / 1000} s`;
+  }
+
+  poke(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.controller.abort(new Error(this.reason)), this.ms);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+}
+
 export interface DownloadOptions extends ReconnectOptions {
+  /** See defaultStallMs. */
+  stallMs?: number;
   progress?: ProgressListener;
   /** One line for a notice (a restart from zero), without newline. */
   notice?: (text: string) => void;
@@ -148,44 +188,51 @@ export async function downloadFile(
   let total: number | undefined;
   try {
     for (;;) {
-      let response: HttpResponse;
-      try {
-        response = await api.outputFile(job, path, have);
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 416 && have > 0 && !restartedAfter416) {
-          restartedAfter416 = true;
-          options.notice?.(`the partial download (${humanBytes(have)}) is longer than the file on the server; starting over`);
-          await sink.restart();
-          have = 0;
-          continue;
-        }
-        if (!isTransient(error)) throw error;
-        const reason = failureText(error);
-        await reconnects.failed(reason, () => gaveUp(job, path, reason));
-        continue;
-      }
-      const range = bodyRange(response);
-      total = range.total ?? total;
-      if (range.start !== have) {
-        // A 200 to a ranged request: the server sent the whole file again.
-        if (range.start !== 0) throw new CliError(`the server resumed ${path} at byte ${range.start}, not ${have} as asked`);
-        if (have > 0) options.notice?.(`the server did not resume the download; starting over`);
-        await sink.restart();
-        have = 0;
-      }
+      const watch = new StallWatch(options.stallMs ?? defaultStallMs);
       let dropped: string | undefined;
       try {
-        for await (const chunk of response.body ?? []) {
-          await sink.write(chunk);
-          have += chunk.length;
-          reconnects.succeeded();
-          options.progress?.(have, total);
+        let response: HttpResponse;
+        try {
+          response = await api.outputFile(job, path, have, watch.signal);
+        } catch (error) {
+          if (error instanceof ApiError && error.status === 416 && have > 0 && !restartedAfter416) {
+            restartedAfter416 = true;
+            options.notice?.(`the partial download (${humanBytes(have)}) is longer than the file on the server; starting over`);
+            await sink.restart();
+            have = 0;
+            continue;
+          }
+          if (!isTransient(error)) throw error;
+          throw new Dropped(watch.stalled ? watch.reason : failureText(error));
         }
+        const range = bodyRange(response);
+        total = range.total ?? total;
+        if (range.start !== have) {
+          // A 200 to a ranged request: the server sent the whole file again.
+          if (range.start !== 0) throw new CliError(`the server resumed ${path} at byte ${range.start}, not ${have} as asked`);
+          if (have > 0) options.notice?.(`the server did not resume the download; starting over`);
+          await sink.restart();
+          have = 0;
+        }
+        try {
+          for await (const chunk of response.body ?? []) {
+            watch.poke();
+            await sink.write(chunk);
+            have += chunk.length;
+            reconnects.succeeded();
+            options.progress?.(have, total);
+          }
+        } catch (error) {
+          if (!isTransient(error) && !watch.stalled) throw error;
+          throw new Dropped(watch.stalled ? watch.reason : failureText(error));
+        }
+        if (total !== undefined && have < total) throw new Dropped(`the connection closed after ${have} of ${total} bytes`);
       } catch (error) {
-        if (!isTransient(error)) throw error;
-        dropped = failureText(error);
+        if (!(error instanceof Dropped)) throw error;
+        dropped = error.message;
+      } finally {
+        watch.stop();
       }
-      if (!dropped && total !== undefined && have < total) dropped = `the connection closed after ${have} of ${total} bytes`;
       if (!dropped) break;
       const reason = dropped;
       await reconnects.failed(reason, () => gaveUp(job, path, reason));
@@ -204,6 +251,9 @@ export async function downloadFile(
   }
 }
 
+/** An attempt that ended early for a reason worth retrying; its message says why. */
+class Dropped extends Error {}
+
 function gaveUp(job: string, path: string, reason: string): CliError {
   return new CliError(
     `lost the connection while downloading ${path} of job ${job} (${reason})`,
@@ -213,6 +263,8 @@ function gaveUp(job: string, path: string, reason: string): CliError {
 }
 
 export interface ArchiveOptions extends ReconnectOptions {
+  /** See defaultStallMs. */
+  stallMs?: number;
   /** Total bytes of the files (from the listing), for the progress line. */
   totalBytes?: number;
   progress?: ProgressListener;
@@ -229,8 +281,9 @@ export async function downloadArchive(api: KbatchApi, job: string, dest: string,
   const completed = new Map<string, number>();
   for (;;) {
     let received = 0;
+    const watch = new StallWatch(options.stallMs ?? defaultStallMs);
     try {
-      const response = await api.outputsArchive(job);
+      const response = await api.outputsArchive(job, watch.signal);
       const extractor = new Extractor(dest, {
         warn: options.warn,
         completed,
@@ -243,7 +296,14 @@ export async function downloadArchive(api: KbatchApi, job: string, dest: string,
       const gunzip = createGunzip();
       // A network error reaches the reader as itself (pipeline destroys gunzip with it), so it is
       // told apart from a corrupt archive; leaving early (the end-of-archive block) closes the body.
-      const done = pipeline(Readable.from(response.body ?? []), gunzip).catch(() => {});
+      const body = response.body ?? [];
+      const watched = (async function* () {
+        for await (const chunk of body) {
+          watch.poke();
+          yield chunk;
+        }
+      })();
+      const done = pipeline(Readable.from(watched), gunzip).catch(() => {});
       try {
         return await extractor.extract(gunzip);
       } finally {
@@ -251,12 +311,12 @@ export async function downloadArchive(api: KbatchApi, job: string, dest: string,
         await done;
       }
     } catch (error) {
-      if (!isTransient(error)) {
+      if (!isTransient(error) && !watch.stalled) {
         if ((error as { code?: string }).code?.startsWith('Z_'))
           throw new CliError(`the outputs archive of job ${job} is corrupt (${(error as Error).message})`);
         throw error;
       }
-      const reason = failureText(error);
+      const reason = watch.stalled ? watch.reason : failureText(error);
       await reconnects.failed(
         reason,
         () =>
@@ -266,6 +326,8 @@ export async function downloadArchive(api: KbatchApi, job: string, dest: string,
             'run the same command again: files already complete are kept',
           ),
       );
+    } finally {
+      watch.stop();
     }
   }
 }

@@ -85,7 +85,8 @@ export const fetchTransport: FetchLike = async (url, init) => {
       body: Readable.from([Buffer.from(text)]),
     };
   } finally {
-    init.signal?.removeEventListener('abort', forwardAbort);
+    // A download's signal must still reach node-fetch while the body is read (a stall aborts it).
+    if (!init.stream) init.signal?.removeEventListener('abort', forwardAbort);
   }
 };
 

@@ -244,6 +244,38 @@ single('through the real transport: a socket cut mid-file is resumed with a Rang
   }
 });
 
+single('through the real transport: a connection that stalls (no byte, no close) is given up and resumed', async () => {
+  const file = randomBytes(256 * 1024);
+  const ranges: (string | undefined)[] = [];
+  const server: Server = createServer((req, res) => {
+    ranges.push(req.headers.range);
+    const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+    if (from)
+      res.writeHead(206, { 'content-range': `bytes ${from}-${file.length - 1}/${file.length}`, 'content-length': file.length - from });
+    else res.writeHead(200, { 'content-length': file.length });
+    // The first answer sends half, then nothing more, and keeps the connection open.
+    if (ranges.length === 1) res.write(file.subarray(0, file.length / 2));
+    else res.end(file.subarray(from));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const dest = dir('stall');
+    const api = KbatchApi.at(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, 't');
+    const reasons: string[] = [];
+    await downloadFile(api, 'j', 'f.bin', new PartFile(join(dest, 'f.bin')), {
+      sleep: noSleep,
+      stallMs: 300,
+      onReconnect: (_, reason) => reasons.push(reason),
+    });
+    assert.equal(reasons, ['no data for 0.3 s']);
+    assert.is(ranges[1], `bytes=${file.length / 2}-`);
+    assert.equal(readFileSync(join(dest, 'f.bin')), file);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 interface Entry {
   name: string;
