@@ -19,7 +19,7 @@ const MiB = 1024 * 1024;
 const stack = await startStack({ KBATCH_VOLUME_HELPER_IDLE_SECONDS: '60' });
 const aliceNs = 'kbatch-alice';
 const bobNs = 'kbatch-bob';
-const [aliceDir] = await Promise.all([stack.cluster.execDir(aliceNs), stack.cluster.execDir(bobNs)]);
+const [aliceDir, bobDir] = await Promise.all([stack.cluster.execDir(aliceNs), stack.cluster.execDir(bobNs)]);
 const alice = client(stack.serviceUrl, stack.hub.tokens.alice);
 const bob = client(stack.serviceUrl, stack.hub.tokens.bob);
 const admin = adminClients(stack.cluster.adminKubeconfig);
@@ -170,6 +170,17 @@ outputs("another user asking for the same job name finds nothing of Alice's (404
   // Bob has a namespace and volume of his own, so the lookup runs there and finds no such job.
   const own = await bob('POST', 'api/v1/jobs', { json: { name: 'bobs', image: 'python', command: ['true'] } });
   assert.is(own.status, 201, JSON.stringify(own.body));
+  // Bob's volume also holds outputs of jobs long gone: his first outputs request starts the retention sweep.
+  const ancient = path.join(bobDir, 'outputs', 'ancient-abcde');
+  const recent = path.join(bobDir, 'outputs', 'recent-abcde');
+  const alive = path.join(bobDir, 'outputs', own.body.name as string);
+  for (const dir of [ancient, recent, alive]) {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'out.txt'), 'x');
+  }
+  const longAgo = (Date.now() - 40 * 24 * 3600 * 1000) / 1000;
+  fs.utimesSync(ancient, longAgo, longAgo);
+  fs.utimesSync(alive, longAgo, longAgo);
   for (const [method, url] of [
     ['GET', apiPaths.jobOutputs(job)],
     ['GET', apiPaths.jobOutputFile(job, 'result.txt')],
@@ -182,6 +193,9 @@ outputs("another user asking for the same job name finds nothing of Alice's (404
     assert.is(res.body.reason, 'NotFound');
   }
   assert.ok(fs.existsSync(path.join(aliceDir, 'outputs', job, 'result.txt')), "Alice's outputs are untouched");
+  await eventually('the sweep of outputs past the 30-day retention', async () => !fs.existsSync(ancient));
+  assert.ok(fs.existsSync(recent), 'recent outputs of a gone job stay');
+  assert.ok(fs.existsSync(alive), 'old outputs of a job that still exists stay');
 });
 
 outputs('a 256 MiB download streams through with bounded server memory', async () => {
