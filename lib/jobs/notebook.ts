@@ -108,7 +108,7 @@ if sweep is not None:
 else:
     parameters = json.loads(os.environ.get("KBATCH_PARAMETERS") or "{}")
     suffix = ""
-# Where no outputs volume is mounted (none yet), ./outputs under /code: a job may not create /outputs.
+# kbatch sets KBATCH_OUTPUTS_DIR on both backends; run elsewhere, /outputs if mounted, else ./outputs.
 outputs = os.environ.get("KBATCH_OUTPUTS_DIR") or ("/outputs" if os.path.isdir("/outputs") else os.path.abspath("outputs"))
 os.makedirs(outputs, exist_ok=True)
 stem = os.path.basename(notebook)[: -len(".ipynb")]

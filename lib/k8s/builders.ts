@@ -315,6 +315,10 @@ export function buildJobObjects(
           // Jobs need no Kubernetes API access; the namespace's default account gets no token.
           automountServiceAccountToken: false,
           enableServiceLinks: false,
+          // The /outputs directory is made by the kubelet (subPathExpr) as root with the volume's
+          // group and mode; group 1000 (the volume helper's too) lets a non-root image write there.
+          // OnRootMismatch: the volume is re-owned once, not walked at every pod start.
+          securityContext: { fsGroup: 1000, fsGroupChangePolicy: 'OnRootMismatch' },
           containers: [container],
           initContainers: code.initContainers.length ? code.initContainers : undefined,
           volumes: [...code.volumes, outputs.volume],

@@ -348,7 +348,7 @@ interrupted.run();
 
 // ---------------------------------------------------------------------------------------------
 const failed = suite('a submit that fails after storing');
-failed('removes exactly what it created: Job, writer Job, chunk ConfigMaps and the PVC it made', async () => {
+failed('removes exactly what it created: Job, writer Job and chunk ConfigMaps; the claim made with the namespace stays', async () => {
   const user = userNamed('fay');
   const { namespace } = user;
   probe.reset({ kind: 'refuse', method: 'createNamespacedSecret' });
@@ -361,7 +361,8 @@ failed('removes exactly what it created: Job, writer Job, chunk ConfigMaps and t
     'nothing of the failed submit left',
     async () => {
       const left = await objectsIn(namespace);
-      return left.jobs.length + left.configMaps.length + left.secrets.length + left.claims.length === 0;
+      // The user's volume is made with the namespace (every job mounts it at /outputs), not by the submit.
+      return left.jobs.length + left.configMaps.length + left.secrets.length === 0 && left.claims.join() === 'kbatch-uploads';
     },
     30_000,
   );

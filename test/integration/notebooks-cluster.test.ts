@@ -60,8 +60,18 @@ sweep('is an indexed Job of the product size running the papermill entry, its se
   assert.equal(container.command, notebookCommand());
   assert.is(container.args, undefined);
   assert.is(container.workingDir, '/code');
-  // Every env value comes from the Secret; nothing of the parameters is in the pod spec.
-  assert.ok(container.env!.every((entry) => entry.valueFrom?.secretKeyRef?.name === name && entry.value === undefined));
+  // Every env value comes from the Secret; nothing of the parameters is in the pod spec. Only where
+  // the outputs go is plain env (lib/k8s/builders.ts outputsVolumeFor): the executed notebooks.
+  const plain = ['KBATCH_JOB_NAME', 'KBATCH_OUTPUTS_DIR'];
+  assert.equal(
+    container.env!.filter((entry) => !entry.valueFrom?.secretKeyRef).map((entry) => entry.name),
+    plain,
+  );
+  assert.ok(
+    container
+      .env!.filter((entry) => !plain.includes(entry.name))
+      .every((entry) => entry.valueFrom?.secretKeyRef?.name === name && entry.value === undefined),
+  );
   assert.not.ok(JSON.stringify(job.spec).includes('$(id)'));
   const secret = await admin.core.readNamespacedSecret({ name, namespace });
   const env = Object.fromEntries(Object.entries(secret.data!).map(([key, value]) => [key, Buffer.from(value, 'base64').toString()]));

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { apiPaths, deleteOutputsQuery, type OutputList } from '../../lib/contract.ts';
+import { resetPeakRss } from '../../bench/lib.ts';
 import { startStack } from '../stack/stack.ts';
 import { adminClients, client, eventually } from './helpers.ts';
 
@@ -18,7 +19,7 @@ const MiB = 1024 * 1024;
 const stack = await startStack({ KBATCH_VOLUME_HELPER_IDLE_SECONDS: '60' });
 const aliceNs = 'kbatch-alice';
 const bobNs = 'kbatch-bob';
-const [aliceDir] = await Promise.all([stack.cluster.execDir(aliceNs), stack.cluster.execDir(bobNs)]);
+const [aliceDir, bobDir] = await Promise.all([stack.cluster.execDir(aliceNs), stack.cluster.execDir(bobNs)]);
 const alice = client(stack.serviceUrl, stack.hub.tokens.alice);
 const bob = client(stack.serviceUrl, stack.hub.tokens.bob);
 const admin = adminClients(stack.cluster.adminKubeconfig);
@@ -32,6 +33,13 @@ const files: Record<string, Buffer> = {
   'with space & caf\u00e9.txt': Buffer.from('odd name\n'),
 };
 let job = '';
+
+/** Peak and current RSS of the server process (kB), from /proc. */
+function serverMemory(): { peakKb: number; rssKb: number } {
+  const status = fs.readFileSync(`/proc/${stack.server.process.pid}/status`, 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)![1]);
+  return { peakKb: field('VmHWM'), rssKb: field('VmRSS') };
+}
 
 async function get(url: string, headers: Record<string, string> = {}, token = stack.hub.tokens.alice) {
   const response = await fetch(new URL(url, stack.serviceUrl), { headers: { authorization: `token ${token}`, ...headers } });
@@ -162,6 +170,17 @@ outputs("another user asking for the same job name finds nothing of Alice's (404
   // Bob has a namespace and volume of his own, so the lookup runs there and finds no such job.
   const own = await bob('POST', 'api/v1/jobs', { json: { name: 'bobs', image: 'python', command: ['true'] } });
   assert.is(own.status, 201, JSON.stringify(own.body));
+  // Bob's volume also holds outputs of jobs long gone: his first outputs request starts the retention sweep.
+  const ancient = path.join(bobDir, 'outputs', 'ancient-abcde');
+  const recent = path.join(bobDir, 'outputs', 'recent-abcde');
+  const alive = path.join(bobDir, 'outputs', own.body.name as string);
+  for (const dir of [ancient, recent, alive]) {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'out.txt'), 'x');
+  }
+  const longAgo = (Date.now() - 40 * 24 * 3600 * 1000) / 1000;
+  fs.utimesSync(ancient, longAgo, longAgo);
+  fs.utimesSync(alive, longAgo, longAgo);
   for (const [method, url] of [
     ['GET', apiPaths.jobOutputs(job)],
     ['GET', apiPaths.jobOutputFile(job, 'result.txt')],
@@ -174,6 +193,34 @@ outputs("another user asking for the same job name finds nothing of Alice's (404
     assert.is(res.body.reason, 'NotFound');
   }
   assert.ok(fs.existsSync(path.join(aliceDir, 'outputs', job, 'result.txt')), "Alice's outputs are untouched");
+  await eventually('the sweep of outputs past the 30-day retention', async () => !fs.existsSync(ancient));
+  assert.ok(fs.existsSync(recent), 'recent outputs of a gone job stay');
+  assert.ok(fs.existsSync(alive), 'old outputs of a job that still exists stay');
+});
+
+outputs('a 256 MiB download streams through with bounded server memory', async () => {
+  const huge = path.join(aliceDir, 'outputs', job, 'huge.bin');
+  fs.closeSync(fs.openSync(huge, 'w'));
+  fs.truncateSync(huge, 256 * MiB);
+  // Warm-up: the first transfers after start size V8's heap and the buffer pools.
+  await get(apiPaths.jobOutputFile(job, 'big.bin'));
+  resetPeakRss(stack.server.process.pid!);
+  const before = serverMemory();
+  const started = Date.now();
+  const response = await fetch(new URL(apiPaths.jobOutputFile(job, 'huge.bin'), stack.serviceUrl), {
+    headers: { authorization: `token ${stack.hub.tokens.alice}` },
+  });
+  let received = 0;
+  for await (const chunk of response.body!) received += (chunk as Uint8Array).length;
+  const seconds = (Date.now() - started) / 1000;
+  const after = serverMemory();
+  fs.rmSync(huge);
+  assert.is(received, 256 * MiB);
+  const growthMb = (after.peakKb - before.rssKb) / 1024;
+  console.error(
+    `[outputs] 256 MiB download: ${seconds.toFixed(1)} s (${(256 / seconds).toFixed(0)} MiB/s), server RSS ${(before.rssKb / 1024).toFixed(0)} MB, peak during it +${growthMb.toFixed(1)} MB`,
+  );
+  assert.ok(growthMb <= 32, `peak RSS grew by ${growthMb.toFixed(1)} MB during a 256 MiB download`);
 });
 
 outputs('a download that the client stops reading stalls the read (backpressure); leaving stops it', async () => {

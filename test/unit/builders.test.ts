@@ -288,6 +288,7 @@ outputs('mounts kbatch-uploads at /outputs with a subPathExpr of the job-name la
     valueFrom: { fieldRef: { fieldPath: "metadata.labels['batch.kubernetes.io/job-name']" } },
   });
   assert.equal(last('KBATCH_OUTPUTS_DIR'), { name: 'KBATCH_OUTPUTS_DIR', value: '/outputs' });
+  assert.equal(pod.securityContext, { fsGroup: 1000, fsGroupChangePolicy: 'OnRootMismatch' }, 'a non-root job may write there');
   assert.ok(env.findIndex((e) => e.value === '/outputs') > env.findIndex((e) => e.valueFrom?.secretKeyRef?.key === 'KBATCH_OUTPUTS_DIR'));
 });
 outputs('a PVC upload and the outputs mount the same claim as two volumes (read-only code, writable outputs)', () => {

@@ -205,6 +205,11 @@ local('delete removes the links, never their targets, and counts the regular fil
     assert.is(await removeOutputDir(dir), 2);
     assert.ok(existsSync(join(root, 'secret')) && existsSync('/etc/passwd'));
     assert.is(await removeOutputDir(dir), undefined);
+    // A job that replaced its whole outputs directory with a link to elsewhere: only the link goes.
+    symlinkSync(root, dir);
+    assert.is(await removeOutputDir(dir), 0);
+    assert.ok(existsSync(join(root, 'secret')));
+    assert.not.ok(existsSync(dir));
   } finally {
     cleanup();
   }

@@ -111,7 +111,15 @@ export async function archiveOutputDir(dir: string, signal: AbortSignal): Promis
 /** Removes `dir`; answers how many regular files it held, `undefined` when there was none. */
 export async function removeOutputDir(dir: string): Promise<number | undefined> {
   const files = await listOutputFiles(dir);
-  if (!files) return undefined;
+  if (!files) {
+    // A job that replaced its outputs directory with a link: the link goes, not what it points to.
+    const link = await lstat(dir).then(
+      (stats) => stats.isSymbolicLink(),
+      () => false,
+    );
+    if (link) await rm(dir, { force: true });
+    return link ? 0 : undefined;
+  }
   // rm removes links, never what they point to.
   await rm(dir, { recursive: true, force: true, maxRetries: 3 });
   return files.length;
