@@ -402,13 +402,14 @@ export const appScript = String.raw`
   function outputsSection(name) {
     var base = apiJob(name) + '/outputs';
     var list = el('div', { id: 'outputs' });
+    var summary = el('p', { class: 'muted', id: 'outputs-summary' });
     var notice = el('p', { class: 'muted', role: 'status', 'aria-live': 'polite', id: 'outputs-status' });
     var refresh = el('button', { type: 'button', class: 'secondary' }, 'Refresh');
     var all = el('button', { type: 'button', id: 'outputs-all', hidden: true }, 'Download all (.tar.gz)');
     var section = {
       node: el('section', { 'aria-labelledby': 'outputs-title' },
-        el('div', { class: 'toolbar' }, el('h2', { id: 'outputs-title', text: 'Outputs' }), el('span', { class: 'spacer' }), all, refresh),
-        notice, list),
+        el('div', { class: 'toolbar heading' }, el('h2', { id: 'outputs-title', text: 'Outputs' }), el('span', { class: 'spacer' }), all, refresh),
+        summary, list, notice),
       loaded: false,
       final: false,
       load: load,
@@ -429,11 +430,11 @@ export const appScript = String.raw`
       var files = result.files || [];
       all.hidden = !files.length;
       if (!files.length) {
-        notice.textContent = '';
+        summary.textContent = '';
         append(list, el('p', { class: 'empty' }, 'No outputs yet. Files the job writes under $KBATCH_OUTPUTS_DIR (/outputs) appear here, and stay after the job is deleted.'));
         return;
       }
-      if (!busy) notice.textContent = files.length + ' file' + (files.length > 1 ? 's' : '') + ', ' + formatBytes(result.totalBytes) + '.' +
+      summary.textContent = files.length + ' file' + (files.length > 1 ? 's' : '') + ', ' + formatBytes(result.totalBytes) + '.' +
         (result.totalBytes > LARGE_OUTPUTS ? ' That is a lot for a browser download: kbatch job outputs ' + name + ' downloads it resumably.' : '');
       var body = el('tbody');
       files.forEach(function (file) {

@@ -30,6 +30,8 @@ h1 { font-size: 1.5rem; margin: .2rem 0 1rem; overflow-wrap: anywhere; }
 h2 { font-size: 1.15rem; margin: 1.5rem 0 .5rem; }
 .toolbar { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; margin: .5rem 0 1rem; }
 .toolbar .spacer { flex: 1; }
+.toolbar.heading { margin: 1.5rem 0 .5rem; }
+.toolbar.heading h2 { margin: 0; }
 .toolbar select { width: auto; max-width: 100%; }
 button, .button { font: inherit; padding: .45rem .9rem; border-radius: 6px; border: 1px solid var(--accent);
   background: var(--accent); color: var(--accent-fg); cursor: pointer; text-decoration: none; display: inline-block; }

@@ -167,7 +167,7 @@ submitting('the Outputs section lists what the job wrote, and each file and the 
   await alice.click('section[aria-labelledby="outputs-title"] >> text=Refresh');
   await alice.locator('#outputs tr[data-path="plots/fig.png"]').waitFor();
   assert.match((await alice.textContent('#outputs tr[data-path="plots/fig.png"]')) ?? '', /293\.0 KiB/);
-  assert.match((await alice.textContent('#outputs-status')) ?? '', /2 files, 293\.0 KiB/);
+  assert.match((await alice.textContent('#outputs-summary')) ?? '', /2 files, 293\.0 KiB/);
 
   const [one] = await Promise.all([alice.waitForEvent('download'), alice.click('button[aria-label="Download plots/fig.png"]')]);
   assert.is(one.suggestedFilename(), 'fig.png');
