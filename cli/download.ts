@@ -28,6 +28,8 @@ export interface FileSink {
   /** Drops everything and starts again from byte 0 (the server ignored the Range, or the file changed). */
   restart(): Promise<void>;
   write(chunk: Uint8Array): Promise<void>;
+  /** The last `n` bytes held, to check a resume against (a sink that cannot read back has none). */
+  tail?(n: number): Promise<Buffer>;
   /** The download is complete and verified. */
   finish(): Promise<void>;
   /** The download failed: release what is open; a `.part` stays, so a rerun resumes. */
@@ -59,7 +61,7 @@ export class PartFile implements FileSink {
     const target = await lstatOrMissing(this.target);
     if (target?.isDirectory()) throw new CliError(`${this.target} is a directory; choose another --dest`);
     // O_NOFOLLOW: a symlink planted as the .part after the check is not followed.
-    this.handle ??= await open(this.part, constants.O_WRONLY | constants.O_CREAT | noFollow, 0o644);
+    this.handle ??= await open(this.part, constants.O_RDWR | constants.O_CREAT | noFollow, 0o644);
     this.size = (await this.handle.stat()).size;
     return this.size;
   }
@@ -73,6 +75,12 @@ export class PartFile implements FileSink {
     // Positioned writes: where the bytes go never depends on a file offset shared with anyone.
     await this.handle!.write(chunk, 0, chunk.length, this.size);
     this.size += chunk.length;
+  }
+
+  async tail(n: number): Promise<Buffer> {
+    const buffer = Buffer.alloc(n);
+    const { bytesRead } = await this.handle!.read(buffer, 0, n, this.size - n);
+    return buffer.subarray(0, bytesRead);
   }
 
   async finish(): Promise<void> {
@@ -161,9 +169,21 @@ class StallWatch {
   }
 }
 
+/**
+ * A resume asks for this much of what is already there again and compares it: a `.part` left by
+ * another file of the same name (another job's) or a file that changed since is then caught and
+ * started over, instead of being completed into a mix of two files of the right size.
+ */
+export const defaultOverlapBytes = 64 * 1024;
+
+/** Starting over (a 416, a mismatch) more often than this means the file keeps changing. */
+const maxRestarts = 3;
+
 export interface DownloadOptions extends ReconnectOptions {
   /** See defaultStallMs. */
   stallMs?: number;
+  /** See defaultOverlapBytes. */
+  overlapBytes?: number;
   progress?: ProgressListener;
   /** One line for a notice (a restart from zero), without newline. */
   notice?: (text: string) => void;
@@ -183,23 +203,30 @@ export async function downloadFile(
   options: DownloadOptions = {},
 ): Promise<number> {
   const reconnects = new Reconnects(options);
-  let restartedAfter416 = false;
+  const overlapBytes = options.overlapBytes ?? defaultOverlapBytes;
+  let restarts = 0;
   let have = await sink.resumable();
   let total: number | undefined;
+  const startOver = async (why: string) => {
+    if (++restarts > maxRestarts)
+      throw new CliError(`${path} of job ${job} keeps changing on the server (${why})`, 1, 'wait until the job has finished writing it');
+    options.notice?.(`${why}; starting over`);
+    await sink.restart();
+    have = 0;
+  };
   try {
     for (;;) {
       const watch = new StallWatch(options.stallMs ?? defaultStallMs);
       let dropped: string | undefined;
       try {
+        const expected = have > 0 && sink.tail ? await sink.tail(Math.min(have, overlapBytes)) : undefined;
+        const from = have - (expected?.length ?? 0);
         let response: HttpResponse;
         try {
-          response = await api.outputFile(job, path, have, watch.signal);
+          response = await api.outputFile(job, path, from, watch.signal);
         } catch (error) {
-          if (error instanceof ApiError && error.status === 416 && have > 0 && !restartedAfter416) {
-            restartedAfter416 = true;
-            options.notice?.(`the partial download (${humanBytes(have)}) is longer than the file on the server; starting over`);
-            await sink.restart();
-            have = 0;
+          if (error instanceof ApiError && error.status === 416 && have > 0) {
+            await startOver(`the partial download (${humanBytes(have)}) is longer than the file on the server`);
             continue;
           }
           if (!isTransient(error)) throw error;
@@ -207,16 +234,31 @@ export async function downloadFile(
         }
         const range = bodyRange(response);
         total = range.total ?? total;
-        if (range.start !== have) {
+        let check = expected;
+        if (range.start !== from) {
           // A 200 to a ranged request: the server sent the whole file again.
-          if (range.start !== 0) throw new CliError(`the server resumed ${path} at byte ${range.start}, not ${have} as asked`);
-          if (have > 0) options.notice?.(`the server did not resume the download; starting over`);
+          if (range.start !== 0) throw new CliError(`the server resumed ${path} at byte ${range.start}, not ${from} as asked`);
+          options.notice?.(`the server did not resume the download; starting over`);
           await sink.restart();
           have = 0;
+          check = undefined;
         }
+        let checked = 0;
+        let mismatch = false;
         try {
-          for await (const chunk of response.body ?? []) {
+          for await (const received of response.body ?? []) {
             watch.poke();
+            let chunk = received;
+            if (check && checked < check.length) {
+              const n = Math.min(chunk.length, check.length - checked);
+              if (!Buffer.from(chunk.buffer, chunk.byteOffset, n).equals(check.subarray(checked, checked + n))) {
+                mismatch = true;
+                break;
+              }
+              checked += n;
+              chunk = chunk.subarray(n);
+              if (!chunk.length) continue;
+            }
             await sink.write(chunk);
             have += chunk.length;
             reconnects.succeeded();
@@ -225,6 +267,11 @@ export async function downloadFile(
         } catch (error) {
           if (!isTransient(error) && !watch.stalled) throw error;
           throw new Dropped(watch.stalled ? watch.reason : failureText(error));
+        }
+        // A file shorter than what we hold ends inside the overlap: not the same file either.
+        if (mismatch || (check && checked < check.length)) {
+          await startOver(`the partial download does not match ${path} on the server (another file of that name, or it changed)`);
+          continue;
         }
         if (total !== undefined && have < total) throw new Dropped(`the connection closed after ${have} of ${total} bytes`);
       } catch (error) {

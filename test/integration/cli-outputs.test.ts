@@ -122,6 +122,14 @@ outputs('a .part left by an interrupted run is resumed with a Range, not downloa
   assert.equal(readdirSync(dest), ['big.bin']);
   assert.ok(readFileSync(join(dest, 'big.bin')).equals(big), 'byte-identical after the resume');
 });
+outputs("a .part of another file of that name (another job's) is not completed: it is caught and started over", async () => {
+  const dest = mkdtempSync(join(home, 'other-'));
+  writeFileSync(join(dest, 'big.bin.part'), randomBytes(3 * MiB));
+  const run = await kbatch(['job', 'outputs', job, 'big.bin', '--dest', dest]);
+  expectExit(run, 0);
+  assert.match(run.stderr, /the partial download does not match big\.bin on the server .*; starting over/);
+  assert.ok(readFileSync(join(dest, 'big.bin')).equals(files['big.bin']!));
+});
 outputs('--dest - writes the bytes to stdout', async () => {
   const file = join(home, 'stdout.bin');
   const run = await kbatchToFile(['job', 'outputs', job, 'big.bin', '--dest', '-'], file);
