@@ -396,8 +396,10 @@ export const appScript = String.raw`
   // ---------------------------------------------------------------------------------------------
   // Outputs: what the job wrote under $KBATCH_OUTPUTS_DIR, kept after the job is gone
 
-  /** Above this, the page suggests the CLI: a browser download here is held in memory, and cannot resume. */
+  /** Above this, the page suggests the CLI: a browser download cannot resume (and may be held in memory). */
   var LARGE_OUTPUTS = 1024 * 1024 * 1024;
+  /** Above this, a download is written to a file as it comes where the browser can (not collected in memory). */
+  var STREAM_TO_FILE = 64 * 1024 * 1024;
 
   function outputsSection(name) {
     var base = apiJob(name) + '/outputs';
@@ -440,7 +442,7 @@ export const appScript = String.raw`
       files.forEach(function (file) {
         var button = el('button', { type: 'button', class: 'secondary', 'aria-label': 'Download ' + file.path }, 'Download');
         button.addEventListener('click', function () {
-          fetchAndSave(base + '/file?path=' + encodeURIComponent(file.path), file.path.split('/').pop(), file.path, file.size);
+          fetchAndSave(base + '/file?path=' + encodeURIComponent(file.path), file.path.split('/').pop(), file.path, file.size, file.size);
         });
         append(body, el('tr', { 'data-path': file.path },
           el('td', { class: 'name', 'data-label': 'Path' }, file.path),
@@ -453,43 +455,62 @@ export const appScript = String.raw`
           return el('th', { scope: 'col', class: i === 2 ? 'opt' : null }, h);
         }))),
         body)));
-      all.onclick = function () { fetchAndSave(base + '/archive', name + '-outputs.tar.gz', 'all outputs', undefined); };
+      // The archive's length is not known ahead (it is compressed as it streams); the files' total bounds it.
+      all.onclick = function () { fetchAndSave(base + '/archive', name + '-outputs.tar.gz', 'all outputs', undefined, result.totalBytes); };
     }
 
     /**
      * The session's cookie authorizes API calls only with the anti-CSRF header, which a plain link
-     * cannot send: the bytes come through fetch, with a progress line, and are saved from a blob.
+     * cannot send: the bytes come through fetch, with a progress line. A large download goes
+     * straight into a file where the browser can write one as the bytes come (the File System
+     * Access API: Chromium); anything else is collected into a blob and saved from it.
      */
-    function fetchAndSave(path, filename, what, size) {
+    function fetchAndSave(path, filename, what, size, bytesToCome) {
       if (busy) return;
+      // Asked first, inside the click: the picker needs the user's gesture.
+      var target = bytesToCome > STREAM_TO_FILE && typeof window.showSaveFilePicker === 'function'
+        ? window.showSaveFilePicker({ suggestedName: filename }).then(function (handle) { return handle.createWritable(); })
+        : Promise.resolve(null);
       busy = true;
-      notice.textContent = 'Downloading ' + what + '\u2026';
-      fetch(root + path, { headers: headers({ accept: '*/*' }), credentials: 'same-origin' }).then(function (response) {
-        if (!response.ok) return response.json().catch(function () { return {}; }).then(function (body) { throw new ApiError(response.status, body); });
-        var total = Number(response.headers.get('content-length')) || size;
-        var reader = response.body.getReader();
-        var parts = [], received = 0;
-        function pump() {
-          return reader.read().then(function (chunk) {
-            if (chunk.done) return new Blob(parts);
-            parts.push(chunk.value);
-            received += chunk.value.length;
-            notice.textContent = 'Downloading ' + what + ': ' + formatBytes(received) + (total ? ' of ' + formatBytes(total) : '');
-            return pump();
-          });
-        }
-        return pump();
-      }).then(function (blob) {
-        var url = URL.createObjectURL(blob);
-        var link = el('a', { href: url, download: filename });
-        document.body.appendChild(link);
-        link.click();
-        link.remove();
-        setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
-        notice.textContent = 'Downloaded ' + what + ' (' + formatBytes(blob.size) + ').';
-      }, function (error) {
-        notice.textContent = 'Could not download ' + what + ': ' + error.message;
+      var received = 0;
+      target.then(function (file) {
+        notice.textContent = 'Downloading ' + what + '\u2026';
+        return fetch(root + path, { headers: headers({ accept: '*/*' }), credentials: 'same-origin' }).then(function (response) {
+          if (!response.ok) return response.json().catch(function () { return {}; }).then(function (body) { throw new ApiError(response.status, body); });
+          var total = Number(response.headers.get('content-length')) || size;
+          var reader = response.body.getReader();
+          var parts = [];
+          function pump() {
+            return reader.read().then(function (chunk) {
+              if (chunk.done) return file ? file.close().then(function () { return null; }) : new Blob(parts);
+              received += chunk.value.length;
+              notice.textContent = 'Downloading ' + what + ': ' + formatBytes(received) + (total ? ' of ' + formatBytes(total) : '');
+              if (file) return file.write(chunk.value).then(pump);
+              parts.push(chunk.value);
+              return pump();
+            });
+          }
+          return pump();
+        }).then(function (blob) {
+          if (blob) saveBlob(blob, filename);
+          notice.textContent = 'Downloaded ' + what + ' (' + formatBytes(received) + ').';
+        }, function (error) {
+          if (file) file.abort().catch(function () {});
+          throw error;
+        });
+      }).then(null, function (error) {
+        // Cancelling the file picker is not a failure.
+        notice.textContent = error && error.name === 'AbortError' ? '' : 'Could not download ' + what + ': ' + error.message;
       }).then(function () { busy = false; });
+    }
+
+    function saveBlob(blob, filename) {
+      var url = URL.createObjectURL(blob);
+      var link = el('a', { href: url, download: filename });
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
     }
 
     refresh.addEventListener('click', function () { load(section.final); });
