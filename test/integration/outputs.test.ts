@@ -106,6 +106,17 @@ outputs('each file downloads byte-identical, with Content-Length and Accept-Rang
   }
 });
 
+outputs('HEAD answers the headers of a file without reading it', async () => {
+  const response = await fetch(new URL(apiPaths.jobOutputFile(job, 'big.bin'), stack.serviceUrl), {
+    method: 'HEAD',
+    headers: { authorization: `token ${stack.hub.tokens.alice}`, range: 'bytes=10-19' },
+  });
+  assert.is(response.status, 206);
+  assert.is(response.headers.get('content-length'), '10');
+  assert.is(response.headers.get('content-range'), `bytes 10-19/${files['big.bin']!.length}`);
+  assert.is((await response.arrayBuffer()).byteLength, 0);
+});
+
 outputs('a Range answers 206 with exactly those bytes; one outside the file is a 416', async () => {
   const big = files['big.bin']!;
   const cases: [string, number, number][] = [

@@ -184,6 +184,9 @@ jobs('the created Job mounts the code ConfigMap and reads env from the user Secr
     container.volumeMounts!.some((m) => m.mountPath === '/code'),
     'code volume at /code',
   );
+  // A job from the upstream wire format writes its outputs where any other does.
+  assert.is(container.volumeMounts!.find((m) => m.mountPath === '/outputs')?.subPathExpr, 'outputs/$(KBATCH_JOB_NAME)');
+  assert.is(container.env!.find((e) => e.name === 'KBATCH_OUTPUTS_DIR')?.value, '/outputs');
   const configMapName = pod.volumes!.map((v) => v.configMap?.name).find(Boolean);
   assert.ok(configMapName, `a ConfigMap volume: ${JSON.stringify(pod.volumes)}`);
   const configMap = await admin.core.readNamespacedConfigMap({ name: configMapName!, namespace: aliceNs });

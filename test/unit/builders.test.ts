@@ -5,6 +5,7 @@ import { parseJobTemplate, parseProfiles } from '../../lib/jobs/admin-config.ts'
 import { resolveUser } from '../../lib/auth/user.ts';
 import { buildJobObjects, buildNamespace, codeVolumesFor } from '../../lib/k8s/builders.ts';
 import { parseJobSpec } from '../../lib/jobs/spec.ts';
+import type { StoredCode } from '../../lib/uploads/reference.ts';
 
 const settings = { jobTtlSeconds: 3600, jobExtraEnv: { DASK_GATEWAY: 'http://gw' }, helperImage: 'busybox:1.37' };
 const user = resolveUser({ name: 'Alice.Smith@x.org', groups: [], admin: false, scopes: [], token: 'secret-token' });
@@ -294,7 +295,8 @@ outputs('mounts kbatch-uploads at /outputs with a subPathExpr of the job-name la
 outputs('a PVC upload and the outputs mount the same claim as two volumes (read-only code, writable outputs)', () => {
   const { job } = build(
     { image: 'python' },
-    { code: { kind: 'pvc', namespace: 'ns', claim: 'kbatch-uploads', path: 'abc', configMaps: [] } },
+    // Cast: the chunk list of a PVC upload is on its way out (the upload writer Job goes).
+    { code: { kind: 'pvc', namespace: 'ns', claim: 'kbatch-uploads', path: 'abc' } as StoredCode },
   );
   const pod = job.spec!.template.spec!;
   assert.equal(
