@@ -3,6 +3,7 @@ import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import type { OutputFile } from '../lib/contract.ts';
 import type { KbatchApi } from './api.ts';
 import { ApiError, CliError } from './errors.ts';
 import { Extractor, type ExtractSummary } from './extract.ts';
@@ -312,42 +313,55 @@ function gaveUp(job: string, path: string, reason: string): CliError {
 export interface ArchiveOptions extends ReconnectOptions {
   /** See defaultStallMs. */
   stallMs?: number;
-  /** Total bytes of the files (from the listing), for the progress line. */
-  totalBytes?: number;
+  /**
+   * The listing of the outputs. With it, an archive cut mid-way is not started again: the files it
+   * had not delivered whole are fetched one by one, each resumable. (On Knative a request lasts at
+   * most the function's timeout: an archive too large for it would otherwise never complete.)
+   */
+  files?: OutputFile[];
   progress?: ProgressListener;
   warn: (text: string) => void;
+  /** One line for a notice (the switch to file-by-file), without newline. */
+  notice?: (text: string) => void;
 }
 
 /**
  * Downloads the outputs archive and unpacks it into `dest` as it streams: nothing is held whole.
- * A dropped connection starts the archive again (a tar.gz cannot resume mid-stream), skipping the
- * files the earlier attempts completed.
+ * A dropped connection continues file by file when the listing is given (see ArchiveOptions.files),
+ * else starts the archive again (a tar.gz cannot resume mid-stream), skipping the files complete.
  */
 export async function downloadArchive(api: KbatchApi, job: string, dest: string, options: ArchiveOptions): Promise<ExtractSummary> {
   const reconnects = new Reconnects(options);
   const completed = new Map<string, number>();
+  const totalBytes = options.files?.reduce((sum, file) => sum + file.size, 0);
   for (;;) {
     let received = 0;
     const watch = new StallWatch(options.stallMs ?? defaultStallMs);
+    const extractor = new Extractor(dest, {
+      warn: options.warn,
+      completed,
+      progress: (bytes) => {
+        if (bytes > received) reconnects.succeeded();
+        received = bytes;
+        options.progress?.(bytes, totalBytes);
+      },
+    });
+    // Why the body ended early, when it did: what had arrived is still unpacked first (the stream
+    // just ends there), and this, not the truncation it causes, is the failure reported.
+    let cut: unknown;
     try {
       const response = await api.outputsArchive(job, watch.signal);
-      const extractor = new Extractor(dest, {
-        warn: options.warn,
-        completed,
-        progress: (bytes) => {
-          if (bytes > received) reconnects.succeeded();
-          received = bytes;
-          options.progress?.(bytes, options.totalBytes);
-        },
-      });
       const gunzip = createGunzip();
-      // A network error reaches the reader as itself (pipeline destroys gunzip with it), so it is
-      // told apart from a corrupt archive; leaving early (the end-of-archive block) closes the body.
+      // Leaving early (the end-of-archive block) closes the body.
       const body = response.body ?? [];
       const watched = (async function* () {
-        for await (const chunk of body) {
-          watch.poke();
-          yield chunk;
+        try {
+          for await (const chunk of body) {
+            watch.poke();
+            yield chunk;
+          }
+        } catch (error) {
+          cut = error;
         }
       })();
       const done = pipeline(Readable.from(watched), gunzip).catch(() => {});
@@ -357,13 +371,15 @@ export async function downloadArchive(api: KbatchApi, job: string, dest: string,
         gunzip.destroy();
         await done;
       }
-    } catch (error) {
+    } catch (thrown) {
+      const error = cut ?? thrown;
       if (!isTransient(error) && !watch.stalled) {
         if ((error as { code?: string }).code?.startsWith('Z_'))
           throw new CliError(`the outputs archive of job ${job} is corrupt (${(error as Error).message})`);
         throw error;
       }
       const reason = watch.stalled ? watch.reason : failureText(error);
+      if (options.files) return fileByFile(api, job, extractor, options.files, reason, totalBytes!, options);
       await reconnects.failed(
         reason,
         () =>
@@ -377,4 +393,32 @@ export async function downloadArchive(api: KbatchApi, job: string, dest: string,
       watch.stop();
     }
   }
+}
+
+/** The rest of a cut archive, one resumable download per file, with the archive's checks on each name. */
+async function fileByFile(
+  api: KbatchApi,
+  job: string,
+  extractor: Extractor,
+  files: OutputFile[],
+  reason: string,
+  totalBytes: number,
+  options: ArchiveOptions,
+): Promise<ExtractSummary> {
+  const done = extractor.result();
+  options.notice?.(
+    `the archive was cut after ${done.files} file${done.files === 1 ? '' : 's'} (${reason}); downloading the rest one file at a time, each resumable`,
+  );
+  for (const file of files) {
+    const place = await extractor.targetFor(file.path, file.size);
+    if (!place || place.complete) continue;
+    const before = extractor.result().bytes;
+    await downloadFile(api, job, file.path, new PartFile(place.target), {
+      ...options,
+      notice: options.notice,
+      progress: (bytes) => options.progress?.(before + bytes, totalBytes),
+    });
+    extractor.written(place.path, file.size);
+  }
+  return extractor.result();
 }

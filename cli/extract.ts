@@ -102,40 +102,87 @@ export class Extractor {
     this.options.warn(`refused ${shown(raw)}: ${why}`);
   }
 
+  /** What was written (or found complete) so far. */
+  result(): ExtractSummary {
+    return { ...this.summary };
+  }
+
+  /**
+   * Where a listed file may be written, with the same checks as an archive entry (for the
+   * file-by-file fallback of cli/download.ts); undefined, the refusal told and counted, when it may
+   * not. `complete` when an earlier attempt already wrote it.
+   */
+  async targetFor(raw: string, size: number): Promise<{ target: string; path: string; complete: boolean } | undefined> {
+    const checked = safeOutputPath(raw);
+    if ('problem' in checked) {
+      if (checked.unsafe) this.refuse(raw, checked.problem);
+      else {
+        this.summary.skipped++;
+        this.options.warn(`skipped ${shown(raw)}: ${checked.problem}`);
+      }
+      return undefined;
+    }
+    const { path } = checked;
+    if (path === '') {
+      this.refuse(raw, 'names no file');
+      return undefined;
+    }
+    const parts = path.split('/');
+    const parentProblem = await this.directory(parts.slice(0, -1));
+    if (parentProblem) {
+      this.refuse(raw, parentProblem);
+      return undefined;
+    }
+    const target = join(this.dest, ...parts);
+    this.inside(target);
+    if (this.options.completed?.get(path) === size) return { target, path, complete: true };
+    const existing = await lstatOrMissing(target);
+    if (existing && !existing.isFile()) {
+      this.refuse(raw, `${kindOf(existing)} of that name is already in the destination; not replaced`);
+      return undefined;
+    }
+    return { target, path, complete: false };
+  }
+
+  /** A file written by other means (the fallback), counted as if unpacked. */
+  written(path: string, size: number): void {
+    this.options.completed?.set(path, size);
+    this.summary.files++;
+    this.summary.bytes += size;
+  }
+
   private async entry(entry: TarEntry): Promise<void> {
-    if (entry.type !== 'file' && entry.type !== 'directory') {
+    if (entry.type === 'directory') return this.directoryEntry(entry.path);
+    if (entry.type !== 'file') {
       this.summary.skipped++;
       this.options.warn(
         `skipped ${shown(entry.path)}: ${entry.type === 'other' ? 'an unsupported entry' : `a ${entry.type}`}; only files and directories are extracted`,
       );
       return;
     }
-    const checked = safeOutputPath(entry.path);
-    if ('problem' in checked) {
-      if (checked.unsafe) return this.refuse(entry.path, checked.problem);
-      this.summary.skipped++;
-      return this.options.warn(`skipped ${shown(entry.path)}: ${checked.problem}`);
-    }
-    const { path } = checked;
-    if (path === '') return; // the archive's root directory
-    const parts = path.split('/');
-    const parentProblem = await this.directory(parts.slice(0, entry.type === 'directory' ? parts.length : -1));
-    if (parentProblem) return this.refuse(entry.path, parentProblem);
-    if (entry.type === 'directory') return;
-    if (this.options.completed?.get(path) === entry.size) {
+    const place = await this.targetFor(entry.path, entry.size);
+    if (!place) return;
+    if (place.complete) {
       this.summary.files++;
       this.summary.bytes += entry.size;
       this.options.progress?.(this.summary.bytes);
       return;
     }
-    const target = join(this.dest, ...parts);
-    this.inside(target);
-    const existing = await lstatOrMissing(target);
-    if (existing && !existing.isFile())
-      return this.refuse(entry.path, `${kindOf(existing)} of that name is already in the destination; not replaced`);
-    await this.writeFile(target, entry);
-    this.options.completed?.set(path, entry.size);
+    await this.writeFile(place.target, entry);
+    this.options.completed?.set(place.path, entry.size);
     this.summary.files++;
+  }
+
+  private async directoryEntry(raw: string): Promise<void> {
+    const checked = safeOutputPath(raw);
+    if ('problem' in checked) {
+      if (checked.unsafe) return this.refuse(raw, checked.problem);
+      this.summary.skipped++;
+      return this.options.warn(`skipped ${shown(raw)}: ${checked.problem}`);
+    }
+    if (checked.path === '') return; // the archive's root directory
+    const problem = await this.directory(checked.path.split('/'));
+    if (problem) this.refuse(raw, problem);
   }
 
   /** Makes (or checks) each directory of `parts` below DEST; the problem when one is not a real directory. */
@@ -181,9 +228,11 @@ export class Extractor {
       }
     };
     process.once('exit', removeOnExit);
+    let counted = 0;
     try {
       for await (const chunk of entry.data) {
         await handle.write(chunk);
+        counted += chunk.length;
         this.summary.bytes += chunk.length;
         this.options.progress?.(this.summary.bytes);
       }
@@ -193,6 +242,8 @@ export class Extractor {
     } finally {
       process.removeListener('exit', removeOnExit);
       if (!renamed) {
+        // Not written after all: its bytes are not in the summary either.
+        this.summary.bytes -= counted;
         await handle.close().catch(() => {});
         await unlink(temporary).catch(() => {});
       }

@@ -165,13 +165,15 @@ export const outputsCommand: Command = {
     const release = onInterrupt(`kbatch: download stopped; the files already complete are in ${directory}\n`);
     let summary;
     try {
+      const say = (text: string) => {
+        line.clear();
+        ctx.err(`kbatch: ${text}\n`);
+      };
       summary = await downloadArchive(api, name, directory, {
-        totalBytes: list.totalBytes,
+        files: list.files,
         progress: listener,
-        warn: (text) => {
-          line.clear();
-          ctx.err(`kbatch: ${text}\n`);
-        },
+        warn: say,
+        notice: say,
         onReconnect: (attempt, reason) => {
           line.clear();
           reconnectNotice(ctx, 'download')(attempt, reason);

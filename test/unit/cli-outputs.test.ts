@@ -453,6 +453,43 @@ all('a dropped archive starts again and skips the files already complete', async
   assert.is(readFileSync(join(dest, 'second.txt'), 'utf8'), 'two');
   assert.equal(warnings, []);
 });
+all('an archive cut mid-way continues file by file: only the files it had not delivered whole, each resumable', async () => {
+  const dest = dir('fallback');
+  const first = randomBytes(200_000);
+  const second = randomBytes(100_000);
+  // Stored, not compressed: the cut lands where the bytes say, inside the second file's data.
+  const archive = gzipSync(
+    tar([
+      { name: './', type: '5' },
+      { name: './first.bin', data: first },
+      { name: './second.bin', data: second },
+    ]),
+    { level: 0 },
+  );
+  const { fetch, urls } = scripted([
+    answer(
+      200,
+      listOf([
+        ['first.bin', first.length],
+        ['second.bin', second.length],
+      ]),
+    ),
+    bytes(200, [archive.subarray(0, Math.floor(archive.length * 0.8))], {}, { cut: true }),
+    bytes(200, [second], { 'content-length': String(second.length) }),
+  ]);
+  const r = await kbatch(['job', 'outputs', 'j', '--dest', dest], fetch);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(urls[2], `${base}api/v1/jobs/j/outputs/file?path=second.bin`);
+  assert.is(urls.length, 3, 'first.bin came whole in the archive and is not fetched again');
+  assert.equal(readFileSync(join(dest, 'first.bin')), first);
+  assert.equal(readFileSync(join(dest, 'second.bin')), second);
+  assert.equal(readdirSync(dest).sort(), ['first.bin', 'second.bin'], 'no temporary or .part file left');
+  assert.match(
+    r.stderr,
+    /kbatch: the archive was cut after 1 file \(Premature close\); downloading the rest one file at a time, each resumable/,
+  );
+  assert.is(r.stdout, `downloaded 2 files (293 KiB) to ${dest}\n`);
+});
 all('a truncated archive (no end block) is an error, not a silent partial success', async () => {
   const dest = dir('truncated');
   const archive = gzipSync(tar([{ name: 'a.txt', data: 'x' }]).subarray(0, 1024));
