@@ -105,7 +105,10 @@ export function readFile(
     (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0))
   )
     throw new RangeError('bad range');
-  const read = range.length === undefined ? (start === 0 ? 'cat "./$2"' : 'tail -c +"$3" "./$2"') : 'tail -c +"$3" "./$2" | head -c "$4"';
+  // One process where one does: no pipe for a whole file or a range from its start.
+  let read: string;
+  if (start === 0) read = range.length === undefined ? 'cat "./$2"' : 'head -c "$4" "./$2"';
+  else read = range.length === undefined ? 'tail -c +"$3" "./$2"' : 'tail -c +"$3" "./$2" | head -c "$4"';
   const script = `${enterDirectory()}; ${checkRegularFile}; ${read}`;
   const command = ['sh', '-c', script, 'read', volumePath(dir), relative(file), String(start + 1), String(range.length ?? 0)];
   return commandOutput(helper, owner, command, signal, (error) => fileError(error, file));
