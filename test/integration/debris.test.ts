@@ -398,7 +398,7 @@ cost('a submit makes no read-back, no namespace re-check and no sweep; the sweep
     submitJob(deps, user, jobSpec('c3'), { upload: smallCode, idempotencyKey: 'cost-1' }),
   );
   probe.reset();
-  const { reference } = await storeUpload(deps, user, entriesOf({ 'main.py': 'print(1)' }));
+  const { reference } = await storeUpload(deps, user, upload({ 'main.py': 'print(1)' }));
   const sweep = await eventually('the upload to start a sweep', async () =>
     probe.calls.find((call) => call.startsWith('listNamespacedConfigMap')),
   );

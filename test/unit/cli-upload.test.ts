@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -130,9 +130,11 @@ multipart('is what the server parses: a spec field and an archive part', async (
   req.headers = { 'content-type': body.contentType, 'content-length': String(body.length) };
   stream.pipe(req as unknown as PassThrough);
   const parsed = await parseMultipart(req, limits);
+  const entries = readArchive(parsed.parts[0]!.data ?? readFileSync(parsed.parts[0]!.path!), limits);
+  await parsed.spool.dispose();
   assert.equal(JSON.parse(parsed.fields.spec!), spec);
   assert.is(parsed.fileParts, 1);
-  assert.ok(parsed.entries.some((e) => e.path === `${basename(root)}/pkg/util.py`));
+  assert.ok(entries.some((e) => e.path === `${basename(root)}/pkg/util.py`));
   assert.is(progress, body.length, 'progress reaches the full length');
 });
 multipart('progress is reported in chunks as the body is read', async () => {
