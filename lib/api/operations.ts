@@ -34,10 +34,16 @@ export interface StoredCodeSummary {
  * Stores normalised code: held in memory, through `storeCode` (a ConfigMap when it fits); too large
  * to hold, streamed into the backend's storage with bounded memory, checked again on the way.
  */
-export async function storeNormalized(deps: Deps, user: User, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCodeSummary> {
+export async function storeNormalized(
+  deps: Deps,
+  user: User,
+  upload: NormalizedUpload,
+  expiresAt: Date,
+  id?: string,
+): Promise<StoredCodeSummary> {
   const { backend, settings } = deps;
   if (upload.kind === 'archive') {
-    const code = await backend.storeCode(user, upload, expiresAt);
+    const code = await backend.storeCode(user, upload, expiresAt, id);
     return { code, files: upload.files, bytes: upload.bytes, archiveBytes: upload.archive.length, sha256: upload.sha256 };
   }
   const source = upload.open();
@@ -46,6 +52,7 @@ export async function storeNormalized(deps: Deps, user: User, upload: Normalized
       gzip: upload.gzip,
       limits: uploadLimitsOf(deps),
       uploadTtlSeconds: settings.uploadTtlSeconds,
+      id,
     });
     // Code held in memory is counted by its route; streamed code only here, once its size is known.
     uploadBytes.inc(summary.archiveBytes);
@@ -185,17 +192,22 @@ async function submit<O extends { namespace: string }, T extends V1Job | V1CronJ
 
   if (upload && !placed) {
     // A backend that cannot store code with the create (local, or code too large for a ConfigMap)
-    // stores it first and we remove it on failure.
-    const { code: stored } = await storeNormalized(deps, user, upload, new Date(Date.now() + settings.uploadTtlSeconds * 1000));
+    // stores it first and we remove it on failure. Keyed, it is named after the Job and the code, so
+    // a retry stores to (and finds) the place an earlier attempt's Job may already use.
+    const id = idempotency ? `${name}-${(codeSha256 ?? '').slice(0, 12)}` : undefined;
+    const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
+    const { code: stored } = await storeNormalized(deps, user, upload, expiresAt, id);
     objects = steps.build(name, stored, idempotency);
     let result: { created: T; first: boolean };
     try {
       result = await createOrFindExisting(steps, objects, stored, {}, idempotency);
     } catch (error) {
-      await backend.deleteCode(stored, user).catch(() => undefined);
+      // An earlier attempt of this very request whose Job exists (its create's answer lost) uses it.
+      const earlier = idempotency ? await steps.existing(objects).catch(() => undefined) : undefined;
+      if (!isSameRequest(earlier, idempotency)) await backend.deleteCode(stored, user).catch(() => undefined);
       throw error;
     }
-    // A retry answered with the first attempt's job: the code this retry stored serves nothing.
+    // A retry answered with the first attempt's job (local): the code this retry stored serves nothing.
     if (result.first) await backend.deleteCode(stored, user).catch(() => undefined);
     return result.created;
   }
@@ -216,15 +228,19 @@ async function createOrFindExisting<O extends { namespace: string }, T extends V
   } catch (error) {
     if (!idempotency || !(error instanceof HttpError) || error.status !== 409) throw error;
     const existing = await steps.existing(objects).catch(() => undefined);
-    const metadata = existing?.metadata;
-    if (
-      existing &&
-      metadata?.labels?.[labels.idempotencyKey] === idempotency.label &&
-      metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256
-    )
-      return { created: existing, first: true };
+    if (existing && isSameRequest(existing, idempotency)) return { created: existing, first: true };
     throw error;
   }
+}
+
+/** An existing object made by an earlier attempt of this request: same Idempotency-Key, same request. */
+function isSameRequest(existing: V1Job | V1CronJob | undefined, idempotency: Idempotency | undefined): boolean {
+  const metadata = existing?.metadata;
+  return (
+    !!idempotency &&
+    metadata?.labels?.[labels.idempotencyKey] === idempotency.label &&
+    metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256
+  );
 }
 
 /** With `events: false` (a client polling for the state) the events are not listed: one Kubernetes call less per poll. */

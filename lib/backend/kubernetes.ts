@@ -223,13 +223,14 @@ export class KubernetesBackend implements Backend {
    * Code held in memory (POST /uploads, or a submit's code too large to place): a ConfigMap when it
    * fits, nothing owning it until a submit claims it; else streamed into the user's volume.
    */
-  async storeCode(owner: Owner, upload: ArchiveUpload, expiresAt: Date): Promise<StoredCode> {
+  async storeCode(owner: Owner, upload: ArchiveUpload, expiresAt: Date, id?: string): Promise<StoredCode> {
     if (upload.archive.length > this.options.configMapMaxBytes) {
       // Already checked and normalised: the stream's own checks pass it unchanged.
       const { code } = await this.storeCodeStream(owner, Readable.from([upload.archive]), {
         gzip: true,
         limits: { maxBytes: Number.MAX_SAFE_INTEGER, maxFiles: Number.MAX_SAFE_INTEGER },
         uploadTtlSeconds: this.options.uploadTtlSeconds,
+        id,
       });
       return code;
     }

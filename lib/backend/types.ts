@@ -54,8 +54,9 @@ export interface Backend {
   /**
    * Stores code held in memory (a standalone upload, or code of a submit that `placeCode` could not
    * place), owned by nothing until a submit claims it; the caller removes it if the submit fails.
+   * `id` may name it, as StreamedUploadOptions.id does.
    */
-  storeCode(owner: Pick<User, 'name' | 'namespace'>, upload: ArchiveUpload, expiresAt: Date): Promise<StoredCode>;
+  storeCode(owner: Pick<User, 'name' | 'namespace'>, upload: ArchiveUpload, expiresAt: Date, id?: string): Promise<StoredCode>;
   /** Removes stored code (a submit that failed after storing it); gone already is fine. */
   deleteCode(code: StoredCode, owner?: Pick<User, 'name' | 'namespace'>): Promise<void>;
   /**

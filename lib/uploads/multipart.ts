@@ -140,7 +140,10 @@ export function parseMultipart(req: IncomingRequest, limits: UploadLimits): Prom
       };
     const malformed = (error: Error) => fail(new BadRequest(`Malformed multipart request: ${error.message}`));
     const tooLarge = () => fail(uploadTooLarge(`the upload is larger than ${limits.maxBytes} bytes`));
-    const spoolFailed = (error: Error) => fail(spoolError(error));
+    // After a refusal the spool's files are destroyed on purpose: their errors are no news.
+    const spoolFailed = (error: Error) => {
+      if (!settled) fail(spoolError(error));
+    };
     // A client that goes away mid-body never ends the parser: without this the promise would hang.
     function onRequestClose() {
       if (!req.complete && !req.readableEnded) fail(new BadRequest('Malformed multipart request: the request ended before its body did'));

@@ -6,7 +6,7 @@
  * talks to the same control plane, between every API call a submit makes.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -30,7 +30,7 @@ const alice = client(stack.serviceUrl, stack.hub.tokens.alice);
 const bob = client(stack.serviceUrl, stack.hub.tokens.bob);
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const aliceNs = 'kbatch-alice';
-/** Over KBATCH_CONFIGMAP_MAX_BYTES (256 KiB in the stack), random so it does not compress: the PVC path, two chunks. */
+/** Over KBATCH_CONFIGMAP_MAX_BYTES (256 KiB in the stack), random so it does not compress: streamed into the user's volume. */
 const largeCode = () => ({ 'main.py': 'print(1)', 'weights.bin': randomBytes(900 * 1024) });
 
 /** Every kbatch object of a namespace a submit could leave behind. */
@@ -45,9 +45,15 @@ async function objectsIn(namespace: string) {
   };
 }
 
+/** Uploads stored in the user's volume (KWOK's exec directory of the namespace stands in for it). */
+async function uploadsOnVolume(namespace: string): Promise<string[]> {
+  const dir = join(await stack.cluster.execDir(namespace), 'uploads');
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
 // ---------------------------------------------------------------------------------------------
 const refused = suite('a refused submit stores nothing');
-refused('large code with an unknown profile, no image, or limits below requests: no writer Job, chunk ConfigMap or PVC', async () => {
+refused('large code with an unknown profile, no image, or limits below requests: nothing stored, no PVC', async () => {
   const before = await objectsIn(aliceNs);
   assert.equal(before.claims, [], 'a fresh user has no upload claim yet');
   for (const [spec, status] of [
@@ -94,7 +100,11 @@ refused('small or large code refused by the API server (a quota admitting no Job
       assert.match(res.body.detail, /exceeded quota/);
     }
     await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(await objectsIn(aliceNs), before);
+    // Large code went into the user's volume before the Job was refused, and was removed again; the
+    // volume itself is per user (made on first use, like the namespace) and stays.
+    const after = await objectsIn(aliceNs);
+    assert.equal({ ...after, claims: [] }, { ...before, claims: [] });
+    assert.equal(await uploadsOnVolume(aliceNs), []);
   } finally {
     await admin.core.deleteNamespacedResourceQuota({ namespace: aliceNs, name: 'no-more-jobs' });
   }
@@ -268,12 +278,10 @@ function jobScenario(name: string, user: User, code: typeof smallCode): Scenario
       const volumes = job.spec!.template.spec!.volumes!;
       const archive = volumes.find((v) => v.name === 'code-archive')?.configMap?.name;
       if (archive) return assertOwnedBy(admin.core.readNamespacedConfigMap({ name: archive, namespace }), job, 'the code ConfigMap');
-      const writer = await admin.batch.readNamespacedJob({ name: `kbatch-upload-${job.metadata!.name}`, namespace });
-      await assertOwnedBy(Promise.resolve(writer), job, 'the writer Job');
-      const chunks = writer.spec!.template.spec!.volumes!.filter((v) => v.configMap).map((v) => v.configMap!.name!);
-      assert.is(chunks.length, 2);
-      for (const chunk of chunks)
-        await assertOwnedBy(admin.core.readNamespacedConfigMap({ name: chunk, namespace }), writer, `chunk ${chunk}`);
+      // Large code: in the user's volume, where the Job's init container copies it from.
+      const copy = job.spec!.template.spec!.initContainers!.find((c) => c.name === 'copy-code')!;
+      const stored = /"\/uploads\/uploads\/([^"/]+)\/\."/.exec(copy.command!.join(' '))?.[1];
+      assert.ok(stored && (await uploadsOnVolume(namespace)).includes(stored), `${job.metadata!.name}'s code ${stored} is on the volume`);
     },
   };
 }
@@ -348,7 +356,7 @@ interrupted.run();
 
 // ---------------------------------------------------------------------------------------------
 const failed = suite('a submit that fails after storing');
-failed('removes exactly what it created: Job, writer Job, chunk ConfigMaps and the PVC it made', async () => {
+failed('removes exactly what it created: the Job, its Secret and the code it stored in the volume', async () => {
   const user = userNamed('fay');
   const { namespace } = user;
   probe.reset({ kind: 'refuse', method: 'createNamespacedSecret' });
@@ -361,7 +369,7 @@ failed('removes exactly what it created: Job, writer Job, chunk ConfigMaps and t
     'nothing of the failed submit left',
     async () => {
       const left = await objectsIn(namespace);
-      return left.jobs.length + left.configMaps.length + left.secrets.length + left.claims.length === 0;
+      return left.jobs.length + left.configMaps.length + left.secrets.length + (await uploadsOnVolume(namespace)).length === 0;
     },
     30_000,
   );

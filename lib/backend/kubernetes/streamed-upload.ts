@@ -14,6 +14,11 @@ export interface StreamedUploadOptions {
   limits: UploadLimits;
   /** Upload directories older than this (plus an hour) are swept by the next upload. */
   uploadTtlSeconds: number;
+  /**
+   * Names the upload (default: random). A keyed submit's code is named after its Job and its code,
+   * so a retry finds what an earlier attempt stored, which that attempt's Job may already use.
+   */
+  id?: string;
 }
 
 /**
@@ -31,7 +36,8 @@ export async function storeStreamedCode(
   source: Readable,
   options: StreamedUploadOptions,
 ): Promise<{ code: StoredCode; summary: StreamedTarSummary }> {
-  const id = randomSuffix(10);
+  const id = options.id ?? randomSuffix(10);
+  if (!streamedPath.test(`${uploadsDir}/${id}`)) throw new Error(`not a name for an upload: ${JSON.stringify(id)}`);
   const partial = `${uploadsDir}/.partial-${id}`;
   const target = `${uploadsDir}/${id}`;
   const { tar: sanitizer, refusal } = sanitizedTar(source, options);
@@ -45,7 +51,8 @@ export async function storeStreamedCode(
     `mkdir ${partial}`,
     // A failing tar removes its own partial directory; the cleanup below covers a killed shell.
     `tar -xf - -C ${partial} || { rm -rf ${partial}; exit 1; }`,
-    `mv ${partial} ${target}`,
+    // Named by a keyed submit and stored by an earlier attempt: the same code, kept as it is.
+    `if [ -e ${target} ]; then rm -rf ${partial}; else mv ${partial} ${target}; fi`,
   ].join('; ');
   try {
     await helper.run(owner, ['sh', '-c', script], { stdin: sanitizer });
@@ -76,8 +83,8 @@ function removal(path: string): string {
   return `i=0; while [ $i -lt 10 ]; do rm -rf ${path} 2>/dev/null; sleep 1; [ -e ${path} ] || exit 0; i=$((i+1)); done; exit 1`;
 }
 
-/** What storeStreamedCode names an upload: nothing else of the volume is ever removed through here. */
-const streamedPath = new RegExp(`^${uploadsDir}/[a-z0-9]+$`);
+/** What storeStreamedCode names an upload (safe in a shell line): nothing else of the volume is ever removed through here. */
+const streamedPath = new RegExp(`^${uploadsDir}/[a-z0-9][a-z0-9.-]*$`);
 
 /** Removes a stored upload (its submit failed after storing it); gone already is fine. */
 export async function deleteStreamedCode(helper: VolumeHelper, owner: Owner, path: string): Promise<void> {
