@@ -550,7 +550,17 @@ async function measureUploads(server: KbatchServer, token: string): Promise<void
       const t0 = performance.now();
       const curl = spawnSync(
         'curl',
-        ['-sS', '-o', '/dev/stderr', '-w', '%{http_code}', '-H', `authorization: token ${token}`, ...curlArgs, `${server.url}api/v1/uploads`],
+        [
+          '-sS',
+          '-o',
+          '/dev/stderr',
+          '-w',
+          '%{http_code}',
+          '-H',
+          `authorization: token ${token}`,
+          ...curlArgs,
+          `${server.url}api/v1/uploads`,
+        ],
         { encoding: 'utf8', maxBuffer: 1024 * 1024 },
       );
       const seconds = (performance.now() - t0) / 1000;
