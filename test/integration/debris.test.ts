@@ -92,12 +92,13 @@ refused('small or large code refused by the API server (a quota admitting no Job
       'the quota to be counted',
       async () => (await admin.core.readNamespacedResourceQuota({ namespace: aliceNs, name: 'no-more-jobs' })).status?.used !== undefined,
     );
+    await stack.cluster.execDir(aliceNs); // the volume large code goes to
     const before = await objectsIn(aliceNs);
     const spec = { name: 'over', image: 'busybox', command: ['true'] };
     for (const files of [{ 'main.py': 'print(1)' }, largeCode()]) {
       const res = await alice('POST', 'api/v1/jobs', { form: codeForm(files, spec) });
       assert.ok(res.status >= 400, res.text);
-      assert.match(res.body.detail, /exceeded quota/);
+      assert.match(res.body.detail, /exceeded quota/, res.text);
     }
     await new Promise((r) => setTimeout(r, 1000));
     // Large code went into the user's volume before the Job was refused, and was removed again; the
@@ -270,7 +271,10 @@ function jobScenario(name: string, user: User, code: typeof smallCode): Scenario
   return {
     name,
     user,
-    submit: (key) => submitJob(deps, user, jobSpec(name), { upload: code, idempotencyKey: key }),
+    submit: async (key) => {
+      await stack.cluster.execDir(namespace); // the volume large code goes to (the test cluster has no provisioner)
+      return submitJob(deps, user, jobSpec(name), { upload: code, idempotencyKey: key });
+    },
     async verify(created) {
       const job = await admin.batch.readNamespacedJob({ name: created.metadata!.name!, namespace });
       assert.is(job.spec!.suspend, false, `${job.metadata!.name} released`);
@@ -359,6 +363,7 @@ const failed = suite('a submit that fails after storing');
 failed('removes exactly what it created: the Job, its Secret and the code it stored in the volume', async () => {
   const user = userNamed('fay');
   const { namespace } = user;
+  await stack.cluster.execDir(namespace);
   probe.reset({ kind: 'refuse', method: 'createNamespacedSecret' });
   await submitJob(deps, user, jobSpec('late'), { upload: bigCode }).then(
     () => assert.unreachable('submitted'),
@@ -377,6 +382,7 @@ failed('removes exactly what it created: the Job, its Secret and the code it sto
 failed('keeps a PVC that existed before the request', async () => {
   const user = userNamed('gus');
   const { namespace } = user;
+  await stack.cluster.execDir(namespace);
   await submitJob(deps, user, jobSpec('first'), { upload: bigCode });
   probe.reset({ kind: 'refuse', method: 'createNamespacedSecret' });
   await submitJob(deps, user, jobSpec('second'), { upload: bigCode }).catch(() => undefined);

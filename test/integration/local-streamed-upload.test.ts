@@ -1,5 +1,5 @@
-// The local backend has no volume to stream into: a bare tar or tar.gz body is read whole (bounded)
-// and stored as a multipart archive would be, so clients can send the same request to both backends.
+// The local backend streams a bare tar or tar.gz body into its data dir, checked as it streams (the
+// same rules as the Kubernetes backend), so clients can send the same request to both backends.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
