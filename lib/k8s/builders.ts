@@ -418,8 +418,8 @@ export function buildCronJobObjects(
 
 /**
  * Uploaded code in a ConfigMap. With an owner reference (code sent with a submit) the garbage
- * collector removes it with its owner;
- * without one (POST /uploads) it is labelled unclaimed and carries its expiry, so the sweep lists only these.
+ * collector removes it with its owner; without one (POST /uploads) it is labelled unclaimed and
+ * carries its expiry, so the sweep lists only these.
  */
 export function buildCodeConfigMap(
   owner: Owner,
