@@ -302,7 +302,7 @@ export async function listAllJobs(deps: Deps, user: User): Promise<V1Job[]> {
   let continueToken: string | undefined;
   do {
     const page = await deps.backend.listJobs(namespace, { limit: 500, continueToken });
-    // Upload writer Jobs are kbatch's own plumbing, not the user's work.
+    // Upload writer Jobs (kbatch's own plumbing before uploads streamed; gone with their TTL) are not the user's work.
     jobs.push(...page.items.filter((job) => job.metadata?.labels?.[labels.component] !== 'upload-writer'));
     continueToken = page.continueToken;
   } while (continueToken);
