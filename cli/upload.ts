@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, lstatSync, readdirSync, readFileSync, readlinkSync, statSync, type Stats } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, join, posix, relative, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
-import { writeTar, type ArchiveEntry } from '../lib/uploads/archive.ts';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, gzipSync } from 'node:zlib';
+import { entrySize, materialize, tarStream, writeTar, type ArchiveEntry } from '../lib/uploads/archive.ts';
 import { UsageError } from './errors.ts';
 
 /** Never worth shipping to a job: version control, caches, dependency trees that belong in the image. */
@@ -24,8 +27,19 @@ export interface CollectResult {
   skipped: string[];
 }
 
-function fileEntry(path: string, absolute: string, mode: number): ArchiveEntry {
-  return { path, type: 'file', mode: mode & 0o777 || 0o644, data: readFileSync(absolute) };
+/** A file read only when packed, so `--code` of any size never sits in memory whole. */
+function fileEntry(path: string, absolute: string, stat: Stats): ArchiveEntry {
+  return {
+    path,
+    type: 'file',
+    mode: stat.mode & 0o777 || 0o644,
+    data: Buffer.alloc(0),
+    source: {
+      size: stat.size,
+      readAll: () => readFileSync(absolute),
+      open: () => createReadStream(absolute, { highWaterMark: 64 * 1024 }),
+    },
+  };
 }
 
 /** True when a relative symlink target stays inside the upload, so it can travel as a link. */
@@ -50,7 +64,7 @@ export function collectCodeEntries(codePath: string): CollectResult {
   } catch {
     throw new UsageError(`--code: ${codePath}: no such file or directory`);
   }
-  if (rootStat.isFile()) return { entries: [fileEntry(basename(root), root, rootStat.mode)], skipped: [] };
+  if (rootStat.isFile()) return { entries: [fileEntry(basename(root), root, rootStat)], skipped: [] };
   if (!rootStat.isDirectory()) throw new UsageError(`--code: ${codePath} is neither a file nor a directory`);
 
   const entries: ArchiveEntry[] = [];
@@ -72,7 +86,7 @@ export function collectCodeEntries(codePath: string): CollectResult {
         entries.push({ path, type: 'directory', mode: stat.mode & 0o777 || 0o755, data: Buffer.alloc(0) });
         walk(absolute);
       } else if (stat.isFile()) {
-        entries.push(fileEntry(path, absolute, stat.mode));
+        entries.push(fileEntry(path, absolute, stat));
       } else if (stat.isSymbolicLink()) {
         const target = readlinkSync(absolute);
         if (linkStaysInside(inside, target)) {
@@ -81,7 +95,7 @@ export function collectCodeEntries(codePath: string): CollectResult {
         }
         // The server refuses links that leave the upload; a linked file is copied instead.
         const targetStat = statSync(absolute, { throwIfNoEntry: false });
-        if (targetStat?.isFile()) entries.push(fileEntry(path, absolute, targetStat.mode));
+        if (targetStat?.isFile()) entries.push(fileEntry(path, absolute, targetStat));
         else skipped.push(path);
       } else {
         skipped.push(path);
@@ -92,21 +106,61 @@ export function collectCodeEntries(codePath: string): CollectResult {
   return { entries, skipped };
 }
 
-export function buildCodeArchive(codePath: string): CodeArchive {
+function collectFiles(codePath: string) {
   const { entries, skipped } = collectCodeEntries(codePath);
   const files = entries.filter((e) => e.type !== 'directory');
   if (!files.length) throw new UsageError(`--code: ${codePath} contains no files to upload`);
-  return {
-    archive: gzipSync(writeTar(entries)),
-    files: files.length,
-    bytes: files.reduce((sum, e) => sum + e.data.length, 0),
-    skipped,
-  };
+  return { entries, skipped, files: files.length, bytes: files.reduce((sum, e) => sum + entrySize(e), 0) };
 }
+
+/** The code archive in memory (small code, tests). */
+export function buildCodeArchive(codePath: string): CodeArchive {
+  const { entries, ...counts } = collectFiles(codePath);
+  return { archive: gzipSync(writeTar(entries.map(materialize))), ...counts };
+}
+
+export interface PackedCode {
+  /** The gzip'd tar, in a private temporary directory; `dispose` removes it. */
+  path: string;
+  size: number;
+  files: number;
+  bytes: number;
+  skipped: string[];
+  dispose(): Promise<void>;
+}
+
+/**
+ * The code archive written to a temporary file as it is made, one file at a time: memory stays a
+ * few chunks whatever the size of `--code`, and every retry of the upload reads the same bytes again.
+ */
+export async function packCodeArchive(codePath: string): Promise<PackedCode> {
+  const { entries, ...counts } = collectFiles(codePath);
+  const dir = await mkdtemp(join(tmpdir(), 'kbatch-code-'));
+  const dispose = () => rm(dir, { recursive: true, force: true });
+  const path = join(dir, 'code.tar.gz');
+  try {
+    await pipeline(tarStream(entries), createGzip(), createWriteStream(path, { mode: 0o600 }));
+    return { path, size: (await stat(path)).size, ...counts, dispose };
+  } catch (error) {
+    await dispose();
+    // A file that changed size while packed, or vanished: say which, as a usage problem.
+    throw new UsageError(`--code: packing ${codePath} failed: ${(error as Error).message}`);
+  }
+}
+
+/** A part's bytes that stay in a file until sent. */
+export interface FileBody {
+  path: string;
+  size: number;
+}
+
+export type BodyPart = Buffer | FileBody;
+
+const partLength = (part: BodyPart) => (Buffer.isBuffer(part) ? part.length : part.size);
 
 export interface MultipartBody {
   contentType: string;
-  parts: Buffer[];
+  parts: BodyPart[];
   length: number;
 }
 
@@ -117,10 +171,10 @@ function quoteHeader(value: string): string {
 /** `multipart/form-data` with text fields and one file part, built by hand so its length is known up front. */
 export function multipartBody(
   fields: Record<string, string>,
-  file?: { field: string; filename: string; contentType: string; data: Buffer },
+  file?: { field: string; filename: string; contentType: string; data: BodyPart },
 ): MultipartBody {
   const boundary = `----kbatch${randomBytes(12).toString('hex')}`;
-  const parts: Buffer[] = [];
+  const parts: BodyPart[] = [];
   for (const [name, value] of Object.entries(fields)) {
     parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${quoteHeader(name)}"\r\n\r\n${value}\r\n`));
   }
@@ -134,22 +188,35 @@ export function multipartBody(
     );
   }
   parts.push(Buffer.from(`--${boundary}--\r\n`));
-  return { contentType: `multipart/form-data; boundary=${boundary}`, parts, length: parts.reduce((n, p) => n + p.length, 0) };
+  return { contentType: `multipart/form-data; boundary=${boundary}`, parts, length: parts.reduce((n, p) => n + partLength(p), 0) };
 }
 
 /** 64 KiB: small enough for smooth progress, large enough not to matter for throughput. */
 const uploadChunkBytes = 64 * 1024;
 
 /**
- * Streams buffers in chunks and reports how many bytes the HTTP client has taken so far. A chunk
- * is counted when the next one is pulled, i.e. once the socket accepted it.
+ * Streams the parts (buffers, and files read as they go) in chunks and reports how many bytes the
+ * HTTP client has taken so far. A chunk is counted when the next one is pulled, i.e. once the
+ * socket accepted it.
  */
-export function progressStream(parts: Buffer[], onProgress: (sent: number) => void): Readable {
+export function progressStream(parts: BodyPart[], onProgress: (sent: number) => void): Readable {
+  async function* pieces(part: BodyPart): AsyncGenerator<Buffer> {
+    if (!Buffer.isBuffer(part)) {
+      let read = 0;
+      for await (const chunk of createReadStream(part.path, { highWaterMark: uploadChunkBytes })) {
+        read += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+      // The length was announced up front: a file that changed meanwhile would corrupt the body.
+      if (read !== part.size) throw new Error(`${part.path} changed while it was being sent`);
+      return;
+    }
+    for (let offset = 0; offset < part.length; offset += uploadChunkBytes) yield part.subarray(offset, offset + uploadChunkBytes);
+  }
   async function* chunks() {
     let sent = 0;
     for (const part of parts) {
-      for (let offset = 0; offset < part.length; offset += uploadChunkBytes) {
-        const chunk = part.subarray(offset, offset + uploadChunkBytes);
+      for await (const chunk of pieces(part)) {
         yield chunk;
         sent += chunk.length;
         onProgress(sent);

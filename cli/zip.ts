@@ -1,5 +1,5 @@
 import { crc32, deflateRawSync } from 'node:zlib';
-import type { ArchiveEntry } from '../lib/uploads/archive.ts';
+import { materialize, type ArchiveEntry } from '../lib/uploads/archive.ts';
 
 /**
  * A zip of code entries, the only archive the upstream API takes (`cronjob submit` goes through
@@ -12,7 +12,7 @@ export function writeZip(entries: ArchiveEntry[]): Buffer {
   let offset = 0;
   for (const entry of entries) {
     const name = Buffer.from(entry.type === 'directory' ? `${entry.path.replace(/\/$/, '')}/` : entry.path, 'utf8');
-    const raw = entry.type === 'symlink' ? Buffer.from(entry.linkTarget ?? '', 'utf8') : entry.data;
+    const raw = entry.type === 'symlink' ? Buffer.from(entry.linkTarget ?? '', 'utf8') : materialize(entry).data;
     const compressed = entry.type === 'file' ? deflateRawSync(raw) : raw;
     const method = entry.type === 'file' ? 8 : 0;
     const typeBits = entry.type === 'directory' ? 0o040000 : entry.type === 'symlink' ? 0o120000 : 0o100000;

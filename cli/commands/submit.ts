@@ -9,7 +9,7 @@ import { keepsRunning, onInterrupt } from '../interrupt.ts';
 import { buildSubmitPlan, readJobFile, type SubmitPlan } from '../job-spec.ts';
 import { followLogs } from '../logs.ts';
 import { failureText, isTransient, Reconnects } from '../retry.ts';
-import { buildCodeArchive, multipartBody, progressStream, type MultipartBody } from '../upload.ts';
+import { multipartBody, packCodeArchive, progressStream, type MultipartBody } from '../upload.ts';
 import { jobFinished } from '../wait.ts';
 import { watchJob } from '../watch.ts';
 
@@ -34,19 +34,19 @@ function progressPrinter(ctx: CommandContext, total: number) {
   };
 }
 
-/** Packs `--code` once; each attempt streams the same bytes again. */
-function prepareUpload(ctx: CommandContext, spec: object, codePath: string): MultipartBody {
-  const code = buildCodeArchive(codePath);
+/** Packs `--code` once, into a temporary file (`dispose` removes it); each attempt streams the same bytes again. */
+async function prepareUpload(ctx: CommandContext, spec: object, codePath: string): Promise<MultipartBody & { dispose(): Promise<void> }> {
+  const code = await packCodeArchive(codePath);
   if (code.skipped.length) ctx.err(`kbatch: not uploading ${code.skipped.join(', ')}\n`);
   const body = multipartBody(
     { spec: JSON.stringify(spec) },
-    { field: 'archive', filename: 'code.tar.gz', contentType: 'application/gzip', data: code.archive },
+    { field: 'archive', filename: 'code.tar.gz', contentType: 'application/gzip', data: { path: code.path, size: code.size } },
   );
   if (ctx.io.stderr.isTTY)
     ctx.err(
-      `kbatch: packed ${code.files} file${code.files === 1 ? '' : 's'} (${humanBytes(code.bytes)}, ${humanBytes(code.archive.length)} compressed)\n`,
+      `kbatch: packed ${code.files} file${code.files === 1 ? '' : 's'} (${humanBytes(code.bytes)}, ${humanBytes(code.size)} compressed)\n`,
     );
-  return body;
+  return { ...body, dispose: code.dispose };
 }
 
 async function uploadAndSubmit(ctx: CommandContext, api: KbatchApi, body: MultipartBody, idempotencyKey: string): Promise<JobDetail> {
@@ -69,16 +69,20 @@ const neverConnected = new Set(['ECONNREFUSED', 'ENOTFOUND']);
  */
 async function submit(ctx: CommandContext, api: KbatchApi, plan: SubmitPlan): Promise<JobDetail> {
   const idempotencyKey = randomUUID();
-  const upload = plan.code ? prepareUpload(ctx, plan.spec, plan.code) : undefined;
+  const upload = plan.code ? await prepareUpload(ctx, plan.spec, plan.code) : undefined;
   const reconnects = new Reconnects({ maxReconnects: 3, onReconnect: reconnectNotice(ctx, 'submit') });
-  for (;;) {
-    try {
-      return upload ? await uploadAndSubmit(ctx, api, upload, idempotencyKey) : await api.submitJob(plan.spec, idempotencyKey);
-    } catch (error) {
-      const code = networkErrorCode(error);
-      if (!isTransient(error) || (code && neverConnected.has(code))) throw error;
-      await reconnects.failed(failureText(error), () => error as Error);
+  try {
+    for (;;) {
+      try {
+        return upload ? await uploadAndSubmit(ctx, api, upload, idempotencyKey) : await api.submitJob(plan.spec, idempotencyKey);
+      } catch (error) {
+        const code = networkErrorCode(error);
+        if (!isTransient(error) || (code && neverConnected.has(code))) throw error;
+        await reconnects.failed(failureText(error), () => error as Error);
+      }
     }
+  } finally {
+    await upload?.dispose();
   }
 }
 

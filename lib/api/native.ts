@@ -8,12 +8,13 @@ import { jobDetail, jobSummary } from '../jobs/views.ts';
 import { createReadiness } from '../observability/health.ts';
 import { openLogStreams, registry, uploadBytes } from '../observability/metrics.ts';
 import { noteRequest } from '../observability/request-log.ts';
-import { parseMultipart } from '../uploads/multipart.ts';
+import { codeFromMultipart } from '../uploads/code.ts';
+import { withMultipart } from '../uploads/multipart.ts';
 import type { Deps } from './deps.ts';
 import { jobLogs } from './logs.ts';
 import { checkOwnNamespace } from './namespace.ts';
 import { deleteJobAndOutputs } from './outputs.ts';
-import { idempotencyKeyFrom, listJobsPage, normalizeCode, showJob, storedUploadReply, storeUpload, submitJob } from './operations.ts';
+import { idempotencyKeyFrom, listJobsPage, showJob, storedUploadReply, storeUpload, submitJob } from './operations.ts';
 import { streamedUpload, streamedUploadFormat } from './streamed-upload.ts';
 
 /**
@@ -75,10 +76,12 @@ export function uploadRoutes(deps: Deps): RouteDefinition[] {
           throw new BadRequest(
             'Send the code as multipart/form-data (an "archive" part, or one part per file), or the archive itself as application/x-tar or application/gzip',
           );
-        const { entries } = await parseMultipart(ctx.req, uploadLimits(deps));
-        const stored = await storeUpload(deps, user, entries);
-        uploadBytes.inc(stored.upload.archive.length);
-        return storedUploadReply(stored);
+        // Large parts wait on disk, not in memory, and are removed once the upload is stored.
+        return withMultipart(ctx.req, uploadLimits(deps), async (multipart) => {
+          const upload = codeFromMultipart(multipart, uploadLimits(deps));
+          if (upload.kind === 'archive') uploadBytes.inc(upload.archive.length);
+          return storedUploadReply(await storeUpload(deps, user, upload));
+        });
       }),
     },
   ];
@@ -114,21 +117,23 @@ export function submitRoutes(deps: Deps): RouteDefinition[] {
       handler: authenticated(deps, async (ctx, user) => {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
         if (isMultipart(ctx.req)) {
-          const { fields, entries, fileParts } = await parseMultipart(ctx.req, uploadLimits(deps));
-          if (!fields.spec) throw new BadRequest('spec: a multipart submit needs a "spec" field with the job spec as JSON', 'spec');
-          let specInput: unknown;
-          try {
-            specInput = JSON.parse(fields.spec);
-          } catch {
-            throw new BadRequest('spec: is not valid JSON', 'spec');
-          }
-          const spec = parseJobSpec(specInput);
-          // Checked here, stored only by the create, after every other check passed.
-          const upload = fileParts ? normalizeCode(deps, entries) : undefined;
-          if (upload) uploadBytes.inc(upload.archive.length);
-          const job = await submitJob(deps, user, spec, { upload, idempotencyKey });
-          noteRequest(ctx.res, { job: job.metadata?.name });
-          return { status: 201, json: jobDetail(job, []) };
+          return withMultipart(ctx.req, uploadLimits(deps), async (multipart) => {
+            const { fields, fileParts } = multipart;
+            if (!fields.spec) throw new BadRequest('spec: a multipart submit needs a "spec" field with the job spec as JSON', 'spec');
+            let specInput: unknown;
+            try {
+              specInput = JSON.parse(fields.spec);
+            } catch {
+              throw new BadRequest('spec: is not valid JSON', 'spec');
+            }
+            const spec = parseJobSpec(specInput);
+            // Checked here, stored only by the create, after every other check passed.
+            const upload = fileParts ? codeFromMultipart(multipart, uploadLimits(deps)) : undefined;
+            if (upload?.kind === 'archive') uploadBytes.inc(upload.archive.length);
+            const job = await submitJob(deps, user, spec, { upload, idempotencyKey });
+            noteRequest(ctx.res, { job: job.metadata?.name });
+            return { status: 201, json: jobDetail(job, []) };
+          });
         }
         const spec = parseJobSpec(await readJson(ctx.req));
         const job = await submitJob(deps, user, spec, { idempotencyKey });

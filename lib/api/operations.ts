@@ -7,46 +7,87 @@ import { BadRequest, HttpError, toHttpError } from '../http/errors.ts';
 import { buildCronJobObjects, buildJobObjects, idempotencyFor, type Idempotency } from '../k8s/builders.ts';
 import { annotations, jobNameFor, labels } from '../k8s/names.ts';
 import type { JobSpec } from '../jobs/spec.ts';
-import { normalizeUpload, type ArchiveEntry, type NormalizedUpload } from '../uploads/archive.ts';
+import type { NormalizedUpload, UploadLimits } from '../uploads/archive.ts';
 import { signUploadReference, verifyUploadReference, type StoredCode } from '../uploads/reference.ts';
 import { jobDetail, newestFirst, submittedAt, type JobDetail } from '../jobs/views.ts';
 import type { Deps } from './deps.ts';
 import { ensureOwnNamespace } from './namespace.ts';
+import { uploadBytes } from '../observability/metrics.ts';
 
 /** The steps shared by the native API, the upstream-compatible API and every function target. */
 
-/** Checks and normalises code sent with a request (an empty upload is a 400); stores nothing. */
-export function normalizeCode(deps: Deps, entries: ArchiveEntry[]): NormalizedUpload {
-  if (!entries.length) throw new BadRequest('code: the upload contains no files', 'code');
-  return normalizeUpload(entries, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles });
+/** The limits every upload is checked against. */
+export function uploadLimitsOf(deps: Deps): UploadLimits {
+  return { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles };
+}
+
+/** Stored code and what an answer reports of it. */
+export interface StoredCodeSummary {
+  code: StoredCode;
+  files: number;
+  bytes: number;
+  archiveBytes: number;
+  sha256: string;
+}
+
+/**
+ * Stores normalised code: held in memory, through `storeCode` (a ConfigMap when it fits); too large
+ * to hold, streamed into the backend's storage with bounded memory, checked again on the way.
+ */
+export async function storeNormalized(
+  deps: Deps,
+  user: User,
+  upload: NormalizedUpload,
+  expiresAt: Date,
+  id?: string,
+): Promise<StoredCodeSummary> {
+  const { backend, settings } = deps;
+  if (upload.kind === 'archive') {
+    const code = await backend.storeCode(user, upload, expiresAt, id);
+    return { code, files: upload.files, bytes: upload.bytes, archiveBytes: upload.archive.length, sha256: upload.sha256 };
+  }
+  const source = upload.open();
+  try {
+    const { code, summary } = await backend.storeCodeStream(user, source, {
+      gzip: upload.gzip,
+      limits: uploadLimitsOf(deps),
+      uploadTtlSeconds: settings.uploadTtlSeconds,
+      id,
+    });
+    // Code held in memory is counted by its route; streamed code only here, once its size is known.
+    uploadBytes.inc(summary.archiveBytes);
+    return { code, ...summary };
+  } finally {
+    // A refused store leaves its source half read: close the spooled files under it.
+    source.destroy();
+  }
 }
 
 /** POST /uploads: stores the code on its own, for later submits to reference. */
-export async function storeUpload(deps: Deps, user: User, entries: ArchiveEntry[]) {
-  const { settings, backend } = deps;
-  const upload = normalizeCode(deps, entries);
+export async function storeUpload(deps: Deps, user: User, upload: NormalizedUpload) {
+  const { settings } = deps;
   await ensureOwnNamespace(deps, user);
   const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
-  const code = await backend.storeCode(user, upload, expiresAt);
+  const stored = await storeNormalized(deps, user, upload, expiresAt);
   const reference = await signUploadReference(
-    { user: user.name, code, bytes: upload.bytes, files: upload.files, sha256: upload.sha256 },
+    { user: user.name, code: stored.code, bytes: stored.bytes, files: stored.files, sha256: stored.sha256 },
     settings.uploadSecret,
     settings.uploadTtlSeconds,
   );
-  return { reference, code, upload, expiresAt };
+  return { reference, stored, expiresAt };
 }
 
-/** The 201 answer of an upload stored whole (multipart, or a bare archive on a backend without streaming). */
-export function storedUploadReply({ reference, code, upload, expiresAt }: Awaited<ReturnType<typeof storeUpload>>) {
+/** The 201 answer of a stored upload (multipart, or a bare archive). */
+export function storedUploadReply({ reference, stored, expiresAt }: Awaited<ReturnType<typeof storeUpload>>) {
   return {
     status: 201,
     json: {
       upload: reference,
-      files: upload.files,
-      bytes: upload.bytes,
-      archiveBytes: upload.archive.length,
-      sha256: upload.sha256,
-      storage: code.kind,
+      files: stored.files,
+      bytes: stored.bytes,
+      archiveBytes: stored.archiveBytes,
+      sha256: stored.sha256,
+      storage: stored.code.kind,
       expiresAt: expiresAt.toISOString(),
     },
   };
@@ -150,21 +191,28 @@ async function submit<O extends { namespace: string }, T extends V1Job | V1CronJ
   if (settings.createUserNamespace) await ensureOwnNamespace(deps, user);
 
   if (upload && !placed) {
-    // A backend that cannot store code with the create (local) stores it first and we remove it on failure.
-    const stored = await backend.storeCode(user, upload, new Date(Date.now() + settings.uploadTtlSeconds * 1000));
+    // A backend that cannot store code with the create (local, or code too large for a ConfigMap)
+    // stores it first and we remove it on failure. Keyed, it is named after the Job and the code, so
+    // a retry stores to (and finds) the place an earlier attempt's Job may already use.
+    const id = idempotency ? `${name}-${(codeSha256 ?? '').slice(0, 12)}` : undefined;
+    const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
+    const { code: stored } = await storeNormalized(deps, user, upload, expiresAt, id);
     objects = steps.build(name, stored, idempotency);
     let result: { created: T; first: boolean };
     try {
       result = await createOrFindExisting(steps, objects, stored, {}, idempotency);
     } catch (error) {
-      await backend.deleteCode(stored).catch(() => undefined);
+      // An earlier attempt of this very request whose Job exists (its create's answer lost) uses it.
+      const earlier = idempotency ? await steps.existing(objects).catch(() => undefined) : undefined;
+      if (!isSameRequest(earlier, idempotency)) await backend.deleteCode(stored, user).catch(() => undefined);
       throw error;
     }
-    // A retry answered with the first attempt's job: the code this retry stored serves nothing.
-    if (result.first) await backend.deleteCode(stored).catch(() => undefined);
+    // A retry answered with the first attempt's job (local): the code this retry stored serves nothing.
+    if (result.first) await backend.deleteCode(stored, user).catch(() => undefined);
     return result.created;
   }
-  return (await createOrFindExisting(steps, objects, placed ?? code, { upload: placed ? upload : undefined }, idempotency)).created;
+  const placedUpload = placed && upload?.kind === 'archive' ? upload : undefined;
+  return (await createOrFindExisting(steps, objects, placed ?? code, { upload: placedUpload }, idempotency)).created;
 }
 
 /** A backend that answers a keyed retry with a Conflict (local) still gets the first attempt's job back. */
@@ -180,15 +228,19 @@ async function createOrFindExisting<O extends { namespace: string }, T extends V
   } catch (error) {
     if (!idempotency || !(error instanceof HttpError) || error.status !== 409) throw error;
     const existing = await steps.existing(objects).catch(() => undefined);
-    const metadata = existing?.metadata;
-    if (
-      existing &&
-      metadata?.labels?.[labels.idempotencyKey] === idempotency.label &&
-      metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256
-    )
-      return { created: existing, first: true };
+    if (existing && isSameRequest(existing, idempotency)) return { created: existing, first: true };
     throw error;
   }
+}
+
+/** An existing object made by an earlier attempt of this request: same Idempotency-Key, same request. */
+function isSameRequest(existing: V1Job | V1CronJob | undefined, idempotency: Idempotency | undefined): boolean {
+  const metadata = existing?.metadata;
+  return (
+    !!idempotency &&
+    metadata?.labels?.[labels.idempotencyKey] === idempotency.label &&
+    metadata.annotations?.[annotations.requestSha256] === idempotency.requestSha256
+  );
 }
 
 /** With `events: false` (a client polling for the state) the events are not listed: one Kubernetes call less per poll. */
@@ -250,7 +302,7 @@ export async function listAllJobs(deps: Deps, user: User): Promise<V1Job[]> {
   let continueToken: string | undefined;
   do {
     const page = await deps.backend.listJobs(namespace, { limit: 500, continueToken });
-    // Upload writer Jobs are kbatch's own plumbing, not the user's work.
+    // Upload writer Jobs (kbatch's own plumbing before uploads streamed; gone with their TTL) are not the user's work.
     jobs.push(...page.items.filter((job) => job.metadata?.labels?.[labels.component] !== 'upload-writer'));
     continueToken = page.continueToken;
   } while (continueToken);

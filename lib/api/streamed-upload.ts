@@ -1,17 +1,16 @@
 import type { User } from '../auth/types.ts';
-import { assertIdentityEncoding, readBody, requestBodyStream } from '../http/body.ts';
+import { assertIdentityEncoding, requestBodyStream } from '../http/body.ts';
 import type { IncomingRequest, Reply } from '../http/router.ts';
-import { readArchive } from '../uploads/archive.ts';
 import { signUploadReference } from '../uploads/reference.ts';
 import type { Deps } from './deps.ts';
 import { ensureOwnNamespace } from './namespace.ts';
-import { storedUploadReply, storeUpload } from './operations.ts';
 import { uploadBytes } from '../observability/metrics.ts';
 
 /**
  * POST /api/v1/uploads with the archive itself as the body (Content-Type application/x-tar, or
- * application/gzip for a tar.gz) instead of multipart: the Kubernetes backend streams it into the
- * user's volume through the volume helper's exec, so a large upload never sits in memory or etcd.
+ * application/gzip for a tar.gz) instead of multipart: the backend streams it into storage (the
+ * Kubernetes backend into the user's volume through the volume helper's exec, the local one into
+ * its data dir), so a large upload never sits in memory or etcd.
  * The answer is the same JSON as a multipart upload, with the same signed reference.
  */
 
@@ -31,14 +30,6 @@ export async function streamedUpload(deps: Deps, user: User, req: IncomingReques
   // The archive's own gzip is the format; a transfer coding on top would be inflated blind.
   assertIdentityEncoding(req);
   const limits = { maxBytes: settings.maxUploadBytes, maxFiles: settings.maxUploadFiles };
-  if (!backend.storeCodeStream) {
-    // A backend without a volume to stream into (local): the archive is read whole, as multipart is.
-    // The compressed body is bounded by the unpacked limit plus tar's per-file overhead.
-    const body = await readBody(req, settings.maxUploadBytes + settings.maxUploadFiles * 1536 + 10240);
-    const stored = await storeUpload(deps, user, readArchive(body, limits));
-    uploadBytes.inc(stored.upload.archive.length);
-    return storedUploadReply(stored);
-  }
   await ensureOwnNamespace(deps, user);
   const expiresAt = new Date(Date.now() + settings.uploadTtlSeconds * 1000);
   const { code, summary } = await backend.storeCodeStream(user, requestBodyStream(req), {

@@ -1,12 +1,11 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { getGlobalDispatcher, type Dispatcher } from 'undici';
 import { BadGateway, BadRequest, Conflict, NotFound, Unavailable } from '../http/errors.ts';
 import {
   buildCodeConfigMap,
-  buildNamespacePolicy,
   buildUploadsClaim,
-  buildUploadWriterJob,
+  buildNamespacePolicy,
   isAbandonedUpload,
   ownedBy,
   ownerReferenceTo,
@@ -20,13 +19,13 @@ import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection
 import { buildManualJob } from '../k8s/cronjob-run.ts';
 import { PodLogStream } from '../k8s/log-stream.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
-import type { NormalizedUpload } from '../uploads/archive.ts';
+import type { ArchiveUpload, NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import type { OutputFile } from '../contract.ts';
 import type { ByteRange } from '../jobs/outputs.ts';
 import type { Backend, CreateOptions, ListOptions, LogOptions, OutputRead, PodFilter } from './types.ts';
 import { KubernetesOutputs } from './kubernetes/outputs.ts';
-import { storeStreamedCode, type StreamedUploadOptions } from './kubernetes/streamed-upload.ts';
+import { deleteStreamedCode, storeStreamedCode, type StreamedUploadOptions } from './kubernetes/streamed-upload.ts';
 import { VolumeHelper } from './kubernetes/volume.ts';
 
 export interface KubernetesBackendOptions extends NamespacePolicySettings {
@@ -135,9 +134,6 @@ const maxQuietPolls = 8;
 /** How long a follow waits for the API server's answer before answering its client (see podLogs). */
 const followAnswerWaitMs = 300;
 
-/** A chunk of a large upload; 700 KiB of binary stays under the 1 MiB ConfigMap limit once base64'd. */
-const chunkBytes = 700 * 1024;
-
 export class KubernetesBackend implements Backend {
   readonly kind = 'kubernetes' as const;
   private readonly kc: k8s.KubeConfig;
@@ -230,23 +226,30 @@ export class KubernetesBackend implements Backend {
 
   /**
    * Where code sent with a submit will be stored, named after the Job that owns it: a retried submit
-   * (same Idempotency-Key, hence same Job name) finds or completes the same objects. No I/O.
+   * (same Idempotency-Key, hence same Job name) finds or completes the same objects. No I/O. Code too
+   * large for a ConfigMap is not placed: it is streamed into the volume before the Job is created.
    */
-  placeCode(owner: Owner, upload: NormalizedUpload, ownerName: string): StoredCode {
-    return this.codeLocation(owner, upload, ownerName);
+  placeCode(owner: Owner, upload: NormalizedUpload, ownerName: string): StoredCode | undefined {
+    if (upload.kind !== 'archive' || upload.archive.length > this.options.configMapMaxBytes) return undefined;
+    return { kind: 'configmap', namespace: owner.namespace, name: `kbatch-code-${ownerName}` };
   }
 
-  private codeLocation(owner: Owner, upload: NormalizedUpload, id: string): StoredCode {
-    const { namespace } = owner;
-    if (upload.archive.length <= this.options.configMapMaxBytes) return { kind: 'configmap', namespace, name: `kbatch-code-${id}` };
-    const chunks = Math.ceil(upload.archive.length / chunkBytes);
-    const configMaps = Array.from({ length: chunks }, (_, i) => `kbatch-code-${id}-${String(i).padStart(4, '0')}`);
-    return { kind: 'pvc', namespace, claim: uploadsClaimName, path: id, configMaps };
-  }
-
-  /** A standalone upload (POST /uploads): nothing owns it until a submit claims it. */
-  async storeCode(owner: Owner, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
-    const code = this.codeLocation(owner, upload, randomSuffix(10));
+  /**
+   * Code held in memory (POST /uploads, or a submit's code too large to place): a ConfigMap when it
+   * fits, nothing owning it until a submit claims it; else streamed into the user's volume.
+   */
+  async storeCode(owner: Owner, upload: ArchiveUpload, expiresAt: Date, id?: string): Promise<StoredCode> {
+    if (upload.archive.length > this.options.configMapMaxBytes) {
+      // Already checked and normalised: the stream's own checks pass it unchanged.
+      const { code } = await this.storeCodeStream(owner, Readable.from([upload.archive]), {
+        gzip: true,
+        limits: { maxBytes: Number.MAX_SAFE_INTEGER, maxFiles: Number.MAX_SAFE_INTEGER },
+        uploadTtlSeconds: this.options.uploadTtlSeconds,
+        id,
+      });
+      return code;
+    }
+    const code: StoredCode = { kind: 'configmap', namespace: owner.namespace, name: `kbatch-code-${randomSuffix(10)}` };
     this.sweepAbandonedUploadsSoon(owner.namespace);
     const undo = new Undo();
     try {
@@ -258,62 +261,16 @@ export class KubernetesBackend implements Backend {
     return code;
   }
 
-  /**
-   * Creates the code objects at `code`. With an owner, every object is owned from its create on
-   * (and one that already exists for that owner, left by an interrupted attempt, is kept).
-   */
+  /** Creates the code ConfigMap; with an owner, owned from its create on (one left by an interrupted attempt for that owner is kept). */
   private async writeCode(
     owner: Owner,
-    code: StoredCode,
-    upload: NormalizedUpload,
+    code: Extract<StoredCode, { kind: 'configmap' }>,
+    upload: ArchiveUpload,
     meta: { expiresAt?: Date; ownerRef?: OwnerReference },
     undo: Undo,
   ): Promise<void> {
     const base = { sha256: upload.sha256, files: upload.files, ...meta };
-    if (code.kind === 'configmap') {
-      await this.createConfigMap(buildCodeConfigMap(owner, code.name, upload.archive, base), undo, meta.ownerRef);
-    } else if (code.kind === 'pvc') {
-      await this.storeCodeInClaim(owner, code, upload, base, undo);
-    }
-  }
-
-  /**
-   * Large code goes to the per-user PVC through a writer Job. The writer is created first and its
-   * chunks owned by it from their create on (its pod waits for them to mount); a writer for a
-   * submit is itself owned by the submitted Job. A PVC this call created is removed on failure.
-   */
-  private async storeCodeInClaim(
-    owner: Owner,
-    code: Extract<StoredCode, { kind: 'pvc' }>,
-    upload: NormalizedUpload,
-    meta: { sha256: string; files: number; ownerRef?: OwnerReference },
-    undo: Undo,
-  ): Promise<void> {
-    const claim = buildUploadsClaim(owner, { ...this.options });
-    const namespace = code.namespace;
-    try {
-      await this.core.createNamespacedPersistentVolumeClaim({ namespace, body: claim });
-      // The claim is shared by all of the user's uploads; one that exists only because this request
-      // made it goes with this request (a concurrent upload racing for it retries on the next submit).
-      undo.push(() => this.core.deleteNamespacedPersistentVolumeClaim({ name: claim.metadata!.name!, namespace }));
-    } catch (error) {
-      if (!isStatus(error, 409)) throw error;
-    }
-    const writerName = `kbatch-upload-${code.path}`;
-    const writerBody = buildUploadWriterJob(owner, writerName, code.configMaps, code.path, this.options, meta.ownerRef);
-    let writer: k8s.V1Job | undefined;
-    await createOwned(writerBody, meta.ownerRef, undo, {
-      create: async () => (writer = await this.batch.createNamespacedJob({ namespace, body: writerBody })),
-      ownership: async (owner) => ownershipOf((writer = await this.batch.readNamespacedJob({ name: writerName, namespace })), owner),
-      remove: () => this.batch.deleteNamespacedJob({ name: writerName, namespace, propagationPolicy: 'Background' }),
-    });
-    const writerRef = ownerReferenceTo(writer!);
-    await settleAll(
-      code.configMaps.map((name, i) => {
-        const part = upload.archive.subarray(i * chunkBytes, (i + 1) * chunkBytes);
-        return this.createConfigMap(buildCodeConfigMap(owner, name, part, { ...meta, ownerRef: writerRef, key: 'part' }), undo, writerRef);
-      }),
-    );
+    await this.createConfigMap(buildCodeConfigMap(owner, code.name, upload.archive, base), undo, meta.ownerRef);
   }
 
   private async createConfigMap(body: k8s.V1ConfigMap, undo: Undo, owner: OwnerReference | undefined): Promise<void> {
@@ -379,11 +336,13 @@ export class KubernetesBackend implements Backend {
     }
   }
 
-  async deleteCode(code: StoredCode): Promise<void> {
+  async deleteCode(code: StoredCode, owner?: Owner): Promise<void> {
     if (code.kind === 'configmap') {
       await this.core.deleteNamespacedConfigMap({ name: code.name, namespace: code.namespace }).catch((error) => {
         if (!isStatus(error, 404)) throw error;
       });
+    } else if (code.kind === 'pvc') {
+      await deleteStreamedCode(this.volumes, { name: owner?.name ?? '', namespace: code.namespace }, code.path);
     }
   }
 
@@ -543,8 +502,9 @@ export class KubernetesBackend implements Backend {
         this.createSecret(ownedBy(objects.secret, reference), undo, reference),
         (async () => {
           if (!code) return;
+          if (code.kind !== 'configmap') return;
           if (options.upload) await this.writeCode(user, code, options.upload, { ownerRef: reference }, undo);
-          else if (code.kind === 'configmap') await this.claimUpload(code, reference);
+          else await this.claimUpload(code, reference);
         })(),
       ]);
       return await owner.finish(created);

@@ -4,7 +4,7 @@ import type { User } from '../auth/types.ts';
 import type { OutputFile } from '../contract.ts';
 import type { ByteRange } from '../jobs/outputs.ts';
 import type { CronJobObjects, JobObjects } from '../k8s/builders.ts';
-import type { NormalizedUpload } from '../uploads/archive.ts';
+import type { ArchiveUpload, NormalizedUpload } from '../uploads/archive.ts';
 import type { StoredCode } from '../uploads/reference.ts';
 import type { StreamedTarSummary } from '../uploads/tar-stream.ts';
 import type { StreamedUploadOptions } from './kubernetes/streamed-upload.ts';
@@ -23,7 +23,7 @@ export interface CreateOptions {
    * Code sent with this very submit, not stored yet: the create stores it at `code` (from
    * `placeCode`) once the owner exists, owned by it, so a refused submit never stored anything.
    */
-  upload?: NormalizedUpload;
+  upload?: ArchiveUpload;
 }
 
 export interface LogOptions {
@@ -63,25 +63,30 @@ export interface Backend {
    * the caller to check.
    */
   ensureNamespace(namespace: V1Namespace): Promise<string | null>;
-  /** Stores a standalone upload (POST /uploads), owned by nothing until a submit claims it. */
-  storeCode(owner: Pick<User, 'name' | 'namespace'>, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode>;
-  deleteCode(code: StoredCode): Promise<void>;
   /**
-   * Streams a tar (gzip'd when `gzip`) into the owner's volume with bounded memory, checking it on
-   * the way (lib/uploads/tar-stream.ts); a refused upload leaves nothing. Optional: a backend
-   * without it gets the upload buffered and stored through storeCode (lib/api/streamed-upload.ts).
+   * Stores code held in memory (a standalone upload, or code of a submit that `placeCode` could not
+   * place), owned by nothing until a submit claims it; the caller removes it if the submit fails.
+   * `id` may name it, as StreamedUploadOptions.id does.
    */
-  storeCodeStream?(
+  storeCode(owner: Pick<User, 'name' | 'namespace'>, upload: ArchiveUpload, expiresAt: Date, id?: string): Promise<StoredCode>;
+  /** Removes stored code (a submit that failed after storing it); gone already is fine. */
+  deleteCode(code: StoredCode, owner?: Pick<User, 'name' | 'namespace'>): Promise<void>;
+  /**
+   * Streams a tar (gzip'd when `gzip`) into the owner's storage (the volume; the local data dir)
+   * with bounded memory, checking it on the way (lib/uploads/tar-stream.ts); a refused upload
+   * leaves nothing. Every upload too large to hold in memory comes this way.
+   */
+  storeCodeStream(
     owner: Pick<User, 'name' | 'namespace'>,
     source: Readable,
     options: StreamedUploadOptions,
   ): Promise<{ code: StoredCode; summary: StreamedTarSummary }>;
   /**
    * Where `createJob` will store code sent with a submit (pure: no I/O), so the objects can be built
-   * and every check run before anything is stored. A backend without it gets the code stored first
-   * by `storeCode` and removed by the caller on failure.
+   * and every check run before anything is stored. Without it, or when it answers undefined (code
+   * too large to create with the Job), the code is stored first and removed by the caller on failure.
    */
-  placeCode?(owner: Pick<User, 'name' | 'namespace'>, upload: NormalizedUpload, ownerName: string): StoredCode;
+  placeCode?(owner: Pick<User, 'name' | 'namespace'>, upload: NormalizedUpload, ownerName: string): StoredCode | undefined;
   /**
    * Creates the Job, its Secret and (with `options.upload`) its code. On failure nothing this call
    * created remains; on success the Secret and `code` (when stored as ConfigMaps) are owned by the

@@ -182,7 +182,8 @@ export function codeVolumesFor(
       {
         name: 'copy-code',
         image: helperImage,
-        // The writer Job renames its directory into place only when complete, so wait for it.
+        // Uploads are renamed into place only when complete (streamed-upload.ts); one stored by an
+        // older writer Job may still be on its way, so wait for it.
         command: [
           'sh',
           '-c',
@@ -441,15 +442,15 @@ export function buildCronJobObjects(
 }
 
 /**
- * Uploaded code in a ConfigMap (or one chunk of it, `key: 'part'`). With an owner reference (code
- * sent with a submit, or a chunk of its writer Job) the garbage collector removes it with its owner;
- * without one (POST /uploads) it is labelled unclaimed and carries its expiry, so the sweep lists only these.
+ * Uploaded code in a ConfigMap. With an owner reference (code sent with a submit) the garbage
+ * collector removes it with its owner; without one (POST /uploads) it is labelled unclaimed and
+ * carries its expiry, so the sweep lists only these.
  */
 export function buildCodeConfigMap(
   owner: Owner,
   name: string,
   archive: Buffer,
-  meta: { sha256: string; files: number; expiresAt?: Date; ownerRef?: OwnerReference; key?: string },
+  meta: { sha256: string; files: number; expiresAt?: Date; ownerRef?: OwnerReference },
 ): V1ConfigMap {
   const configMap: V1ConfigMap = {
     apiVersion: 'v1',
@@ -460,7 +461,7 @@ export function buildCodeConfigMap(
       labels: { ...ownerLabels(owner), [labels.upload]: meta.sha256.slice(0, 16) },
       annotations: { [annotations.username]: owner.name, 'kbatch.jupyter.org/files': String(meta.files) },
     },
-    binaryData: { [meta.key ?? codeArchiveKey]: archive.toString('base64') },
+    binaryData: { [codeArchiveKey]: archive.toString('base64') },
     immutable: true,
   };
   if (meta.ownerRef) return ownedBy(configMap, meta.ownerRef);
@@ -483,74 +484,4 @@ export function buildUploadsClaim(
       ...(settings.uploadPvcStorageClass ? { storageClassName: settings.uploadPvcStorageClass } : {}),
     },
   };
-}
-
-/**
- * A short Job that writes a large upload into the per-user PVC: the archive arrives split over
- * ConfigMaps (each under the 1 MiB limit), the helper concatenates and unpacks them, and the chunks
- * are owned by the helper Job so they disappear with it.
- */
-export function buildUploadWriterJob(
-  owner: Owner,
-  name: string,
-  chunkNames: string[],
-  targetPath: string,
-  settings: { helperImage: string; uploadTtlSeconds: number },
-  ownerRef?: OwnerReference,
-): V1Job {
-  // Jobs copy their upload when they start, so a directory is needed only while its reference is
-  // valid; each writer first sweeps the ones older than that (a day by default, plus slack).
-  const sweepMinutes = Math.ceil(settings.uploadTtlSeconds / 60) + 60;
-  const sweep = `find /uploads -mindepth 1 -maxdepth 1 -mmin +${sweepMinutes} -exec rm -rf {} + || true`;
-  const { namespace } = owner;
-  const chunkMounts = chunkNames.map((chunk, i) => ({
-    name: `chunk-${i}`,
-    mountPath: `/chunks/${String(i).padStart(5, '0')}`,
-    readOnly: true,
-  }));
-  const writer: V1Job = {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: { name, namespace, labels: { ...ownerLabels(owner), [labels.component]: 'upload-writer' } },
-    spec: {
-      backoffLimit: 2,
-      // The writer is created before its chunks (so they can be owned by it from their create on);
-      // its pod waits for them to mount. If the chunks never come (the service died in between),
-      // the deadline fails the Job and the TTL below deletes it and whatever chunks it owns. Jobs
-      // stop waiting for the upload after 600 s too (codeVolumesFor).
-      activeDeadlineSeconds: 600,
-      ttlSecondsAfterFinished: 600,
-      template: {
-        metadata: { labels: { ...ownerLabels(owner), [labels.component]: 'upload-writer' } },
-        spec: {
-          restartPolicy: 'Never',
-          automountServiceAccountToken: false,
-          containers: [
-            {
-              name: 'write',
-              image: settings.helperImage,
-              command: [
-                'sh',
-                '-c',
-                [
-                  sweep,
-                  'set -e',
-                  `rm -rf "/uploads/${targetPath}.partial"`,
-                  `mkdir -p "/uploads/${targetPath}.partial"`,
-                  `cat /chunks/*/part | tar -xzf - -C "/uploads/${targetPath}.partial"`,
-                  `mv "/uploads/${targetPath}.partial" "/uploads/${targetPath}"`,
-                ].join('; '),
-              ],
-              volumeMounts: [{ name: 'uploads', mountPath: '/uploads' }, ...chunkMounts],
-            },
-          ],
-          volumes: [
-            { name: 'uploads', persistentVolumeClaim: { claimName: 'kbatch-uploads' } },
-            ...chunkNames.map((chunk, i) => ({ name: `chunk-${i}`, configMap: { name: chunk } })),
-          ],
-        },
-      },
-    },
-  };
-  return ownerRef ? ownedBy(writer, ownerRef) : writer;
 }

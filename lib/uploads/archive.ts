@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
 import { constants as bufferConstants } from 'node:buffer';
-import { crc32, gunzipSync, inflateRawSync, deflateRawSync, constants as zlibConstants } from 'node:zlib';
+import { crc32, createInflateRaw, gunzipSync, inflateRawSync, deflateRawSync, constants as zlibConstants } from 'node:zlib';
 import { invalidArchive, quoted, uploadTooLarge } from './errors.ts';
 
 /*
@@ -16,9 +17,33 @@ export interface ArchiveEntry {
   path: string;
   type: 'file' | 'directory' | 'symlink';
   mode: number;
-  /** May be a view into the uploaded archive (readers do not copy); do not mutate. */
+  /** May be a view into the uploaded archive (readers do not copy); do not mutate. Empty when `source` holds the bytes. */
   data: Buffer;
   linkTarget?: string;
+  /** Contents not read yet (a spooled part, a zip member on disk): read whole only when small, else streamed. */
+  source?: EntrySource;
+}
+
+/** A file's bytes that stay where they are (a temporary file, a zip member) until needed. */
+export interface EntrySource {
+  size: number;
+  /** All of it, checked (a zip member's CRC and size); for small uploads only. */
+  readAll(): Buffer;
+  /** The same bytes as a stream, checked on the way: a lie is an InvalidArchive error of the stream. */
+  open(): Readable;
+}
+
+/** Bytes of file data an entry carries. */
+export function entrySize(entry: ArchiveEntry): number {
+  return entry.source ? entry.source.size : entry.data.length;
+}
+
+/** The entry with its bytes in memory (sources read whole). */
+export function materialize(entry: ArchiveEntry): ArchiveEntry {
+  if (!entry.source) return entry;
+  const { source, ...rest } = entry;
+  const data = source.readAll();
+  return entry.type === 'symlink' ? { ...rest, linkTarget: data.toString('utf8') } : { ...rest, data };
 }
 
 export interface UploadLimits {
@@ -32,45 +57,62 @@ const maxComponentBytes = 255;
 // Newlines and CRs in names forge lines in listings and logs; other control characters have no use in code.
 const controlCharacter = /[\u0000-\u001f\u007f]/;
 
-/** Reads integers and slices from an untrusted buffer, checking bounds before every read. */
+/** Positioned reads of an archive held in memory or in a file. */
+export interface RandomAccess {
+  readonly length: number;
+  /** `length` bytes at `offset`, already bounds-checked by the caller. A view when in memory. */
+  read(offset: number, length: number): Buffer;
+  /** The same range as a stream: large members are never read whole. */
+  stream(offset: number, length: number): Readable;
+}
+
+export function bufferAccess(buffer: Buffer): RandomAccess {
+  return {
+    length: buffer.length,
+    read: (offset, length) => buffer.subarray(offset, offset + length),
+    stream: (offset, length) => Readable.from([buffer.subarray(offset, offset + length)]),
+  };
+}
+
+/** Reads integers and slices from an untrusted archive, checking bounds before every read. */
 class BoundedReader {
   constructor(
-    readonly buffer: Buffer,
+    readonly access: RandomAccess,
     private readonly format: string,
   ) {}
 
   get length(): number {
-    return this.buffer.length;
+    return this.access.length;
   }
 
-  private check(offset: number, length: number, what: string): void {
+  check(offset: number, length: number, what: string): void {
     if (
       !Number.isSafeInteger(offset) ||
       !Number.isSafeInteger(length) ||
       offset < 0 ||
       length < 0 ||
-      offset + length > this.buffer.length
+      offset + length > this.access.length
     ) {
       throw invalidArchive(
-        `${this.format}: ${what} lies outside the archive (offset ${offset}, ${length} bytes, archive ${this.buffer.length} bytes)`,
+        `${this.format}: ${what} lies outside the archive (offset ${offset}, ${length} bytes, archive ${this.access.length} bytes)`,
       );
     }
   }
 
   u16(offset: number, what: string): number {
     this.check(offset, 2, what);
-    return this.buffer.readUInt16LE(offset);
+    return this.access.read(offset, 2).readUInt16LE(0);
   }
 
   u32(offset: number, what: string): number {
     this.check(offset, 4, what);
-    return this.buffer.readUInt32LE(offset);
+    return this.access.read(offset, 4).readUInt32LE(0);
   }
 
-  /** A view, not a copy: the upload's bytes are held once. */
+  /** In memory a view, not a copy: the upload's bytes are held once. */
   slice(offset: number, length: number, what: string): Buffer {
     this.check(offset, length, what);
-    return this.buffer.subarray(offset, offset + length);
+    return this.access.read(offset, length);
   }
 }
 
@@ -122,7 +164,7 @@ export function validateEntries(entries: ArchiveEntry[], limits: UploadLimits): 
     const normalized = { ...entry, path };
     if (entry.type === 'symlink') checkSymlink(normalized);
     if (entry.type !== 'directory') files++;
-    bytes += entry.data.length;
+    bytes += entrySize(entry);
     if (files > limits.maxFiles) throw uploadTooLarge(`more than ${limits.maxFiles} files`);
     if (bytes > limits.maxBytes) throw uploadTooLarge(`more than ${limits.maxBytes} bytes after unpacking`);
     result.push(normalized);
@@ -210,7 +252,7 @@ export const tarTypes: Record<string, string> = { '1': 'a hard link', '3': 'a ch
  * tar cut at a block boundary is reported as truncated rather than silently shortened.
  */
 export function readTar(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
-  const tar = new BoundedReader(buffer, 'tar');
+  const tar = new BoundedReader(bufferAccess(buffer), 'tar');
   const entries: ArchiveEntry[] = [];
   let offset = 0;
   let longName: string | undefined;
@@ -292,46 +334,71 @@ const padded = (size: number) => Math.ceil(size / 512) * 512;
 const zeroBlocks = Buffer.alloc(1024);
 
 /**
- * The tar of `entries` as a list of pieces (headers, data, padding) and its size. Data pieces are
- * the entries' own buffers, not copies. Names and link targets longer than 100 bytes use GNU
- * long-name/long-link records, which busybox and GNU tar read.
+ * The header blocks of one entry (with GNU long-name/long-link records for names and link targets
+ * longer than 100 bytes, which busybox and GNU tar read), and the size of the data that follows.
  */
-function tarPieces(entries: ArchiveEntry[]): { pieces: Buffer[]; size: number } {
+function entryHeaderPieces(entry: ArchiveEntry): { pieces: Buffer[]; dataSize: number } {
   const pieces: Buffer[] = [];
-  let size = 0;
-  const push = (piece: Buffer) => {
-    pieces.push(piece);
-    size += piece.length;
-  };
   const header = (name: string, dataSize: number, mode: number, typeflag: string, linkTarget = '') => {
     const block = Buffer.alloc(512);
     writeHeader(block, name, dataSize, mode, typeflag, linkTarget);
-    push(block);
+    pieces.push(block);
   };
-  const data = (bytes: Buffer) => {
-    if (!bytes.length) return;
-    push(bytes);
-    if (padded(bytes.length) > bytes.length) push(zeroBlocks.subarray(0, padded(bytes.length) - bytes.length));
-  };
-  for (const entry of entries) {
-    const name = entry.type === 'directory' ? `${entry.path}/` : entry.path;
-    const linkTarget = entry.type === 'symlink' ? (entry.linkTarget ?? '') : '';
-    for (const [typeflag, text] of [
-      ['L', name],
-      ['K', linkTarget],
-    ] as const) {
-      if (Buffer.byteLength(text) <= 99) continue;
-      const record = Buffer.from(`${text}\0`, 'utf8');
-      header('././@LongLink', record.length, 0, typeflag);
-      data(record);
-    }
-    const typeflag = entry.type === 'file' ? '0' : entry.type === 'directory' ? '5' : '2';
-    const dataSize = entry.type === 'file' ? entry.data.length : 0;
-    header(name.slice(0, 99), dataSize, entry.mode, typeflag, linkTarget.slice(0, 99));
-    if (dataSize) data(entry.data);
+  const name = entry.type === 'directory' ? `${entry.path}/` : entry.path;
+  const linkTarget = entry.type === 'symlink' ? (entry.linkTarget ?? '') : '';
+  for (const [typeflag, text] of [
+    ['L', name],
+    ['K', linkTarget],
+  ] as const) {
+    if (Buffer.byteLength(text) <= 99) continue;
+    const record = Buffer.from(`${text}\0`, 'utf8');
+    header('././@LongLink', record.length, 0, typeflag);
+    pieces.push(record);
+    if (padded(record.length) > record.length) pieces.push(zeroBlocks.subarray(0, padded(record.length) - record.length));
   }
-  push(zeroBlocks);
-  return { pieces, size };
+  const typeflag = entry.type === 'file' ? '0' : entry.type === 'directory' ? '5' : '2';
+  const dataSize = entry.type === 'file' ? entrySize(entry) : 0;
+  header(name.slice(0, 99), dataSize, entry.mode, typeflag, linkTarget.slice(0, 99));
+  return { pieces, dataSize };
+}
+
+const paddingFor = (size: number) => zeroBlocks.subarray(0, padded(size) - size);
+
+/** The tar of `entries` as a list of pieces (headers, data, padding) and its size. Data pieces are the entries' own buffers, not copies. */
+function tarPieces(entries: ArchiveEntry[]): { pieces: Buffer[]; size: number } {
+  const pieces: Buffer[] = [];
+  for (const entry of entries) {
+    const { pieces: headers, dataSize } = entryHeaderPieces(entry);
+    pieces.push(...headers);
+    if (dataSize) pieces.push(materialize(entry).data, paddingFor(dataSize));
+  }
+  pieces.push(zeroBlocks);
+  return { pieces: pieces.filter((piece) => piece.length), size: pieces.reduce((sum, piece) => sum + piece.length, 0) };
+}
+
+/**
+ * The tar of `entries` as a stream, reading each entry's source only when its turn comes: memory is
+ * one chunk of one file, whatever the upload's size. A source that fails (a zip member's CRC) fails the stream.
+ */
+export function tarStream(entries: ArchiveEntry[]): Readable {
+  async function* pieces(): AsyncGenerator<Buffer> {
+    for (const entry of entries) {
+      const { pieces: headers, dataSize } = entryHeaderPieces(entry);
+      yield* headers;
+      if (!dataSize) continue;
+      if (entry.source) {
+        let sent = 0;
+        for await (const chunk of entry.source.open()) {
+          sent += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
+        if (sent !== dataSize) throw invalidArchive(`${quoted(entry.path)} holds ${sent} bytes, not the ${dataSize} it declared`);
+      } else yield entry.data;
+      if (padded(dataSize) > dataSize) yield paddingFor(dataSize);
+    }
+    yield zeroBlocks;
+  }
+  return Readable.from(pieces(), { objectMode: false });
 }
 
 /** Writes a tar into one buffer: each entry's bytes are copied once. */
@@ -398,10 +465,11 @@ function gzipPieces(pieces: Buffer[], size: number): Buffer {
 const zipSignatures = { local: 0x04034b50, central: 0x02014b50, end: 0x06054b50, zip64Locator: 0x07064b50 };
 const utf8Name = new TextDecoder('utf-8', { fatal: true });
 
-function findEndOfCentralDirectory(buffer: Buffer): number {
+/** Where the end-of-central-directory record starts, relative to `tail` (the archive's last bytes). */
+function findEndOfCentralDirectory(tail: Buffer): number {
   // The record is 22 bytes followed by a comment of at most 65535 bytes.
-  for (let i = buffer.length - 22; i >= Math.max(0, buffer.length - 22 - 65535); i--) {
-    if (buffer.readUInt32LE(i) === zipSignatures.end) return i;
+  for (let i = tail.length - 22; i >= 0; i--) {
+    if (tail.readUInt32LE(i) === zipSignatures.end) return i;
   }
   return -1;
 }
@@ -421,12 +489,87 @@ function inflateEntry(raw: Buffer, size: number, name: string): Buffer {
   return data;
 }
 
-/** Reads a zip (stored or deflated entries). Zip64, encryption, multi-disk and other methods are refused. */
+/**
+ * Deflate never grows data by more than a few bytes per 16 KiB block; a member that claims far
+ * more compressed bytes than that is a lie, refused before anything is read (generous for odd encoders).
+ */
+const maxCompressedBytes = (size: number) => size + (size >>> 3) + 1024;
+
+/** Counts and CRCs a member's bytes as they stream; a member longer, shorter or other than declared fails the stream. */
+class ZipMemberCheck extends Transform {
+  private crc = 0;
+  private got = 0;
+  constructor(
+    private readonly name: string,
+    private readonly size: number,
+    private readonly expectedCrc: number,
+  ) {
+    super();
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.got += chunk.length;
+    if (this.got > this.size)
+      return done(invalidArchive(`zip entry ${quoted(this.name)} inflates to more than the ${this.size} bytes its header declares`));
+    this.crc = crc32(chunk, this.crc);
+    done(null, chunk);
+  }
+  override _flush(done: TransformCallback): void {
+    if (this.got !== this.size)
+      return done(invalidArchive(`zip entry ${quoted(this.name)} inflates to ${this.got} bytes, not the ${this.size} its header declares`));
+    if (this.crc >>> 0 !== this.expectedCrc) return done(invalidArchive(`zip entry ${quoted(this.name)} fails its CRC check (corrupt)`));
+    done();
+  }
+}
+
+function zipMemberSource(
+  access: RandomAccess,
+  member: { name: string; method: number; crc: number; dataStart: number; compressedSize: number; size: number },
+): EntrySource {
+  const { name, method, crc, dataStart, compressedSize, size } = member;
+  return {
+    size,
+    readAll() {
+      const raw = access.read(dataStart, compressedSize);
+      const data = method === 0 ? raw : inflateEntry(raw, size, name);
+      if (crc32(data) !== crc) throw invalidArchive(`zip entry ${quoted(name)} fails its CRC check (corrupt)`);
+      return data;
+    },
+    open() {
+      const check = new ZipMemberCheck(name, size, crc);
+      const raw = access.stream(dataStart, compressedSize);
+      const stages = method === 0 ? [raw, check] : [raw, createInflateRaw(), check];
+      pipeline(stages as [Readable, ...Transform[]], (error) => {
+        if (!error || check.destroyed) return;
+        // zlib's own errors are the archive's corrupt data: a 400 like any other lie.
+        const code = (error as { code?: string }).code ?? '';
+        check.destroy(
+          code.startsWith('Z_') ? invalidArchive(`zip entry ${quoted(name)} has corrupt compressed data (${error.message})`) : error,
+        );
+      });
+      return check;
+    },
+  };
+}
+
+/** Reads a zip held in memory (stored or deflated entries), every member inflated and checked. */
 export function readZip(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
-  const zip = new BoundedReader(buffer, 'zip');
-  const end = findEndOfCentralDirectory(buffer);
-  if (end < 0) throw invalidArchive('not a zip archive (no end of central directory record)');
-  if (end >= 20 && buffer.readUInt32LE(end - 20) === zipSignatures.zip64Locator) throw invalidArchive('zip64 archives are not supported');
+  return listZip(bufferAccess(buffer), limits).map(materialize);
+}
+
+/**
+ * Reads a zip's central directory with positioned reads, so a zip on disk is never held whole:
+ * members become entries whose `source` inflates and checks them when read. Every offset and size
+ * comes from the archive and is checked against it here, before any member is read.
+ * Zip64, encryption, multi-disk and methods other than stored and deflated are refused.
+ */
+export function listZip(access: RandomAccess, limits: UploadLimits): ArchiveEntry[] {
+  const zip = new BoundedReader(access, 'zip');
+  const tailStart = Math.max(0, access.length - 22 - 65535);
+  const tailOffset = access.length >= 22 ? findEndOfCentralDirectory(access.read(tailStart, access.length - tailStart)) : -1;
+  if (tailOffset < 0) throw invalidArchive('not a zip archive (no end of central directory record)');
+  const end = tailStart + tailOffset;
+  if (end >= 20 && zip.u32(end - 20, 'zip64 locator') === zipSignatures.zip64Locator)
+    throw invalidArchive('zip64 archives are not supported');
   const disk = zip.u16(end + 4, 'disk number');
   const directoryDisk = zip.u16(end + 6, 'central directory disk');
   const countOnDisk = zip.u16(end + 8, 'entry count');
@@ -443,18 +586,20 @@ export function readZip(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
   let total = 0;
   let offset = directoryOffset;
   for (let i = 0; i < count; i++) {
-    if (zip.u32(offset, 'central directory entry') !== zipSignatures.central) throw invalidArchive('zip: corrupt central directory');
-    const madeBy = zip.u16(offset + 4, 'version made by') >> 8;
-    const flags = zip.u16(offset + 8, 'flags');
-    const method = zip.u16(offset + 10, 'compression method');
-    const crc = zip.u32(offset + 16, 'CRC');
-    const compressedSize = zip.u32(offset + 20, 'compressed size');
-    const size = zip.u32(offset + 24, 'size');
-    const nameLength = zip.u16(offset + 28, 'name length');
-    const extraLength = zip.u16(offset + 30, 'extra field length');
-    const commentLength = zip.u16(offset + 32, 'comment length');
-    const externalAttributes = zip.u32(offset + 38, 'file attributes');
-    const localOffset = zip.u32(offset + 42, 'local header offset');
+    // One read per fixed header: the directory is never held whole either.
+    const fixed = zip.slice(offset, 46, 'central directory entry');
+    if (fixed.readUInt32LE(0) !== zipSignatures.central) throw invalidArchive('zip: corrupt central directory');
+    const madeBy = fixed.readUInt16LE(4) >> 8;
+    const flags = fixed.readUInt16LE(8);
+    const method = fixed.readUInt16LE(10);
+    const crc = fixed.readUInt32LE(16);
+    const compressedSize = fixed.readUInt32LE(20);
+    const size = fixed.readUInt32LE(24);
+    const nameLength = fixed.readUInt16LE(28);
+    const extraLength = fixed.readUInt16LE(30);
+    const commentLength = fixed.readUInt16LE(32);
+    const externalAttributes = fixed.readUInt32LE(38);
+    const localOffset = fixed.readUInt32LE(42);
     const nameBytes = zip.slice(offset + 46, nameLength, 'entry name');
     offset += 46 + nameLength + extraLength + commentLength;
     if (offset > directoryEnd) throw invalidArchive('zip: a central directory entry runs past the directory');
@@ -479,20 +624,24 @@ export function readZip(buffer: Buffer, limits: UploadLimits): ArchiveEntry[] {
       entries.push({ path: name, type: 'directory', mode: 0o755, data: Buffer.alloc(0) });
       continue;
     }
-    if (zip.u32(localOffset, 'local header') !== zipSignatures.local)
-      throw invalidArchive(`zip entry ${quoted(name)}: corrupt local header`);
-    const dataStart = localOffset + 30 + zip.u16(localOffset + 26, 'local name length') + zip.u16(localOffset + 28, 'local extra length');
-    const raw = zip.slice(dataStart, compressedSize, `data of entry ${quoted(name)}`);
-    let data: Buffer;
+    const local = zip.slice(localOffset, 30, 'local header');
+    if (local.readUInt32LE(0) !== zipSignatures.local) throw invalidArchive(`zip entry ${quoted(name)}: corrupt local header`);
+    const dataStart = localOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
+    zip.check(dataStart, compressedSize, `data of entry ${quoted(name)}`);
     if (method === 0) {
       if (compressedSize !== size) throw invalidArchive(`zip entry ${quoted(name)} is stored with two different sizes`);
-      data = raw;
-    } else if (method === 8) data = inflateEntry(raw, size, name);
-    else throw invalidArchive(`zip entry ${quoted(name)} uses compression method ${method}; send stored or deflated entries`);
-    if (crc32(data) !== crc) throw invalidArchive(`zip entry ${quoted(name)} fails its CRC check (corrupt)`);
-    if (fileType === 0o120000)
-      entries.push({ path: name, type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: data.toString('utf8') });
-    else entries.push({ path: name, type: 'file', mode: unixMode & 0o777 || 0o644, data });
+    } else if (method === 8) {
+      if (compressedSize > maxCompressedBytes(size))
+        throw invalidArchive(
+          `zip entry ${quoted(name)} inflates to more than the ${size} bytes its header declares (${compressedSize} compressed bytes)`,
+        );
+    } else throw invalidArchive(`zip entry ${quoted(name)} uses compression method ${method}; send stored or deflated entries`);
+    const source = zipMemberSource(access, { name, method, crc, dataStart, compressedSize, size });
+    if (fileType === 0o120000) {
+      // A link target is a path: small, so read now (and checked like any member).
+      if (size > maxPathBytes) throw invalidArchive(`symlink ${quoted(name)} has a target longer than ${maxPathBytes} bytes`);
+      entries.push({ path: name, type: 'symlink', mode: 0o777, data: Buffer.alloc(0), linkTarget: source.readAll().toString('utf8') });
+    } else entries.push({ path: name, type: 'file', mode: unixMode & 0o777 || 0o644, data: Buffer.alloc(0), source });
   }
   return entries;
 }
@@ -528,22 +677,41 @@ export function readArchive(buffer: Buffer, limits: UploadLimits, format = detec
   throw invalidArchive('unrecognised archive; send a zip, tar or tar.gz, or the files themselves');
 }
 
-export interface NormalizedUpload {
+/** Normalised code held in memory: a gzip'd tar small enough to keep (see lib/uploads/prepare.ts). */
+export interface ArchiveUpload {
+  kind: 'archive';
   archive: Buffer;
   sha256: string;
   files: number;
   bytes: number;
 }
 
+/**
+ * Code too large to hold: a tar made on demand from spooled parts (or a spooled tar itself), which
+ * the backend streams into storage, checking it again on the way (lib/uploads/tar-stream.ts).
+ * File counts and sizes are known only once stored (the store's summary).
+ */
+export interface StreamedUpload {
+  kind: 'stream';
+  /** A new stream of the tar each call. */
+  open(): Readable;
+  gzip: boolean;
+  /** Of what the client sent: stable across retries of one request (idempotency), known before storing. */
+  sha256: string;
+}
+
+export type NormalizedUpload = ArchiveUpload | StreamedUpload;
+
 /** One canonical form for every upload: a gzip'd tar, unpacked by busybox `tar` in the init container. */
-export function normalizeUpload(entries: ArchiveEntry[], limits: UploadLimits): NormalizedUpload {
+export function normalizeUpload(entries: ArchiveEntry[], limits: UploadLimits): ArchiveUpload {
   const valid = validateEntries(entries, limits);
   const { pieces, size } = tarPieces(valid);
   const archive = gzipPieces(pieces, size);
   return {
+    kind: 'archive',
     archive,
     sha256: createHash('sha256').update(archive).digest('hex'),
     files: valid.filter((e) => e.type !== 'directory').length,
-    bytes: valid.reduce((sum, e) => sum + e.data.length, 0),
+    bytes: valid.reduce((sum, e) => sum + entrySize(e), 0),
   };
 }

@@ -4,7 +4,7 @@ import { BadRequest, Forbidden } from '../http/errors.ts';
 /** Where an upload's normalised archive (gzip'd tar) lives. */
 export type StoredCode =
   | { kind: 'configmap'; namespace: string; name: string }
-  | { kind: 'pvc'; namespace: string; claim: string; path: string; configMaps: string[] }
+  | { kind: 'pvc'; namespace: string; claim: string; path: string }
   | { kind: 'local'; path: string };
 
 export interface UploadClaims {

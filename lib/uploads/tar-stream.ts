@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import {
   checkSymlink,
   checksumMatches,
@@ -260,4 +261,36 @@ function truncateUtf8(text: string, bytes: number): string {
         .subarray(0, bytes)
         .toString('utf8')
         .replace(/\uFFFD$/, '');
+}
+
+/**
+ * `source` (a tar, or a tar.gz with `gzip`) through a TarSanitizer, for a store to consume. Not
+ * stream.pipeline: it would destroy the source on a refusal, and when that is a request, the socket
+ * the 400 goes back on. The source is only unpiped; the HTTP layer drains or closes it after the
+ * reply. `refusal()` is the first error of the chain, as the user should see it (a corrupt gzip is a 400).
+ */
+export function sanitizedTar(
+  source: Readable,
+  options: { gzip: boolean; limits: UploadLimits },
+): { tar: TarSanitizer; refusal: () => Error | undefined } {
+  const sanitizer = new TarSanitizer(options.limits);
+  let refused: Error | undefined;
+  const head = options.gzip ? createGunzip() : sanitizer;
+  const refuse = (error: Error) => {
+    if (refused) return;
+    // zlib's own errors are the user's corrupt gzip: a 400 like any other broken archive.
+    refused =
+      'code' in error && typeof error.code === 'string' && error.code.startsWith('Z_') ? invalidArchive(`gzip: ${error.message}`) : error;
+    source.unpipe(head);
+    if (head !== sanitizer) head.destroy();
+    sanitizer.destroy(refused);
+  };
+  sanitizer.on('error', refuse);
+  if (head !== sanitizer) {
+    head.on('error', refuse);
+    head.pipe(sanitizer);
+  }
+  source.on('error', refuse);
+  source.pipe(head);
+  return { tar: sanitizer, refusal: () => refused };
 }

@@ -6,10 +6,10 @@ import { queryFlag, readJson, type Reply, type RouteDefinition } from '../http/r
 import { UpstreamCronJobBodySchema, UpstreamJobBodySchema } from '../jobs/schemas.ts';
 import { expectObject } from '../jobs/spec.ts';
 import { toUpstreamWire } from '../k8s/wire.ts';
-import { readZip } from '../uploads/archive.ts';
+import { codeFromZip } from '../uploads/code.ts';
 import type { Deps } from '../api/deps.ts';
 import { jobLogs } from '../api/logs.ts';
-import { idempotencyKeyFrom, listAllJobs, normalizeCode, submitCronJob, submitJob } from '../api/operations.ts';
+import { idempotencyKeyFrom, listAllJobs, submitCronJob, submitJob, uploadLimitsOf } from '../api/operations.ts';
 import { authenticated } from '../api/native.ts';
 import { inManifestTerms, specFromUpstreamCronJob, specFromUpstreamManifest } from './manifest.ts';
 
@@ -122,7 +122,7 @@ function inlineCodeFrom(deps: Deps, code: unknown) {
   if (!binary || typeof binary.code !== 'string')
     throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
   const zip = Buffer.from(binary.code, 'base64');
-  return normalizeCode(deps, readZip(zip, { maxBytes: deps.settings.maxUploadBytes, maxFiles: deps.settings.maxUploadFiles }));
+  return codeFromZip(zip, uploadLimitsOf(deps));
 }
 
 export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {

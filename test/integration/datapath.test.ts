@@ -4,17 +4,25 @@
 // volume, so the bytes that arrive there are the bytes that went through exec.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeHeader, writeTar } from '../../lib/uploads/archive.ts';
+import { writeZip } from '../../cli/zip.ts';
 import { resetPeakRss } from '../../bench/lib.ts';
 import { startStack } from '../stack/stack.ts';
 import { adminClients, client } from './helpers.ts';
 
 const MiB = 1024 * 1024;
-const stack = await startStack({ KBATCH_MAX_UPLOAD_BYTES: String(300 * MiB), KBATCH_VOLUME_HELPER_IDLE_SECONDS: '60' });
+/** The server's temporary directory, where multipart uploads spool. */
+const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kbatch-datapath-tmp-'));
+const stack = await startStack({
+  KBATCH_MAX_UPLOAD_BYTES: String(300 * MiB),
+  KBATCH_VOLUME_HELPER_IDLE_SECONDS: '60',
+  TMPDIR: spoolDir,
+});
 const aliceNs = 'kbatch-alice';
 const workDir = await stack.cluster.execDir(aliceNs);
 const alice = client(stack.serviceUrl, stack.hub.tokens.alice);
@@ -94,10 +102,6 @@ function entriesOnVolume(): string[] {
 }
 
 const streamed = suite('streamed uploads into the user volume');
-
-streamed.after(async () => {
-  await stack.stop();
-});
 
 streamed('a 200 MiB tar streams through exec into the volume with bounded server memory', async () => {
   // Warm up the path (helper pod, namespace, client-node) so the measure is the transfer's own.
@@ -200,4 +204,79 @@ streamed('more than the upload limit is a 413 and leaves nothing', async () => {
   assert.equal(entriesOnVolume(), before);
 });
 
+const multipart = suite('multipart uploads too large to hold');
+// The last suite: it stops the stack.
+multipart.after(async () => {
+  await stack.stop();
+  fs.rmSync(spoolDir, { recursive: true, force: true });
+});
+
+/** What upload spools left in the server's temporary directory. */
+const spools = () => fs.readdirSync(spoolDir).filter((name) => name.startsWith('kbatch-upload-'));
+
+/** A zip of the upstream CLI's shape (deflated members), with `bytes` of random data in one file. */
+function bigZip(bytes: number): { zip: Buffer; data: Buffer } {
+  const data = randomBytes(bytes);
+  const zip = writeZip([
+    { path: 'model/', type: 'directory', mode: 0o755, data: Buffer.alloc(0) },
+    { path: 'model/weights.bin', type: 'file', mode: 0o644, data },
+    { path: 'main.py', type: 'file', mode: 0o644, data: Buffer.from('print("big")\n') },
+  ]);
+  return { zip, data };
+}
+
+async function postForm(pathname: string, form: FormData) {
+  const response = await fetch(new URL(pathname, stack.serviceUrl), {
+    method: 'POST',
+    headers: { authorization: `token ${stack.hub.tokens.alice}` },
+    body: form,
+  });
+  return { status: response.status, body: JSON.parse(await response.text()) as Record<string, any> };
+}
+
+multipart('a 24 MiB zip part is spooled, streamed into the volume intact, and its spool removed', async () => {
+  const { zip, data } = bigZip(24 * MiB);
+  const form = new FormData();
+  form.append('archive', new Blob([new Uint8Array(zip)]), 'code.zip');
+  const res = await postForm('api/v1/uploads', form);
+  assert.is(res.status, 201, JSON.stringify(res.body));
+  assert.is(res.body.storage, 'pvc');
+  assert.is(res.body.files, 2);
+  assert.is(res.body.bytes, data.length + 'print("big")\n'.length);
+  const stored = path.join(workDir, uploadPath(res.body.upload));
+  assert.ok(fs.readFileSync(path.join(stored, 'model/weights.bin')).equals(data));
+  assert.is(fs.readFileSync(path.join(stored, 'main.py'), 'utf8'), 'print("big")\n');
+  assert.equal(spools(), []);
+});
+
+multipart('code sent with a submit goes to the volume first; the job copies it from there', async () => {
+  const { zip, data } = bigZip(8 * MiB);
+  const form = new FormData();
+  form.append('spec', JSON.stringify({ name: 'bigcode', image: 'python', command: ['python', 'main.py'] }));
+  form.append('archive', new Blob([new Uint8Array(zip)]), 'code.zip');
+  const res = await postForm('api/v1/jobs', form);
+  assert.is(res.status, 201, JSON.stringify(res.body));
+  const job = await admin.batch.readNamespacedJob({ name: res.body.name, namespace: aliceNs });
+  const copy = job.spec!.template.spec!.initContainers!.find((c) => c.name === 'copy-code')!;
+  const stored = /"\/uploads\/(uploads\/[^"/]+)\/\."/.exec(copy.command!.join(' '))?.[1];
+  assert.ok(stored, copy.command!.join(' '));
+  assert.ok(fs.readFileSync(path.join(workDir, stored!, 'model/weights.bin')).equals(data));
+  assert.equal(spools(), []);
+});
+
+multipart('a zip whose central directory lies is a 400 and leaves nothing, on the volume or in the spool', async () => {
+  const before = entriesOnVolume();
+  const { zip } = bigZip(6 * MiB);
+  // The end-of-central-directory record's offset, pointed past the end of the file.
+  zip.writeUInt32LE(zip.length + 1024, zip.length - 6);
+  const form = new FormData();
+  form.append('archive', new Blob([new Uint8Array(zip)]), 'code.zip');
+  const res = await postForm('api/v1/uploads', form);
+  assert.is(res.status, 400, JSON.stringify(res.body));
+  assert.is(res.body.reason, 'InvalidArchive');
+  assert.equal(entriesOnVolume(), before);
+  assert.equal(spools(), []);
+});
+
 streamed.run();
+multipart.run();

@@ -6,7 +6,7 @@
  * talks to the same control plane, between every API call a submit makes.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -30,7 +30,7 @@ const alice = client(stack.serviceUrl, stack.hub.tokens.alice);
 const bob = client(stack.serviceUrl, stack.hub.tokens.bob);
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const aliceNs = 'kbatch-alice';
-/** Over KBATCH_CONFIGMAP_MAX_BYTES (256 KiB in the stack), random so it does not compress: the PVC path, two chunks. */
+/** Over KBATCH_CONFIGMAP_MAX_BYTES (256 KiB in the stack), random so it does not compress: streamed into the user's volume. */
 const largeCode = () => ({ 'main.py': 'print(1)', 'weights.bin': randomBytes(900 * 1024) });
 
 /** Every kbatch object of a namespace a submit could leave behind. */
@@ -45,9 +45,15 @@ async function objectsIn(namespace: string) {
   };
 }
 
+/** Uploads stored in the user's volume (KWOK's exec directory of the namespace stands in for it). */
+async function uploadsOnVolume(namespace: string): Promise<string[]> {
+  const dir = join(await stack.cluster.execDir(namespace), 'uploads');
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
 // ---------------------------------------------------------------------------------------------
 const refused = suite('a refused submit stores nothing');
-refused('large code with an unknown profile, no image, or limits below requests: no writer Job, chunk ConfigMap or PVC', async () => {
+refused('large code with an unknown profile, no image, or limits below requests: nothing stored, no PVC', async () => {
   const before = await objectsIn(aliceNs);
   assert.equal(before.claims, [], 'a fresh user has no upload claim yet');
   for (const [spec, status] of [
@@ -86,15 +92,20 @@ refused('small or large code refused by the API server (a quota admitting no Job
       'the quota to be counted',
       async () => (await admin.core.readNamespacedResourceQuota({ namespace: aliceNs, name: 'no-more-jobs' })).status?.used !== undefined,
     );
+    await stack.cluster.execDir(aliceNs); // the volume large code goes to
     const before = await objectsIn(aliceNs);
     const spec = { name: 'over', image: 'busybox', command: ['true'] };
     for (const files of [{ 'main.py': 'print(1)' }, largeCode()]) {
       const res = await alice('POST', 'api/v1/jobs', { form: codeForm(files, spec) });
       assert.ok(res.status >= 400, res.text);
-      assert.match(res.body.detail, /exceeded quota/);
+      assert.match(res.body.detail, /exceeded quota/, res.text);
     }
     await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(await objectsIn(aliceNs), before);
+    // Large code went into the user's volume before the Job was refused, and was removed again; the
+    // volume itself is per user (made on first use, like the namespace) and stays.
+    const after = await objectsIn(aliceNs);
+    assert.equal({ ...after, claims: [] }, { ...before, claims: [] });
+    assert.equal(await uploadsOnVolume(aliceNs), []);
   } finally {
     await admin.core.deleteNamespacedResourceQuota({ namespace: aliceNs, name: 'no-more-jobs' });
   }
@@ -260,7 +271,10 @@ function jobScenario(name: string, user: User, code: typeof smallCode): Scenario
   return {
     name,
     user,
-    submit: (key) => submitJob(deps, user, jobSpec(name), { upload: code, idempotencyKey: key }),
+    submit: async (key) => {
+      await stack.cluster.execDir(namespace); // the volume large code goes to (the test cluster has no provisioner)
+      return submitJob(deps, user, jobSpec(name), { upload: code, idempotencyKey: key });
+    },
     async verify(created) {
       const job = await admin.batch.readNamespacedJob({ name: created.metadata!.name!, namespace });
       assert.is(job.spec!.suspend, false, `${job.metadata!.name} released`);
@@ -268,12 +282,10 @@ function jobScenario(name: string, user: User, code: typeof smallCode): Scenario
       const volumes = job.spec!.template.spec!.volumes!;
       const archive = volumes.find((v) => v.name === 'code-archive')?.configMap?.name;
       if (archive) return assertOwnedBy(admin.core.readNamespacedConfigMap({ name: archive, namespace }), job, 'the code ConfigMap');
-      const writer = await admin.batch.readNamespacedJob({ name: `kbatch-upload-${job.metadata!.name}`, namespace });
-      await assertOwnedBy(Promise.resolve(writer), job, 'the writer Job');
-      const chunks = writer.spec!.template.spec!.volumes!.filter((v) => v.configMap).map((v) => v.configMap!.name!);
-      assert.is(chunks.length, 2);
-      for (const chunk of chunks)
-        await assertOwnedBy(admin.core.readNamespacedConfigMap({ name: chunk, namespace }), writer, `chunk ${chunk}`);
+      // Large code: in the user's volume, where the Job's init container copies it from.
+      const copy = job.spec!.template.spec!.initContainers!.find((c) => c.name === 'copy-code')!;
+      const stored = /"\/uploads\/uploads\/([^"/]+)\/\."/.exec(copy.command!.join(' '))?.[1];
+      assert.ok(stored && (await uploadsOnVolume(namespace)).includes(stored), `${job.metadata!.name}'s code ${stored} is on the volume`);
     },
   };
 }
@@ -348,9 +360,10 @@ interrupted.run();
 
 // ---------------------------------------------------------------------------------------------
 const failed = suite('a submit that fails after storing');
-failed('removes exactly what it created: Job, writer Job and chunk ConfigMaps; the claim made with the namespace stays', async () => {
+failed('removes exactly what it created: the Job, its Secret and the code it stored in the volume', async () => {
   const user = userNamed('fay');
   const { namespace } = user;
+  await stack.cluster.execDir(namespace);
   probe.reset({ kind: 'refuse', method: 'createNamespacedSecret' });
   await submitJob(deps, user, jobSpec('late'), { upload: bigCode }).then(
     () => assert.unreachable('submitted'),
@@ -361,8 +374,7 @@ failed('removes exactly what it created: Job, writer Job and chunk ConfigMaps; t
     'nothing of the failed submit left',
     async () => {
       const left = await objectsIn(namespace);
-      // The user's volume is made with the namespace (every job mounts it at /outputs), not by the submit.
-      return left.jobs.length + left.configMaps.length + left.secrets.length === 0 && left.claims.join() === 'kbatch-uploads';
+      return left.jobs.length + left.configMaps.length + left.secrets.length + (await uploadsOnVolume(namespace)).length === 0;
     },
     30_000,
   );
@@ -370,6 +382,7 @@ failed('removes exactly what it created: Job, writer Job and chunk ConfigMaps; t
 failed('keeps a PVC that existed before the request', async () => {
   const user = userNamed('gus');
   const { namespace } = user;
+  await stack.cluster.execDir(namespace);
   await submitJob(deps, user, jobSpec('first'), { upload: bigCode });
   probe.reset({ kind: 'refuse', method: 'createNamespacedSecret' });
   await submitJob(deps, user, jobSpec('second'), { upload: bigCode }).catch(() => undefined);
@@ -399,7 +412,7 @@ cost('a submit makes no read-back, no namespace re-check and no sweep; the sweep
     submitJob(deps, user, jobSpec('c3'), { upload: smallCode, idempotencyKey: 'cost-1' }),
   );
   probe.reset();
-  const { reference } = await storeUpload(deps, user, entriesOf({ 'main.py': 'print(1)' }));
+  const { reference } = await storeUpload(deps, user, upload({ 'main.py': 'print(1)' }));
   const sweep = await eventually('the upload to start a sweep', async () =>
     probe.calls.find((call) => call.startsWith('listNamespacedConfigMap')),
   );

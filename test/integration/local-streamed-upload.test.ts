@@ -1,5 +1,6 @@
-// The local backend has no volume to stream into: a bare tar or tar.gz body is read whole (bounded)
-// and stored as a multipart archive would be, so clients can send the same request to both backends.
+// The local backend streams a bare tar or tar.gz body into its data dir, checked as it streams (the
+// same rules as the Kubernetes backend), so clients can send the same request to both backends.
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeTar } from '../../lib/uploads/archive.ts';
+import { writeZip } from '../../cli/zip.ts';
 import { startServer } from '../stack/server.ts';
 import { client, eventually } from './helpers.ts';
 
@@ -46,6 +48,23 @@ local('traversal in a bare tar is a 400', async () => {
   const res = await postArchive(writeTar([{ path: '../x', type: 'file', mode: 0o644, data: Buffer.from('x') }]), 'application/x-tar');
   assert.is(res.status, 400);
   assert.match(res.body.detail, /escapes the upload root/);
+});
+
+local('a multipart zip too large to hold streams to disk, and a submit with it runs with every byte in /code', async () => {
+  const data = randomBytes(6 * 1024 * 1024);
+  const zip = writeZip([
+    { path: 'weights.bin', type: 'file', mode: 0o644, data },
+    { path: 'main.sh', type: 'file', mode: 0o755, data: Buffer.from('sha256sum weights.bin\n') },
+  ]);
+  const form = new FormData();
+  form.append('spec', JSON.stringify({ name: 'bigzip', image: 'x', command: ['sh', 'main.sh'] }));
+  form.append('archive', new Blob([new Uint8Array(zip)]), 'code.zip');
+  const job = await fetch(new URL('api/v1/jobs', server.url), { method: 'POST', body: form });
+  const body = (await job.json()) as Record<string, any>;
+  assert.is(job.status, 201, JSON.stringify(body));
+  await eventually('job done', async () => (await call('GET', `api/v1/jobs/${body.name}`)).body.state === 'succeeded', 20_000);
+  const logs = await fetch(new URL(`api/v1/jobs/${body.name}/logs`, server.url));
+  assert.match(await logs.text(), createHash('sha256').update(data).digest('hex'));
 });
 
 local.run();

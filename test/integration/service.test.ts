@@ -217,19 +217,28 @@ uploads('an upload over the size limit is 413', async () => {
   const res = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'big.bin': Buffer.alloc(9 * 1024 * 1024, 1) }) });
   assert.is(res.status, 413, res.text);
 });
-uploads('a large upload goes to the per-user PVC through a writer Job', async () => {
+uploads('a large upload streams into the per-user PVC (no writer Job, no chunk ConfigMaps); a job copies it from there', async () => {
   const { randomBytes } = await import('node:crypto');
-  const res = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'main.py': 'print(1)', 'weights.bin': randomBytes(1536 * 1024) }) });
+  const { existsSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const volume = await stack.cluster.execDir(aliceNs); // the user's volume (the test cluster has no provisioner)
+  const weights = randomBytes(1536 * 1024);
+  const res = await alice('POST', 'api/v1/uploads', { form: codeForm({ 'main.py': 'print(1)', 'weights.bin': weights }) });
   assert.is(res.status, 201, res.text);
   assert.is(res.body.storage, 'pvc');
   const pvc = await admin.core.readNamespacedPersistentVolumeClaim({ name: 'kbatch-uploads', namespace: aliceNs });
   assert.equal(pvc.spec!.accessModes, ['ReadWriteOnce']);
   const writers = (await admin.batch.listNamespacedJob({ namespace: aliceNs, labelSelector: 'kbatch.jupyter.org/component=upload-writer' }))
     .items;
-  assert.is(writers.length, 1);
-  const chunks = writers[0]!.spec!.template.spec!.volumes!.filter((v) => v.configMap);
-  // Random data does not compress: 1.5 MiB of archive is three chunks of at most 700 KiB.
-  assert.is(chunks.length, 3);
+  assert.is(writers.length, 0);
+  const chunks = await admin.core.listNamespacedConfigMap({ namespace: aliceNs, labelSelector: 'kbatch.jupyter.org/upload' });
+  assert.not.ok(
+    chunks.items.some((c) => /-\d{4}$/.test(c.metadata!.name!)),
+    'no chunk ConfigMaps',
+  );
+  const claims = JSON.parse(Buffer.from(res.body.upload.split('.')[1], 'base64url').toString()) as { code: { path: string } };
+  assert.ok(existsSync(join(volume, claims.code.path, 'main.py')));
+  assert.ok(readFileSync(join(volume, claims.code.path, 'weights.bin')).equals(weights));
   const job = await alice('POST', 'api/v1/jobs', {
     json: { name: 'bigcode', image: 'python', command: ['python', 'main.py'], upload: res.body.upload },
   });

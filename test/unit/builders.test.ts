@@ -57,10 +57,7 @@ job('runs in /code with an unpacking init container for a ConfigMap upload', () 
   assert.is(pod.automountServiceAccountToken, false);
 });
 job('copies a PVC upload into the job scratch dir', () => {
-  const { volumes, initContainers } = codeVolumesFor(
-    { kind: 'pvc', namespace: 'ns', claim: 'kbatch-uploads', path: 'abc', configMaps: [] },
-    'busybox',
-  );
+  const { volumes, initContainers } = codeVolumesFor({ kind: 'pvc', namespace: 'ns', claim: 'kbatch-uploads', path: 'abc' }, 'busybox');
   assert.is(volumes[1]!.persistentVolumeClaim!.claimName, 'kbatch-uploads');
   assert.match(initContainers[0]!.command!.join(' '), /cp -a "\/uploads\/abc\/\." \/code/);
 });
@@ -158,23 +155,6 @@ abandoned('only expired uploads that no job owns', async () => {
 });
 abandoned.run();
 
-const writer = suite('buildUploadWriterJob');
-writer('unpacks the chunks atomically and sweeps directories older than the upload TTL', async () => {
-  const { buildUploadWriterJob } = await import('../../lib/k8s/builders.ts');
-  const job = buildUploadWriterJob({ name: 'alice', namespace: 'kbatch-alice' }, 'kbatch-upload-x', ['c0', 'c1'], 'abc', {
-    helperImage: 'busybox',
-    uploadTtlSeconds: 86400,
-  });
-  const script = job.spec!.template.spec!.containers[0]!.command!.join(' ');
-  assert.match(script, /find \/uploads -mindepth 1 -maxdepth 1 -mmin \+1500 -exec rm -rf/);
-  assert.match(script, /cat \/chunks\/\*\/part \| tar -xzf - -C "\/uploads\/abc.partial"; mv "\/uploads\/abc.partial" "\/uploads\/abc"/);
-  assert.equal(
-    job.spec!.template.spec!.volumes!.map((v) => v.name),
-    ['uploads', 'chunk-0', 'chunk-1'],
-  );
-});
-writer.run();
-
 const owned = suite('objects owned from their create on');
 const aliceOwner = { name: 'alice', namespace: 'kbatch-alice' };
 const jobOwner = { apiVersion: 'batch/v1', kind: 'Job', name: 'train-abcde', uid: 'uid-1' };
@@ -198,38 +178,16 @@ owned('code sent with a submit is owned by its Job and never looks unclaimed to 
   assert.is(configMap.metadata!.annotations!['kbatch.jupyter.org/upload-expires'], undefined);
   assert.not.ok(isAbandonedUpload(configMap, new Date('2100-01-01')));
 });
-owned('a standalone upload is labelled unclaimed and carries its expiry; a chunk keeps its part key', async () => {
+owned('a standalone upload is labelled unclaimed and carries its expiry; owned code is not', async () => {
   const { buildCodeConfigMap, isAbandonedUpload } = await import('../../lib/k8s/builders.ts');
   const expiresAt = new Date('2026-01-01T00:00:00Z');
   const configMap = buildCodeConfigMap(aliceOwner, 'kbatch-code-x', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, expiresAt });
   assert.is(configMap.metadata!.labels!['kbatch.jupyter.org/unclaimed-upload'], 'true');
   assert.is(configMap.metadata!.ownerReferences, undefined);
   assert.ok(isAbandonedUpload(configMap, new Date('2026-01-02T00:00:00Z')));
-  const chunk = buildCodeConfigMap(aliceOwner, 'kbatch-code-x-0000', Buffer.from('x'), {
-    sha256: 'a'.repeat(64),
-    files: 1,
-    ownerRef: jobOwner,
-    key: 'part',
-  });
-  assert.equal(Object.keys(chunk.binaryData!), ['part']);
-});
-owned('a writer Job is owned by the submitted Job and bounded by a deadline, so an interrupted one is collected', async () => {
-  const { buildUploadWriterJob } = await import('../../lib/k8s/builders.ts');
-  const writer = buildUploadWriterJob(
-    aliceOwner,
-    'kbatch-upload-train-abcde',
-    ['c0'],
-    'train-abcde',
-    { helperImage: 'busybox', uploadTtlSeconds: 86400 },
-    jobOwner,
-  );
-  assert.equal(writer.metadata!.ownerReferences, [jobOwner]);
-  assert.is(writer.spec!.activeDeadlineSeconds, 600);
-  assert.ok(writer.spec!.ttlSecondsAfterFinished! > 0);
-  assert.is(
-    buildUploadWriterJob(aliceOwner, 'w', ['c0'], 'p', { helperImage: 'busybox', uploadTtlSeconds: 60 }).metadata!.ownerReferences,
-    undefined,
-  );
+  const owned = buildCodeConfigMap(aliceOwner, 'kbatch-code-y', Buffer.from('x'), { sha256: 'a'.repeat(64), files: 1, ownerRef: jobOwner });
+  assert.equal(Object.keys(owned.binaryData!), ['code.tgz']);
+  assert.is(owned.metadata!.labels!['kbatch.jupyter.org/unclaimed-upload'], undefined);
 });
 owned.run();
 

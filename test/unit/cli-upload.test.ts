@@ -1,12 +1,12 @@
-import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { buildCodeArchive, collectCodeEntries, multipartBody, progressStream } from '../../cli/upload.ts';
+import { buildCodeArchive, collectCodeEntries, multipartBody, packCodeArchive, progressStream } from '../../cli/upload.ts';
 import { UsageError } from '../../cli/errors.ts';
-import { readArchive } from '../../lib/uploads/archive.ts';
+import { materialize, readArchive } from '../../lib/uploads/archive.ts';
 import { parseMultipart } from '../../lib/uploads/multipart.ts';
 import type { IncomingRequest } from '../../lib/http/router.ts';
 
@@ -63,7 +63,7 @@ collecting('a single file travels under its own name', () => {
   const root = project();
   const { entries } = collectCodeEntries(join(root, 'pkg', 'util.py'));
   assert.equal(
-    entries.map((e) => [e.path, e.data.toString()]),
+    entries.map((e) => [e.path, materialize(e).data.toString()]),
     [['util.py', 'X = 1\n']],
   );
 });
@@ -80,7 +80,7 @@ collecting('symlinks inside the tree stay links; links to files outside are copi
   const { entries, skipped } = collectCodeEntries(root);
   const byPath = new Map(entries.map((e) => [e.path, e]));
   assert.equal([byPath.get(`${top}/link.py`)!.type, byPath.get(`${top}/link.py`)!.linkTarget], ['symlink', 'main.py']);
-  assert.equal([byPath.get(`${top}/shared.txt`)!.type, byPath.get(`${top}/shared.txt`)!.data.toString()], ['file', 'shared']);
+  assert.equal([byPath.get(`${top}/shared.txt`)!.type, materialize(byPath.get(`${top}/shared.txt`)!).data.toString()], ['file', 'shared']);
   assert.ok(skipped.includes(`${top}/outside-dir`) && skipped.includes(`${top}/dangling`));
 });
 collecting('a missing path is a usage error', () => {
@@ -130,9 +130,11 @@ multipart('is what the server parses: a spec field and an archive part', async (
   req.headers = { 'content-type': body.contentType, 'content-length': String(body.length) };
   stream.pipe(req as unknown as PassThrough);
   const parsed = await parseMultipart(req, limits);
+  const entries = readArchive(parsed.parts[0]!.data ?? readFileSync(parsed.parts[0]!.path!), limits);
+  await parsed.spool.dispose();
   assert.equal(JSON.parse(parsed.fields.spec!), spec);
   assert.is(parsed.fileParts, 1);
-  assert.ok(parsed.entries.some((e) => e.path === `${basename(root)}/pkg/util.py`));
+  assert.ok(entries.some((e) => e.path === `${basename(root)}/pkg/util.py`));
   assert.is(progress, body.length, 'progress reaches the full length');
 });
 multipart('progress is reported in chunks as the body is read', async () => {
@@ -147,5 +149,23 @@ multipart('progress is reported in chunks as the body is read', async () => {
     seen.every((v, i) => i === 0 || v > seen[i - 1]!),
     'monotonic',
   );
+});
+multipart('code packed to a file is sent from the file: same tree, and the temporary file goes with dispose', async () => {
+  const root = project();
+  writeFileSync(join(root, 'weights.bin'), Buffer.alloc(3 * 1024 * 1024, 9));
+  const packed = await packCodeArchive(root);
+  assert.is(statSync(packed.path).mode & 0o777, 0o600);
+  assert.is(packed.files, 8);
+  assert.equal(
+    readArchive(readFileSync(packed.path), limits).map((e) => e.path),
+    readArchive(buildCodeArchive(root).archive, limits).map((e) => e.path),
+  );
+  const body = multipartBody({ spec: '{}' }, { field: 'archive', filename: 'code.tar.gz', contentType: 'application/gzip', data: packed });
+  const sent: Buffer[] = [];
+  for await (const chunk of progressStream(body.parts, () => undefined)) sent.push(chunk as Buffer);
+  assert.is(Buffer.concat(sent).length, body.length);
+  assert.ok(Buffer.concat(sent).includes(readFileSync(packed.path)));
+  await packed.dispose();
+  assert.not.ok(existsSync(dirname(packed.path)));
 });
 multipart.run();

@@ -143,6 +143,20 @@ for (const service of services) {
       assertRestricted(service.metadata!.name!, container.securityContext, dockerfileUser());
   });
 }
+restricted('the functions that take multipart bodies spool to a disk-backed /tmp emptyDir, bounded; the others write nothing', () => {
+  for (const service of services) {
+    const spec = podSpecOf(service);
+    const tmp = spec.containers[0]!.volumeMounts?.find((mount) => mount.mountPath === '/tmp');
+    if (!['kbatch-submit', 'kbatch-uploads'].includes(service.metadata!.name!)) {
+      assert.is(tmp, undefined, `${service.metadata!.name} mounts no /tmp`);
+      continue;
+    }
+    assert.ok(tmp, `${service.metadata!.name} mounts /tmp`);
+    const emptyDir = spec.volumes?.find((volume) => volume.name === tmp.name)?.emptyDir as { medium?: string; sizeLimit?: string };
+    assert.ok(emptyDir?.sizeLimit, `${service.metadata!.name}: /tmp is an emptyDir with a sizeLimit`);
+    assert.is(emptyDir.medium, undefined, 'on disk, not in memory (Memory would count against the container)');
+  }
+});
 const gateway = manifests('knative/gateway.yaml');
 restricted('the gateway runs nginx unprivileged, writing only to its /tmp emptyDir', () => {
   const deployment = gateway.find((obj) => obj.kind === 'Deployment')!;

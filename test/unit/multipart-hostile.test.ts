@@ -13,8 +13,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createRouter } from '../../lib/http/router.ts';
 import { BadRequest } from '../../lib/http/errors.ts';
-import { normalizeUpload, writeTar } from '../../lib/uploads/archive.ts';
-import { parseMultipart } from '../../lib/uploads/multipart.ts';
+import { writeTar } from '../../lib/uploads/archive.ts';
+import { codeFromMultipart } from '../../lib/uploads/code.ts';
+import { parseMultipart, withMultipart } from '../../lib/uploads/multipart.ts';
 import type { IncomingRequest } from '../../lib/http/router.ts';
 
 const limits = { maxBytes: 1024 * 1024, maxFiles: 5 };
@@ -34,9 +35,10 @@ const route = createRouter('', [
     path: '/upload',
     handler: async (ctx) => {
       try {
-        const { entries, fields } = await parseMultipart(ctx.req, limits);
-        const upload = normalizeUpload(entries, limits);
-        return { status: 201, json: { files: upload.files, fields: Object.keys(fields) } };
+        return await withMultipart(ctx.req, limits, (multipart) => {
+          const upload = codeFromMultipart(multipart, limits);
+          return { status: 201, json: { files: upload.kind === 'archive' ? upload.files : 0, fields: Object.keys(multipart.fields) } };
+        });
       } catch (error) {
         observed.socketDestroyedWhenRefused.push(ctx.req.socket.destroyed);
         throw error;

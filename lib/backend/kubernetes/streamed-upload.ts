@@ -1,10 +1,8 @@
 import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import type { Owner } from '../../k8s/builders.ts';
 import { randomSuffix } from '../../k8s/names.ts';
-import { invalidArchive } from '../../uploads/errors.ts';
 import type { StoredCode } from '../../uploads/reference.ts';
-import { TarSanitizer, type StreamedTarSummary } from '../../uploads/tar-stream.ts';
+import { sanitizedTar, type StreamedTarSummary } from '../../uploads/tar-stream.ts';
 import type { UploadLimits } from '../../uploads/archive.ts';
 import { ExecFailed, type VolumeHelper } from './volume.ts';
 
@@ -16,6 +14,11 @@ export interface StreamedUploadOptions {
   limits: UploadLimits;
   /** Upload directories older than this (plus an hour) are swept by the next upload. */
   uploadTtlSeconds: number;
+  /**
+   * Names the upload (default: random). A keyed submit's code is named after its Job and its code,
+   * so a retry finds what an earlier attempt stored, which that attempt's Job may already use.
+   */
+  id?: string;
 }
 
 /**
@@ -33,30 +36,11 @@ export async function storeStreamedCode(
   source: Readable,
   options: StreamedUploadOptions,
 ): Promise<{ code: StoredCode; summary: StreamedTarSummary }> {
-  const id = randomSuffix(10);
+  const id = options.id ?? randomSuffix(10);
+  if (!streamedPath.test(`${uploadsDir}/${id}`)) throw new Error(`not a name for an upload: ${JSON.stringify(id)}`);
   const partial = `${uploadsDir}/.partial-${id}`;
   const target = `${uploadsDir}/${id}`;
-  const sanitizer = new TarSanitizer(options.limits);
-  let refused: Error | undefined;
-  // Not stream.pipeline: it would destroy the request on a refusal, and with it the socket the 400
-  // goes back on. The request is only unpiped; the HTTP layer drains or closes it after the reply.
-  const head = options.gzip ? createGunzip() : sanitizer;
-  const refuse = (error: Error) => {
-    if (refused) return;
-    // zlib's own errors are the user's corrupt gzip: a 400 like any other broken archive.
-    refused =
-      'code' in error && typeof error.code === 'string' && error.code.startsWith('Z_') ? invalidArchive(`gzip: ${error.message}`) : error;
-    source.unpipe(head);
-    if (head !== sanitizer) head.destroy();
-    sanitizer.destroy(refused);
-  };
-  sanitizer.on('error', refuse);
-  if (head !== sanitizer) {
-    head.on('error', refuse);
-    head.pipe(sanitizer);
-  }
-  source.on('error', refuse);
-  source.pipe(head);
+  const { tar: sanitizer, refusal } = sanitizedTar(source, options);
 
   // Relative to the helper's working directory (the volume), so it runs the same under KWOK.
   const sweepMinutes = Math.ceil(options.uploadTtlSeconds / 60) + 60;
@@ -67,27 +51,44 @@ export async function storeStreamedCode(
     `mkdir ${partial}`,
     // A failing tar removes its own partial directory; the cleanup below covers a killed shell.
     `tar -xf - -C ${partial} || { rm -rf ${partial}; exit 1; }`,
-    `mv ${partial} ${target}`,
+    // Named by a keyed submit and stored by an earlier attempt: the same code, kept as it is.
+    `if [ -e ${target} ]; then rm -rf ${partial}; else mv ${partial} ${target}; fi`,
   ].join('; ');
-  // An aborted exec may still be running for a moment (KWOK kills only the shell and may start it
-  // after this cleanup begins; a kubelet need not kill anything): removing a directory that is still
-  // written into, or not made yet, can miss it, so it must stay gone for a second before this ends.
-  const cleanup = `i=0; while [ $i -lt 10 ]; do rm -rf ${partial} 2>/dev/null; sleep 1; [ -e ${partial} ] || exit 0; i=$((i+1)); done; exit 1`;
   try {
     await helper.run(owner, ['sh', '-c', script], { stdin: sanitizer });
   } catch (error) {
     await helper
-      .run(owner, ['sh', '-c', cleanup])
+      .run(owner, ['sh', '-c', removal(partial)])
       .catch((cleanup: Error) =>
         console.error(`kbatch: removing the refused upload ${partial} in ${owner.namespace} failed:`, cleanup.message),
       );
     // The sanitizer's refusal (400/413) explains a broken exec better than the exec does.
+    const refused = refusal();
     if (refused) throw refused;
     if (error instanceof ExecFailed) throw new ExecFailed(error.status, `unpacking the upload failed: ${error.stderr}`);
     throw error;
   }
   return {
-    code: { kind: 'pvc', namespace: owner.namespace, claim: 'kbatch-uploads', path: target, configMaps: [] },
+    code: { kind: 'pvc', namespace: owner.namespace, claim: 'kbatch-uploads', path: target },
     summary: sanitizer.summary(),
   };
+}
+
+/**
+ * An aborted exec may still be running for a moment (KWOK kills only the shell and may start it
+ * after this cleanup begins; a kubelet need not kill anything): removing a directory that is still
+ * written into, or not made yet, can miss it, so it must stay gone for a second before this ends.
+ */
+function removal(path: string): string {
+  return `i=0; while [ $i -lt 10 ]; do rm -rf ${path} 2>/dev/null; sleep 1; [ -e ${path} ] || exit 0; i=$((i+1)); done; exit 1`;
+}
+
+/** What storeStreamedCode names an upload (safe in a shell line): nothing else of the volume is ever removed through here. */
+const streamedPath = new RegExp(`^${uploadsDir}/[a-z0-9][a-z0-9.-]*$`);
+
+/** Removes a stored upload (its submit failed after storing it); gone already is fine. */
+export async function deleteStreamedCode(helper: VolumeHelper, owner: Owner, path: string): Promise<void> {
+  // Uploads of writer Jobs (before streaming) sit at the volume's root: the age sweep takes them.
+  if (!streamedPath.test(path)) return;
+  await helper.run(owner, ['sh', '-c', `rm -rf ${path}`]);
 }

@@ -4,7 +4,8 @@ import type { Readable } from 'node:stream';
 import type { V1CronJob, V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { BadRequest, HttpError, NotFound } from '../../http/errors.ts';
 import type { JobObjects } from '../../k8s/builders.ts';
-import type { NormalizedUpload } from '../../uploads/archive.ts';
+import type { ArchiveUpload } from '../../uploads/archive.ts';
+import type { StreamedUploadOptions } from '../kubernetes/streamed-upload.ts';
 import type { StoredCode } from '../../uploads/reference.ts';
 import type { OutputFile } from '../../contract.ts';
 import { outputsToSweep, SweepSchedule, type ByteRange } from '../../jobs/outputs.ts';
@@ -48,8 +49,13 @@ export class LocalBackend implements Backend {
     return this.store.ensureNamespace(namespace);
   }
 
-  async storeCode(_owner: unknown, upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
+  async storeCode(_owner: unknown, upload: ArchiveUpload, expiresAt: Date): Promise<StoredCode> {
     return this.store.storeUpload(upload, expiresAt);
+  }
+
+  /** Large code: checked and written to the data dir as it streams (LocalStore.storeUploadStream). */
+  async storeCodeStream(_owner: unknown, source: Readable, options: StreamedUploadOptions) {
+    return this.store.storeUploadStream(source, options);
   }
 
   async deleteCode(code: StoredCode): Promise<void> {

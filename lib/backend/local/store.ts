@@ -1,12 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
 import type { V1Job, V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { BadRequest, Conflict, NotFound } from '../../http/errors.ts';
 import { annotations, randomSuffix } from '../../k8s/names.ts';
-import { readTar, type NormalizedUpload } from '../../uploads/archive.ts';
+import { longText, readOctal, readString, safeRelativePath, type ArchiveUpload, type UploadLimits } from '../../uploads/archive.ts';
+import { sanitizedTar, type StreamedTarSummary } from '../../uploads/tar-stream.ts';
 import type { StoredCode } from '../../uploads/reference.ts';
 
 /**
@@ -174,13 +178,39 @@ export class LocalStore {
     return join(this.root, 'uploads');
   }
 
-  async storeUpload(upload: NormalizedUpload, expiresAt: Date): Promise<StoredCode> {
-    const dir = this.uploadsDir();
-    await mkdir(dir, { recursive: true });
-    await this.deleteExpiredUploads(expiresAt.getTime() - Date.now());
-    const path = join(dir, `${randomSuffix(10)}.tgz`);
+  async storeUpload(upload: ArchiveUpload, expiresAt: Date): Promise<StoredCode> {
+    const path = await this.newUploadPath(expiresAt.getTime() - Date.now());
     await writeFile(path, upload.archive);
     return { kind: 'local', path };
+  }
+
+  /**
+   * A tar (or tar.gz) checked as it streams (TarSanitizer) and written gzip'd to the uploads
+   * directory under a temporary name, renamed into place only when complete: memory is a zlib
+   * window or two, whatever the size. A refused upload leaves no file.
+   */
+  async storeUploadStream(
+    source: Readable,
+    options: { gzip: boolean; limits: UploadLimits; uploadTtlSeconds: number },
+  ): Promise<{ code: StoredCode; summary: StreamedTarSummary }> {
+    const path = await this.newUploadPath(options.uploadTtlSeconds * 1000);
+    const partial = `${path}.partial`;
+    const { tar, refusal } = sanitizedTar(source, options);
+    try {
+      await pipeline(tar, createGzip(), createWriteStream(partial, { flags: 'wx', mode: 0o600 }));
+      await rename(partial, path);
+    } catch (error) {
+      await rm(partial, { force: true });
+      throw refusal() ?? error;
+    }
+    return { code: { kind: 'local', path }, summary: tar.summary() };
+  }
+
+  private async newUploadPath(ttlMs: number): Promise<string> {
+    const dir = this.uploadsDir();
+    await mkdir(dir, { recursive: true });
+    await this.deleteExpiredUploads(ttlMs);
+    return join(dir, `${randomSuffix(10)}.tgz`);
   }
 
   /** Jobs unpack their own copy, so an upload file is only needed while its reference is valid. */
@@ -286,21 +316,80 @@ export class LocalStore {
   }
 }
 
+/**
+ * Unpacks a stored upload as it streams: memory is one chunk, whatever the upload's size. The
+ * archive was written by kbatch itself (normalizeUpload or TarSanitizer, both checked on the way
+ * in): ustar headers, GNU long names and link targets, files, directories and symlinks. Paths are
+ * checked again all the same, so nothing lands outside the job's directory.
+ */
 async function unpackInto(archivePath: string, dir: string): Promise<void> {
-  const entries = readTar(gunzipSync(await readFile(archivePath)), {
-    maxBytes: Number.MAX_SAFE_INTEGER,
-    maxFiles: Number.MAX_SAFE_INTEGER,
-  });
-  for (const entry of entries) {
-    const target = join(dir, entry.path);
-    if (entry.type === 'directory') await mkdir(target, { recursive: true });
-    else {
-      await mkdir(dirname(target), { recursive: true });
-      if (entry.type === 'symlink') await symlink(entry.linkTarget!, target);
-      else {
-        await writeFile(target, entry.data);
-        await chmod(target, entry.mode);
-      }
+  const gunzip = createGunzip();
+  const reading = pipeline(createReadStream(archivePath), gunzip);
+  reading.catch(() => undefined); // the iteration below sees the same error
+  const chunks = gunzip[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let rest: Buffer = Buffer.alloc(0);
+  const fill = async (bytes: number) => {
+    while (rest.length < bytes) {
+      const next = await chunks.next();
+      if (next.done) throw new Error(`the stored upload ${archivePath} is truncated`);
+      rest = rest.length ? Buffer.concat([rest, next.value]) : next.value;
+    }
+  };
+  const exact = async (bytes: number) => {
+    await fill(bytes);
+    const out = rest.subarray(0, bytes);
+    rest = rest.subarray(bytes);
+    return out;
+  };
+  async function* pass(bytes: number): AsyncGenerator<Buffer> {
+    while (bytes > 0) {
+      if (!rest.length) await fill(1);
+      const piece = rest.subarray(0, Math.min(bytes, rest.length));
+      rest = rest.subarray(piece.length);
+      bytes -= piece.length;
+      yield piece;
     }
   }
+  const skip = async (bytes: number) => {
+    for await (const _ of pass(bytes));
+  };
+  let longName: string | undefined;
+  let longLink: string | undefined;
+  for (;;) {
+    const header = await exact(512);
+    if (header.every((byte) => byte === 0)) break;
+    const typeflag = String.fromCharCode(header[156]!);
+    const size = readOctal(header, 124, 12, 'size');
+    const padding = (512 - (size % 512)) % 512;
+    if (typeflag === 'L' || typeflag === 'K') {
+      const text = longText(await exact(size));
+      if (typeflag === 'L') longName = text;
+      else longLink = text;
+      await skip(padding);
+      continue;
+    }
+    const path = safeRelativePath(longName ?? readString(header, 0, 100));
+    const linkTarget = longLink ?? readString(header, 157, 100);
+    longName = longLink = undefined;
+    const target = join(dir, path);
+    const mode = readOctal(header, 100, 8, 'mode');
+    if (typeflag === '5') await mkdir(target, { recursive: true });
+    else if (typeflag === '2') {
+      await mkdir(dirname(target), { recursive: true });
+      await symlink(linkTarget, target);
+    } else if (typeflag === '0') {
+      await mkdir(dirname(target), { recursive: true });
+      const file = await open(target, 'wx');
+      try {
+        for await (const piece of pass(size)) await file.write(piece);
+      } finally {
+        await file.close();
+      }
+      await chmod(target, mode);
+      await skip(padding);
+      continue;
+    }
+    await skip(size + padding);
+  }
+  gunzip.destroy();
 }
