@@ -1,12 +1,29 @@
 /**
- * Bundles each deployable function (and the one-process server) into a single ESM file under
- * dist/. Bundling cuts @kubernetes/client-node's import from ~0.4 s / 130 MB to ~0.12 s / 82 MB,
- * which is most of a Knative cold start (see bench/startup.ts). The CLI is bundled too, into
- * dist/kbatch.mjs, which bin/kbatch.mjs runs: no TypeScript is compiled when a user runs kbatch.
+ * Bundles each deployable function (and the one-process server) for dist/, and the CLI.
+ *
+ * Layout (what the image ships, see the Dockerfile):
+ * - dist/main.cjs: lib/http/main.ts and everything it imports (every route, client-node, ...) in ONE
+ *   CommonJS bundle, shared by the functions and the server;
+ * - dist/main.cjs.cache: V8's code cache for it, made by a warm-up run at the end of the build;
+ * - dist/submit.mjs, jobs.mjs, uploads.mjs, server.mjs: each entry (functions/NAME/index.ts,
+ *   server.ts) as written, with its import of lib/http/main.ts replaced by a loader that runs
+ *   main.cjs through the code cache (lib/http/code-cache.ts). So each still registers its
+ *   functions-framework target before its import resolves, and `node dist/jobs.mjs` serves.
+ * Why: parsing and compiling the 4 MB bundle, not running it, was most of a cold start; a code cache
+ * made after a warm-up skips both (bench/startup.ts). CommonJS because only a classic script can
+ * be compiled from a cache made after it ran (vm.Script); Node's ESM compile cache holds the top
+ * level only.
+ * The CLI is bundled too, into dist/kbatch.mjs, which bin/kbatch.mjs runs: no TypeScript is
+ * compiled when a user runs kbatch.
  */
-import { build } from 'esbuild';
-import { readFileSync, rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { build, type Plugin } from 'esbuild';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { codeCacheEnv } from '../lib/http/code-cache.ts';
 
 const root = resolve(import.meta.dirname, '..');
 export const entries: Record<string, string> = {
@@ -43,18 +60,42 @@ export async function bundleCli(outfile = cliBundle): Promise<void> {
   });
 }
 
-export async function bundle(outdir = resolve(root, 'dist')): Promise<void> {
+/** The shared bundle and its code cache, next to the entries in dist/. */
+export const mainBundle = 'main.cjs';
+export const mainCodeCache = 'main.cjs.cache';
+
+/**
+ * In the entries' build: their import of lib/http/main.ts becomes the cached load of dist/main.cjs,
+ * which must be built first: its hash is written into each entry and at the head of the cache.
+ */
+const mainThroughCodeCache = (mainHash: string): Plugin => ({
+  name: 'main-through-code-cache',
+  setup(b) {
+    const main = resolve(root, 'lib/http/main.ts');
+    b.onResolve({ filter: /\/http\/main\.ts$/ }, (args) =>
+      resolve(args.resolveDir, args.path) === main ? { path: main, namespace: 'cached-main' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'cached-main' }, () => ({
+      resolveDir: root,
+      loader: 'ts',
+      contents: [
+        "import { loadWithCodeCache } from './lib/http/code-cache.ts';",
+        "import type * as Main from './lib/http/main.ts';",
+        `const loaded = loadWithCodeCache(new URL('./${mainBundle}', import.meta.url), new URL('./${mainCodeCache}', import.meta.url), '${mainHash}') as typeof Main;`,
+        'export const main = loaded.main;',
+        'export const isMainModule = loaded.isMainModule;',
+      ].join('\n'),
+    }));
+  },
+});
+
+export async function bundle(outdir = resolve(root, 'dist'), options: { warm?: boolean } = {}): Promise<void> {
   rmSync(outdir, { recursive: true, force: true });
   await bundleCli(resolve(outdir, 'kbatch.mjs'));
-  await build({
-    entryPoints: Object.fromEntries(Object.entries(entries).map(([name, file]) => [name, resolve(root, file)])),
-    outdir,
-    outExtension: { '.js': '.mjs' },
+  const common = {
     bundle: true,
     platform: 'node',
     target: 'node24',
-    format: 'esm',
-    splitting: false,
     // No source maps: identifiers are not minified, so a stack trace still names readable functions,
     // and the maps (29 MB for the four bundles) would only weigh down the image.
     sourcemap: false,
@@ -66,12 +107,98 @@ export async function bundle(outdir = resolve(root, 'dist')): Promise<void> {
     minifySyntax: true,
     legalComments: 'none',
     logLevel: 'warning',
-    banner: requireBanner,
+  } as const;
+  await build({ ...common, entryPoints: [resolve(root, 'lib/http/main.ts')], outfile: resolve(outdir, mainBundle), format: 'cjs' });
+  await build({
+    ...common,
+    entryPoints: Object.fromEntries(Object.entries(entries).map(([name, file]) => [name, resolve(root, file)])),
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    format: 'esm',
+    splitting: false,
+    plugins: [
+      mainThroughCodeCache(
+        createHash('sha256')
+          .update(readFileSync(resolve(outdir, mainBundle)))
+          .digest('hex'),
+      ),
+    ],
   });
-  for (const name of Object.keys(entries)) {
-    const file = resolve(outdir, `${name}.mjs`);
+  for (const name of [mainBundle, ...Object.keys(entries).map((name) => `${name}.mjs`)]) {
+    const file = resolve(outdir, name);
     if (/[^\x00-\x7f]/.test(readFileSync(file, 'latin1')))
       throw new Error(`${file} is not pure ASCII: V8 would hold it as a two-byte string`);
+  }
+  if (options.warm ?? true) await warmCodeCache(outdir);
+}
+
+/**
+ * One stand-in for the Hub (`GET /hub/api/user`: alice) and the Kubernetes API (every other path: a
+ * Namespace), for the warm-up here and for bench/startup.ts. Returns its base URL and a kubeconfig.
+ */
+export async function startStandIn(dir: string): Promise<{ server: Server; url: string; kubeconfig: string }> {
+  const server = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    if (req.url?.startsWith('/hub/api/user'))
+      res.end(JSON.stringify({ kind: 'user', name: 'alice', groups: [], admin: false, scopes: ['access:services'] }));
+    else res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: req.url?.split('/').pop(), annotations: {} } }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${url}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`,
+  );
+  return { server, url, kubeconfig };
+}
+
+/**
+ * Fills dist/main.cjs.cache: runs the jobs function as production does (`node dist/jobs.mjs`, no
+ * extra flags: V8 rejects a cache made under other flags) against the stand-in, asks it one
+ * authenticated question, and lets it write the cache at exit; then starts it once more and fails
+ * the build if V8 does not accept that cache.
+ */
+async function warmCodeCache(outdir: string): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'kbatch-warm-'));
+  const standIn = await startStandIn(dir);
+  const run = async (mode: 'write' | 'check') => {
+    const child = spawn(process.execPath, [resolve(outdir, 'jobs.mjs')], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: dir,
+        PORT: '0',
+        KBATCH_HOST: '127.0.0.1',
+        KBATCH_BACKEND: 'kubernetes',
+        KUBECONFIG: standIn.kubeconfig,
+        JUPYTERHUB_API_URL: `${standIn.url}/hub/api`,
+        KBATCH_PREFIX: '/services/kbatch/',
+        [codeCacheEnv]: mode,
+      },
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      const port = await new Promise<number>((ok, fail) => {
+        child.once('message', (m: { port: number }) => ok(m.port));
+        void exited.then((code) => fail(new Error(`warm-up of the code cache: jobs.mjs exited with ${code}: ${stderr.trim()}`)));
+      });
+      const response = await fetch(`http://127.0.0.1:${port}/services/kbatch/authorized`, { headers: { authorization: 'token t' } });
+      if (response.status !== 200) throw new Error(`warm-up of the code cache: GET /authorized answered ${response.status}`);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  };
+  try {
+    await run('write');
+    if (!existsSync(resolve(outdir, mainCodeCache))) throw new Error('warm-up of the code cache: no cache written');
+    await run('check');
+  } finally {
+    standIn.server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
