@@ -8,8 +8,16 @@ import { BadRequest } from '../http/errors.ts';
  * Validation only follows the schema, which has no recursion, so a deeply nested body costs no
  * more than the schema is deep.
  */
-const ajv = new Ajv2020({ allErrors: false, verbose: true, strict: true, strictTypes: false });
-ajv.addKeyword('x-message');
+let ajv: Ajv2020 | undefined;
+
+/** Made on first use, like each validator: Ajv's constructor adds and parses its meta-schemas, a cost at every cold start. */
+function getAjv(): Ajv2020 {
+  if (!ajv) {
+    ajv = new Ajv2020({ allErrors: false, verbose: true, strict: true, strictTypes: false });
+    ajv.addKeyword('x-message');
+  }
+  return ajv;
+}
 
 export function fail(field: string, message: string): never {
   throw new BadRequest(`${field}: ${message}`, field);
@@ -111,7 +119,7 @@ export function checker<T extends TSchema>(schema: T, root = ''): (value: unknow
   // (the jobs and uploads functions) should not pay at start.
   let validate: ValidateFunction | undefined;
   return (value) => {
-    validate ??= ajv.compile(schema as object);
+    validate ??= getAjv().compile(schema as object);
     if (validate(value)) return value as Static<T>;
     const [field, message] = firstError(validate.errors ?? [], root, value);
     return fail(field || root || 'body', message);
