@@ -6,11 +6,12 @@
  * bare functions-framework hello world. Variants: the bundle as deployed (dist/jobs.mjs running
  * dist/main.cjs through the V8 code cache the build made, scripts/bundle.ts), the same bundle without
  * that cache, and the sources run through tsx.
- * Runs are interleaved; medians are printed with the RSS at the first answer.
+ * Runs are interleaved; medians are printed with the RSS at the first answer. Last, the CLI's own
+ * time to answer `kbatch job list` (measureCli).
  *   npm run bench:startup [-- runs=7]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { bundle, startStandIn } from '../scripts/bundle.ts';
@@ -82,6 +83,70 @@ async function measure(variant: Variant): Promise<{ ms: number; rssMb: number }>
   }
 }
 
+/**
+ * The CLI (issue 10: `kbatch job list` answers in ≤ 0.3 s of its own time): bin/kbatch.mjs running
+ * this build's dist/kbatch.mjs against the one-process server of the same build (local backend, no
+ * auth). Its own time is its wall time less the server's time on the request (the server's request
+ * log); `node -e 0`, interleaved, shows what any Node program pays to start on this machine now.
+ */
+async function measureCli(): Promise<void> {
+  mkdirSync(join(work, 'bin'));
+  copyFileSync(join(root, 'bin/kbatch.mjs'), join(work, 'bin/kbatch.mjs'));
+  const server = spawn(process.execPath, [join(dist, 'server.mjs')], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: work,
+      PORT: '0',
+      KBATCH_HOST: '127.0.0.1',
+      KBATCH_BACKEND: 'local',
+      KBATCH_AUTH: 'none',
+      KBATCH_LOCAL_DIR: join(work, 'local'),
+    },
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  const serverMs: number[] = [];
+  let pending = '';
+  server.stderr!.on('data', (chunk: Buffer) => {
+    const lines = (pending + chunk.toString()).split('\n');
+    pending = lines.pop()!;
+    for (const line of lines)
+      if (line.includes('"route":"/api/v1/jobs"')) serverMs.push((JSON.parse(line) as { durationMs: number }).durationMs);
+  });
+  try {
+    const { url } = await new Promise<{ url: string }>((ok, fail) => {
+      server.once('message', (m: { url: string }) => ok(m));
+      server.once('exit', (code) => fail(new Error(`server.mjs exited with ${code}`)));
+    });
+    const timed = async (args: string[]): Promise<number> => {
+      const started = process.hrtime.bigint();
+      const child = spawn(process.execPath, args, {
+        env: { PATH: process.env.PATH, HOME: work, KBATCH_URL: url },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      const code = await new Promise<number | null>((r) => child.once('exit', r));
+      if (code !== 0) throw new Error(`${args.join(' ')} exited with ${code}`);
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    };
+    const cli = [join(work, 'bin/kbatch.mjs'), 'job', 'list'];
+    await timed(cli);
+    serverMs.length = 0;
+    const cliMs: number[] = [];
+    const bareMs: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      cliMs.push(await timed(cli));
+      bareMs.push(await timed(['-e', '0']));
+    }
+    const own = median(cliMs) - median(serverMs);
+    console.log(
+      `${'kbatch job list (CLI), its own time'.padEnd(40)} ${own.toFixed(0).padStart(6)} ms (wall ${median(cliMs).toFixed(0)} ms less ${median(serverMs).toFixed(1)} ms in the server; node -e 0: ${median(bareMs).toFixed(0)} ms)`,
+    );
+  } finally {
+    const exited = new Promise((r) => server.once('exit', r));
+    server.kill('SIGKILL');
+    await exited;
+  }
+}
+
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 try {
   // One unmeasured start of each first, so no variant pays for a cold page cache.
@@ -100,6 +165,7 @@ try {
       `${name.padEnd(40)} ${r.ms.toFixed(0).padStart(6)} ms (${(r.ms / base.ms).toFixed(2)}x floor)  ${r.rssMb.toFixed(0).padStart(4)} MB RSS`,
     );
   }
+  await measureCli();
 } finally {
   fake.close();
   rmSync(work, { recursive: true, force: true });

@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { build, type Plugin } from 'esbuild';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { codeCacheEnv } from '../lib/http/code-cache.ts';
@@ -57,8 +58,45 @@ export async function bundleCli(outfile = cliBundle): Promise<void> {
     legalComments: 'none',
     logLevel: 'warning',
     banner: requireBanner,
+    // What a run of the CLI costs beyond Node's own start: 90 ms of CPU to 60 (`kbatch --version`,
+    // bench/startup.ts measures `kbatch job list`): a third of the source to read and parse, and
+    // neither tr46's table nor Node's built-in undici to load.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    plugins: [nodeUrlForWhatwgUrl, builtinsByRequire],
   });
 }
+
+/**
+ * Node's built-in modules by require(), not by ESM import: an ESM import of node:http makes Node build
+ * the module's ESM facade, which reads every export, and three of them (WebSocket, MessageEvent,
+ * CloseEvent) are getters that load Node's built-in undici, ~1 MB to compile on every run.
+ */
+const builtinsByRequire: Plugin = {
+  name: 'builtins-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^node:|^[a-z_]+$/ }, (args) =>
+      isBuiltin(args.path) && args.namespace !== 'builtin' ? { path: args.path, namespace: 'builtin' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * node-fetch 2 (the CLI's transport, under cross-fetch) imports whatwg-url, whose tr46 parses a
+ * 300 KB Unicode table at load, and then uses it only where Node has no URL class
+ * (`Url.URL || whatwgUrl.URL`): never on the Node versions the CLI runs on. Node's URL stands in.
+ */
+const nodeUrlForWhatwgUrl: Plugin = {
+  name: 'node-url-for-whatwg-url',
+  setup(b) {
+    b.onResolve({ filter: /^whatwg-url$/ }, () => ({ path: 'whatwg-url', namespace: 'node-url' }));
+    b.onLoad({ filter: /.*/, namespace: 'node-url' }, () => ({ contents: 'export default { URL: globalThis.URL };', loader: 'js' }));
+  },
+};
 
 /** The shared bundle and its code cache, next to the entries in dist/. */
 export const mainBundle = 'main.cjs';
@@ -124,7 +162,7 @@ export async function bundle(outdir = resolve(root, 'dist'), options: { warm?: b
       ),
     ],
   });
-  for (const name of [mainBundle, ...Object.keys(entries).map((name) => `${name}.mjs`)]) {
+  for (const name of ['kbatch.mjs', mainBundle, ...Object.keys(entries).map((name) => `${name}.mjs`)]) {
     const file = resolve(outdir, name);
     if (/[^\x00-\x7f]/.test(readFileSync(file, 'latin1')))
       throw new Error(`${file} is not pure ASCII: V8 would hold it as a two-byte string`);
