@@ -192,16 +192,33 @@ export async function startStandIn(dir: string): Promise<{ server: Server; url: 
 }
 
 /**
- * Fills dist/main.cjs.cache: runs the jobs function as production does (`node dist/jobs.mjs`, no
- * extra flags: V8 rejects a cache made under other flags) against the stand-in, asks it one
- * authenticated question, and lets it write the cache at exit; then starts it once more and fails
+ * What the warm-up asks, in order, each of a freshly started function: the jobs function's first
+ * authenticated answer (what bench/startup.ts times), then a submit the schema refuses, so the
+ * submit path up to validation, Ajv's compiler included, is in the cache too.
+ */
+const warmUpSteps: { entry: string; method: string; path: string; body?: string; status: number }[] = [
+  { entry: 'jobs.mjs', method: 'GET', path: 'authorized', status: 200 },
+  {
+    entry: 'submit.mjs',
+    method: 'POST',
+    path: 'api/v1/jobs',
+    body: JSON.stringify({ name: 'warm-up', image: 'busybox', resources: { limits: { cpu: 'lots' } } }),
+    status: 400,
+  },
+];
+
+/**
+ * Fills dist/main.cjs.cache: starts each warm-up step's function as production does (`node
+ * dist/NAME.mjs`, no extra flags: V8 rejects a cache made under other flags) against the stand-in,
+ * asks it its question, and lets it write the cache at exit (each step starts from the cache the
+ * one before wrote, so the last holds them all); then starts the jobs function once more and fails
  * the build if V8 does not accept that cache.
  */
 async function warmCodeCache(outdir: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kbatch-warm-'));
   const standIn = await startStandIn(dir);
-  const run = async (mode: 'write' | 'check') => {
-    const child = spawn(process.execPath, [resolve(outdir, 'jobs.mjs')], {
+  const run = async (step: (typeof warmUpSteps)[number], mode: 'write' | 'check') => {
+    const child = spawn(process.execPath, [resolve(outdir, step.entry)], {
       env: {
         PATH: process.env.PATH,
         HOME: dir,
@@ -221,19 +238,24 @@ async function warmCodeCache(outdir: string): Promise<void> {
     try {
       const port = await new Promise<number>((ok, fail) => {
         child.once('message', (m: { port: number }) => ok(m.port));
-        void exited.then((code) => fail(new Error(`warm-up of the code cache: jobs.mjs exited with ${code}: ${stderr.trim()}`)));
+        void exited.then((code) => fail(new Error(`warm-up of the code cache: ${step.entry} exited with ${code}: ${stderr.trim()}`)));
       });
-      const response = await fetch(`http://127.0.0.1:${port}/services/kbatch/authorized`, { headers: { authorization: 'token t' } });
-      if (response.status !== 200) throw new Error(`warm-up of the code cache: GET /authorized answered ${response.status}`);
+      const response = await fetch(`http://127.0.0.1:${port}/services/kbatch/${step.path}`, {
+        method: step.method,
+        headers: { authorization: 'token t', 'content-type': 'application/json' },
+        body: step.body,
+      });
+      if (response.status !== step.status)
+        throw new Error(`warm-up of the code cache: ${step.method} /${step.path} answered ${response.status}: ${await response.text()}`);
     } finally {
       child.kill('SIGTERM');
       await exited;
     }
   };
   try {
-    await run('write');
+    for (const step of warmUpSteps) await run(step, 'write');
     if (!existsSync(resolve(outdir, mainCodeCache))) throw new Error('warm-up of the code cache: no cache written');
-    await run('check');
+    await run(warmUpSteps[0]!, 'check');
   } finally {
     standIn.server.close();
     rmSync(dir, { recursive: true, force: true });
