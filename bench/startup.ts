@@ -121,10 +121,12 @@ async function measureCli(): Promise<void> {
       const started = process.hrtime.bigint();
       const child = spawn(process.execPath, args, {
         env: { PATH: process.env.PATH, HOME: work, KBATCH_URL: url },
-        stdio: ['ignore', 'ignore', 'inherit'],
+        stdio: ['ignore', 'ignore', 'pipe'],
       });
-      const code = await new Promise<number | null>((r) => child.once('exit', r));
-      if (code !== 0) throw new Error(`${args.join(' ')} exited with ${code}`);
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const code = await new Promise<number | null>((r) => child.once('close', r));
+      if (code !== 0) throw new Error(`${args.join(' ')} exited with ${code}: ${stderr}`);
       return Number(process.hrtime.bigint() - started) / 1e6;
     };
     const cli = [join(work, 'bin/kbatch.mjs'), 'job', 'list'];
