@@ -40,7 +40,8 @@ export function loadWithCodeCache(bundleUrl: URL, cacheUrl: URL, sourceHash: str
   } catch {
     // No cache (a build without the warm-up): compile as usual.
   }
-  const source = readFileSync(file, 'utf8');
+  // The build keeps the bundle pure ASCII (scripts/bundle.ts), so latin1 reads it as is, without UTF-8 decoding.
+  const source = readFileSync(file, 'latin1');
   const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: file,
     cachedData,
