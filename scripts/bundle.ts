@@ -202,6 +202,17 @@ export async function bundle(outdir = resolve(root, 'dist'), options: { warm?: b
     outfile: resolve(outdir, mainBundle),
     format: 'cjs',
     plugins: [precompiledValidators],
+    // CommonJS has no import.meta: give the code that reads it the bundle's own (dist/ is where the
+    // per-function ESM bundles were too).
+    banner: {
+      // "use strict" first: a banner before esbuild's own would make it a plain string, not a directive.
+      js: "'use strict'; const __kbatchMetaUrl = require('node:url').pathToFileURL(__filename).href;",
+    },
+    define: { 'import.meta.url': '__kbatchMetaUrl', 'import.meta.dirname': '__dirname', 'import.meta.filename': '__filename' },
+  }).then((result) => {
+    // Anything else esbuild warns about in a CommonJS bundle (another import.meta field, a top-level
+    // await) would break the functions at run time: stop the build instead.
+    if (result.warnings.length) throw new Error(`${mainBundle}: ${result.warnings.map((w) => w.text).join('; ')}`);
   });
   await build({
     ...common,
