@@ -202,7 +202,7 @@ image('the runtime stage copies node and the bundles only (no package manager, n
   const copies = final.split('\n').filter((line) => line.startsWith('COPY'));
   assert.equal(copies, [
     'COPY --from=build /usr/local/bin/node /usr/local/bin/node',
-    'COPY --from=build /src/dist/server.mjs /src/dist/submit.mjs /src/dist/jobs.mjs /src/dist/uploads.mjs ./dist/',
+    'COPY --from=build /src/dist/server.mjs /src/dist/submit.mjs /src/dist/jobs.mjs /src/dist/uploads.mjs /src/dist/main.cjs /src/dist/main.cjs.cache ./dist/',
   ]);
   assert.match(read('scripts/bundle.ts'), /sourcemap: false/);
 });
