@@ -6,6 +6,8 @@
  *   npm run bench                 # full sizes, 3 rounds (a few minutes on 2 cores)
  *   npm run bench -- --smoke      # tiny sizes, 1 round: checks the bench itself works (run by npm test)
  *   npm run bench -- --rounds 5 --upload-mb 256
+ *   npm run bench -- --only list,logs --rounds 1   # some scenarios: list logs submit filled followers upload
+ *   KBATCH_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- --only list  # profile our server
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,8 +30,13 @@ const { values: flags } = parseArgs({
     smoke: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     'upload-mb': { type: 'string' },
+    only: { type: 'string' },
   },
 });
+const scenarios = ['list', 'logs', 'submit', 'filled', 'followers', 'upload'] as const;
+const only = new Set(flags.only ? flags.only.split(',').map((s) => s.trim()) : scenarios);
+for (const name of only) if (!(scenarios as readonly string[]).includes(name)) throw new Error(`--only: unknown scenario ${name}`);
+const runs = (scenario: (typeof scenarios)[number]) => only.has(scenario);
 const smoke = flags.smoke;
 const sizes = {
   rounds: Number(flags.rounds ?? (smoke ? 1 : 3)),
@@ -595,7 +602,8 @@ async function main(): Promise<void> {
         KBATCH_JOB_TEMPLATE_FILE: template,
         KBATCH_MAX_UPLOAD_BYTES: String((sizes.uploadMb + 16) * 1024 * 1024),
       },
-      { port: ourPort, entry: [join(dist, 'server.mjs')] },
+      // Node flags for our server only (profiling: --cpu-prof, --heap-prof), split on spaces.
+      { port: ourPort, entry: [...(process.env.KBATCH_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(dist, 'server.mjs')] },
     );
     proxy = await startProxy(hub, cluster, await freePort());
     const idle = { ours: rssMb(server.process.pid!), proxy: rssMb(proxy.process.pid!) };
@@ -628,20 +636,20 @@ async function main(): Promise<void> {
       log(`round ${round + 1}/${sizes.rounds}: list, logs (load ${loadavg()[0]!.toFixed(2)})`);
       for (const target of order) {
         if (target === oursUpstream) continue; // same list code path as native, counted once
-        await measureList(target);
+        if (runs('list')) await measureList(target);
         const [job, pod] = target === upstream ? [proxyJobs[0]!, proxyPod] : [oursJobs[0]!, oursPod];
-        await measureLogs(target, job, pod, logBytes, lines.length);
+        if (runs('logs')) await measureLogs(target, job, pod, logBytes, lines.length);
       }
     }
-    for (let round = 0; round < sizes.rounds; round++) {
+    for (let round = 0; round < (runs('submit') ? sizes.rounds : 0); round++) {
       const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
       log(`round ${round + 1}/${sizes.rounds}: submits (load ${loadavg()[0]!.toFixed(2)})`);
       for (const target of order) await measureSubmits(target, cluster);
     }
 
     // Flat as the namespace fills: the same sequential submits after `filledJobs` more jobs with code.
-    log(`filling with ${sizes.filledJobs} more jobs with code`);
-    for (const target of [oursNative!, upstream]) {
+    if (runs('filled')) log(`filling with ${sizes.filledJobs} more jobs with code`);
+    for (const target of runs('filled') ? [oursNative!, upstream] : []) {
       await fillNamespace(target, sizes.filledJobs);
       const times: number[] = [];
       for (let i = 0; i < sizes.sequentialSubmits; i++) {
@@ -651,13 +659,17 @@ async function main(): Promise<void> {
       }
       record(`submit p50 after ${sizes.filledJobs} more jobs with code`, 'ms', target.name, percentile(times, 50));
     }
-    log(`${sizes.idleFollowers} idle log followers`);
-    const quietJob = await oursNative!.submit();
-    const quietPod = await waitForPod(cluster, 'kbatch-alice', quietJob);
-    await cluster.setLogs('kbatch-alice', [], { podName: quietPod });
-    await measureIdleFollowers(server, cluster, hub.tokens.alice, quietJob);
-    log('upload');
-    await measureUpload(server, hub.tokens.alice);
+    if (runs('followers')) {
+      log(`${sizes.idleFollowers} idle log followers`);
+      const quietJob = await oursNative!.submit();
+      const quietPod = await waitForPod(cluster, 'kbatch-alice', quietJob);
+      await cluster.setLogs('kbatch-alice', [], { podName: quietPod });
+      await measureIdleFollowers(server, cluster, hub.tokens.alice, quietJob);
+    }
+    if (runs('upload')) {
+      log('upload');
+      await measureUpload(server, hub.tokens.alice);
+    }
     record('idle RSS after the run', 'MB', oursNative!.name, rssMb(server.process.pid!));
     record('idle RSS after the run', 'MB', upstream.name, rssMb(proxy.process.pid!));
 
