@@ -251,6 +251,14 @@ function callsInSource(): Set<string> {
       const resource = type.endsWith('Log') ? `${type.slice(0, -3).toLowerCase()}s/log` : `${type.toLowerCase()}s`;
       calls.add(`${group}/${resource}:${verbs[verb]}`);
     }
+    // Raw reads (lib/k8s/connection.ts getJson) name their path: a collection is a list, a name a get.
+    for (const [, path] of source.matchAll(/\bgetJson<[^(]*\([^,]+,[^,]+,\s*[`'](\/apis?\/[^`']+)[`']/g)) {
+      const segments = path!.split('/').filter(Boolean);
+      const group = segments[0] === 'apis' ? segments[1]! : '';
+      const rest = segments.slice(segments[0] === 'apis' ? 3 : 2);
+      const [resource, name] = rest[0] === 'namespaces' ? rest.slice(2) : rest;
+      calls.add(`${group}/${resource}:${name === undefined ? 'list' : 'get'}`);
+    }
     if (/\/pods\/\$\{[^}]+\}\/log/.test(source)) calls.add('/pods/log:get');
     // Exec over a WebSocket is a GET that the API server authorizes as both get and create on pods/exec.
     if (/new k8s\.Exec\b/.test(source)) for (const verb of ['get', 'create']) calls.add(`/pods/exec:${verb}`);
