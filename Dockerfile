@@ -24,7 +24,10 @@ WORKDIR /app
 # The service bundles only: dist/kbatch.mjs (the CLI) runs on users' machines, not in the service.
 COPY --from=build /src/dist/server.mjs /src/dist/submit.mjs /src/dist/jobs.mjs /src/dist/uploads.mjs ./dist/
 # HOME too: os.homedir() throws for a user without a passwd entry (a cluster may pick another uid).
-ENV NODE_ENV=production PORT=8080 KBATCH_HOST=0.0.0.0 HOME=/nonexistent
+# NODE_OPTIONS caps V8's young generation: by default it grows to 2 x 64 MB under concurrent lists and
+# submits and stays there (peak RSS 280-300 MB); 8 MB semi-spaces keep a process near 160 MB for a few
+# percent more GC time (README "Performance"). bench/run.ts starts our server with this same value.
+ENV NODE_ENV=production PORT=8080 KBATCH_HOST=0.0.0.0 HOME=/nonexistent NODE_OPTIONS=--max-semi-space-size=8
 # Numeric, so the kubelet can check runAsNonRoot without reading the image's /etc/passwd;
 # knative/services.yaml sets the same ids.
 USER 10001:10001

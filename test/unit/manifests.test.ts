@@ -192,6 +192,19 @@ image('the runtime stage copies node and the bundles only (no package manager, n
   ]);
   assert.match(read('scripts/bundle.ts'), /sourcemap: false/);
 });
+image("every service process runs with the image's V8 flags (the bench measures with the same)", () => {
+  const options = /^ENV .*\bNODE_OPTIONS=(\S+)/m.exec(read('Dockerfile'))?.[1];
+  assert.match(options ?? '', /--max-semi-space-size=\d+/, 'the Dockerfile caps the young generation');
+  for (const service of services) {
+    for (const container of podSpecOf(service).containers as (Container & { env?: { name: string }[] })[]) {
+      assert.not.ok(
+        container.env?.some((e) => e.name === 'NODE_OPTIONS'),
+        `${service.metadata?.name}: NODE_OPTIONS overridden`,
+      );
+    }
+  }
+  assert.match(read('bench/run.ts'), /NODE_OPTIONS: deployedNodeOptions\(\)/, "the bench starts our server with the image's flags");
+});
 image.run();
 
 const secrets = suite('no usable secret is shipped');
