@@ -523,7 +523,8 @@ export class KubernetesBackend implements Backend {
   async listJobs(namespace: string, options: ListOptions) {
     if (options.raw) {
       const path = `/apis/batch/v1/namespaces/${encodeURIComponent(namespace)}/jobs`;
-      const list = await getJson<RawList<k8s.V1Job>>(this.kc, this.auth, path, { limit: options.limit, continue: options.continueToken });
+      const query = { limit: options.limit, continue: options.continueToken };
+      const list = await getJson<RawList<k8s.V1Job>>(this.kc, this.auth, path, query, { withoutManagedFields: true });
       return { items: list.items, continueToken: list.metadata?.continue || undefined };
     }
     const list = await this.batch.listNamespacedJob({ namespace, limit: options.limit, _continue: options.continueToken });
@@ -534,7 +535,7 @@ export class KubernetesBackend implements Backend {
     const labelSelector = `${labels.managedBy}=kbatch`;
     if (options.raw) {
       const query = { labelSelector, limit: options.limit, continue: options.continueToken };
-      const list = await getJson<RawList<k8s.V1Job>>(this.kc, this.auth, '/apis/batch/v1/jobs', query);
+      const list = await getJson<RawList<k8s.V1Job>>(this.kc, this.auth, '/apis/batch/v1/jobs', query, { withoutManagedFields: true });
       return { items: list.items, continueToken: list.metadata?.continue || undefined };
     }
     const list = await this.batch.listJobForAllNamespaces({ labelSelector, limit: options.limit, _continue: options.continueToken });

@@ -12,8 +12,9 @@ export interface ListOptions {
   continueToken?: string;
   /**
    * The objects as the API server sends them, without client-node's models: timestamps are RFC 3339
-   * strings, keys in the server's order, newer fields kept. Much cheaper to read; for callers that take
-   * either shape (lib/jobs/views.ts), not for the upstream wire format. Other backends ignore it.
+   * strings, keys in the server's order, newer fields kept, metadata.managedFields left out. Much
+   * cheaper to read; for callers that take either shape (lib/jobs/views.ts), not for the upstream wire
+   * format. Other backends ignore it.
    */
   raw?: boolean;
 }
