@@ -52,10 +52,13 @@ const sizes = {
   idleFollowers: smoke ? 20 : 200,
   idleSeconds: smoke ? 3 : 10,
 };
-/** NODE_OPTIONS of the image (Dockerfile ENV): our server runs with the V8 flags it runs with in production. */
-function deployedNodeOptions(): string {
-  const match = /^ENV .*\bNODE_OPTIONS=("[^"]*"|\S+)/m.exec(readFileSync(join(root, 'Dockerfile'), 'utf8'));
-  return match ? match[1]!.replace(/^"|"$/g, '') : '';
+/** The image's memory settings (Dockerfile ENV: NODE_OPTIONS, MALLOC_*): our server runs as in production. */
+function deployedMemoryEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [, line] of readFileSync(join(root, 'Dockerfile'), 'utf8').matchAll(/^ENV (.*)$/gm)) {
+    for (const [, key, value] of line!.matchAll(/(\w+)=(\S+)/g)) if (/^(NODE_OPTIONS|MALLOC_\w+)$/.test(key!)) env[key!] = value!;
+  }
+  return env;
 }
 const started = Date.now();
 const log = (message: string) => console.error(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${message}`);
@@ -592,7 +595,7 @@ function printTable(targets: Target[]): void {
 }
 
 async function main(): Promise<void> {
-  log(`sizes: ${JSON.stringify(sizes)}; our server's NODE_OPTIONS (Dockerfile): ${deployedNodeOptions() || 'none'}`);
+  log(`sizes: ${JSON.stringify(sizes)}; our server's memory settings (Dockerfile): ${JSON.stringify(deployedMemoryEnv())}`);
   const cluster = await startCluster({ auditLog: true });
   const ourPort = await freePort();
   let hub: Hub | undefined;
@@ -610,7 +613,7 @@ async function main(): Promise<void> {
         JUPYTERHUB_SERVICE_NAME: 'kbatch',
         KBATCH_JOB_TEMPLATE_FILE: template,
         KBATCH_MAX_UPLOAD_BYTES: String((sizes.uploadMb + 16) * 1024 * 1024),
-        NODE_OPTIONS: deployedNodeOptions(),
+        ...deployedMemoryEnv(),
       },
       // Node flags for our server only (profiling: --cpu-prof, --heap-prof), split on spaces.
       { port: ourPort, entry: [...(process.env.KBATCH_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(dist, 'server.mjs')] },
