@@ -28,7 +28,13 @@ WORKDIR /app
 # Each entry (server, submit, jobs, uploads) runs the shared main.cjs through its code cache.
 COPY --from=build /src/dist/server.mjs /src/dist/submit.mjs /src/dist/jobs.mjs /src/dist/uploads.mjs /src/dist/main.cjs /src/dist/main.cjs.cache ./dist/
 # HOME too: os.homedir() throws for a user without a passwd entry (a cluster may pick another uid).
+# Memory under load (README "Performance"; bench/run.ts starts our server with these same values):
+# NODE_OPTIONS caps V8's young generation, which otherwise grows to 2 x 64 MB under concurrent lists and
+# submits and stays there (peak RSS 280-300 MB). glibc's fixed mmap threshold gives every freed buffer
+# of 128 KiB or more (an API answer, an upload chunk) back to the system at once, instead of letting the
+# dynamic threshold move such buffers into the heap, where they stay; two arenas for the few threads.
 ENV NODE_ENV=production PORT=8080 KBATCH_HOST=0.0.0.0 HOME=/nonexistent
+ENV NODE_OPTIONS=--max-semi-space-size=8 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2
 # Numeric, so the kubelet can check runAsNonRoot without reading the image's /etc/passwd;
 # knative/services.yaml sets the same ids.
 USER 10001:10001

@@ -284,24 +284,27 @@ function isAfter(job: V1Job, cursor: PageCursor): boolean {
 }
 
 /** The admin view: every user's jobs (kbatch-managed, in any namespace), newest first. */
-async function listEveryUsersJobs(deps: Deps): Promise<V1Job[]> {
+async function listEveryUsersJobs(deps: Deps, raw: boolean): Promise<V1Job[]> {
   const jobs: V1Job[] = [];
   let continueToken: string | undefined;
   do {
-    const page = await deps.backend.listJobsOfAllUsers({ limit: 500, continueToken });
+    const page = await deps.backend.listJobsOfAllUsers({ limit: 500, continueToken, raw });
     jobs.push(...page.items.filter((job) => job.metadata?.labels?.[labels.component] !== 'upload-writer'));
     continueToken = page.continueToken;
   } while (continueToken);
   return newestFirst(jobs);
 }
 
-/** All of the user's jobs, newest first; the cursor is (createdAt, name) so pages stay stable as jobs come and go. */
-export async function listAllJobs(deps: Deps, user: User): Promise<V1Job[]> {
+/**
+ * All of the user's jobs, newest first; the cursor is (createdAt, name) so pages stay stable as jobs come and go.
+ * `raw`: as the API server sent them (see ListOptions.raw), for readers that only summarise them.
+ */
+export async function listAllJobs(deps: Deps, user: User, raw = false): Promise<V1Job[]> {
   const { namespace } = user;
   const jobs: V1Job[] = [];
   let continueToken: string | undefined;
   do {
-    const page = await deps.backend.listJobs(namespace, { limit: 500, continueToken });
+    const page = await deps.backend.listJobs(namespace, { limit: 500, continueToken, raw });
     // Upload writer Jobs (kbatch's own plumbing before uploads streamed; gone with their TTL) are not the user's work.
     jobs.push(...page.items.filter((job) => job.metadata?.labels?.[labels.component] !== 'upload-writer'));
     continueToken = page.continueToken;
@@ -309,8 +312,9 @@ export async function listAllJobs(deps: Deps, user: User): Promise<V1Job[]> {
   return newestFirst(jobs);
 }
 
+/** A page of jobs for summaries (lib/jobs/views.ts jobSummary): read raw, see ListOptions.raw. */
 export async function listJobsPage(deps: Deps, user: User, limit: number, continueToken?: string, allUsers = false) {
-  let jobs = allUsers ? await listEveryUsersJobs(deps) : await listAllJobs(deps, user);
+  let jobs = allUsers ? await listEveryUsersJobs(deps, true) : await listAllJobs(deps, user, true);
   if (continueToken) {
     const cursor = decodeCursor(continueToken);
     jobs = jobs.filter((job) => isAfter(job, cursor));

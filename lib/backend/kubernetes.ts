@@ -15,7 +15,7 @@ import {
   type Owner,
   type OwnerReference,
 } from '../k8s/builders.ts';
-import { makePooledApiClient, PooledKubeAuthentication } from '../k8s/connection.ts';
+import { getJson, makePooledApiClient, PooledKubeAuthentication, type RawList } from '../k8s/connection.ts';
 import { buildManualJob } from '../k8s/cronjob-run.ts';
 import { PodLogStream } from '../k8s/log-stream.ts';
 import { annotations, labels, podsOfJobSelector, randomSuffix } from '../k8s/names.ts';
@@ -540,16 +540,24 @@ export class KubernetesBackend implements Backend {
   }
 
   async listJobs(namespace: string, options: ListOptions) {
+    if (options.raw) {
+      const path = `/apis/batch/v1/namespaces/${encodeURIComponent(namespace)}/jobs`;
+      const query = { limit: options.limit, continue: options.continueToken };
+      const list = await getJson<RawList<k8s.V1Job>>(this.kc, this.auth, path, query, { withoutManagedFields: true });
+      return { items: list.items, continueToken: list.metadata?.continue || undefined };
+    }
     const list = await this.batch.listNamespacedJob({ namespace, limit: options.limit, _continue: options.continueToken });
     return { items: list.items, continueToken: list.metadata?._continue || undefined };
   }
 
   async listJobsOfAllUsers(options: ListOptions) {
-    const list = await this.batch.listJobForAllNamespaces({
-      labelSelector: `${labels.managedBy}=kbatch`,
-      limit: options.limit,
-      _continue: options.continueToken,
-    });
+    const labelSelector = `${labels.managedBy}=kbatch`;
+    if (options.raw) {
+      const query = { labelSelector, limit: options.limit, continue: options.continueToken };
+      const list = await getJson<RawList<k8s.V1Job>>(this.kc, this.auth, '/apis/batch/v1/jobs', query, { withoutManagedFields: true });
+      return { items: list.items, continueToken: list.metadata?.continue || undefined };
+    }
+    const list = await this.batch.listJobForAllNamespaces({ labelSelector, limit: options.limit, _continue: options.continueToken });
     return { items: list.items, continueToken: list.metadata?._continue || undefined };
   }
 

@@ -12,6 +12,13 @@ import type { StreamedUploadOptions } from './kubernetes/streamed-upload.ts';
 export interface ListOptions {
   limit?: number;
   continueToken?: string;
+  /**
+   * The objects as the API server sends them, without client-node's models: timestamps are RFC 3339
+   * strings, keys in the server's order, newer fields kept, metadata.managedFields left out. Much
+   * cheaper to read; for callers that take either shape (lib/jobs/views.ts), not for the upstream wire
+   * format. Other backends ignore it.
+   */
+  raw?: boolean;
 }
 
 export interface PodFilter {

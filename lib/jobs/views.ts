@@ -58,6 +58,10 @@ export interface JobDetail extends JobSummary {
   notebook?: NotebookView;
 }
 
+/**
+ * Views read a job either as client-node's model (timestamps are Dates) or as the API server's JSON
+ * (strings; the native list reads it raw, see ListOptions.raw): every timestamp goes through here.
+ */
 function iso(value: Date | string | undefined): string | undefined {
   if (!value) return undefined;
   return new Date(value).toISOString();

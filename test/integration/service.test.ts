@@ -8,7 +8,12 @@ import * as assert from 'uvu/assert';
 import type { Deps } from '../../lib/api/deps.ts';
 import { documentedPath } from '../../lib/api/openapi.ts';
 import { apiRoutes } from '../../lib/app.ts';
-import { startStack } from '../stack/stack.ts';
+import type { V1Job } from '@kubernetes/client-node';
+import { KubernetesBackend } from '../../lib/backend/kubernetes.ts';
+import { loadSettings } from '../../lib/config.ts';
+import { toHttpError } from '../../lib/http/errors.ts';
+import { jobSummary, newestFirst } from '../../lib/jobs/views.ts';
+import { serverSettings, startStack } from '../stack/stack.ts';
 import { startServer } from '../stack/server.ts';
 import { adminClients, client, codeForm, eventually } from './helpers.ts';
 
@@ -270,6 +275,46 @@ jobs('list is newest first, paginates, and hides upload writers', async () => {
   assert.equal(paged, all);
   assert.is((await alice('GET', 'api/v1/jobs?limit=0')).status, 400);
   assert.is((await alice('GET', 'api/v1/jobs?continue=garbage')).status, 400);
+});
+jobs('the list reads jobs raw, and summarises and pages them exactly as from client-node models', async () => {
+  // Varied jobs: finished, running, an array, a suspended one (the raw JSON keeps timestamps as strings).
+  const finished = await submit({ name: 'raw-done' });
+  await waitForState(finished, ['succeeded']);
+  await submit({ name: 'raw-array', completions: 2, parallelism: 2 });
+  const backend = new KubernetesBackend({
+    ...loadSettings({ ...serverSettings, KUBECONFIG: stack.cluster.kbatchKubeconfig, JUPYTERHUB_API_URL: stack.hub.apiUrl }),
+  });
+  try {
+    const now = new Date();
+    const summaries = async (raw: boolean) => {
+      const items: V1Job[] = [];
+      let continueToken: string | undefined;
+      do {
+        const page = await backend.listJobs(aliceNs, { limit: 2, continueToken, raw });
+        items.push(...page.items);
+        continueToken = page.continueToken;
+      } while (continueToken);
+      return newestFirst(items).map((job) => jobSummary(job, now));
+    };
+    // Jobs change state between two reads: compare two reads with nothing changed in between.
+    const raw = await eventually('two reads of an unchanged namespace', async () => {
+      const [raw, models] = [await summaries(true), await summaries(false)];
+      const again = await summaries(true);
+      if (JSON.stringify(raw) !== JSON.stringify(again)) return undefined;
+      assert.equal(raw, models);
+      return raw;
+    });
+    assert.ok(raw.length >= 4, 'paged through several pages');
+    assert.ok(raw.some((j) => j.state === 'succeeded' && j.finishedAt));
+    // The API server's refusal comes back as the same error the models' path throws, mapped once.
+    const refused = await backend.listJobs(aliceNs, { raw: true, continueToken: 'garbage' }).then(
+      () => undefined,
+      (error: unknown) => toHttpError(error),
+    );
+    assert.is(refused?.status, 400, String(refused?.message));
+  } finally {
+    await backend.close();
+  }
 });
 jobs('show has pods and conditions once the pod has run', async () => {
   const name = await submit({ name: 'show' });

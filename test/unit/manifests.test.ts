@@ -206,6 +206,18 @@ image('the runtime stage copies node and the bundles only (no package manager, n
   ]);
   assert.match(read('scripts/bundle.ts'), /sourcemap: false/);
 });
+image("every service process runs with the image's memory settings (the bench measures with the same)", () => {
+  const dockerfile = read('Dockerfile');
+  assert.match(dockerfile, /^ENV .*\bNODE_OPTIONS=--max-semi-space-size=\d+/m, 'the Dockerfile caps the young generation');
+  assert.match(dockerfile, /^ENV .*\bMALLOC_MMAP_THRESHOLD_=\d+/m, 'large freed buffers go back to the system');
+  for (const service of services) {
+    for (const container of podSpecOf(service).containers as (Container & { env?: { name: string }[] })[]) {
+      const overridden = container.env?.filter((e) => /^(NODE_OPTIONS|MALLOC_)/.test(e.name)) ?? [];
+      assert.equal(overridden, [], `${service.metadata?.name}: the image's memory settings are overridden`);
+    }
+  }
+  assert.match(read('bench/run.ts'), /\.\.\.deployedMemoryEnv\(\)/, "the bench starts our server with the image's settings");
+});
 image.run();
 
 const secrets = suite('no usable secret is shipped');
@@ -264,6 +276,14 @@ function callsInSource(): Set<string> {
       type = type.replace(/ForAllNamespaces$/, '');
       const resource = type.endsWith('Log') ? `${type.slice(0, -3).toLowerCase()}s/log` : `${type.toLowerCase()}s`;
       calls.add(`${group}/${resource}:${verbs[verb]}`);
+    }
+    // Raw reads (lib/k8s/connection.ts getJson) name their path: a collection is a list, a name a get.
+    for (const [, path] of source.matchAll(/\bgetJson<[^(]*\([^,]+,[^,]+,\s*[`'](\/apis?\/[^`']+)[`']/g)) {
+      const segments = path!.split('/').filter(Boolean);
+      const group = segments[0] === 'apis' ? segments[1]! : '';
+      const rest = segments.slice(segments[0] === 'apis' ? 3 : 2);
+      const [resource, name] = rest[0] === 'namespaces' ? rest.slice(2) : rest;
+      calls.add(`${group}/${resource}:${name === undefined ? 'list' : 'get'}`);
     }
     if (/\/pods\/\$\{[^}]+\}\/log/.test(source)) calls.add('/pods/log:get');
     // Exec over a WebSocket is a GET that the API server authorizes as both get and create on pods/exec.
