@@ -37,12 +37,13 @@ export interface ScannerOptions {
   /** Bytes of the body outside code strings. */
   maxJsonBytes: number;
   maxDepth: number;
-  /** Decoded bytes of one code string. */
+  /** Decoded bytes of all code strings together (duplicates included: each is spooled). */
   maxCodeBytes: number;
   onCode: (event: CodeEvent) => void;
 }
 
 const codeField = 'code.binary_data.code';
+const maxCodeStrings = 8;
 const notBase64 = () => new BadRequest(`${codeField}: must be the base64 (RFC 4648, no whitespace) of the code's zip`, codeField);
 const notJson = () => new BadRequest('Request body is not valid JSON');
 
@@ -225,7 +226,9 @@ export class UpstreamBodyScanner {
 
   private startCode(): void {
     this.string = 'code';
-    this.quad = this.quadLength = this.padding = this.decoded = 0;
+    this.quad = this.quadLength = this.padding = 0;
+    // Duplicate keys are JSON (the last wins), but each costs a spool file: a few are plenty.
+    if (this.codes >= maxCodeStrings) throw new BadRequest(`${codeField}: given more than ${maxCodeStrings} times`, codeField);
     this.options.onCode({ type: 'start', id: this.codes++ });
   }
 
@@ -303,7 +306,8 @@ export class UpstreamBodyScanner {
     this.skeletonBytes += bytes.length;
     if (this.skeletonBytes > this.options.maxJsonBytes)
       throw new PayloadTooLarge(`Request body exceeds ${this.options.maxJsonBytes} bytes outside ${codeField}`);
-    this.skeleton.push(bytes);
+    // Copied: a view would keep its whole socket chunk (mostly code) alive until the end.
+    this.skeleton.push(Buffer.from(bytes));
   }
 
   private placeholder(id: number): string {

@@ -229,6 +229,18 @@ limits('code over the upload limit is a 413 UploadTooLarge while it streams', ()
   assert.equal(scan(exact, [], { maxCodeBytes: 4096 }), reference(exact));
 });
 
+limits('duplicate code strings share one upload limit, and more than 8 are refused', () => {
+  const a = randomBytes(3000).toString('base64');
+  const twice = `{"code": {"binary_data": {"code": "${a}", "code": "${a}"}}}`;
+  assert.equal(scan(twice, [], { maxCodeBytes: 6000 }), reference(twice));
+  const refused = refusal(() => scan(twice, [], { maxCodeBytes: 5999 }));
+  assert.equal([refused.status, refused.reason], [413, 'UploadTooLarge']);
+  const many = (n: number) => `{"code": {"binary_data": {${Array(n).fill('"code": "AAAA"').join(', ')}}}}`;
+  assert.equal(scan(many(8)), reference(many(8)));
+  const tooMany = refusal(() => scan(many(9)));
+  assert.equal([tooMany.status, tooMany.field], [400, 'code.binary_data.code']);
+});
+
 limits('nesting deeper than 64 levels is a 400; 64 is fine', () => {
   const nested = (depth: number) => `{"job": ${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
   assert.equal(scan(nested(64)), JSON.parse(nested(64)));
