@@ -6,7 +6,7 @@
  *   npm run bench                 # full sizes, 3 rounds (a few minutes on 2 cores)
  *   npm run bench -- --smoke      # tiny sizes, 1 round: checks the bench itself works (run by npm test)
  *   npm run bench -- --rounds 5 --upload-mb 256
- *   npm run bench -- --only upload  # only the upload rows: multipart zip and streamed tar.gz at 64 and 256 MiB
+ *   npm run bench -- --only upload  # only the upload rows: multipart zip, streamed tar.gz and upstream JSON at 64 and 256 MiB
  *   npm run bench -- --only list,logs --rounds 1   # some scenarios: list logs submit filled followers upload
  *   KBATCH_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- --only list  # profile our server
  */
@@ -546,22 +546,27 @@ async function measureUploads(server: KbatchServer, token: string, cluster: Clus
   const pid = server.process.pid!;
   // The user's volume: the test cluster has no provisioner, so its PV is bound ahead (and is KWOK's exec dir).
   await cluster.execDir('kbatch-alice');
-  const upload = (shape: 'multipart zip' | 'streamed tar.gz', file: string) => {
+  const upload = (shape: 'multipart zip' | 'streamed tar.gz' | 'upstream JSON', file: string) => {
     const answer = join(workDir, 'answer.json');
     const body =
       shape === 'multipart zip'
         ? ['-F', `archive=@${file};filename=code.zip`]
-        : ['-H', 'content-type: application/gzip', '--data-binary', `@${file}`];
+        : shape === 'upstream JSON'
+          ? ['-H', 'content-type: application/json', '--data-binary', `@${file}`]
+          : ['-H', 'content-type: application/gzip', '--data-binary', `@${file}`];
+    // The upstream CLI's submit: a Job with the zip base64 in its body, created at once (200).
+    const path = shape === 'upstream JSON' ? 'jobs/' : 'api/v1/uploads';
+    const expected = shape === 'upstream JSON' ? '200' : '201';
     const t0 = performance.now();
     const curl = spawnSync(
       'curl',
-      ['-sS', '-o', answer, '-w', '%{http_code}', '-H', `authorization: token ${token}`, ...body, `${server.url}api/v1/uploads`],
+      ['-sS', '-o', answer, '-w', '%{http_code}', '-H', `authorization: token ${token}`, ...body, `${server.url}${path}`],
       {
         encoding: 'utf8',
       },
     );
     const seconds = (performance.now() - t0) / 1000;
-    if (curl.stdout !== '201')
+    if (curl.stdout !== expected)
       log(`upload of ${file} (${shape}): HTTP ${curl.stdout} ${curl.stderr} ${readFileSync(answer, 'utf8').slice(0, 300)}`);
     return seconds;
   };
@@ -579,18 +584,26 @@ async function measureUploads(server: KbatchServer, token: string, cluster: Clus
       if (made.status !== 0) throw new Error(`${command} failed: ${made.stderr}`);
     }
     rmSync(dir, { recursive: true, force: true });
-    return { zip, tgz };
+    // What `kbatch job submit --code` (upstream CLI) posts: the zip as base64 inside the JSON body.
+    const json = join(workDir, `upload-${mb}.json`);
+    const [head, tail] = JSON.stringify({ job: upstreamSubmitBody('upload').job, code: { binary_data: { code: '@CODE@' } } }).split(
+      '@CODE@',
+    );
+    writeFileSync(json, `${head}${readFileSync(zip).toString('base64')}${tail}`);
+    return { zip, tgz, json };
   };
   // The first transfers after start size V8's heap and the buffer pools (tens of MB, once); a
   // server in service is past them, so one small upload of each shape goes first, unmeasured.
   const warm = archives(Math.max(1, sizes.uploadMb / 4));
   upload('multipart zip', warm.zip);
   upload('streamed tar.gz', warm.tgz);
+  upload('upstream JSON', warm.json);
   for (const mb of uploadSizes) {
-    const { zip, tgz } = archives(mb);
+    const { zip, tgz, json } = archives(mb);
     for (const [shape, file] of [
       ['multipart zip', zip],
       ['streamed tar.gz', tgz],
+      ['upstream JSON', json],
     ] as const) {
       await new Promise((r) => setTimeout(r, 1000));
       const before = rssMb(pid);
@@ -605,6 +618,7 @@ async function measureUploads(server: KbatchServer, token: string, cluster: Clus
     }
     rmSync(zip, { force: true });
     rmSync(tgz, { force: true });
+    rmSync(json, { force: true });
   }
 }
 

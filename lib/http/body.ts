@@ -85,7 +85,7 @@ export async function readBody(req: IncomingRequest, limitBytes: number): Promis
 }
 
 /** JSON bodies come as application/json or a `+json` type; a body without a type is taken as JSON, as FastAPI (upstream) does. */
-function assertJsonContentType(req: IncomingRequest): void {
+export function assertJsonContentType(req: IncomingRequest): void {
   const header = req.headers['content-type'];
   if (header === undefined || header.trim() === '') return;
   const [type = '', ...parameters] = header.split(';');

@@ -2,11 +2,14 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { User } from '../auth/types.ts';
 import { BadRequest, toHttpError } from '../http/errors.ts';
-import { queryFlag, readJson, type Reply, type RouteDefinition } from '../http/router.ts';
+import { queryFlag, type Reply, type RouteDefinition } from '../http/router.ts';
 import { UpstreamCronJobBodySchema, UpstreamJobBodySchema } from '../jobs/schemas.ts';
 import { expectObject } from '../jobs/spec.ts';
 import { toUpstreamWire } from '../k8s/wire.ts';
-import { codeFromZip } from '../uploads/code.ts';
+import { listZip } from '../uploads/archive.ts';
+import { codeFromEntries } from '../uploads/code.ts';
+import type { Spool } from '../uploads/spool.ts';
+import { isSpooledCode, withUpstreamBody } from './streaming-body.ts';
 import type { Deps } from '../api/deps.ts';
 import { jobLogs } from '../api/logs.ts';
 import { idempotencyKeyFrom, listAllJobs, submitCronJob, submitJob, uploadLimitsOf } from '../api/operations.ts';
@@ -114,15 +117,19 @@ async function jobOrPodLogs(deps: Deps, user: User, name: string, follow: boolea
   return jobLogs(deps, user, name, { follow }, signal);
 }
 
-/** Upstream sends code as a ConfigMap dict whose `binary_data.code` is a base64 zip; checked here, stored by the create. */
-function inlineCodeFrom(deps: Deps, code: unknown) {
+/**
+ * Upstream sends code as a ConfigMap dict whose `binary_data.code` is a base64 zip; the body reader
+ * (./streaming-body.ts) has already decoded that string into the spool, and the zip is read there
+ * with positioned reads. Checked here, stored by the create.
+ */
+function inlineCodeFrom(deps: Deps, code: unknown, spool: Spool) {
   if (code === null || code === undefined) return undefined;
   const configMap = expectObject(code, 'code');
   const binary = (configMap.binary_data ?? configMap.binaryData) as Record<string, unknown> | undefined;
-  if (!binary || typeof binary.code !== 'string')
-    throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
-  const zip = Buffer.from(binary.code, 'base64');
-  return codeFromZip(zip, uploadLimitsOf(deps));
+  const zip = binary?.code;
+  if (!isSpooledCode(zip)) throw new BadRequest('code.binary_data.code: must hold the base64 zip of the code', 'code.binary_data.code');
+  const limits = uploadLimitsOf(deps);
+  return codeFromEntries(listZip(spool.access(zip.path, zip.size), limits), limits, zip.sha256);
 }
 
 export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
@@ -138,14 +145,15 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
       },
       handler: authenticated(deps, async (ctx, user) => {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
-        const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
-        const spec = specFromUpstreamManifest(body.job);
-        const job = await submitJob(deps, user, spec, { upload: inlineCodeFrom(deps, body.code), idempotencyKey }).catch(
-          (error: unknown) => {
+        return withUpstreamBody(ctx.req, { maxCodeBytes: deps.settings.maxUploadBytes }, async (raw, spool) => {
+          const body = expectObject(raw, 'body');
+          const spec = specFromUpstreamManifest(body.job);
+          const upload = inlineCodeFrom(deps, body.code, spool);
+          const job = await submitJob(deps, user, spec, { upload, idempotencyKey }).catch((error: unknown) => {
             throw inManifestTerms(error, 'job');
-          },
-        );
-        return { json: toUpstreamWire(withStatusKeys(job)) };
+          });
+          return { json: toUpstreamWire(withStatusKeys(job)) };
+        });
       }),
     },
     {
@@ -160,14 +168,15 @@ export function upstreamSubmitRoutes(deps: Deps): RouteDefinition[] {
       },
       handler: authenticated(deps, async (ctx, user) => {
         const idempotencyKey = idempotencyKeyFrom(ctx.req.headers);
-        const body = expectObject(await readJson(ctx.req, deps.settings.maxUploadBytes * 2), 'body');
-        const { spec, schedule } = specFromUpstreamCronJob(body.job);
-        const cronJob = await submitCronJob(deps, user, spec, schedule, { upload: inlineCodeFrom(deps, body.code), idempotencyKey }).catch(
-          (error: unknown) => {
+        return withUpstreamBody(ctx.req, { maxCodeBytes: deps.settings.maxUploadBytes }, async (raw, spool) => {
+          const body = expectObject(raw, 'body');
+          const { spec, schedule } = specFromUpstreamCronJob(body.job);
+          const upload = inlineCodeFrom(deps, body.code, spool);
+          const cronJob = await submitCronJob(deps, user, spec, schedule, { upload, idempotencyKey }).catch((error: unknown) => {
             throw inManifestTerms(error, 'cronjob');
-          },
-        );
-        return { json: toUpstreamWire(cronJob) };
+          });
+          return { json: toUpstreamWire(cronJob) };
+        });
       }),
     },
   ];

@@ -4,11 +4,13 @@
  * the Hub's proxy, exactly as a user in a notebook would run it.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { resetPeakRss } from '../../bench/lib.ts';
 import { startStack } from '../stack/stack.ts';
 import { adminClients, eventually } from './helpers.ts';
 
@@ -20,7 +22,12 @@ const setup = (...version: string[]) =>
 const venv = setup();
 /** 0.4.2, the newest stable release and what most users have: its `pod logs POD` asks `jobs/logs/POD/`. */
 const venv042 = setup('0.4.2');
-const stack = await startStack();
+const MiB = 1024 * 1024;
+/** The server's temporary directory, where an upstream body's code is spooled while it streams in. */
+const spoolDir = mkdtempSync(join(tmpdir(), 'kbatch-upstream-cli-tmp-'));
+/** The spool's directories (tsx keeps its own cache there too). */
+const spooled = () => readdirSync(spoolDir).filter((name) => name.startsWith('kbatch-upload-'));
+const stack = await startStack({ KBATCH_MAX_UPLOAD_BYTES: String(32 * MiB), TMPDIR: spoolDir });
 const admin = adminClients(stack.cluster.adminKubeconfig);
 const aliceNs = 'kbatch-alice';
 const work = mkdtempSync(join(tmpdir(), 'kbatch-upstream-cli-'));
@@ -369,9 +376,59 @@ cron('cronjob delete removes it', async () => {
 cron.run();
 
 // ---------------------------------------------------------------------------------------------
+const large = suite('large code in the upstream JSON body (issue 10)');
+function serverMemory(): { peakKb: number; rssKb: number } {
+  const status = readFileSync(`/proc/${stack.server.process.pid}/status`, 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)![1]);
+  return { peakKb: field('VmHWM'), rssKb: field('VmRSS') };
+}
+large('24 MiB of incompressible code: streamed to disk, stored on the volume, server RSS bounded, no spool left', async () => {
+  await stack.cluster.execDir(aliceNs);
+  const dir = mkdtempSync(join(work, 'large-'));
+  writeFileSync(join(dir, 'main.py'), 'print("large")\n');
+  // A first large body sizes V8's heap and the buffer pools (once per process); the measure is the second's.
+  writeFileSync(join(dir, 'data.bin'), randomBytes(6 * MiB));
+  ok(await kbatch(['job', 'submit', '--name=warm', '--image=busybox', command, `--code=${dir}`], { timeoutMs: 120_000 }), 'warm-up submit');
+  writeFileSync(join(dir, 'data.bin'), randomBytes(24 * MiB));
+  await new Promise((r) => setTimeout(r, 1000));
+  resetPeakRss(stack.server.process.pid!);
+  const before = serverMemory();
+  const out = ok(
+    await kbatch(['job', 'submit', '--name=large', '--image=busybox', command, `--code=${dir}`], { timeoutMs: 120_000 }),
+    'large submit',
+  );
+  const after = serverMemory();
+  const growthMb = (after.peakKb - before.rssKb) / 1024;
+  console.error(
+    `[upstream-cli] 24 MiB code via the Python CLI (~32 MiB base64 JSON body): server RSS ${(before.rssKb / 1024).toFixed(0)} MB, peak ${(after.peakKb / 1024).toFixed(0)} MB (+${growthMb.toFixed(1)} MB)`,
+  );
+  const name = out.trim().split('\n').pop()!.trim();
+  assert.match(name, /^large-[a-z0-9]+$/);
+  const job = await admin.batch.readNamespacedJob({ name, namespace: aliceNs });
+  const volumes = job.spec!.template.spec!.volumes ?? [];
+  assert.ok(
+    volumes.some((v) => v.persistentVolumeClaim),
+    `code too large for a ConfigMap is mounted from the user's volume: ${JSON.stringify(volumes)}`,
+  );
+  assert.ok(growthMb <= 32, `peak RSS grew by ${growthMb.toFixed(1)} MB during a 24 MiB upstream submit`);
+  assert.equal(spooled(), [], 'no spooled body left');
+});
+large('code over the upload limit is refused (413) without a traceback, and leaves no spool', async () => {
+  const dir = mkdtempSync(join(work, 'too-large-'));
+  writeFileSync(join(dir, 'data.bin'), randomBytes(33 * MiB));
+  const run = await kbatch(['job', 'submit', '--name=huge', '--image=busybox', command, `--code=${dir}`], { timeoutMs: 120_000 });
+  assert.is(run.code, 1, `${run.stdout}\n${run.stderr}`);
+  assert.match(run.stderr, /kbatch-proxy error 413: /);
+  noTraceback(run);
+  await eventually('the spool to be removed', async () => spooled().length === 0 || undefined, 10_000, 200);
+});
+large.run();
+
+// ---------------------------------------------------------------------------------------------
 const teardown = suite('teardown');
 teardown('stop the stack', async () => {
   rmSync(work, { recursive: true, force: true });
+  rmSync(spoolDir, { recursive: true, force: true });
   await stack.stop();
 });
 teardown.run();
