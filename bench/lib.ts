@@ -1,5 +1,6 @@
 /** Small measuring tools for bench/run.ts: process CPU and memory from /proc, percentiles, concurrency. */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const clockTicksPerSecond = 100;
 
@@ -58,4 +59,17 @@ export async function concurrently(
     }),
   );
   return { seconds: (performance.now() - started) / 1000, errors };
+}
+
+/**
+ * The image's memory settings (Dockerfile ENV: NODE_OPTIONS, MALLOC_*), so the bench and the test
+ * stack run our server as production does (without them V8's young generation alone grows to 2 x 64 MB).
+ */
+export function deployedMemoryEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  const dockerfile = readFileSync(join(import.meta.dirname, '..', 'Dockerfile'), 'utf8');
+  for (const [, line] of dockerfile.matchAll(/^ENV (.*)$/gm)) {
+    for (const [, key, value] of line!.matchAll(/(\w+)=(\S+)/g)) if (/^(NODE_OPTIONS|MALLOC_\w+)$/.test(key!)) env[key!] = value!;
+  }
+  return env;
 }

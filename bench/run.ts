@@ -23,7 +23,7 @@ import { startCluster, type Cluster } from '../test/stack/cluster.ts';
 import { startHub, type Hub } from '../test/stack/hub.ts';
 import { freePort, killOnExit, startServer, type KbatchServer } from '../test/stack/server.ts';
 import { writeZip } from '../cli/zip.ts';
-import { concurrently, cpuMs, median, peakRssMb, percentile, resetPeakRss, rssMb } from './lib.ts';
+import { concurrently, cpuMs, deployedMemoryEnv, median, peakRssMb, percentile, resetPeakRss, rssMb } from './lib.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const { values: flags } = parseArgs({
@@ -55,14 +55,6 @@ const sizes = {
 };
 /** The upload is measured at the requested size and at 4x it (≥ 256 MiB at full size). */
 const uploadSizes = [sizes.uploadMb, sizes.uploadMb * 4];
-/** The image's memory settings (Dockerfile ENV: NODE_OPTIONS, MALLOC_*): our server runs as in production. */
-function deployedMemoryEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [, line] of readFileSync(join(root, 'Dockerfile'), 'utf8').matchAll(/^ENV (.*)$/gm)) {
-    for (const [, key, value] of line!.matchAll(/(\w+)=(\S+)/g)) if (/^(NODE_OPTIONS|MALLOC_\w+)$/.test(key!)) env[key!] = value!;
-  }
-  return env;
-}
 const started = Date.now();
 const log = (message: string) => console.error(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${message}`);
 

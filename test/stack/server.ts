@@ -3,6 +3,7 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { deployedMemoryEnv } from '../../bench/lib.ts';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
@@ -61,6 +62,8 @@ export async function startServer(
       PORT: String(port),
       KBATCH_PREFIX: prefix,
       KBATCH_UPLOAD_SECRET: 'test-upload-secret-0123456789abcdef0123',
+      // As in the image, so memory bounds measured in tests hold for what is deployed.
+      ...deployedMemoryEnv(),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
