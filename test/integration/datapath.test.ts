@@ -4,7 +4,6 @@
 // volume, so the bytes that arrive there are the bytes that went through exec.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -14,7 +13,7 @@ import { writeHeader, writeTar } from '../../lib/uploads/archive.ts';
 import { writeZip } from '../../cli/zip.ts';
 import { resetPeakRss } from '../../bench/lib.ts';
 import { startStack } from '../stack/stack.ts';
-import { adminClients, client } from './helpers.ts';
+import { adminClients, client, postFormFresh } from './helpers.ts';
 
 const MiB = 1024 * 1024;
 /** The server's temporary directory, where multipart uploads spool. */
@@ -229,34 +228,9 @@ function bigZip(bytes: number): { zip: Buffer; data: Buffer } {
   return { zip, data };
 }
 
-/**
- * A multipart POST on a connection of its own. fetch would reuse the previous request's keep-alive
- * socket to the Hub's proxy, which closes idle sockets after 5 s; this test's process blocks its event
- * loop for seconds making and checking tens of MiB, so fetch's own 4 s idle timer can fire too late
- * and the request goes out on a socket the proxy is closing (ECONNRESET, no answer).
- */
 async function postForm(pathname: string, form: FormData) {
-  const encoded = new Response(form);
-  const body = Buffer.from(await encoded.arrayBuffer());
-  return new Promise<{ status: number; body: Record<string, any> }>((resolve, reject) => {
-    const req = http.request(new URL(pathname, stack.serviceUrl), {
-      method: 'POST',
-      agent: false,
-      headers: {
-        authorization: `token ${stack.hub.tokens.alice}`,
-        'content-type': encoded.headers.get('content-type')!,
-        'content-length': body.length,
-      },
-    });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) }));
-    });
-    req.end(body);
-  });
+  const answer = await postFormFresh(new URL(pathname, stack.serviceUrl), { authorization: `token ${stack.hub.tokens.alice}` }, form);
+  return { status: answer.status, body: JSON.parse(answer.text) as Record<string, any> };
 }
 
 multipart('a 24 MiB zip part is spooled, streamed into the volume intact, and its spool removed', async () => {

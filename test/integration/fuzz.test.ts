@@ -560,7 +560,7 @@ interface Answer {
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-function send(c: Case, target: { port: number; prefix: string } = { port: Number(hubUrl.port), prefix }): Promise<Answer> {
+function send(c: Case, target: { port: number; prefix: string } = { port: Number(hubUrl.port), prefix }, retried = false): Promise<Answer> {
   return new Promise((resolve) => {
     const headers: Record<string, string | number> = { ...c.headers };
     if (c.auth) headers.authorization = `token ${token}`;
@@ -584,7 +584,13 @@ function send(c: Case, target: { port: number; prefix: string } = { port: Number
       res.on('error', (error) => resolve({ status: res.statusCode!, contentType: '', text: '', error: error.message }));
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (error) => resolve({ status: 0, contentType: '', text: '', error: error.message }));
+    req.on('error', (error) => {
+      // A kept-alive socket the Hub's proxy closed as this request went out (it closes sockets idle
+      // for 5 s, and this run keeps some idle while others drain refused 16 MiB bodies): the request
+      // never reached anyone. Node's documented remedy is to send it again (request.reusedSocket).
+      if (req.reusedSocket && (error as NodeJS.ErrnoException).code === 'ECONNRESET' && !retried) return resolve(send(c, target, true));
+      resolve({ status: 0, contentType: '', text: '', error: error.message });
+    });
     req.end(c.body);
   });
 }

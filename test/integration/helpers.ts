@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import * as k8s from '@kubernetes/client-node';
+import http from 'node:http';
 
 export interface ApiResponse<T = any> {
   status: number;
@@ -89,5 +90,42 @@ export function runProgram(
       clearTimeout(timer);
       done({ code, stdout, stderr, seconds: (Date.now() - started) / 1000 });
     });
+  });
+}
+
+/**
+ * A multipart POST on a connection of its own, answered as status, content type and text.
+ * fetch would send it on a kept-alive socket, and the Hub's proxy closes idle sockets after 5 s (and
+ * the one a refused upload was drained on): a request that goes out on such a socket as it closes
+ * gets ECONNRESET with no answer, which says nothing about the server. A fresh connection leaves a
+ * reset meaning what the tests check: the proxy or the server cut this very request.
+ */
+export async function postFormFresh(
+  url: URL,
+  headers: Record<string, string>,
+  form: FormData,
+): Promise<{ status: number; contentType: string; text: string }> {
+  const encoded = new Response(form);
+  const body = Buffer.from(await encoded.arrayBuffer());
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      method: 'POST',
+      agent: false,
+      headers: { ...headers, 'content-type': encoded.headers.get('content-type')!, 'content-length': body.length },
+    });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode!,
+          contentType: String(res.headers['content-type'] ?? ''),
+          text: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
+    });
+    req.end(body);
   });
 }

@@ -8,7 +8,7 @@ import { crc32, deflateRawSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startStack } from '../stack/stack.ts';
-import { adminClients, client } from './helpers.ts';
+import { adminClients, client, postFormFresh } from './helpers.ts';
 
 const stack = await startStack();
 const token = stack.hub.tokens.alice!;
@@ -41,14 +41,8 @@ function archiveForm(bytes: Buffer, name = 'code.zip'): FormData {
 }
 
 async function postForm(path: string, form: FormData): Promise<Answer> {
-  const response = await fetch(new URL(path, stack.serviceUrl), {
-    method: 'POST',
-    headers: { authorization: `token ${token}` },
-    body: form,
-  });
-  const text = await response.text();
-  const type = response.headers.get('content-type') ?? '';
-  return { status: response.status, contentType: type, body: type.includes('json') ? JSON.parse(text) : text };
+  const { status, contentType, text } = await postFormFresh(new URL(path, stack.serviceUrl), { authorization: `token ${token}` }, form);
+  return { status, contentType, body: contentType.includes('json') ? JSON.parse(text) : text };
 }
 
 function assertRefused(answer: Answer, status: number, reason: string) {
